@@ -1,0 +1,1 @@
+"""Bluesky glue: live sizing callback, replay from Tiled, remote consumer."""

@@ -1,0 +1,1 @@
+"""Network definitions, the model bundle format and the shipped trained model."""

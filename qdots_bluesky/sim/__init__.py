@@ -1,0 +1,1 @@
+"""Physics core: Debye scattering simulations of quantum-dot powders. Imports no Bluesky."""
