@@ -80,7 +80,7 @@ class CrystalStructure:
 def _rocksalt(name: str, cation: str, anion: str, a: float, b_cation: float, b_anion: float, note: str) -> CrystalStructure:
     atoms = bulk(f"{cation}{anion}", "rocksalt", a=a)
     b = [b_cation if s == cation else b_anion for s in atoms.get_chemical_symbols()]
-    s = CrystalStructure.from_atoms(atoms, name, b_iso=b)
+    s = CrystalStructure.from_atoms(atoms, name, b_iso=b, source="built-in")
     s.notes.update(lattice_parameter_a=a, space_group="Fm-3m", reference=note)
     return s
 
@@ -88,7 +88,7 @@ def _rocksalt(name: str, cation: str, anion: str, a: float, b_cation: float, b_a
 def _zincblende(name: str, cation: str, anion: str, a: float, b_cation: float, b_anion: float, note: str) -> CrystalStructure:
     atoms = bulk(f"{cation}{anion}", "zincblende", a=a)
     b = [b_cation if s == cation else b_anion for s in atoms.get_chemical_symbols()]
-    s = CrystalStructure.from_atoms(atoms, name, b_iso=b)
+    s = CrystalStructure.from_atoms(atoms, name, b_iso=b, source="built-in")
     s.notes.update(lattice_parameter_a=a, space_group="F-43m", reference=note)
     return s
 

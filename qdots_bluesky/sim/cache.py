@@ -1,0 +1,62 @@
+"""On-disk cache of exact pair histograms of series clusters (a few hundred kB each at most).
+
+The histogram of cluster n of a structure never changes, so it is computed once per machine.
+Location: $QDOTS_CACHE_DIR, else ~/.cache/qdots_bluesky. Set QDOTS_CACHE_DIR=off to disable.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .clusters import build_series_cluster
+from .materials import CrystalStructure
+from .pair_histogram import PairHistogram, Species, lattice_pair_histogram
+
+CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path | None:
+    value = os.environ.get("QDOTS_CACHE_DIR", "")
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else Path.home() / ".cache" / "qdots_bluesky"
+
+
+def structure_key(structure: CrystalStructure) -> str:
+    """Hash of everything in a structure that changes its pair histograms."""
+    h = hashlib.sha256()
+    for arr in (structure.cell, structure.fractional_positions, structure.occupancies, structure.b_iso):
+        h.update(np.round(np.asarray(arr, dtype=float), 9).tobytes())
+    h.update(",".join(structure.elements).encode())
+    return h.hexdigest()[:16]
+
+
+def series_histogram(structure: CrystalStructure, n: int) -> PairHistogram:
+    """Exact pair histogram of series cluster n, from the cache when present."""
+    directory = cache_dir()
+    path = None
+    if directory is not None:
+        path = directory / f"hist-v{CACHE_FORMAT}-{structure.name}-{structure_key(structure)}-n{n}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    species = [Species(e, float(o), float(b)) for e, o, b in zip(structure.elements, structure.occupancies, structure.b_iso)]
+                    pairs = [tuple(int(v) for v in p) for p in z["pairs"]]
+                    return PairHistogram(species, z["atoms_per_species"], z["distances"], z["counts"], pairs,
+                                         info={"cluster": f"{structure.name} series n={n}", "cached": str(path)})
+            except (OSError, KeyError, ValueError):
+                pass  # a broken cache file is recomputed below
+    hist = lattice_pair_histogram(build_series_cluster(structure, n))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, distances=hist.distances, counts=hist.counts, atoms_per_species=hist.atoms_per_species,
+                     pairs=np.asarray(hist.pairs))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home is not an error: the histogram is still returned
+    return hist

@@ -1,0 +1,180 @@
+"""Pair-distance histograms, the input of the Debye scattering equation.
+
+The DSE needs, for every pair of scattering species, how many atom pairs sit at each distance.
+Two ways to get them:
+
+- ``lattice_pair_histogram``: exact, for clusters cut from a lattice. Pair counts per lattice
+  displacement are auto/cross-correlations of the occupancy grids of the basis sites, done by FFT,
+  then merged per distinct distance. No loop over atom pairs.
+- ``atoms_pair_histogram``: any ase.Atoms (icosahedra, relaxed or disordered clusters). Pair
+  distances are binned with width ``bin_width_a``; each bin keeps the mean distance of its pairs,
+  so the DSE error per pair is at most (Q bin_width)^2 / 6 (second order in the bin width).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+from scipy import fft
+
+from .clusters import LatticeCluster
+from .form_factors import atomic_number
+
+
+@dataclass(frozen=True)
+class Species:
+    """A scattering species: element, site occupancy and isotropic Debye-Waller B (A^2)."""
+
+    element: str
+    occupancy: float = 1.0
+    b_iso: float = 0.0
+
+
+@dataclass
+class PairHistogram:
+    """Ordered-pair counts (i != j, both orders) per distance and per unordered species pair.
+
+    ``counts[d, k]`` is the number of ordered atom pairs of species pair ``pairs[k]`` = (s, t),
+    s <= t, at distance ``distances[d]`` (A). ``atoms_per_species[s]`` gives the self terms.
+    """
+
+    species: list[Species]
+    atoms_per_species: np.ndarray
+    distances: np.ndarray
+    counts: np.ndarray
+    pairs: list[tuple[int, int]]
+    exact: bool = True
+    bin_width_a: float | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atoms_per_species.sum())
+
+    def max_relative_pair_error(self, q_max: float) -> float:
+        """Bound on |error| of each binned pair's sinc term relative to the term's weight at q_max (1/A)."""
+        if self.exact or not self.bin_width_a:
+            return 0.0
+        return float((q_max * self.bin_width_a) ** 2 / 6.0)
+
+
+def _species_pairs(n_species: int) -> list[tuple[int, int]]:
+    return [(s, t) for s in range(n_species) for t in range(s, n_species)]
+
+
+def _merge_distances(d2_list: list[np.ndarray], count_list: list[np.ndarray], n_pairs: int, tol_a2: float = 1e-6):
+    """Group squared distances equal within tol_a2 and sum counts per pair class."""
+    d2 = np.concatenate(d2_list)
+    counts = np.concatenate(count_list)
+    cls = np.concatenate([np.full(len(x), k, dtype=np.int64) for k, x in enumerate(d2_list)])
+    order = np.argsort(d2)
+    d2, counts, cls = d2[order], counts[order], cls[order]
+    new_group = np.empty(d2.size, dtype=bool)
+    new_group[:1] = True
+    new_group[1:] = np.diff(d2) > tol_a2
+    group = np.cumsum(new_group) - 1
+    n_groups = int(group[-1]) + 1 if group.size else 0
+    weight = np.bincount(group, weights=counts, minlength=n_groups)
+    mean_d2 = np.bincount(group, weights=counts * d2, minlength=n_groups) / np.maximum(weight, 1e-300)
+    table = np.zeros((n_groups, n_pairs))
+    np.add.at(table, (group, cls), counts)
+    return np.sqrt(mean_d2), table
+
+
+def lattice_pair_histogram(cluster: LatticeCluster) -> PairHistogram:
+    """Exact pair histogram of a lattice cluster from FFT correlations of its site occupancy grids."""
+    st = cluster.structure
+    idx = cluster.translations - cluster.translations.min(axis=0)
+    shape = idx.max(axis=0) + 1
+    fft_shape = tuple(fft.next_fast_len(int(2 * n - 1), real=True) for n in shape)
+    spectra = []
+    for s in range(st.n_sites):
+        grid = np.zeros(fft_shape)
+        sel = cluster.sites == s
+        grid[idx[sel, 0], idx[sel, 1], idx[sel, 2]] = 1.0
+        spectra.append(fft.rfftn(grid, workers=-1))
+    # lattice displacement of every FFT cell, wrapped to [-(n-1), n-1]
+    disp_axes = [np.where(np.arange(m) < m // 2 + 1, np.arange(m), np.arange(m) - m) for m in fft_shape]
+    pairs = _species_pairs(st.n_sites)
+    d2_list, count_list = [], []
+    for s, t in pairs:
+        corr = fft.irfftn(np.conj(spectra[s]) * spectra[t], s=fft_shape, workers=-1)
+        counts = np.rint(corr)
+        nz = np.nonzero(counts > 0.5)
+        di, dj, dk = disp_axes[0][nz[0]], disp_axes[1][nz[1]], disp_axes[2][nz[2]]
+        c = counts[nz]
+        if s == t:  # drop the self term (zero displacement)
+            keep = (di != 0) | (dj != 0) | (dk != 0)
+            di, dj, dk, c = di[keep], dj[keep], dk[keep], c[keep]
+        else:  # correlation counts (i in s, j in t) once; the DSE sums both orders
+            c = 2.0 * c
+        offset = st.fractional_positions[t] - st.fractional_positions[s]
+        vec = np.stack([di, dj, dk], axis=1) + offset
+        cart = vec @ st.cell
+        d2_list.append(np.einsum("ij,ij->i", cart, cart))
+        count_list.append(c)
+    distances, table = _merge_distances(d2_list, count_list, len(pairs))
+    species = [Species(e, float(o), float(b)) for e, o, b in zip(st.elements, st.occupancies, st.b_iso)]
+    return PairHistogram(species, cluster.site_counts(), distances, table, pairs, exact=True,
+                         info={"cluster": cluster.label, "diameter_nm": cluster.diameter_nm, "fft_shape": fft_shape})
+
+
+def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[str, float] | float = 0.0,
+                         chunk_pairs: int = 4_000_000) -> PairHistogram:
+    """Binned pair histogram of any ase.Atoms (non-lattice clusters).
+
+    Species are the elements; B (A^2) per element (dict) or one value; occupancies come from the
+    'occupancy' array of the Atoms if present (one value per element). Cost grows as N^2 / 2.
+    """
+    if not bin_width_a > 0:
+        raise ValueError(f"bin width must be a positive distance in A, got {bin_width_a!r}")
+    symbols = atoms.get_chemical_symbols()
+    if len(symbols) < 1:
+        raise ValueError("the Atoms object holds no atom")
+    elements = sorted(set(symbols), key=atomic_number)
+    sp_index = np.array([elements.index(s) for s in symbols])
+    occ_arr = atoms.arrays.get("occupancy")
+    species = []
+    for k, e in enumerate(elements):
+        occ = float(np.mean(occ_arr[sp_index == k])) if occ_arr is not None else 1.0
+        b = float(b_iso.get(e, 0.0)) if isinstance(b_iso, dict) else float(b_iso)
+        species.append(Species(e, occ, b))
+    n_sp = len(elements)
+    pairs = _species_pairs(n_sp)
+    pair_id = {p: k for k, p in enumerate(pairs)}
+    cls_of = np.zeros((n_sp, n_sp), dtype=np.int64)
+    for (s, t), k in pair_id.items():
+        cls_of[s, t] = cls_of[t, s] = k
+    pos = atoms.get_positions()
+    n = len(pos)
+    extent_a = float(np.linalg.norm(np.ptp(pos, axis=0)))
+    n_bins = int(np.ceil(extent_a / bin_width_a)) + 2
+    count = np.zeros((n_bins, len(pairs)))
+    dsum = np.zeros((n_bins, len(pairs)))
+    rows = max(1, chunk_pairs // max(n, 1))
+    for start in range(0, n - 1, rows):
+        stop = min(start + rows, n - 1)
+        i = np.arange(start, stop)
+        diff = pos[i, None, :] - pos[None, :, :]
+        d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        upper = np.arange(n)[None, :] > i[:, None]
+        dd = d[upper]
+        k = cls_of[sp_index[i][:, None], sp_index[None, :]][upper]
+        b = np.minimum((dd / bin_width_a).astype(np.int64), n_bins - 1)
+        flat = b * len(pairs) + k
+        count += np.bincount(flat, minlength=n_bins * len(pairs)).reshape(n_bins, len(pairs))
+        dsum += np.bincount(flat, weights=dd, minlength=n_bins * len(pairs)).reshape(n_bins, len(pairs))
+    # one distance per (bin, species pair): the mean of its pairs
+    d_list, c_list = [], []
+    for k in range(len(pairs)):
+        nz = count[:, k] > 0
+        d_list.append((dsum[nz, k] / count[nz, k]) ** 2)
+        c_list.append(2.0 * count[nz, k])  # both orders
+    if sum(len(x) for x in d_list) == 0:
+        distances, table = np.zeros(0), np.zeros((0, len(pairs)))
+    else:
+        distances, table = _merge_distances(d_list, c_list, len(pairs), tol_a2=0.0)
+    atoms_per = np.bincount(sp_index, minlength=n_sp)
+    return PairHistogram(species, atoms_per, distances, table, pairs, exact=False, bin_width_a=bin_width_a,
+                         info={"cluster": atoms.info.get("label", atoms.get_chemical_formula())})
