@@ -104,11 +104,13 @@ def lattice_pair_histogram(cluster: LatticeCluster) -> PairHistogram:
         nz = np.nonzero(counts > 0.5)
         di, dj, dk = disp_axes[0][nz[0]], disp_axes[1][nz[1]], disp_axes[2][nz[2]]
         c = counts[nz]
-        if s == t:  # drop the self term (zero displacement)
-            keep = (di != 0) | (dj != 0) | (dk != 0)
+        if s == t:
+            # counts are symmetric under displacement -> -displacement: keep one half-space (which also
+            # drops the zero displacement, the self term) and count it twice
+            keep = (di > 0) | ((di == 0) & ((dj > 0) | ((dj == 0) & (dk > 0))))
             di, dj, dk, c = di[keep], dj[keep], dk[keep], c[keep]
-        else:  # correlation counts (i in s, j in t) once; the DSE sums both orders
-            c = 2.0 * c
+        # correlation counts (i in s, j in t) once per half-space or species order; the DSE sums both
+        c = 2.0 * c
         offset = st.fractional_positions[t] - st.fractional_positions[s]
         vec = np.stack([di, dj, dk], axis=1) + offset
         cart = vec @ st.cell
