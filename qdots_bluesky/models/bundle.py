@@ -1,0 +1,336 @@
+"""The model bundle: one ``.safetensors`` file with the weights, calibration and metadata.
+
+Format (version 1). A standard safetensors file (https://github.com/huggingface/safetensors):
+loading it parses a JSON header and copies raw little-endian arrays; it executes no code.
+
+Tensors:
+
+========================================  =========  ==========================================
+name                                      shape      meaning
+========================================  =========  ==========================================
+``model.<state-dict key>``                various    QDotsNet weights and BatchNorm running stats
+``calibration.temperature_size``          (1,)       temperature T > 0 of the size logits
+``calibration.temperature_dispersion``    (1,)       temperature T > 0 of the dispersion logits
+``ood.feature_mean``                      (32,)      mean of the pooled features (held-out set)
+``ood.feature_precision``                 (32, 32)   inverse (shrunk) covariance of those features
+``ood.threshold``                         (1,)       Mahalanobis distance above which a pattern
+                                                     is flagged ``out_of_distribution``
+any other name                            any        kept and returned in ``tensors``
+========================================  =========  ==========================================
+
+The safetensors header metadata (a str -> str map) holds ``format`` = "qdots-bundle",
+``format_version`` = "1" and ``qdots_metadata``: a JSON object with
+
+- required: ``format``, ``format_version``, ``network`` (the QDotsNet config), ``q_grid``
+  (:meth:`QGrid.to_dict`), ``size_classes_nm``, ``dispersion_classes``;
+- written by :func:`save_bundle` when absent: ``created`` (ISO 8601 UTC), ``program_version``,
+  ``augmentation`` ({}), ``training_library`` ({"path": ..., "sha256": ...} or {}),
+  ``training`` ({}), ``metrics`` ({}).
+
+:func:`calibration.calibration_tensors` computes the five extra tensors from held-out outputs.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from ..standardize import QGrid
+from .engine import NumpyQDotsNet, check_config, state_dict_shapes
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .network import QDotsNet
+
+BUNDLE_FORMAT = "qdots-bundle"
+BUNDLE_FORMAT_VERSION = 1
+#: Prefix of the network weights among the tensors.
+WEIGHT_PREFIX = "model."
+T_SIZE_TEMPERATURE = "calibration.temperature_size"
+T_DISPERSION_TEMPERATURE = "calibration.temperature_dispersion"
+T_FEATURE_MEAN = "ood.feature_mean"
+T_FEATURE_PRECISION = "ood.feature_precision"
+T_OOD_THRESHOLD = "ood.threshold"
+#: Extra tensors every bundle holds.
+REQUIRED_TENSORS = (T_SIZE_TEMPERATURE, T_DISPERSION_TEMPERATURE, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD)
+#: Metadata keys every bundle holds.
+REQUIRED_METADATA = ("format", "format_version", "network", "q_grid", "size_classes_nm", "dispersion_classes")
+#: File name of the shipped model inside this package.
+DEFAULT_BUNDLE_NAME = "default_model.safetensors"
+_HEADER_KEY = "qdots_metadata"
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be written or read; the message names the file and the fault."""
+
+
+def default_bundle_path() -> Path:
+    """Path of the shipped model, ``qdots_bluesky/models/default_model.safetensors`` (may not exist yet)."""
+    return Path(__file__).resolve().parent / DEFAULT_BUNDLE_NAME
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file (e.g. the training library, for ``training_library.sha256``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class BundleContents:
+    """A bundle read without PyTorch: metadata, weights and extra tensors as NumPy arrays."""
+
+    path: Path
+    metadata: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The network config."""
+        return self.metadata["network"]
+
+    @property
+    def grid(self) -> QGrid:
+        """The Q grid the model was trained on."""
+        return QGrid.from_dict(self.metadata["q_grid"])
+
+    def numpy_model(self) -> NumpyQDotsNet:
+        """The network as a :class:`NumpyQDotsNet` (no PyTorch needed)."""
+        return NumpyQDotsNet(self.config, self.weights)
+
+
+@dataclass
+class ModelBundle:
+    """A loaded bundle: ``model`` (QDotsNet in eval mode), ``metadata`` and extra ``tensors`` (torch)."""
+
+    model: "QDotsNet"
+    metadata: dict[str, Any]
+    tensors: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def grid(self) -> QGrid:
+        """The Q grid the model was trained on."""
+        return QGrid.from_dict(self.metadata["q_grid"])
+
+
+# --------------------------------------------------------------------------------------------
+def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any],
+                extra_tensors: Mapping[str, Any]) -> Path:
+    """Write ``model`` weights, ``extra_tensors`` and ``metadata`` to one safetensors file.
+
+    ``metadata`` must be JSON-able (NumPy scalars/arrays and Paths are converted); ``network``,
+    ``size_classes_nm`` and ``dispersion_classes`` are taken from ``model.config`` (a different
+    value given is an error), ``q_grid`` defaults to the standard grid. ``extra_tensors`` must hold
+    :data:`REQUIRED_TENSORS` (see :func:`calibration.calibration_tensors`). The file is checked as
+    :func:`read_bundle` would and written atomically. Raises BundleError.
+    """
+    from safetensors.numpy import save_file
+
+    from .. import __version__
+
+    path = Path(path)
+    meta = dict(metadata)
+    cfg = check_config(model.config)
+    for key, value in (("network", cfg), ("size_classes_nm", cfg["size_classes_nm"]),
+                       ("dispersion_classes", cfg["dispersion_classes"])):
+        given = meta.get(key)
+        if given is not None and _jsonable(given) != _jsonable(value):
+            raise BundleError(f"{path}: metadata {key!r} = {given!r} differs from the model's {value!r}")
+        meta[key] = value
+    meta.setdefault("q_grid", QGrid(n_points=cfg["n_points"]).to_dict())
+    if isinstance(meta["q_grid"], QGrid):
+        meta["q_grid"] = meta["q_grid"].to_dict()
+    meta["format"] = BUNDLE_FORMAT
+    meta["format_version"] = BUNDLE_FORMAT_VERSION
+    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("program_version", __version__)
+    for key in ("augmentation", "training_library", "training", "metrics"):
+        meta.setdefault(key, {})
+    try:
+        meta = _jsonable(meta)
+        header = {"format": BUNDLE_FORMAT, "format_version": str(BUNDLE_FORMAT_VERSION),
+                  _HEADER_KEY: json.dumps(meta, allow_nan=False, sort_keys=True)}
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{path}: metadata is not JSON-serialisable ({exc})") from None
+
+    from .network import bundle_weights
+
+    weights = bundle_weights(model)
+    extras = {}
+    for name, value in extra_tensors.items():
+        if name.startswith(WEIGHT_PREFIX):
+            raise BundleError(f"{path}: extra tensor name {name!r} must not start with {WEIGHT_PREFIX!r}")
+        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        extras[name] = np.ascontiguousarray(arr).copy()
+    _validate(path, meta, weights, extras)
+
+    tensors = {WEIGHT_PREFIX + k: np.ascontiguousarray(v) for k, v in weights.items()}
+    tensors.update(extras)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_bundle(path: str | Path | None = None, grid: QGrid | None = None) -> BundleContents:
+    """Read and check a bundle without PyTorch (``path`` None: the shipped model).
+
+    ``grid``: the Q grid the caller standardizes to; a bundle trained on another grid is refused.
+    Raises BundleError (missing file, not safetensors or corrupted, not a qdots bundle, wrong
+    format version, missing or malformed tensors or metadata, other Q grid).
+    """
+    from safetensors import safe_open
+
+    path = _resolve(path)
+    try:
+        with safe_open(str(path), framework="np") as f:
+            header = f.metadata() or {}
+            arrays = {k: np.array(f.get_tensor(k), copy=True) for k in f.keys()}
+    except Exception as exc:  # SafetensorError, OSError, ... : the file is not a readable safetensors file
+        raise BundleError(
+            f"{path}: not a readable safetensors model bundle ({type(exc).__name__}: {exc}); the file is truncated, "
+            "corrupted or of another format (PyTorch .pt/.pth pickles are not accepted: loading them can run code)"
+        ) from None
+    if header.get("format") != BUNDLE_FORMAT or _HEADER_KEY not in header:
+        raise BundleError(f"{path}: a safetensors file but not a qdots model bundle (no '{_HEADER_KEY}' metadata "
+                          f"with format '{BUNDLE_FORMAT}')")
+    version = header.get("format_version")
+    if version != str(BUNDLE_FORMAT_VERSION):
+        raise BundleError(f"{path}: bundle format version {version!r}; this program (qdots-bluesky) reads version "
+                          f"{BUNDLE_FORMAT_VERSION}: update qdots-bluesky or retrain the model with `qdots train`")
+    try:
+        meta = json.loads(header[_HEADER_KEY])
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: the bundle metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{path}: the bundle metadata is not a JSON object")
+    weights = {k[len(WEIGHT_PREFIX):]: v for k, v in arrays.items() if k.startswith(WEIGHT_PREFIX)}
+    extras = {k: v for k, v in arrays.items() if not k.startswith(WEIGHT_PREFIX)}
+    _validate(path, meta, weights, extras)
+    contents = BundleContents(path=path, metadata=meta, weights=weights, tensors=extras)
+    if grid is not None and contents.grid != grid:
+        raise BundleError(f"{path}: the model was trained on the Q grid {contents.grid.to_dict()}, not on the requested "
+                          f"{grid.to_dict()}; standardize to the model's grid or use a model trained on yours")
+    return contents
+
+
+def load_bundle(path: str | Path | None = None, grid: QGrid | None = None, device: Any = "cpu") -> ModelBundle:
+    """Load a bundle into a :class:`QDotsNet` in eval mode on ``device`` (``path`` None: the shipped model).
+
+    Executes no code from the file. Raises BundleError as :func:`read_bundle`.
+    """
+    import torch
+
+    from .network import QDotsNet, load_weights
+
+    contents = read_bundle(path, grid)
+    try:
+        model = load_weights(QDotsNet(contents.config), contents.weights)
+    except ValueError as exc:
+        raise BundleError(f"{contents.path}: {exc}") from None
+    model.eval().to(device)
+    tensors = {k: torch.from_numpy(v).to(device) for k, v in contents.tensors.items()}
+    return ModelBundle(model=model, metadata=contents.metadata, tensors=tensors, path=contents.path)
+
+
+# --------------------------------------------------------------------------------------------
+def _resolve(path: str | Path | None) -> Path:
+    if path is None:
+        path = default_bundle_path()
+        if not path.is_file():
+            raise BundleError(
+                f"{path}: the shipped model has not been trained yet (no such file). Train one with `qdots train` "
+                "(see `qdots train --help`) and save it there, or pass the path of a model bundle "
+                "(--model PATH on the command line)"
+            )
+        return path
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: model bundle not found; accepted: a .safetensors bundle written by `qdots train`")
+    if not path.is_file():
+        raise BundleError(f"{path}: is not a file; accepted: a .safetensors bundle written by `qdots train`")
+    return path
+
+
+def _validate(path: Path, meta: dict[str, Any], weights: Mapping[str, np.ndarray],
+              extras: Mapping[str, np.ndarray]) -> None:
+    """Check metadata, weights and extra tensors; raise BundleError naming ``path``."""
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise BundleError(f"{path}: bundle metadata lacks {missing}")
+    if meta["format"] != BUNDLE_FORMAT or meta["format_version"] != BUNDLE_FORMAT_VERSION:
+        raise BundleError(f"{path}: metadata says format {meta['format']!r} version {meta['format_version']!r}; "
+                          f"expected {BUNDLE_FORMAT!r} version {BUNDLE_FORMAT_VERSION}")
+    try:
+        cfg = check_config(meta["network"])
+        grid = QGrid.from_dict(meta["q_grid"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BundleError(f"{path}: bad network config or Q grid in the metadata ({exc})") from None
+    if grid.n_points != cfg["n_points"]:
+        raise BundleError(f"{path}: the Q grid has {grid.n_points} points but the network takes {cfg['n_points']}")
+    for key in ("size_classes_nm", "dispersion_classes"):
+        if [float(v) for v in meta[key]] != cfg[key]:
+            raise BundleError(f"{path}: metadata {key} {meta[key]} differ from the network config's {cfg[key]}")
+    expected = state_dict_shapes(cfg)
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    if missing or unexpected:
+        raise BundleError(f"{path}: network weights do not match the config: missing {missing[:5]}"
+                          f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
+    for k, shape in expected.items():
+        if tuple(weights[k].shape) != shape:
+            raise BundleError(f"{path}: weight {WEIGHT_PREFIX}{k} has shape {tuple(weights[k].shape)}, expected {shape}")
+        if not np.isfinite(weights[k]).all():
+            raise BundleError(f"{path}: weight {WEIGHT_PREFIX}{k} holds NaN or infinite values")
+    missing = [k for k in REQUIRED_TENSORS if k not in extras]
+    if missing:
+        raise BundleError(f"{path}: bundle lacks the tensors {missing} (temperatures and out-of-distribution "
+                          "statistics: see qdots_bluesky.models.calibration.calibration_tensors)")
+    d = cfg["filters"][-1]
+    shapes = {T_FEATURE_MEAN: (d,), T_FEATURE_PRECISION: (d, d)}
+    for k in REQUIRED_TENSORS:
+        a = extras[k]
+        if k in shapes:
+            ok = tuple(a.shape) == shapes[k]
+            accepted = f"shape {shapes[k]}"
+        else:
+            ok = a.size == 1 and float(a.reshape(-1)[0]) > 0
+            accepted = "one value > 0"
+        if not ok or not np.isfinite(a).all():
+            raise BundleError(f"{path}: tensor {k} has shape {tuple(a.shape)} or bad values; accepted: {accepted}, finite")
+
+
+def _jsonable(obj: Any) -> Any:
+    """NumPy scalars/arrays, Paths, tuples and QGrids to plain JSON types (recursively)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, QGrid):
+        return obj.to_dict()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"non-finite number {obj} in metadata")
+    return obj

@@ -1,0 +1,392 @@
+"""Size quantum dots with a trained model bundle: device choice, batching, calibration, flags.
+
+``Predictor.from_bundle(path=None, device=None)`` loads a bundle (default: the shipped model)
+and sizes standardized patterns (``predict_standardized``), one pattern on any x axis
+(``predict_pattern``) or many patterns sharing an x axis (``predict_batch``); each result is a
+:class:`SizeEstimate`.
+
+Devices: ``None``/"auto" -> "cuda" if PyTorch sees a GPU, else "cpu"; any torch device string
+("cpu", "cuda", "cuda:1", "mps"); or "numpy": the same network evaluated with NumPy
+(:class:`~qdots_bluesky.models.engine.NumpyQDotsNet`) without importing PyTorch — identical
+results to float32 rounding, used by ``qdots predict`` to start fast.
+
+Estimates (temperature-scaled, "calibrated", probabilities p_c = softmax(logits / T)):
+
+- ``size_nm``: sum_c p_c D_c over the size classes D_c (continuous, within the class range);
+  ``size_class_nm``: the most probable class; ``confidence``: its probability;
+- ``size_regression_nm``: the regression head's output;
+- ``size_std_nm``: sqrt(sum_c p_c (D_c - size_nm)^2 + ((size_nm - size_regression_nm) / 2)^2):
+  the spread of the calibrated class distribution combined with the disagreement of the two
+  estimators (half their difference, the standard deviation of a pair of values). The second term
+  is left out when the bundle's ``training.regression_head_trained`` metadata is false;
+- ``dispersion``: the most probable dispersion class, ``dispersion_probabilities`` all of them.
+
+Flags (:data:`FLAGS`): ``out_of_distribution``, ``low_confidence``, ``truncated_q_range``,
+``padded``, ``coarse_sampling``, ``size_at_range_edge``; ``flag_details`` says why in words.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .models.bundle import (
+    T_DISPERSION_TEMPERATURE,
+    T_FEATURE_MEAN,
+    T_FEATURE_PRECISION,
+    T_OOD_THRESHOLD,
+    T_SIZE_TEMPERATURE,
+    BundleContents,
+    read_bundle,
+)
+from .models.calibration import mahalanobis_distance, softmax
+from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
+
+#: Every flag a SizeEstimate can carry, and what it means.
+FLAGS: dict[str, str] = {
+    "out_of_distribution": "the Mahalanobis distance of the pooled network features to the training features exceeds "
+                           "the bundle's threshold: the pattern is unlike the training data (empty or pure solvent, "
+                           "not a rock-salt crystal, sizes far outside the classes, another instrument or processing); "
+                           "do not trust the size",
+    "low_confidence": "the calibrated probability of the most probable size class is below the predictor's "
+                      "low_confidence threshold (default 0.5)",
+    "truncated_q_range": "the data cover less than 95 % of the model's Q grid (e.g. Q_max below 14.3 1/A); the missing "
+                         "part was padded with the mean of the outermost points; accuracy drops for Q_max below ~4.4 "
+                         "or Q_min above ~1.7 1/A",
+    "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless",
+    "coarse_sampling": "the data's median Q step is more than twice the grid step, so the grid was filled by "
+                       "linear interpolation between sparse points",
+    "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
+                          "lie outside the trained range",
+}
+#: Default threshold of the ``low_confidence`` flag (calibrated max probability).
+LOW_CONFIDENCE = 0.5
+#: Coverage of the grid below which ``truncated_q_range`` (rather than ``padded``) is raised.
+TRUNCATION_COVERAGE = 0.95
+#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised.
+COARSE_FACTOR = 2.0
+
+
+@dataclass
+class SizeEstimate:
+    """The size of the quantum dots in one pattern (diameters in nm); see the module docstring."""
+
+    size_nm: float
+    size_std_nm: float
+    size_class_nm: float
+    size_regression_nm: float
+    confidence: float
+    probabilities: dict[float, float]
+    dispersion: float
+    dispersion_confidence: float
+    dispersion_probabilities: dict[float, float]
+    ood_distance: float
+    flags: list[str] = field(default_factory=list)
+    flag_details: dict[str, str] = field(default_factory=dict)
+    standardization: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; class values become string keys ("5.5", "0.10")."""
+        return {
+            "size_nm": self.size_nm,
+            "size_std_nm": self.size_std_nm,
+            "size_class_nm": self.size_class_nm,
+            "size_regression_nm": self.size_regression_nm,
+            "confidence": self.confidence,
+            "probabilities": {_size_key(k): v for k, v in self.probabilities.items()},
+            "dispersion": self.dispersion,
+            "dispersion_confidence": self.dispersion_confidence,
+            "dispersion_probabilities": {_disp_key(k): v for k, v in self.dispersion_probabilities.items()},
+            "ood_distance": self.ood_distance,
+            "flags": list(self.flags),
+            "flag_details": dict(self.flag_details),
+            "standardization": None if self.standardization is None else dict(self.standardization),
+        }
+
+    def summary(self) -> str:
+        """One line for people: size +- std, class, dispersion, confidence, flags."""
+        flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
+        return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (class {self.size_class_nm:.1f} nm), "
+                f"dispersion {self.dispersion:.2f}, confidence {self.confidence:.2f}, flags: {flags or 'none'}")
+
+
+def _size_key(value: float) -> str:
+    return f"{value:.1f}" if abs(value * 10 - round(value * 10)) < 1e-9 else f"{value:g}"
+
+
+def _disp_key(value: float) -> str:
+    return f"{value:.2f}" if abs(value * 100 - round(value * 100)) < 1e-9 else f"{value:g}"
+
+
+def resolve_device(device: Any = None) -> str:
+    """``None``/"auto" -> "cuda" if available else "cpu"; "numpy" stays; other strings are checked by torch."""
+    if isinstance(device, str) and device.lower() == "numpy":
+        return "numpy"
+    import torch
+
+    if device is None or (isinstance(device, str) and device.lower() == "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not known ({exc}); accepted: 'auto', 'cpu', 'cuda', 'cuda:N', "
+                         "'mps' or 'numpy'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: PyTorch sees no CUDA GPU here; use 'cpu' or 'numpy'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: MPS is not available here; use 'cpu' or 'numpy'")
+    return str(dev)
+
+
+class _TorchEngine:
+    """Runs a QDotsNet with PyTorch: one ``inference_mode`` forward call per batch."""
+
+    def __init__(self, contents: BundleContents, device: str) -> None:
+        import torch
+
+        from .models.network import QDotsNet, fuse_batch_norm, load_weights
+
+        self.torch = torch
+        self.device = torch.device(device)
+        model = load_weights(QDotsNet(contents.config), contents.weights).eval()
+        self.model = fuse_batch_norm(model).to(self.device)  # BatchNorm folded into the convolutions
+
+    def __call__(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(X).to(self.device))
+            return {k: out[k].float().cpu().numpy() for k in ("size_logits", "dispersion_logits", "size_nm", "features")}
+
+
+class Predictor:
+    """Size patterns with one model bundle; see the module docstring. Build with :meth:`from_bundle`."""
+
+    def __init__(self, contents: BundleContents, device: Any = None, *, batch_size: int = 512,
+                 low_confidence: float = LOW_CONFIDENCE, num_threads: int | None = None) -> None:
+        self.contents = contents
+        self.device = resolve_device(device)
+        if num_threads is not None:
+            if int(num_threads) < 1:
+                raise ValueError(f"num_threads={num_threads}; accepted: an integer >= 1 or None")
+            if self.device != "numpy":
+                import torch
+
+                torch.set_num_threads(int(num_threads))
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size={batch_size}; accepted: an integer >= 1")
+        self.batch_size = int(batch_size)
+        self.low_confidence = float(low_confidence)
+        self._numpy_engine = contents.numpy_model() if self.device == "numpy" else None
+        self._engine = self._numpy_engine if self.device == "numpy" else _TorchEngine(contents, self.device)
+        t = contents.tensors
+        self.size_temperature = float(t[T_SIZE_TEMPERATURE].reshape(-1)[0])
+        self.dispersion_temperature = float(t[T_DISPERSION_TEMPERATURE].reshape(-1)[0])
+        self.feature_mean = np.asarray(t[T_FEATURE_MEAN], dtype=np.float64)
+        self.feature_precision = np.asarray(t[T_FEATURE_PRECISION], dtype=np.float64)
+        self.ood_threshold = float(t[T_OOD_THRESHOLD].reshape(-1)[0])
+        self.grid: QGrid = contents.grid
+        cfg = contents.config
+        self.size_classes_nm = np.asarray(cfg["size_classes_nm"], dtype=np.float64)
+        self.dispersion_classes = np.asarray(cfg["dispersion_classes"], dtype=np.float64)
+        training = contents.metadata.get("training") or {}
+        self.combine_regression = bool(training.get("regression_head_trained", True))
+        self._engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None, device: Any = None, **options: Any) -> "Predictor":
+        """Load a bundle (``path`` None: the shipped model) onto ``device`` (None: cuda if available, else cpu).
+
+        ``options``: ``batch_size`` (patterns per forward call, default 512), ``low_confidence``
+        (flag threshold, default 0.5), ``num_threads`` (PyTorch intra-op CPU threads, set process-wide
+        with torch.set_num_threads; default: leave as is. 1 is fastest on a loaded 2-core machine;
+        the "numpy" device follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS instead).
+        Raises BundleError for a bad bundle, ValueError for a bad device.
+        """
+        return cls(read_bundle(path), device, **options)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The bundle metadata."""
+        return self.contents.metadata
+
+    @property
+    def path(self) -> Path:
+        """The bundle file."""
+        return self.contents.path
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.path)!r}, device={self.device!r}, grid={self.grid.to_dict()})"
+
+    # ----------------------------------------------------------------------------------------
+    def _check_standardized(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 1:
+            X = X[None, :]
+        n = self.grid.n_points
+        if X.ndim != 2 or X.shape[1] != n:
+            raise ValueError(f"standardized patterns have shape {X.shape}; accepted: (n, {n}) on the model's Q grid "
+                             f"{self.grid.q_min}-{self.grid.q_max} 1/A (use predict_pattern for raw data)")
+        if not np.isfinite(X).all():
+            raise ValueError("standardized patterns contain NaN or infinite values; accepted: finite values")
+        return np.ascontiguousarray(X)
+
+    def raw_outputs(self, X: Any) -> dict[str, np.ndarray]:
+        """Network outputs for standardized patterns (n, n_points), in batches of ``batch_size``."""
+        X = self._check_standardized(X)
+        parts = [self._engine(X[i:i + self.batch_size]) for i in range(0, X.shape[0], self.batch_size)]
+        if not parts:
+            return {"size_logits": np.zeros((0, self.size_classes_nm.size), np.float32),
+                    "dispersion_logits": np.zeros((0, self.dispersion_classes.size), np.float32),
+                    "size_nm": np.zeros(0, np.float32), "features": np.zeros((0, self.feature_mean.size), np.float32)}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def predict_standardized(self, X: Any, reports: Any = None) -> list[SizeEstimate]:
+        """Size standardized patterns ``X`` (n, n_points) on the model's grid; one estimate per row.
+
+        ``reports``: None, one StandardizationReport (or its dict) for all rows, or one per row;
+        they add the Q-range and sampling flags.
+        """
+        out = self.raw_outputs(X)
+        n = out["size_logits"].shape[0]
+        if reports is None or isinstance(reports, (StandardizationReport, Mapping)):
+            reports = [reports] * n
+        reports = list(reports)
+        if len(reports) != n:
+            raise ValueError(f"{len(reports)} reports for {n} patterns; accepted: None, one report, or one per pattern")
+
+        p = softmax(out["size_logits"], self.size_temperature)
+        pd = softmax(out["dispersion_logits"], self.dispersion_temperature)
+        D = self.size_classes_nm
+        mean = p @ D
+        var = np.maximum(p @ (D**2) - mean**2, 0.0)
+        reg = out["size_nm"].astype(np.float64)
+        if self.combine_regression:
+            var = var + ((mean - reg) / 2.0) ** 2
+        std = np.sqrt(var)
+        k = p.argmax(axis=1)
+        conf = p[np.arange(n), k]
+        kd = pd.argmax(axis=1)
+        dist = mahalanobis_distance(out["features"], self.feature_mean, self.feature_precision)
+
+        sizes, disps = D.tolist(), self.dispersion_classes.tolist()
+        last = len(sizes) - 1
+        estimates = []
+        for i in range(n):
+            flags: list[str] = []
+            details: dict[str, str] = {}
+            if dist[i] > self.ood_threshold:
+                flags.append("out_of_distribution")
+                details["out_of_distribution"] = (f"feature distance {dist[i]:.1f} > threshold {self.ood_threshold:.1f}: "
+                                                  "unlike the training patterns")
+            if conf[i] < self.low_confidence:
+                flags.append("low_confidence")
+                details["low_confidence"] = f"confidence {conf[i]:.2f} < {self.low_confidence:.2f}"
+            report = reports[i]
+            rep = report.to_dict() if isinstance(report, StandardizationReport) else (dict(report) if report else None)
+            if rep is not None:
+                self._report_flags(rep, flags, details)
+            if k[i] == 0 or k[i] == last:
+                flags.append("size_at_range_edge")
+                details["size_at_range_edge"] = (f"class {sizes[k[i]]:.1f} nm is the edge of the trained range "
+                                                 f"{sizes[0]:.1f}-{sizes[-1]:.1f} nm; the true size may be outside")
+            estimates.append(SizeEstimate(
+                size_nm=float(mean[i]), size_std_nm=float(std[i]), size_class_nm=sizes[k[i]],
+                size_regression_nm=float(reg[i]), confidence=float(conf[i]),
+                probabilities=dict(zip(sizes, p[i].tolist())), dispersion=disps[kd[i]],
+                dispersion_confidence=float(pd[i, kd[i]]), dispersion_probabilities=dict(zip(disps, pd[i].tolist())),
+                ood_distance=float(dist[i]), flags=flags, flag_details=details, standardization=rep))
+        return estimates
+
+    def _report_flags(self, rep: Mapping[str, Any], flags: list[str], details: dict[str, str]) -> None:
+        g = self.grid
+        n_pad = int(rep.get("n_pad_low", 0)) + int(rep.get("n_pad_high", 0))
+        coverage = float(rep.get("coverage", 1.0))
+        where = (f"data cover Q {rep.get('q_min_data', g.q_min):.2f}-{rep.get('q_max_data', g.q_max):.2f} of "
+                 f"{g.q_min:g}-{g.q_max:g} 1/A, {1 - coverage:.1%} of the grid padded")
+        if coverage < TRUNCATION_COVERAGE:
+            flags.append("truncated_q_range")
+            details["truncated_q_range"] = where
+        elif n_pad > 0:
+            flags.append("padded")
+            details["padded"] = f"{n_pad} grid points padded: {where}"
+        step = float(rep.get("source_q_step", 0.0))
+        if step > COARSE_FACTOR * g.step:
+            flags.append("coarse_sampling")
+            details["coarse_sampling"] = (f"data step {step:.4f} 1/A is {step / g.step:.1f} x the grid step "
+                                          f"{g.step:.4f} 1/A")
+
+    def predict_pattern(self, x: Any, y: Any, *, x_unit: str = "tth", wavelength: float | None = None) -> SizeEstimate:
+        """Standardize one pattern (x in 2theta degrees with ``wavelength`` in A, or Q in 1/A) and size it."""
+        row, report = standardize_pattern(x, y, x_unit=x_unit, wavelength=wavelength, grid=self.grid)
+        return self.predict_standardized(row[None, :], [report])[0]
+
+    def predict_batch(self, x: Any, Y: Any, *, x_unit: str = "tth", wavelength: float | None = None) -> list[SizeEstimate]:
+        """Size many patterns ``Y`` (n, len(x)) sharing one x axis (one standardization product)."""
+        X, report = standardize_batch(x, Y, x_unit=x_unit, wavelength=wavelength, grid=self.grid)
+        return self.predict_standardized(X, report)
+
+    def class_activation_map(self, X: Any, *, target: str = "size", class_index: Any = None, layer: int = -1) -> np.ndarray:
+        """Importance of each grid point for the predicted (or given) class: (n, n_points), each row max 1.
+
+        Grad-CAM on conv ``layer`` (default the last, where it equals the classic CAM), upsampled to
+        the grid by giving each point the value of the feature-map cell whose window holds it;
+        points beyond the network's last full window get 0. ``target``: "size" or "dispersion".
+        Computed with the NumPy engine whatever the device (exact same weights).
+        """
+        X = self._check_standardized(X)
+        if self._numpy_engine is None:
+            self._numpy_engine = self.contents.numpy_model()
+        return self._numpy_engine.grad_cam(X, class_index, target=target, layer=layer)
+
+
+def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: np.ndarray, estimate: SizeEstimate,
+                    title: str = "") -> Path:
+    """Save a figure: the standardized pattern over Q shaded by the class activation map, and the class probabilities."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6.5), height_ratios=[3, 2], constrained_layout=True)
+    lo, hi = float(np.min(pattern)), float(np.max(pattern))
+    pad = 0.05 * (hi - lo if hi > lo else 1.0)
+    image = ax.imshow(np.asarray(cam, dtype=float)[None, :], extent=(float(q[0]), float(q[-1]), lo - pad, hi + pad),
+                      aspect="auto", origin="lower", cmap="Oranges", vmin=0.0, vmax=1.0, alpha=0.55,
+                      interpolation="nearest")
+    ax.plot(q, pattern, lw=0.8, color="k")
+    if not np.any(cam):
+        ax.text(0.99, 0.97, "no Q region raises this class's logit (map all zero)", transform=ax.transAxes,
+                ha="right", va="top", fontsize=8, color="0.3")
+    ax.set_xlim(float(q[0]), float(q[-1]))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("Q (1/A)")
+    ax.set_ylabel("standardized intensity (mean 1)")
+    fig.colorbar(image, ax=ax, pad=0.01, label="class activation (size)")
+    head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
+            f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
+    flags = ", ".join(estimate.flags) or "no flags"
+    ax.set_title(f"{title}\n{head}; {flags}" if title else f"{head}; {flags}", fontsize=10)
+
+    classes = np.array(list(estimate.probabilities))
+    probs = np.array(list(estimate.probabilities.values()))
+    width = 0.8 * (np.min(np.diff(classes)) if classes.size > 1 else 0.5)
+    bx.bar(classes, probs, width=width, color="tab:blue", alpha=0.8, label="calibrated probability")
+    bx.axvline(estimate.size_nm, color="tab:red", lw=1.5, label=f"mean {estimate.size_nm:.2f} nm")
+    bx.axvspan(estimate.size_nm - estimate.size_std_nm, estimate.size_nm + estimate.size_std_nm, color="tab:red",
+               alpha=0.15, label=f"± {estimate.size_std_nm:.2f} nm")
+    bx.axvline(estimate.size_regression_nm, color="tab:green", lw=1.0, ls="--",
+               label=f"regression {estimate.size_regression_nm:.2f} nm")
+    bx.set_xlabel("mean diameter (nm)")
+    bx.set_ylabel("probability")
+    bx.set_ylim(0, 1.05)
+    bx.set_xticks(classes)
+    bx.tick_params(axis="x", labelsize=8)
+    bx.legend(fontsize=8, loc="upper right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+

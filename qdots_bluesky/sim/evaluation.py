@@ -1,0 +1,225 @@
+"""Evaluation report of a trained model on its held-out simulations.
+
+Confusion matrices, error per size, per concentration and per SNR on the reference conditions,
+robustness curves without retraining (Qmax, Qmin, number of points, concentration, SNR, laboratory
+data), calibration (reliability diagram, ECE) and learning curves; PNG figures plus one JSON.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .augment import AugmentationSettings, Augmenter
+from .library import load_library
+from .training import REFERENCE_FRACTIONS, REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels, reference_test_set
+
+#: Area fraction of nanocrystal signal for a PbS weight fraction w in hexane/toluene, A = k w / (k w + 1 - w),
+#: with k = 2.345 fitted to the reference's pairs (100/44/20/7 % w/w <-> 100/65/37/15 % of area).
+AREA_PER_WEIGHT = 2.345
+
+
+def weight_to_area_fraction(w: float) -> float:
+    return AREA_PER_WEIGHT * w / (AREA_PER_WEIGHT * w + 1.0 - w)
+
+
+ROBUSTNESS = {
+    "q_max": [15.0, 10.0, 8.0, 6.0, 5.0, 4.4, 4.0, 3.5, 3.0],
+    "q_min": [1.0, 1.3, 1.5, 1.7, 2.0],
+    "n_points": [5004, 2501, 1251, 626, 501, 251],
+    "weight_fraction": [1.0, 0.44, 0.20, 0.07, 0.05, 0.04, 0.03, 0.02],
+    "snr": [200.0, 122.0, 46.0, 24.0, 14.0, 10.0, 7.0],
+}
+
+
+class _Model:
+    """The bundle's network with its calibration temperatures, on numpy arrays."""
+
+    def __init__(self, bundle_path: str | Path):
+        from ..models.bundle import load_bundle
+
+        self.bundle = load_bundle(bundle_path)
+        self.meta = self.bundle.metadata
+        self.t_size = float(self.bundle.tensors["calibration.temperature_size"][0])
+        self.t_disp = float(self.bundle.tensors["calibration.temperature_dispersion"][0])
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        ps, pd = [], []
+        with torch.inference_mode():
+            for s in range(0, len(x), 2048):
+                out = self.bundle.model(torch.as_tensor(x[s:s + 2048]))
+                ps.append(torch.softmax(out["size_logits"] / self.t_size, 1).numpy())
+                pd.append(torch.softmax(out["dispersion_logits"] / self.t_disp, 1).numpy())
+        return np.concatenate(ps), np.concatenate(pd)
+
+
+def _ece_and_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges) - 1, 0, n_bins - 1)
+    acc = np.array([correct[which == b].mean() if np.any(which == b) else np.nan for b in range(n_bins)])
+    mean_conf = np.array([conf[which == b].mean() if np.any(which == b) else np.nan for b in range(n_bins)])
+    counts = np.bincount(which, minlength=n_bins)
+    ece = float(np.nansum(counts / len(conf) * np.abs(np.nan_to_num(acc) - np.nan_to_num(mean_conf))))
+    return ece, acc, mean_conf, counts
+
+
+def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: str | Path, seed: int = 123,
+                   progress: bool = True) -> dict:
+    """Write the evaluation report (PNGs + report.json) into out_dir and return the figures."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = _Model(bundle_path)
+    meta = model.meta
+    lib = load_library(library_path, grid="q")
+    size_classes = np.asarray(meta["size_classes_nm"])
+    disp_classes = np.asarray(meta["dispersion_classes"])
+    test = np.asarray(meta["split"]["test"])
+    if test.max(initial=0) >= lib.n_patterns:
+        raise ValueError(f"library {library_path} has {lib.n_patterns} patterns but the model's test split needs "
+                         f"index {test.max()}: evaluate with the library the model was trained on")
+    augmenter = Augmenter.from_library(lib, AugmentationSettings.from_dict(meta["augmentation"]))
+    y_size = class_labels(lib.mean_diameter_nm, size_classes)
+    y_disp = class_labels(lib.dispersion, disp_classes)
+    report: dict = {"bundle": str(bundle_path), "library": str(library_path), "test_simulations": int(test.size)}
+
+    # reference conditions
+    x, idx, cond = reference_test_set(augmenter, test, seed)
+    ps, pd = model(x)
+    pred, truth = ps.argmax(1), y_size[idx]
+    size_nm = ps @ size_classes
+    ece, acc_bins, conf_bins, count_bins = _ece_and_bins(ps, truth)
+    report["reference"] = {
+        "patterns": int(idx.size),
+        "size_accuracy": float(np.mean(pred == truth)),
+        "size_within_one_class": float(np.mean(np.abs(pred - truth) <= 1)),
+        "dispersion_accuracy": float(np.mean(pd.argmax(1) == y_disp[idx])),
+        "size_mae_nm": float(np.mean(np.abs(size_nm - lib.mean_diameter_nm[idx]))),
+        "ece_size": ece,
+        "accuracy_by_size_nm": {f"{c:g}": float(np.mean(pred[truth == i] == i)) for i, c in enumerate(size_classes)},
+        "mae_nm_by_size_nm": {f"{c:g}": float(np.mean(np.abs(size_nm - lib.mean_diameter_nm[idx])[truth == i])) for i, c in enumerate(size_classes)},
+        "accuracy_by_area_fraction": {f"{f:g}": float(np.mean((pred == truth)[cond["fraction"] == f])) for f in REFERENCE_FRACTIONS},
+        "accuracy_by_snr": {f"{s:g}": float(np.mean((pred == truth)[cond["snr"] == s])) for s in REFERENCE_SNRS},
+        "accuracy_by_solvent": {s: float(np.mean((pred == truth)[cond["solvent"] == s])) for s in REFERENCE_SOLVENTS},
+        "size_confusion": np.bincount(truth * len(size_classes) + pred, minlength=len(size_classes) ** 2).reshape(len(size_classes), -1).tolist(),
+        "dispersion_confusion": np.bincount(y_disp[idx] * len(disp_classes) + pd.argmax(1), minlength=len(disp_classes) ** 2).reshape(len(disp_classes), -1).tolist(),
+        "reliability": {"accuracy": np.nan_to_num(acc_bins).tolist(), "confidence": np.nan_to_num(conf_bins).tolist(), "counts": count_bins.tolist()},
+    }
+
+    # robustness curves: vary one factor, the others drawn from the reference conditions
+    rng = np.random.default_rng(seed + 1)
+    curves: dict[str, dict[str, float]] = {}
+    jobs = [(k, v) for k, values in ROBUSTNESS.items() for v in values] + [("lab", True)]
+    for key, value in tqdm(jobs, desc="robustness", disable=not progress):
+        kwargs = dict(q_min=1.0, q_max=15.0, n_points=5004, lab=False, background=False)
+        fraction = rng.choice(REFERENCE_FRACTIONS, size=test.size)
+        snr = rng.choice(REFERENCE_SNRS, size=test.size)
+        if key == "weight_fraction":
+            fraction = np.full(test.size, weight_to_area_fraction(value))
+        elif key == "snr":
+            snr = np.full(test.size, value)
+        elif key == "lab":
+            kwargs.update(lab=True, q_max=None, q_min=None, n_points=None)
+        else:
+            kwargs[key] = value
+        correct = []
+        for solvent in REFERENCE_SOLVENTS:
+            xs = []
+            for f, s in set(zip(fraction.tolist(), snr.tolist())):
+                sel = (fraction == f) & (snr == s)
+                xr, _ = augmenter.fixed(test[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
+                xs.append((test[sel], xr))
+            for ids, xr in xs:
+                p, _ = model(xr)
+                correct.append(p.argmax(1) == y_size[ids])
+        curves.setdefault(key, {})[f"{value:g}" if key != "lab" else "cu_kalpha_flat_plate"] = float(np.mean(np.concatenate(correct)))
+    report["robustness"] = curves
+    report["learning_curve"] = meta.get("history", [])
+    report["training_metrics"] = meta.get("metrics", {})
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    _figures(report, size_classes, disp_classes, out_dir)
+    return report
+
+
+def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, out_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = report["reference"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True, gridspec_kw={"width_ratios": [2.2, 1]})
+    cm = np.asarray(ref["size_confusion"], dtype=float)
+    cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    im = axes[0].imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    axes[0].set_xticks(range(len(size_classes)), [f"{c:g}" for c in size_classes], rotation=90)
+    axes[0].set_yticks(range(len(size_classes)), [f"{c:g}" for c in size_classes])
+    axes[0].set_xlabel("predicted mean diameter (nm)")
+    axes[0].set_ylabel("true mean diameter (nm)")
+    axes[0].set_title(f"size: accuracy {ref['size_accuracy']:.1%}, within one class {ref['size_within_one_class']:.1%}")
+    fig.colorbar(im, ax=axes[0], fraction=0.04)
+    cd = np.asarray(ref["dispersion_confusion"], dtype=float)
+    cd = cd / np.maximum(cd.sum(1, keepdims=True), 1)
+    axes[1].imshow(cd, cmap="Greens", vmin=0, vmax=1)
+    labels = [f"{c:.0%}" for c in disp_classes]
+    axes[1].set_xticks(range(len(labels)), labels)
+    axes[1].set_yticks(range(len(labels)), labels)
+    for (i, j), v in np.ndenumerate(cd):
+        axes[1].text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    axes[1].set_xlabel("predicted dispersion")
+    axes[1].set_ylabel("true dispersion")
+    axes[1].set_title(f"dispersion: accuracy {ref['dispersion_accuracy']:.1%}")
+    fig.savefig(out_dir / "confusion.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
+    rob = report["robustness"]
+    panels = [("q_max", "Qmax (1/A)", True), ("q_min", "Qmin (1/A)", False), ("n_points", "points on 1-15 1/A", True),
+              ("weight_fraction", "PbS weight fraction", True), ("snr", "signal-to-noise ratio", True)]
+    for ax, (key, label, log) in zip(axes.ravel(), panels):
+        xs = [float(k) for k in rob[key]]
+        ax.plot(xs, list(rob[key].values()), "o-")
+        ax.set_xlabel(label)
+        ax.set_ylabel("size accuracy")
+        ax.set_ylim(0, 1.02)
+        ax.axhline(0.9, color="grey", lw=0.6, ls="--")
+        if log:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    ax = axes.ravel()[5]
+    acc = np.asarray(ref["reliability"]["accuracy"])
+    conf = np.asarray(ref["reliability"]["confidence"])
+    counts = np.asarray(ref["reliability"]["counts"])
+    ok = counts > 0
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.plot(conf[ok], acc[ok], "o-")
+    ax.set_xlabel("calibrated confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"calibration: ECE {ref['ece_size']:.3f}")
+    fig.suptitle(f"robustness without retraining (lab Cu K-alpha flat plate: {rob['lab']['cu_kalpha_flat_plate']:.1%})")
+    fig.savefig(out_dir / "robustness.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+    sizes = [float(k) for k in ref["mae_nm_by_size_nm"]]
+    axes[0].bar(sizes, list(ref["mae_nm_by_size_nm"].values()), width=0.35)
+    axes[0].set_xlabel("true mean diameter (nm)")
+    axes[0].set_ylabel("mean absolute error (nm)")
+    fr = [float(k) for k in ref["accuracy_by_area_fraction"]]
+    axes[1].plot(fr, list(ref["accuracy_by_area_fraction"].values()), "o-")
+    axes[1].set_xlabel("nanocrystal fraction of area")
+    axes[1].set_ylabel("size accuracy")
+    hist = report["learning_curve"]
+    if hist:
+        ep = [h["epoch"] for h in hist]
+        axes[2].plot(ep, [h["train_loss"] for h in hist], label="train loss")
+        axes[2].plot(ep, [h["validation_loss"] for h in hist], label="validation loss")
+        axes[2].set_xlabel("epoch")
+        axes[2].legend()
+    fig.savefig(out_dir / "errors_and_learning.png", dpi=110)
+    plt.close(fig)

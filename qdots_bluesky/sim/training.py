@@ -1,0 +1,293 @@
+"""Training the size classifier from a library file, with on-the-fly physics augmentation.
+
+Steps: split the library by DSE simulation (before augmentation); draw fresh augmented patterns
+for every batch; train the network (size classes, dispersion classes, size regression) with early
+stopping on a fixed augmented validation set; fit calibration temperatures on validation; fit the
+out-of-distribution statistics on training features; measure the held-out test set on the
+reference conditions; write the model bundle with its provenance.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..standardize import QGrid
+from .augment import AugmentationSettings, Augmenter
+from .library import load_library
+from .splits import Split, kfold_by_simulation, split_by_simulation
+
+#: The reference test conditions: 2 solvents x 4 nanocrystal area fractions x 4 signal-to-noise ratios.
+REFERENCE_SOLVENTS = ("hexane", "toluene")
+REFERENCE_FRACTIONS = (1.0, 0.65, 0.37, 0.15)
+REFERENCE_SNRS = (122.0, 46.0, 24.0, 14.0)
+
+
+@dataclass
+class TrainingSettings:
+    """Everything that defines a training run; stored in the bundle."""
+
+    seed: int = 0
+    max_epochs: int = 40
+    samples_per_epoch: int = 32_000
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    validation_repeats: int = 8
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    regression_weight: float = 0.05
+    dispersion_weight: float = 0.5
+    ood_quantile: float = 0.995
+    max_minutes: float = 18.0
+    torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainingResult:
+    bundle_path: Path
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def class_labels(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index of the class nearest to each value."""
+    return np.abs(np.asarray(values)[:, None] - np.asarray(classes)[None, :]).argmin(axis=1)
+
+
+class _BatchProducer:
+    """Augments batches on a worker thread so augmentation overlaps with the network's work."""
+
+    def __init__(self, augmenter: Augmenter, indices: np.ndarray, batch_size: int, n_batches: int, seed: int):
+        self._q: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run, args=(augmenter, indices, batch_size, n_batches, seed), daemon=True)
+        self._thread.start()
+
+    def _run(self, augmenter, indices, batch_size, n_batches, seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(n_batches):
+                idx = rng.choice(indices, size=batch_size)
+                x, _meta = augmenter.sample(idx, rng)
+                self._q.put((idx, x))
+        except BaseException as exc:  # surface worker errors in the training thread
+            self._q.put(exc)
+        self._q.put(None)
+
+    def __iter__(self):
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def reference_test_set(augmenter: Augmenter, indices: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every test simulation under the 32 reference conditions (solvent x fraction x SNR), full Q range."""
+    rng = np.random.default_rng(seed)
+    xs, idxs, meta = [], [], {"solvent": [], "fraction": [], "snr": []}
+    for solvent in REFERENCE_SOLVENTS:
+        for fraction in REFERENCE_FRACTIONS:
+            for snr in REFERENCE_SNRS:
+                x, _ = augmenter.fixed(indices, rng, fraction=fraction, snr=snr, solvent=solvent, q_min=1.0, q_max=15.0,
+                                       n_points=5004, lab=False, background=False)
+                xs.append(x)
+                idxs.append(indices)
+                meta["solvent"] += [solvent] * indices.size
+                meta["fraction"] += [fraction] * indices.size
+                meta["snr"] += [snr] * indices.size
+    return np.concatenate(xs), np.concatenate(idxs), {k: np.asarray(v) for k, v in meta.items()}
+
+
+def train_model(library_path: str | Path, output: str | Path, settings: TrainingSettings | None = None,
+                augmentation: AugmentationSettings | None = None, progress: bool = True,
+                split: Split | None = None) -> TrainingResult:
+    """Train a model on a library file and write the bundle to ``output`` (split: by simulation, seeded, unless given)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..models.bundle import file_sha256, save_bundle
+    from ..models.calibration import expected_calibration_error, fit_feature_statistics, fit_temperature
+    from ..models.network import QDotsNet
+
+    settings = settings or TrainingSettings()
+    augmentation = augmentation or AugmentationSettings()
+    t_start = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    lib = load_library(library_path, grid="q")
+    grid = QGrid()
+    if lib.q.size != grid.n_points or not np.allclose(lib.q, grid.q):
+        raise ValueError(f"library {library_path} has a Q grid of {lib.q.size} points {lib.q[0]:.3f}..{lib.q[-1]:.3f}; "
+                         f"training needs the standard grid {grid.q_min}..{grid.q_max} 1/A with {grid.n_points} points")
+    size_classes = np.unique(np.round(lib.mean_diameter_nm, 6))
+    dispersion_classes = np.unique(np.round(lib.dispersion, 6))
+    y_size = class_labels(lib.mean_diameter_nm, size_classes)
+    y_disp = class_labels(lib.dispersion, dispersion_classes)
+    if split is None:
+        split = split_by_simulation(lib.population, settings.seed, settings.test_fraction, settings.validation_fraction)
+    if min(split.train.size, split.validation.size, split.test.size) == 0:
+        raise ValueError(f"library {library_path} is too small to split by simulation ({split.train.size} train, "
+                         f"{split.validation.size} validation, {split.test.size} test simulations); each population "
+                         "needs at least 3 simulations (e.g. 3 or more lattice ratios)")
+    augmenter = Augmenter.from_library(lib, augmentation)
+
+    val_idx = np.repeat(split.validation, settings.validation_repeats)
+    x_val, _ = augmenter.sample(val_idx, np.random.default_rng(settings.seed + 1))
+    model = QDotsNet(n_points=grid.n_points, size_classes_nm=size_classes.tolist(),
+                     dispersion_classes=dispersion_classes.tolist())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    n_batches = max(1, settings.samples_per_epoch // settings.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate,
+                                                    total_steps=settings.max_epochs * n_batches, pct_start=0.15)
+    size_t = torch.as_tensor(y_size)
+    disp_t = torch.as_tensor(y_disp)
+    diam_t = torch.as_tensor(lib.mean_diameter_nm, dtype=torch.float32)
+
+    def losses(out, idx):
+        idx_t = torch.as_tensor(idx)
+        l_size = F.cross_entropy(out["size_logits"], size_t[idx_t])
+        l_disp = F.cross_entropy(out["dispersion_logits"], disp_t[idx_t])
+        l_reg = F.smooth_l1_loss(out["size_nm"], diam_t[idx_t])
+        return l_size + settings.dispersion_weight * l_disp + settings.regression_weight * l_reg
+
+    def evaluate(x, idx):
+        model.eval()
+        outs = []
+        with torch.inference_mode():
+            for s in range(0, len(x), 1024):
+                outs.append(model(torch.as_tensor(x[s:s + 1024])))
+        model.train()
+        return {k: torch.cat([o[k] for o in outs]) for k in ("size_logits", "dispersion_logits", "size_nm", "features")}
+
+    history: list[dict] = []
+    best = (np.inf, None, -1)
+    stopped = "max_epochs"
+    bar = tqdm(total=settings.max_epochs, desc="training", disable=not progress)
+    for epoch in range(settings.max_epochs):
+        model.train()
+        total, count = 0.0, 0
+        for idx, x in _BatchProducer(augmenter, split.train, settings.batch_size, n_batches, settings.seed * 1000 + epoch):
+            out = model(torch.as_tensor(x))
+            loss = losses(out, idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        val_out = evaluate(x_val, val_idx)
+        val_loss = float(losses(val_out, val_idx))
+        val_acc = float((val_out["size_logits"].argmax(1) == size_t[torch.as_tensor(val_idx)]).float().mean())
+        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
+                        "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start})
+        bar.update(1)
+        bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
+        if val_loss < best[0]:
+            best = (val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
+        elif epoch + 1 - best[2] >= settings.patience:
+            stopped = "early_stopping"
+            break
+        if (time.perf_counter() - t_start) / 60 > settings.max_minutes:
+            stopped = "time_limit"
+            break
+    bar.close()
+    model.load_state_dict(best[1])
+    model.eval()
+
+    # calibration on validation
+    val_out = evaluate(x_val, val_idx)
+    t_size = fit_temperature(val_out["size_logits"].numpy(), y_size[val_idx])
+    t_disp = fit_temperature(val_out["dispersion_logits"].numpy(), y_disp[val_idx])
+
+    # out-of-distribution statistics: training features, threshold from held-out validation features
+    x_tr, _ = augmenter.sample(np.random.default_rng(settings.seed + 2).choice(split.train, 8192), np.random.default_rng(settings.seed + 3))
+    stats = fit_feature_statistics(evaluate(x_tr, None)["features"].numpy(), quantile=settings.ood_quantile,
+                                   reference=val_out["features"].numpy())
+    ood_threshold = float(stats["threshold"][0])
+
+    # held-out test on the reference conditions
+    x_test, test_idx, test_meta = reference_test_set(augmenter, split.test, settings.seed + 4)
+    test_out = evaluate(x_test, test_idx)
+    p_size = torch.softmax(test_out["size_logits"] / t_size, 1).numpy()
+    p_disp = torch.softmax(test_out["dispersion_logits"] / t_disp, 1).numpy()
+    pred = p_size.argmax(1)
+    truth = y_size[test_idx]
+    metrics = {
+        "test_simulations": int(split.test.size),
+        "test_patterns": int(test_idx.size),
+        "test_size_accuracy": float(np.mean(pred == truth)),
+        "test_size_within_one_class": float(np.mean(np.abs(pred - truth) <= 1)),
+        "test_dispersion_accuracy": float(np.mean(p_disp.argmax(1) == y_disp[test_idx])),
+        "test_size_mae_nm": float(np.mean(np.abs(p_size @ size_classes - lib.mean_diameter_nm[test_idx]))),
+        "test_ece_size": float(expected_calibration_error(p_size, truth)),
+        "test_ece_size_uncalibrated": float(expected_calibration_error(torch.softmax(test_out["size_logits"], 1).numpy(), truth)),
+        "test_ece_dispersion": float(expected_calibration_error(p_disp, y_disp[test_idx])),
+        "temperature_size": float(t_size),
+        "temperature_dispersion": float(t_disp),
+        "ood_threshold": ood_threshold,
+        "best_epoch": int(best[2]),
+        "epochs_run": len(history),
+        "stopped_by": stopped,
+        "training_minutes": (time.perf_counter() - t_start) / 60,
+        "test_size_accuracy_by_fraction": {str(f): float(np.mean((pred == truth)[test_meta["fraction"] == f])) for f in REFERENCE_FRACTIONS},
+        "test_size_accuracy_by_snr": {str(s): float(np.mean((pred == truth)[test_meta["snr"] == s])) for s in REFERENCE_SNRS},
+        "test_size_accuracy_by_solvent": {s: float(np.mean((pred == truth)[test_meta["solvent"] == s])) for s in REFERENCE_SOLVENTS},
+    }
+    metadata = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "program_version": __version__,
+        "q_grid": grid.to_dict(),
+        "size_classes_nm": size_classes.tolist(),
+        "dispersion_classes": dispersion_classes.tolist(),
+        "augmentation": augmentation.to_dict(),
+        "training": settings.to_dict(),
+        "training_library": {"path": str(library_path), "sha256": file_sha256(library_path),
+                             "settings": lib.settings, "created": str(lib.attrs.get("created")), "n_patterns": lib.n_patterns},
+        "split": split.to_dict(),
+        "metrics": metrics,
+        "history": history,
+    }
+    tensors = {
+        "calibration.temperature_size": torch.tensor([t_size], dtype=torch.float32),
+        "calibration.temperature_dispersion": torch.tensor([t_disp], dtype=torch.float32),
+        "ood.feature_mean": torch.as_tensor(stats["feature_mean"]),
+        "ood.feature_precision": torch.as_tensor(stats["feature_precision"]),
+        "ood.threshold": torch.as_tensor(stats["threshold"]),
+    }
+    path = save_bundle(output, model, metadata, tensors)
+    return TrainingResult(Path(path), metrics, history)
+
+
+def cross_validate(library_path: str | Path, n_folds: int, settings: TrainingSettings | None = None,
+                   augmentation: AugmentationSettings | None = None, progress: bool = True) -> dict:
+    """K-fold cross-validation by simulation: each fold is the test set once; returns the test accuracies."""
+    import tempfile
+
+    settings = settings or TrainingSettings()
+    lib = load_library(library_path, grid="q")
+    folds = kfold_by_simulation(lib.population, n_folds, settings.seed)
+    accuracies = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, test in enumerate(folds):
+            rest = np.setdiff1d(np.arange(lib.n_patterns), test)
+            rng = np.random.default_rng(settings.seed + 100 + k)
+            val = np.sort(rng.choice(rest, size=max(1, int(round(settings.validation_fraction * lib.n_patterns))), replace=False))
+            split = Split(np.setdiff1d(rest, val), val, test)
+            result = train_model(library_path, Path(tmp) / f"fold{k}.safetensors", settings, augmentation, progress, split)
+            accuracies.append(result.metrics["test_size_accuracy"])
+    return {"folds": accuracies, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}

@@ -1,0 +1,317 @@
+"""Tests of the physics-informed augmentation (sim/augment.py) and the reflection list (sim/reflections.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.sim.augment import (
+    CU_KA1_A,
+    CU_KA2_A,
+    AugmentationSettings,
+    Augmenter,
+    lp_factor,
+    po_correction,
+    polarization_factor,
+)
+from qdots_bluesky.sim.library import LibrarySettings, build_library, load_library
+from qdots_bluesky.sim.materials import get_structure
+from qdots_bluesky.sim.reflections import bragg_reflections, family_march_dollase, march_dollase
+from qdots_bluesky.sim.solvents import solvent_pattern
+from qdots_bluesky.standardize import QGrid, standardize_batch
+from qdots_bluesky.units import q_to_tth, tth_to_q
+
+HEXANE = Path(__file__).resolve().parents[2] / "shared" / "data" / "solvents" / "hexane.xye"
+if not HEXANE.exists():
+    HEXANE = Path("/work/shared/data/solvents/hexane.xye")
+
+Q = QGrid().q
+A_PBS = 5.934
+#: parameters that switch every random effect off
+CLEAN = dict(fraction=1.0, snr=np.inf, q_min=1.0, q_max=15.0, n_points=0, lab=False, background=0.0)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    path = tmp_path_factory.mktemp("auglib") / "lib.h5"
+    build_library(LibrarySettings(mean_diameters_nm=[3.0, 6.0], dispersions=[0.1], lattice_ratios=[1.0, 1.003],
+                                  tth_grid_deg=None, q_grid=(1.0, 15.0, 5004)), path, progress=False)
+    return load_library(path)
+
+
+@pytest.fixture(scope="module")
+def aug(library):
+    return Augmenter.from_library(library, AugmentationSettings(solvents=["hexane"]))
+
+
+def _synthetic(crystal_fn, compton_level=0.0, **settings):
+    """An Augmenter on a made-up one-pattern library (crystal_fn(Q), constant Compton)."""
+    crystal = crystal_fn(Q)[None, :].astype(np.float32)
+    compton = np.full_like(crystal, compton_level)
+    return Augmenter(Q, crystal, compton, AugmentationSettings(solvents=["hexane"], **settings))
+
+
+# ---------------------------------------------------------------- API, determinism
+def test_same_seed_same_output_different_seed_different(aug):
+    idx = np.arange(aug.n_patterns).repeat(4)
+    X1, m1 = aug.sample(idx, np.random.default_rng(7))
+    X2, m2 = aug.sample(idx, np.random.default_rng(7))
+    X3, _ = aug.sample(idx, np.random.default_rng(8))
+    assert np.array_equal(X1, X2)
+    for k in m1:
+        assert np.array_equal(m1[k], m2[k], equal_nan=m1[k].dtype.kind == "f")
+    assert not np.allclose(X1, X3)
+
+
+def test_result_independent_of_thread_count(library):
+    s1 = AugmentationSettings(solvents=["hexane"], n_threads=1)
+    s2 = AugmentationSettings(solvents=["hexane"], n_threads=2)
+    idx = np.arange(library.n_patterns).repeat(8)
+    X1, _ = Augmenter.from_library(library, s1).sample(idx, np.random.default_rng(3))
+    X2, _ = Augmenter.from_library(library, s2).sample(idx, np.random.default_rng(3))
+    assert np.array_equal(X1, X2)
+
+
+def test_shape_dtype_mean_and_metadata(library):
+    aug = Augmenter.from_library(library)  # default settings: hexane, toluene, lab, truncation, coarse steps
+    idx = np.arange(library.n_patterns).repeat(12)
+    X, meta = aug.sample(idx, np.random.default_rng(0))
+    assert X.shape == (idx.size, 5004) and X.dtype == np.float32
+    assert np.all(np.isfinite(X))
+    np.testing.assert_allclose(X.mean(axis=1), 1.0, atol=1e-5)
+    for key in ("fraction", "snr", "solvent", "q_min", "q_max", "n_points", "lab", "po_direction", "po_r"):
+        assert len(meta[key]) == idx.size, key
+    assert set(meta["solvent"]) <= {"hexane", "toluene"}
+    assert meta["lab"].dtype == bool and meta["lab"].any() and (~meta["lab"]).any()
+    assert np.all((meta["fraction"] >= 0.04) & (meta["fraction"] <= 1.0))
+    assert np.all((meta["snr"] >= 10) & (meta["snr"] <= 150))
+    syn = ~meta["lab"]
+    assert np.all(meta["q_max"][syn] >= 3.0 - 1e-9) and np.all(meta["q_min"][syn] <= 1.7 + 1e-9)
+    assert np.all(meta["po_direction"][syn] == "") and np.all(meta["po_r"][syn] == 1.0)
+    lab = meta["lab"]
+    assert np.all(np.isin(meta["po_direction"][lab], ["110", "111", "100", ""]))
+    np.testing.assert_allclose(meta["q_min"][lab], tth_to_q(20.0, CU_KA1_A))
+
+
+def test_warm_up_builds_every_axis(library):
+    from qdots_bluesky import standardize as std
+
+    s = AugmentationSettings(solvents=["hexane"], q_max_step=4.0, q_min_step=0.7, coarse_q_max_step=6.0,
+                             coarse_q_min_step=0.7, n_points_choices=[251], lab_tth_end_step=45.0,
+                             truncate_low_fraction=0.5)
+    aug = Augmenter.from_library(library, s)
+    n = aug.warm_up()
+    # Q_max {3, 7, 11, 15} x Q_min {1.0, 1.7}, less (1.7, 3) which is widened to (1.0, 3) (2 1/A needed);
+    # coarse: Q_max {3, 9, 15} x Q_min {1.0, 1.7} less the same; lab: 2theta end {80, 125} x monochromator or not
+    assert n == (4 * 2 - 1) + (3 * 2 - 1) + 2 * 2
+    before = set(std._cache)
+    X, meta = aug.sample(np.arange(library.n_patterns).repeat(32), np.random.default_rng(0))
+    assert set(std._cache) <= before  # every axis drawn was built by warm_up
+    assert meta["lab"].any() and (meta["n_points"] == 251).any()
+
+
+def test_pickle_round_trip(aug):
+    import pickle
+
+    other = pickle.loads(pickle.dumps(aug))
+    X1, _ = aug.sample([0, 1, 2, 3], np.random.default_rng(4))
+    X2, _ = other.sample([0, 1, 2, 3], np.random.default_rng(4))
+    assert np.array_equal(X1, X2)
+
+
+def test_settings_json_round_trip():
+    s = AugmentationSettings(solvent_blanks=[("blank.xye", "tth", 0.564162)], q_max_step=0.5)
+    d = json.loads(json.dumps(s.to_dict()))
+    assert AugmentationSettings.from_dict(d) == s
+    with pytest.raises(ValueError, match="accepted"):
+        AugmentationSettings(snr_range=(0.0, 10.0))
+    with pytest.raises(ValueError, match="unknown"):
+        AugmentationSettings.from_dict({"bogus": 1})
+
+
+def test_fixed_shares_the_other_draws(aug):
+    idx = np.zeros(32, dtype=int)
+    _, m1 = aug.sample(idx, np.random.default_rng(5))
+    _, m2 = aug.fixed(idx, np.random.default_rng(5), fraction=0.3)
+    assert np.all(m2["fraction"] == 0.3)
+    assert np.array_equal(m1["snr"], m2["snr"]) and np.array_equal(m1["q_max"], m2["q_max"])
+
+
+# ---------------------------------------------------------------- mixing and noise
+def test_fraction_one_without_noise_is_the_standardized_clean_pattern(aug, library):
+    idx = np.arange(library.n_patterns)
+    X, meta = aug.fixed(idx, np.random.default_rng(1), **CLEAN)
+    ref, _ = standardize_batch(library.q, library.total[idx], x_unit="q")
+    np.testing.assert_allclose(X, ref, rtol=2e-6, atol=2e-6)
+    assert np.all(meta["n_points"] == 5004) and np.all(np.isinf(meta["snr"]))
+
+
+def test_fraction_zero_is_the_standardized_solvent(aug, library):
+    X, meta = aug.fixed([0, 1], np.random.default_rng(1), **{**CLEAN, "fraction": 0.0}, solvent="hexane")
+    ref, _ = standardize_batch(Q, solvent_pattern("hexane", Q, wavelength_a=0.56)[None, :], x_unit="q")
+    np.testing.assert_allclose(X, np.repeat(ref, 2, axis=0), rtol=1e-5, atol=1e-5)
+    assert list(meta["solvent"]) == ["hexane", "hexane"]
+
+
+def test_mixing_is_area_weighted(aug, library):
+    f = 0.37
+    X, _ = aug.fixed([1], np.random.default_rng(1), **{**CLEAN, "fraction": f}, solvent="hexane")
+    nc, _ = standardize_batch(Q, library.total[[1]], x_unit="q")
+    sv, _ = standardize_batch(Q, solvent_pattern("hexane", Q, wavelength_a=0.56)[None, :], x_unit="q")
+    np.testing.assert_allclose(X, f * nc + (1 - f) * sv, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("snr", [14.0, 122.0])
+def test_measured_snr_matches_request(aug, snr):
+    """SNR = N_max / sqrt(N_max) of the strongest point: var(X - clean) = clean * max(clean) / SNR^2."""
+    idx = np.ones(8, dtype=int)
+    clean, _ = aug.fixed(idx[:1], np.random.default_rng(0), **CLEAN)
+    X, _ = aug.fixed(idx, np.random.default_rng(2), **{**CLEAN, "snr": snr})
+    resid = X.astype(float) - clean.astype(float)
+    k = np.mean(resid**2 / clean)  # Poisson: variance proportional to the expected value
+    measured = np.sqrt(clean.max() / k)
+    assert measured == pytest.approx(snr, rel=0.15)
+    # the strongest point holds SNR^2 counts on average
+    assert abs(np.mean(resid)) < 5 * np.sqrt(k / resid.size)
+
+
+# ---------------------------------------------------------------- axes
+def test_truncation_pads_with_mean_of_five_outermost_points(aug):
+    X, meta = aug.fixed([0], np.random.default_rng(3), **{**CLEAN, "q_max": 4.0, "snr": 50.0})
+    q_top = meta["q_max"][0]
+    assert q_top == pytest.approx(4.0, abs=0.002)
+    above = Q > q_top + 1e-9
+    inside = np.flatnonzero(~above)
+    pad = X[0, inside[-5:]].mean()
+    np.testing.assert_allclose(X[0, above], pad, rtol=1e-5)
+    assert np.ptp(X[0, ~above]) > 0.1
+
+
+def test_low_q_truncation_and_coarse_steps(aug):
+    X, meta = aug.fixed([0, 1], np.random.default_rng(3), **{**CLEAN, "q_min": 1.5, "n_points": 251})
+    assert np.all(meta["n_points"] == 251)
+    below = Q < meta["q_min"][0] - 1e-9
+    assert below.any() and np.ptp(X[0, below]) < 1e-5
+    np.testing.assert_allclose(X.mean(axis=1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- laboratory case
+def test_kalpha2_shoulder_at_wavelength_ratio():
+    q0, width = 6.5, 0.003
+    aug = _synthetic(lambda q: 1.0 + 50.0 * np.exp(-0.5 * ((q - q0) / width) ** 2))
+    X, meta = aug.fixed([0], np.random.default_rng(0), **{**CLEAN, "lab": True}, po_r=1.0, tth_max=125.0,
+                        monochromator=False)
+    x = X[0]
+    near = (Q > q0 - 0.05) & (Q < q0 + 0.05)
+    qn, xn = Q[near], x[near]
+    peaks = [i for i in range(1, xn.size - 1) if xn[i] > xn[i - 1] and xn[i] >= xn[i + 1] and xn[i] > 3]
+    assert len(peaks) == 2
+    q1, q2 = qn[peaks[0]], qn[peaks[1]]
+    step = Q[1] - Q[0]
+    assert q1 == pytest.approx(q0, abs=step)
+    assert q2 == pytest.approx(q0 * CU_KA2_A / CU_KA1_A, abs=step)
+    base = x[(Q > 5.5) & (Q < 6.0)].mean()
+    ratio = (xn[peaks[1]] - base) / (xn[peaks[0]] - base)
+    assert ratio == pytest.approx(0.5, abs=0.08)
+    assert bool(meta["lab"][0]) and meta["n_points"][0] == 5251
+
+
+def test_lp_and_polarization_factor_shapes():
+    tth = np.array([20.0, 45.0, 90.0, 120.0])
+    th = np.radians(tth) / 2
+    lp = (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
+    np.testing.assert_allclose(lp_factor(tth), lp)
+    np.testing.assert_allclose(lp_factor(tth, monochromator_tth_deg=0.0), lp / 2)
+    np.testing.assert_allclose(polarization_factor(tth), (1 + np.cos(np.radians(tth)) ** 2) / 2)
+    assert polarization_factor(90.0) == pytest.approx(0.5)
+    m2 = np.cos(np.radians(26.57)) ** 2
+    assert polarization_factor(90.0, 26.57) == pytest.approx(1 / (1 + m2))
+    assert np.all(np.diff(lp_factor(np.linspace(20, 95, 50))) < 0)  # falls to its minimum near 2theta = 98 deg
+
+
+@pytest.mark.parametrize("lorentz", [False, True])
+def test_lab_intensity_follows_the_instrument_factor(lorentz):
+    """A flat pattern measured in the lab comes out as the polarization (or full LP) factor over Q."""
+    aug = _synthetic(lambda q: np.ones_like(q), lab_lorentz=lorentz, lab_ka2_ratio=0.0)
+    X, _ = aug.fixed([0], np.random.default_rng(0), **{**CLEAN, "lab": True}, po_r=1.0, tth_max=120.0,
+                     monochromator=False)
+    sel = (Q > 1.5) & (Q < 6.9)
+    tth = q_to_tth(Q[sel], CU_KA1_A)
+    expect = lp_factor(tth) if lorentz else polarization_factor(tth)
+    ratio = X[0, sel] / expect
+    assert np.ptp(ratio) / ratio.mean() < 2e-3
+
+
+# ---------------------------------------------------------------- preferred orientation
+def test_march_dollase_normalised_and_identity():
+    c = np.linspace(-1, 1, 200001)  # uniform in cos(alpha) = uniform over the sphere
+    for r in (0.6, 0.8, 1.0, 1.3):
+        assert np.trapezoid(march_dollase(c, r), c) / 2 == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_allclose(march_dollase(c, 1.0), 1.0)
+    refl = bragg_reflections("PbS", 8.0)
+    p = np.ones((1, len(refl)))
+    C = po_correction(Q, np.array([r.q for r in refl]), np.ones(len(refl)), p, np.array([0.1]))
+    np.testing.assert_array_equal(C, 1.0)
+
+
+def test_po_along_100_raises_200_over_111(aug, library):
+    """Along <100>, 2 of the 6 (200) vectors lie on the normal (factor r^-3) and 4 across it (r^1.5),
+    so P(200) = r^-3/3 + 2 r^1.5/3 >= 1; all 8 (111) lie at 54.7 deg, P(111) = (r^2/3 + 2/(3r))^-1.5 <= 1.
+    Hence I(200)/I(111) rises for r < 1 (plates with {100} faces flat on the holder; and, for a
+    cubic crystal, also for r > 1)."""
+    refl = bragg_reflections("PbS", 3.0)
+    r = np.array([0.7, 1.0, 1.3])
+    p = family_march_dollase("PbS", refl, (1, 0, 0), r)
+    assert [x.hkl for x in refl[:2]] == [(1, 1, 1), (2, 0, 0)]
+    np.testing.assert_allclose(p[:, 1], r**-3 / 3 + 2 * r**1.5 / 3)
+    np.testing.assert_allclose(p[:, 0], (r**2 / 3 + 2 / (3 * r)) ** -1.5)
+    r200_111 = p[:, 1] / p[:, 0]
+    assert r200_111[0] > 1.5 and r200_111[1] == pytest.approx(1.0)
+    i = int(np.flatnonzero((library.mean_diameter_nm == 6.0) & (library.strain == 0.0))[0])
+    opts = {**CLEAN, "lab": True, "tth_max": 100.0, "monochromator": False, "po_direction": "100"}
+    X_rand, _ = aug.fixed([i], np.random.default_rng(0), **{**opts, "po_r": 1.0})
+    X_tex, meta = aug.fixed([i], np.random.default_rng(0), **{**opts, "po_r": 0.7})
+    assert meta["po_direction"][0] == "100" and meta["po_r"][0] == 0.7
+
+    def height(x, q):
+        return x[np.abs(Q - q) < 0.02].max()
+
+    q111, q200 = 2 * np.pi * np.sqrt(3) / A_PBS, 4 * np.pi / A_PBS
+    ratio_rand = height(X_rand[0], q200) / height(X_rand[0], q111)
+    ratio_tex = height(X_tex[0], q200) / height(X_tex[0], q111)
+    assert ratio_tex > 1.1 * ratio_rand
+    X_one, _ = aug.fixed([i], np.random.default_rng(0), **{**opts, "po_r": 1.0, "po_direction": "111"})
+    np.testing.assert_array_equal(X_one, X_rand)  # r = 1 is the identity, whatever the direction
+
+
+# ---------------------------------------------------------------- reflections
+def test_pbs_reflections():
+    refl = bragg_reflections(get_structure("PbS"), 3.6)
+    table = {r.hkl: r for r in refl}
+    assert list(table)[:4] == [(1, 1, 1), (2, 0, 0), (2, 2, 0), (3, 1, 1)]
+    for hkl, m in (((1, 1, 1), 8), ((2, 0, 0), 6), ((2, 2, 0), 12), ((3, 1, 1), 24)):
+        assert table[hkl].multiplicity == m
+        assert table[hkl].q == pytest.approx(2 * np.pi * np.sqrt(sum(v * v for v in hkl)) / A_PBS, rel=1e-9)
+    assert (1, 0, 0) not in table and (1, 1, 0) not in table and (2, 1, 0) not in table  # mixed parity absent
+    # 333 and 511 share Q but are separate families (different texture factors)
+    hi = {r.hkl: r.multiplicity for r in bragg_reflections("PbS", 5.6, 5.4)}
+    assert hi == {(5, 1, 1): 24, (3, 3, 3): 8}
+
+
+def test_zincblende_reflections_from_primitive_cell():
+    refl = bragg_reflections("CdSe", 3.0)
+    assert [(r.hkl, r.multiplicity) for r in refl] == [((1, 1, 1), 8), ((2, 0, 0), 6), ((2, 2, 0), 12)]
+    assert refl[1].f_squared < 0.1 * refl[0].f_squared  # (200) weak: Cd - Se
+
+
+# ---------------------------------------------------------------- measured blanks
+@pytest.mark.skipif(not HEXANE.exists(), reason="shared solvent data (hexane.xye) not available")
+def test_measured_blank_as_solvent(library):
+    s = AugmentationSettings(solvents=[], solvent_blanks=[(str(HEXANE), "tth", 0.564162)], lab_fraction=0.0)
+    aug = Augmenter.from_library(library, s)
+    X, meta = aug.fixed([0, 1], np.random.default_rng(0), **{**CLEAN, "fraction": 0.0})
+    assert list(meta["solvent"]) == ["blank:hexane"] * 2
+    model = standardize_batch(Q, solvent_pattern("hexane", Q, 0.564162)[None, :], x_unit="q")[0][0]
+    assert np.corrcoef(X[0], model)[0, 1] > 0.8  # the physics model resembles the measured blank

@@ -1,0 +1,171 @@
+"""The model bundle: round trip, metadata, and every refusal names the file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+import qdots_bluesky.models.bundle as bundle_mod
+from _model_helpers import GRID, make_bundle, make_model, synthetic_patterns
+from qdots_bluesky.models.bundle import (
+    REQUIRED_TENSORS,
+    T_OOD_THRESHOLD,
+    BundleError,
+    default_bundle_path,
+    load_bundle,
+    read_bundle,
+    save_bundle,
+)
+from qdots_bluesky.standardize import QGrid
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny.safetensors")
+
+
+def _raw(path):
+    with safe_open(str(path), framework="np") as f:
+        return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_round_trip_gives_identical_outputs(bundle_path):
+    model = make_model()  # same seed as the bundle's
+    X = torch.from_numpy(synthetic_patterns(4, seed=11))
+    loaded = load_bundle(bundle_path)
+    assert not loaded.model.training
+    with torch.no_grad():
+        a, b = model(X), loaded.model(X)
+    for key in ("size_logits", "dispersion_logits", "size_nm", "features", "feature_map"):
+        assert torch.equal(a[key], b[key]), key
+    assert loaded.grid == GRID
+    assert set(REQUIRED_TENSORS) <= set(loaded.tensors)
+
+
+def test_metadata_is_complete_and_json(bundle_path):
+    meta = read_bundle(bundle_path).metadata
+    for key in ("format", "format_version", "network", "q_grid", "size_classes_nm", "dispersion_classes", "augmentation",
+                "training_library", "training", "metrics", "created", "program_version"):
+        assert key in meta, key
+    assert meta["q_grid"] == QGrid().to_dict()
+    assert len(meta["training_library"]["sha256"]) == 64
+    assert meta["network"]["kernels"] == [10, 5, 4, 3, 2]
+    header, tensors = _raw(bundle_path)
+    assert json.loads(header["qdots_metadata"]) == meta
+    assert not any(k.endswith("num_batches_tracked") for k in tensors)
+
+
+def test_torch_free_read_matches(bundle_path):
+    contents = read_bundle(bundle_path, grid=QGrid())
+    loaded = load_bundle(bundle_path)
+    for k, v in loaded.model.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(contents.weights[k], v.numpy())
+    for k in REQUIRED_TENSORS:
+        np.testing.assert_array_equal(contents.tensors[k], loaded.tensors[k].numpy())
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nothing.safetensors"
+    with pytest.raises(BundleError, match="nothing.safetensors.*not found"):
+        read_bundle(path)
+
+
+def test_default_bundle_missing_says_how_to_train(tmp_path, monkeypatch):
+    assert default_bundle_path().name == "default_model.safetensors"
+    monkeypatch.setattr(bundle_mod, "default_bundle_path", lambda: tmp_path / "default_model.safetensors")
+    with pytest.raises(BundleError, match="qdots train"):
+        read_bundle(None)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, 0.01])
+def test_truncated_bundle(bundle_path, tmp_path, keep):
+    data = bundle_path.read_bytes()
+    bad = tmp_path / "truncated.safetensors"
+    bad.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(BundleError, match="truncated.safetensors"):
+        read_bundle(bad)
+    with pytest.raises(BundleError, match="truncated.safetensors"):
+        load_bundle(bad)
+
+
+def test_not_a_safetensors_file(tmp_path):
+    text = tmp_path / "model.safetensors"
+    text.write_text("2theta intensity\n1 2\n")
+    with pytest.raises(BundleError, match="model.safetensors.*not a readable safetensors"):
+        read_bundle(text)
+    pickled = tmp_path / "model.pt"
+    torch.save(make_model().state_dict(), pickled)
+    with pytest.raises(BundleError, match="model.pt"):
+        read_bundle(pickled)
+
+
+def test_corrupted_header(bundle_path, tmp_path):
+    data = bytearray(bundle_path.read_bytes())
+    data[10:20] = b"\xff" * 10
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="corrupt.safetensors"):
+        read_bundle(bad)
+
+
+def test_safetensors_without_qdots_metadata(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(path))
+    with pytest.raises(BundleError, match="other.safetensors.*not a qdots model bundle"):
+        read_bundle(path)
+
+
+def test_wrong_format_version(bundle_path, tmp_path):
+    header, tensors = _raw(bundle_path)
+    header["format_version"] = "99"
+    path = tmp_path / "future.safetensors"
+    save_file(tensors, str(path), metadata=header)
+    with pytest.raises(BundleError, match="future.safetensors.*version '99'"):
+        read_bundle(path)
+
+
+def test_missing_tensor_and_metadata_key(bundle_path, tmp_path):
+    header, tensors = _raw(bundle_path)
+    path = tmp_path / "incomplete.safetensors"
+    save_file({k: v for k, v in tensors.items() if k != T_OOD_THRESHOLD}, str(path), metadata=header)
+    with pytest.raises(BundleError, match=f"incomplete.safetensors.*{T_OOD_THRESHOLD}"):
+        read_bundle(path)
+    save_file({k: v for k, v in tensors.items() if k != "model.convs.2.weight"}, str(path), metadata=header)
+    with pytest.raises(BundleError, match="incomplete.safetensors.*convs.2.weight"):
+        read_bundle(path)
+    meta = json.loads(header["qdots_metadata"])
+    del meta["q_grid"]
+    save_file(tensors, str(path), metadata={**header, "qdots_metadata": json.dumps(meta)})
+    with pytest.raises(BundleError, match="incomplete.safetensors.*q_grid"):
+        read_bundle(path)
+
+
+def test_wrong_grid(bundle_path):
+    other = QGrid(q_min=1.0, q_max=12.0, n_points=5004)
+    with pytest.raises(BundleError, match="tiny.safetensors.*Q grid"):
+        read_bundle(bundle_path, grid=other)
+    with pytest.raises(BundleError, match="tiny.safetensors"):
+        load_bundle(bundle_path, grid=other)
+
+
+def test_save_refuses_incomplete_or_inconsistent(tmp_path):
+    model = make_model()
+    path = tmp_path / "x.safetensors"
+    with pytest.raises(BundleError, match="x.safetensors.*lacks the tensors"):
+        save_bundle(path, model, {}, {})
+    ok = {"calibration.temperature_size": np.array([1.5]), "calibration.temperature_dispersion": np.array([1.0]),
+          "ood.feature_mean": np.zeros(32), "ood.feature_precision": np.eye(32), "ood.threshold": np.array([10.0])}
+    with pytest.raises(BundleError, match="size_classes_nm"):
+        save_bundle(path, model, {"size_classes_nm": [1.0, 2.0]}, ok)
+    with pytest.raises(BundleError, match="temperature"):
+        save_bundle(path, model, {}, {**ok, "calibration.temperature_size": np.array([-1.0])})
+    with pytest.raises(BundleError, match="JSON"):
+        save_bundle(path, model, {"training": {"bad": object()}}, ok)
+    assert not path.exists()
+    saved = save_bundle(path, model, {"metrics": {"accuracy": np.float32(0.5)}, "extra_note": "hi"}, ok)
+    assert read_bundle(saved).metadata["metrics"]["accuracy"] == 0.5

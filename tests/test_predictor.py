@@ -1,0 +1,200 @@
+"""Predictor plumbing (untrained tiny bundle), calibration helpers and flags."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import qdots_bluesky.models.bundle as bundle_mod
+from _model_helpers import GRID, make_bundle, make_model, synthetic_patterns
+from qdots_bluesky.models.bundle import BundleError
+from qdots_bluesky.models.calibration import (
+    expected_calibration_error,
+    fit_feature_statistics,
+    fit_temperature,
+    mahalanobis_distance,
+    softmax,
+)
+from qdots_bluesky.predictor import FLAGS, Predictor, SizeEstimate, resolve_device
+from qdots_bluesky.units import q_to_tth
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("pred") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module", params=["cpu", "numpy"])
+def predictor(request, bundle_path):
+    return Predictor.from_bundle(bundle_path, device=request.param)
+
+
+# --- calibration ----------------------------------------------------------------------------
+def test_fit_temperature_recovers_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0.0, 2.0, size=(20000, 17))
+    p = softmax(true_logits)
+    labels = (p.cumsum(1) > rng.random((p.shape[0], 1))).argmax(1)
+    assert fit_temperature(true_logits * 3.0, labels) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(true_logits, labels) == pytest.approx(1.0, rel=0.05)
+    assert fit_temperature(torch.from_numpy(true_logits / 2.0), torch.from_numpy(labels)) == pytest.approx(0.5, rel=0.05)
+    with pytest.raises(ValueError):
+        fit_temperature(true_logits, labels[:-1])
+
+
+def test_expected_calibration_error():
+    rng = np.random.default_rng(1)
+    p = softmax(rng.normal(0.0, 2.0, size=(20000, 17)))
+    labels = (p.cumsum(1) > rng.random((p.shape[0], 1))).argmax(1)
+    assert expected_calibration_error(p, labels) < 0.02
+    overconfident = softmax(np.log(p) * 4.0)
+    assert expected_calibration_error(overconfident, labels) > 0.1
+
+
+def test_feature_statistics_and_mahalanobis():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(5000, 3)) @ np.array([[2.0, 0, 0], [0.5, 1.0, 0], [0, 0, 0.1]]) + 5.0
+    stats = fit_feature_statistics(f, quantile=0.99, shrinkage=0.0)
+    d = mahalanobis_distance(f, stats["feature_mean"], stats["feature_precision"])
+    assert np.mean(d > stats["threshold"][0]) == pytest.approx(0.01, abs=0.003)
+    assert np.mean(d**2) == pytest.approx(3.0, rel=0.05)  # chi-square with 3 degrees of freedom
+    far = mahalanobis_distance(np.array([[5.0, 5.0, 6.0]]), stats["feature_mean"], stats["feature_precision"])
+    assert far[0] > 2 * stats["threshold"][0]
+
+
+# --- predictor ------------------------------------------------------------------------------
+def test_one_estimate_per_pattern(predictor):
+    X = synthetic_patterns(7, seed=21)
+    est = predictor.predict_standardized(X)
+    assert len(est) == 7 and all(isinstance(e, SizeEstimate) for e in est)
+    for e in est:
+        assert sum(e.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert sum(e.dispersion_probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert 2.0 <= e.size_nm <= 10.0
+        assert e.size_class_nm in predictor.size_classes_nm
+        assert e.dispersion in (0.05, 0.10, 0.15, 0.20)
+        assert e.size_std_nm >= 0 and 0 < e.confidence <= 1
+        assert e.confidence == max(e.probabilities.values())
+        assert set(e.flags) <= set(FLAGS)
+        d = json.loads(json.dumps(e.to_dict()))
+        assert list(d["probabilities"])[:3] == ["2.0", "2.5", "3.0"]
+        assert list(d["dispersion_probabilities"]) == ["0.05", "0.10", "0.15", "0.20"]
+
+
+def test_batch_or_alone_and_devices_agree(bundle_path, predictor):
+    X = synthetic_patterns(5, seed=22)
+    batch = predictor.predict_standardized(X)
+    for i in range(5):
+        alone = predictor.predict_standardized(X[i])[0]
+        assert alone.size_nm == pytest.approx(batch[i].size_nm, rel=1e-5)
+        assert alone.probabilities == pytest.approx(batch[i].probabilities, rel=1e-4, abs=1e-7)
+    other = Predictor.from_bundle(bundle_path, device="numpy" if predictor.device == "cpu" else "cpu")
+    for a, b in zip(batch, other.predict_standardized(X)):
+        assert a.size_nm == pytest.approx(b.size_nm, rel=1e-5)
+        assert a.ood_distance == pytest.approx(b.ood_distance, rel=1e-3)
+        assert a.flags == b.flags
+
+
+def test_small_batches_give_the_same(bundle_path):
+    X = synthetic_patterns(9, seed=23)
+    one = Predictor.from_bundle(bundle_path, device="numpy", batch_size=4).predict_standardized(X)
+    ref = Predictor.from_bundle(bundle_path, device="numpy").predict_standardized(X)
+    assert [e.size_nm for e in one] == pytest.approx([e.size_nm for e in ref], rel=1e-5)
+
+
+def test_predict_pattern_and_batch_from_raw_data(predictor):
+    X = synthetic_patterns(3, seed=24)
+    wavelength = 0.5646
+    tth = np.arange(0.5, 120.0, 0.01)
+    q = 4 * np.pi * np.sin(np.radians(tth) / 2) / wavelength
+    Y = np.stack([np.interp(q, GRID.q, x) for x in X]) * 1000.0
+    batch = predictor.predict_batch(tth, Y, x_unit="tth", wavelength=wavelength)
+    for i in range(3):
+        single = predictor.predict_pattern(tth, Y[i], wavelength=wavelength)
+        assert single.size_nm == pytest.approx(batch[i].size_nm, rel=1e-5)
+        assert single.standardization["coverage"] == 1.0
+        assert "truncated_q_range" not in single.flags and "padded" not in single.flags
+    with pytest.raises(ValueError, match="wavelength"):
+        predictor.predict_pattern(tth, Y[0])
+    with pytest.raises(ValueError, match="shape"):
+        predictor.predict_standardized(np.ones((2, 100)))
+
+
+def test_range_and_sampling_flags(predictor):
+    x = synthetic_patterns(1, seed=25)[0]
+    q_short = np.linspace(1.0, 6.0, 2000)
+    e = predictor.predict_pattern(q_short, np.interp(q_short, GRID.q, x), x_unit="q")
+    assert "truncated_q_range" in e.flags and "6.00" in e.flag_details["truncated_q_range"]
+    q_almost = np.linspace(1.0, 14.8, 6000)
+    e = predictor.predict_pattern(q_almost, np.interp(q_almost, GRID.q, x), x_unit="q")
+    assert "padded" in e.flags and "truncated_q_range" not in e.flags
+    q_coarse = np.linspace(0.5, 15.5, 600)
+    e = predictor.predict_pattern(q_coarse, np.interp(q_coarse, GRID.q, x), x_unit="q")
+    assert "coarse_sampling" in e.flags and "truncated_q_range" not in e.flags
+    tth = q_to_tth(np.linspace(1.0, 15.0, 20000), 0.5646)
+    e = predictor.predict_pattern(tth, np.interp(np.linspace(1.0, 15.0, 20000), GRID.q, x), wavelength=0.5646)
+    assert not {"coarse_sampling", "truncated_q_range", "padded"} & set(e.flags)
+
+
+def test_ood_flag_fires_for_a_constant_pattern(tmp_path):
+    rng = np.random.default_rng(3)
+    base = synthetic_patterns(4, seed=7)
+    family = np.concatenate([b * (1 + 0.05 * rng.standard_normal((60, b.size))) for b in base]).astype(np.float32)
+    family /= family.mean(axis=1, keepdims=True)
+    path = make_bundle(tmp_path / "ood.safetensors", calibration_X=family,
+                       feature_options={"quantile": 0.999, "margin": 1.0})
+    predictor = Predictor.from_bundle(path, device="numpy")
+    flat = predictor.predict_standardized(np.ones((1, GRID.n_points)))[0]
+    assert "out_of_distribution" in flat.flags and flat.ood_distance > predictor.ood_threshold
+    inside = predictor.predict_standardized(family[::10])
+    assert sum("out_of_distribution" in e.flags for e in inside) <= 1
+
+
+def test_confidence_and_edge_flags(tmp_path):
+    sure = make_model()
+    with torch.no_grad():
+        sure.size_head.weight.zero_()
+        sure.size_head.bias.copy_(torch.tensor([30.0] + [0.0] * 16))
+    X = synthetic_patterns(3, seed=26)
+    path = make_bundle(tmp_path / "edge.safetensors", model=sure, calibration_X=X)
+    est = Predictor.from_bundle(path, device="numpy").predict_standardized(X)
+    assert all(e.size_class_nm == 2.0 and "size_at_range_edge" in e.flags and "low_confidence" not in e.flags for e in est)
+    p0 = est[0].confidence  # calibrated (T > 1 here: 30 % of the calibration labels are random)
+    others = np.mean(np.arange(1, 17) * 0.5 + 2.0)
+    assert est[0].size_nm == pytest.approx(2.0 * p0 + (1 - p0) * others, rel=1e-6)
+    unsure = make_model()
+    with torch.no_grad():
+        unsure.size_head.weight.zero_()
+        unsure.size_head.bias.zero_()
+    path = make_bundle(tmp_path / "flat.safetensors", model=unsure, calibration_X=X)
+    est = Predictor.from_bundle(path, device="numpy").predict_standardized(X)
+    assert all("low_confidence" in e.flags and e.confidence == pytest.approx(1 / 17) for e in est)
+    assert est[0].size_nm == pytest.approx(6.0)
+    assert est[0].size_std_nm >= np.sqrt(np.mean((np.arange(17) * 0.5 + 2 - 6.0) ** 2)) - 1e-9
+
+
+def test_class_activation_map(predictor):
+    X = synthetic_patterns(2, seed=27)
+    cam = predictor.class_activation_map(X)
+    assert cam.shape == (2, GRID.n_points)
+    assert cam.min() >= 0 and cam.max() <= 1
+    assert np.all(cam[:, 4800:] == 0)
+    fine = predictor.class_activation_map(X, layer=1, target="dispersion")
+    assert fine.shape == (2, GRID.n_points)
+    with pytest.raises(ValueError):
+        predictor.class_activation_map(X, layer=7)
+
+
+def test_devices_and_default_bundle(tmp_path, monkeypatch):
+    assert resolve_device("numpy") == "numpy"
+    assert resolve_device(None) in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("warp-drive")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            resolve_device("cuda")
+    monkeypatch.setattr(bundle_mod, "default_bundle_path", lambda: tmp_path / "default_model.safetensors")
+    with pytest.raises(BundleError, match="qdots train"):
+        Predictor.from_bundle()
