@@ -34,14 +34,19 @@ def coherent_form_factor(element: str, q: np.ndarray) -> np.ndarray:
     """Rayleigh atomic form factor f0 (electrons) at Q (1/A)."""
     z = atomic_number(element)
     x = np.asarray(q, dtype=float) / (4.0 * np.pi)
-    return _vectorised("FF_Rayl")(z, np.maximum(x, 0.0))
+    return _vectorised("FF_Rayl")(z, np.maximum(x, 1e-4))  # the table starts at x = 1e-4 1/A; f0 is flat below
+
+
+#: Smallest x = sin(theta)/lambda (1/A) of the xraylib incoherent tables; below it S(x) ~ S(x0) (x/x0)^2.
+_X_MIN_COMPTON = 1e-3
 
 
 def incoherent_scattering_function(element: str, q: np.ndarray) -> np.ndarray:
-    """Incoherent (Compton) scattering function S(Q) (electrons) at Q (1/A)."""
+    """Incoherent (Compton) scattering function S(Q) (electrons) at Q (1/A); S -> 0 as Q^2 at small Q."""
     z = atomic_number(element)
     x = np.asarray(q, dtype=float) / (4.0 * np.pi)
-    return _vectorised("SF_Compt")(z, np.maximum(x, 0.0))
+    table = _vectorised("SF_Compt")(z, np.maximum(x, _X_MIN_COMPTON))
+    return np.where(x < _X_MIN_COMPTON, table * (np.maximum(x, 0.0) / _X_MIN_COMPTON) ** 2, table)
 
 
 def anomalous_dispersion(element: str, wavelength_a: float) -> tuple[float, float]:

@@ -1,0 +1,828 @@
+"""A simulated in-situ synthesis beamline for Bluesky: a PbS hot-injection reactor and a 1D WAXS detector.
+
+Both are real ophyd Devices (soft signals, no EPICS), so they run under a RunEngine exactly like
+hardware, and their truth (the reactor's mean size and dispersion) is recorded in the same events
+as the simulated patterns, which lets a live sizing callback be checked against it.
+
+Growth law (:class:`GrowthLaw`)
+-------------------------------
+A hot-injection synthesis (Pb oleate in octadecene, sulfur precursor injected hot, e.g.
+Hines & Scholes, Adv. Mater. 15, 1844 (2003)) in three overlapping regimes, all in closed form
+for piecewise-constant temperature, so the state at any time is exact (no ODE stepping):
+
+1. **Nucleation burst** at injection (t = 0): nuclei of diameter D0 (2.0 nm) with relative
+   standard deviation sigma_nuc (18 %), converting a fraction b (2 %) of the precursor at once.
+   Their number is fixed from then on; it sets the diameter D_inf the nuclei reach by growth:
+   D_inf = D_ref (c / c_ref)^(1/6) exp(alpha (T_inj - T_ref)) (at least D0), with the injection
+   temperature T_inj (deg C) and the initial sulfur precursor concentration c (mmol/L):
+   hotter injections and more precursor give fewer nuclei per unit of monomer, i.e. bigger dots
+   (empirical; D_ref = 4.5 nm at T_ref = 120 C, c_ref = 30 mM, alpha = 0.0067 1/K).
+2. **Diffusion-limited growth with size focusing** while the precursor converts (first order):
+   remaining precursor m(t) = exp(-t / tau(T)), tau Arrhenius (tau_ref = 120 s at T_ref,
+   E_a = 60 kJ/mol). The converted monomer goes onto the fixed number of nuclei:
+   D_g^3 = D0^3 + (D_inf^3 - D0^3) (1 - m). In diffusion-limited growth d(D^2)/dt is the same
+   for every particle (Reiss, J. Chem. Phys. 19, 482 (1951); Peng et al., JACS 120, 5343 (1998)),
+   so the absolute width shrinks as 1/D and the relative width as 1/D^2:
+   sigma_f = sqrt(sigma_floor^2 + (sigma_nuc (D0 / D_g)^2)^2), sigma_floor = 5 % being the
+   width that stochastic growth and late nucleation keep.
+3. **Ostwald ripening** (Lifshitz-Slyozov-Wagner) as the supersaturation (~ m) falls:
+   dR/dt = K(T) (1 - m), K Arrhenius (K_ref = 0.05 nm^3/s at T_ref, E_a = 70 kJ/mol), so
+   R = K [t - tau (1 - m)] at constant T and, late in the run, D^3 - D_inf^3 = K (t - tau): the LSW
+   law D^3 - D0^3 = k t. The mean diameter is D = (D_g^3 + R)^(1/3). Ripening drives the
+   distribution to its self-similar LSW shape, of relative width sigma_LSW (20 %); the memory of
+   the focused distribution fades with the share of the volume made by ripening, rho = R / D^3:
+   sigma = (1 - rho) sigma_f + rho sigma_LSW.
+
+The dispersion therefore narrows from ~19 % to ~6 % during growth and broadens again towards 20 %
+during ripening. The reported mean size is clipped to [2, 10] nm (the range a sizing model knows).
+Over one hour at 150 C the dots grow from 2 nm to ~10 nm; at 120 C to ~6.5 nm; at 80 C to ~3.6 nm.
+
+The nanocrystal share of the scattered area (``concentration``) follows the converted precursor
+X = b + (1 - b)(1 - m): f = a X / (a X + 1) with a = a_ref c / c_ref, a_ref such that full
+conversion at c_ref gives f = 0.5 (the reference work trains on fractions 0.15-1).
+
+A temperature change takes effect at once (idealised heating) and is integrated exactly from
+that moment on; a precursor change takes effect at the next injection.
+
+Clock
+-----
+Simulated time since injection is ``offset + time_scale * (wall seconds since injection)`` in the
+``"real"`` clock mode (``time_scale`` = 60: a 60 s scan covers an hour of synthesis), plus any
+:meth:`SynthesisReactor.advance`. In the ``"manual"`` mode only :meth:`~SynthesisReactor.advance`
+moves time, so tests are exact; :func:`use_virtual_time` makes a RunEngine's ``sleep`` advance
+manual reactors by ``delay * time_scale`` instead of waiting.
+
+Detector (:class:`WaxsDetector`)
+--------------------------------
+The DSE patterns (crystal + Compton, electron units per cluster, fixed strain) of every series
+cluster up to ``max_diameter_nm`` are computed once on the detector's grid (exact pair histograms,
+:func:`~qdots_bluesky.sim.cache.series_histogram`, + :func:`~qdots_bluesky.sim.dse.debye_pattern`).
+Each trigger then takes the reactor's state and computes
+
+    NC = sum_n w_n(mean, dispersion) I_n            (log-normal number weights)
+    Y  = f NC / <NC> + (1 - f) S / <S>              (equal-area mixing, <.> = mean over the grid)
+    N  = Y / max(Y) * count_rate * exposure          (expected counts; strongest point = rate x time)
+    intensity = Poisson(N)                           (seeded)
+
+with S the built-in solvent model (:func:`~qdots_bluesky.sim.solvents.solvent_pattern`). The
+signal-to-noise ratio of the strongest point is sqrt(count_rate * exposure) (100 by default), the
+definition used by the training augmentation. Intensities are given at the grid points
+(no polarization or Lorentz factor: a synchrotron DSE pattern I(Q) is recorded as I(Q(2theta))).
+
+Units: 2theta in degrees, Q in 1/A, wavelength in A, diameters in nm, time in s, temperature in
+deg C, precursor concentration in mmol/L, intensity in counts.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device, Kind, Signal
+from ophyd.status import DeviceStatus
+from ophyd.utils import LimitError, ReadOnlyError
+from tqdm.auto import tqdm
+
+from ..units import check_wavelength, q_to_tth, tth_to_q
+from .cache import series_histogram, structure_key
+from .clusters import equal_volume_diameter_nm
+from .distribution import DEFAULT_MAX_DIAMETER_NM, lognormal_number_weights
+from .dse import compton_intensity, pair_factors, sinc_sums
+from .grids import q_grid, tth_grid
+from .materials import get_structure
+from .population import check_strain
+from .solvents import solvent_names, solvent_pattern
+
+__all__ = [
+    "GrowthLaw",
+    "GrowthState",
+    "GrowthObservation",
+    "SynthesisReactor",
+    "WaxsDetector",
+    "make_simulated_beamline",
+    "use_virtual_time",
+    "X04SA_TTH_RANGE_DEG",
+    "X04SA_TTH_STEP_DEG",
+    "X04SA_WAVELENGTH_A",
+]
+
+#: Gas constant in kJ/(mol K).
+R_KJ = 8.314462618e-3
+#: 0 deg C in K.
+ZERO_C_K = 273.15
+#: X04SA-MS (Swiss Light Source) defaults of the reference work: 2theta range and step (deg), wavelength (A).
+X04SA_TTH_RANGE_DEG = (0.5, 84.0)
+X04SA_TTH_STEP_DEG = 0.0036
+X04SA_WAVELENGTH_A = 0.5646
+#: Default Q grid of the model (1/A): 1-15 in 5004 points.
+MODEL_Q_RANGE = (1.0, 15.0)
+MODEL_Q_POINTS = 5004
+#: Accepted reactor set points.
+TEMPERATURE_LIMITS_C = (60.0, 200.0)
+PRECURSOR_LIMITS_MM = (1.0, 200.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Growth law
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GrowthState:
+    """Kinetic state after injection: time (s), remaining precursor m, ripened volume R (nm^3)."""
+
+    t_s: float
+    remaining: float
+    ripened_nm3: float
+    growth_nm3: float  # D_inf^3 - D0^3, fixed by the nucleation burst
+    precursor_mm: float
+
+
+@dataclass(frozen=True)
+class GrowthObservation:
+    """What the reactor shows: mean diameter (nm), relative std, NC area fraction, conversion."""
+
+    elapsed_s: float
+    mean_nm: float
+    dispersion: float
+    fraction: float
+    conversion: float
+
+
+@dataclass(frozen=True)
+class GrowthLaw:
+    """Nucleation burst, diffusion-limited growth with focusing, LSW ripening (see the module docstring).
+
+    Temperatures in deg C, times in s, diameters in nm, activation energies in kJ/mol,
+    precursor concentrations in mmol/L.
+    """
+
+    nucleus_diameter_nm: float = 2.0
+    nucleation_dispersion: float = 0.18
+    focusing_floor: float = 0.05
+    ripening_dispersion: float = 0.20
+    reference_temperature_c: float = 120.0
+    conversion_time_s: float = 120.0
+    conversion_activation_kj_mol: float = 60.0
+    plateau_diameter_nm: float = 4.5
+    plateau_temperature_coeff: float = 0.0067
+    reference_precursor_mm: float = 30.0
+    plateau_precursor_exponent: float = 1.0 / 6.0
+    ripening_rate_nm3_s: float = 0.05
+    ripening_activation_kj_mol: float = 70.0
+    burst_conversion: float = 0.02
+    full_conversion_fraction: float = 0.5
+    min_diameter_nm: float = 2.0
+    max_diameter_nm: float = 10.0
+
+    def __post_init__(self) -> None:
+        positive = ("nucleus_diameter_nm", "conversion_time_s", "plateau_diameter_nm", "reference_precursor_mm",
+                    "min_diameter_nm", "max_diameter_nm")
+        for name in positive:
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"GrowthLaw.{name}={v!r}; accepted: a positive number")
+        for name in ("nucleation_dispersion", "focusing_floor", "ripening_dispersion"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and 0 <= v < 0.5):
+                raise ValueError(f"GrowthLaw.{name}={v!r}; accepted: a relative standard deviation in [0, 0.5)")
+        for name in ("ripening_rate_nm3_s", "conversion_activation_kj_mol", "ripening_activation_kj_mol",
+                     "plateau_precursor_exponent"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"GrowthLaw.{name}={v!r}; accepted: a non-negative number")
+        if not 0 <= self.burst_conversion < 1:
+            raise ValueError(f"GrowthLaw.burst_conversion={self.burst_conversion!r}; accepted: [0, 1)")
+        if not 0 < self.full_conversion_fraction < 1:
+            raise ValueError(f"GrowthLaw.full_conversion_fraction={self.full_conversion_fraction!r}; accepted: (0, 1)")
+        if self.min_diameter_nm >= self.max_diameter_nm:
+            raise ValueError("GrowthLaw.min_diameter_nm must be below max_diameter_nm")
+
+    # rates ----------------------------------------------------------------------------------
+    def _arrhenius(self, temperature_c: float, activation_kj_mol: float) -> float:
+        t = float(temperature_c) + ZERO_C_K
+        t_ref = self.reference_temperature_c + ZERO_C_K
+        if not (np.isfinite(t) and t > 0):
+            raise ValueError(f"temperature {temperature_c!r} deg C is not a temperature above absolute zero")
+        return math.exp(-activation_kj_mol / R_KJ * (1.0 / t - 1.0 / t_ref))
+
+    def conversion_time(self, temperature_c: float) -> float:
+        """Precursor conversion time constant tau (s): tau_ref exp(E_a/R (1/T - 1/T_ref))."""
+        return self.conversion_time_s / self._arrhenius(temperature_c, self.conversion_activation_kj_mol)
+
+    def ripening_rate(self, temperature_c: float) -> float:
+        """LSW rate constant K (nm^3/s) of D^3 - D0^3 = K t: K_ref exp(-E_a/R (1/T - 1/T_ref))."""
+        return self.ripening_rate_nm3_s * self._arrhenius(temperature_c, self.ripening_activation_kj_mol)
+
+    def plateau_diameter(self, temperature_c: float, precursor_mm: float) -> float:
+        """Diameter (nm) the nuclei reach once the precursor is used up, without ripening."""
+        d = (self.plateau_diameter_nm * (precursor_mm / self.reference_precursor_mm) ** self.plateau_precursor_exponent
+             * math.exp(self.plateau_temperature_coeff * (temperature_c - self.reference_temperature_c)))
+        return max(d, self.nucleus_diameter_nm)
+
+    # state ----------------------------------------------------------------------------------
+    def start(self, temperature_c: float, precursor_mm: float) -> GrowthState:
+        """State right after injection at a temperature (deg C) with a precursor concentration (mM)."""
+        d_inf = self.plateau_diameter(temperature_c, precursor_mm)
+        return GrowthState(0.0, 1.0, 0.0, d_inf**3 - self.nucleus_diameter_nm**3, float(precursor_mm))
+
+    def evolve(self, state: GrowthState, dt_s: float, temperature_c: float) -> GrowthState:
+        """State dt_s seconds later at a constant temperature (exact)."""
+        if not dt_s >= 0:
+            raise ValueError(f"time step must be >= 0 s, got {dt_s!r}")
+        tau = self.conversion_time(temperature_c)
+        decay = math.exp(-dt_s / tau)
+        ripened = state.ripened_nm3 + self.ripening_rate(temperature_c) * (dt_s - state.remaining * tau * (1.0 - decay))
+        return replace(state, t_s=state.t_s + dt_s, remaining=state.remaining * decay, ripened_nm3=max(ripened, 0.0))
+
+    def observe(self, state: GrowthState) -> GrowthObservation:
+        """Mean diameter (clipped), dispersion, NC area fraction and conversion of a state."""
+        d0 = self.nucleus_diameter_nm
+        dg3 = d0**3 + state.growth_nm3 * (1.0 - state.remaining)
+        d3 = dg3 + state.ripened_nm3
+        focused = math.hypot(self.focusing_floor, self.nucleation_dispersion * (d0**3 / dg3) ** (2.0 / 3.0))
+        rho = state.ripened_nm3 / d3
+        dispersion = (1.0 - rho) * focused + rho * self.ripening_dispersion
+        conversion = self.burst_conversion + (1.0 - self.burst_conversion) * (1.0 - state.remaining)
+        a = self.full_conversion_fraction / (1.0 - self.full_conversion_fraction) * state.precursor_mm / self.reference_precursor_mm
+        fraction = a * conversion / (a * conversion + 1.0)
+        mean = float(np.clip(d3 ** (1.0 / 3.0), self.min_diameter_nm, self.max_diameter_nm))
+        return GrowthObservation(state.t_s, mean, float(dispersion), float(fraction), float(conversion))
+
+    def trajectory(self, times_s, temperature_c: float, precursor_mm: float) -> dict[str, np.ndarray]:
+        """Observations at times (s after injection) at a constant temperature: arrays by field name."""
+        times = np.asarray(times_s, dtype=float)
+        if times.ndim != 1 or np.any(times < 0):
+            raise ValueError("times must be a 1D array of non-negative seconds after injection")
+        s0 = self.start(temperature_c, precursor_mm)
+        obs = [self.observe(self.evolve(s0, float(t), temperature_c)) for t in times]
+        return {k: np.array([getattr(o, k) for o in obs]) for k in ("elapsed_s", "mean_nm", "dispersion", "fraction", "conversion")}
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+# --------------------------------------------------------------------------------------------
+def _describe_value(value) -> dict:
+    arr = np.asarray(value)
+    if isinstance(value, str):
+        return {"dtype": "string", "shape": []}
+    if arr.ndim > 0:
+        return {"dtype": "array", "shape": list(arr.shape), "dtype_numpy": arr.dtype.str}
+    if arr.dtype.kind == "b":
+        return {"dtype": "boolean", "shape": [], "dtype_numpy": arr.dtype.str}
+    if arr.dtype.kind in "iu":
+        return {"dtype": "integer", "shape": [], "dtype_numpy": arr.dtype.str}
+    return {"dtype": "number", "shape": [], "dtype_numpy": np.dtype(float).str}
+
+
+class _SimSignal(Signal):
+    """A soft signal whose describe() gives dtype, shape, dtype_numpy (e.g. '<f8') and units."""
+
+    def __init__(self, *args, units: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._units = units
+
+    def describe(self):
+        desc = {"source": f"SIM:{self.name}", **_describe_value(self._readback)}
+        if self._units:
+            desc["units"] = self._units
+        return {self.name: desc}
+
+
+class _ReadOnlySignal(_SimSignal):
+    """Read-only to users; the owning device publishes new values with _publish()."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._metadata.update(write_access=False)
+
+    def put(self, value, **kwargs):
+        raise ReadOnlyError(f"{self.name} is read-only (simulated truth or fixed configuration)")
+
+    def set(self, value, **kwargs):
+        raise ReadOnlyError(f"{self.name} is read-only (simulated truth or fixed configuration)")
+
+    def _publish(self, value, timestamp: float | None = None) -> None:
+        Signal.put(self, value, timestamp=timestamp, force=True)
+
+
+class _SetpointSignal(_SimSignal):
+    """A settable number with limits; set() checks before it returns a status (ValueError otherwise)."""
+
+    def __init__(self, *args, limits: tuple[float, float] | None = None, **kwargs):
+        self._limits = limits
+        super().__init__(*args, **kwargs)
+
+    @property
+    def limits(self):
+        return self._limits if self._limits is not None else (0, 0)
+
+    def check_value(self, value):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name} needs a number, got {value!r}") from None
+        if not np.isfinite(v):
+            raise ValueError(f"{self.name} needs a finite number, got {value!r}")
+        if self._limits is not None and not self._limits[0] <= v <= self._limits[1]:
+            raise LimitError(f"{self.name}={value!r} {self._units or ''} is outside the accepted range "
+                             f"{self._limits[0]} to {self._limits[1]} {self._units or ''}".replace("  ", " "))
+
+    def set(self, value, **kwargs):
+        self.check_value(value)
+        return super().set(value, **kwargs)
+
+
+class _ChoiceSignal(_SimSignal):
+    """A settable string from a fixed set of choices."""
+
+    def __init__(self, *args, choices: Iterable[str] = (), **kwargs):
+        self._choices = tuple(choices)
+        super().__init__(*args, **kwargs)
+
+    def check_value(self, value):
+        if not isinstance(value, str) or value not in self._choices:
+            raise ValueError(f"{self.name}={value!r}; accepted: {', '.join(self._choices)}")
+
+    def set(self, value, **kwargs):
+        self.check_value(value)
+        return super().set(value, **kwargs)
+
+
+class _BoolSignal(_SimSignal):
+    def check_value(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{self.name} needs True or False, got {value!r}")
+
+    def set(self, value, **kwargs):
+        self.check_value(value)
+        return super().set(value, **kwargs)
+
+
+def _finished_status(device) -> DeviceStatus:
+    st = DeviceStatus(device)
+    st.set_finished()
+    return st
+
+
+# --------------------------------------------------------------------------------------------
+# Reactor
+# --------------------------------------------------------------------------------------------
+class SynthesisReactor(Device):
+    """Simulated hot-injection PbS synthesis whose quantum dots grow with (simulated) time.
+
+    Settable: ``temperature`` (deg C, 60-200), ``precursor`` (initial sulfur precursor
+    concentration after injection, mmol/L, 1-200; used at the next injection), ``injection``
+    (write 1 to inject: nucleation burst, simulated time restarts at 0).
+    Readable (the truth): ``true_size`` (mean diameter, nm), ``true_dispersion`` (relative std of
+    the log-normal number distribution), ``concentration`` (nanocrystal share of the scattered
+    area, 0-1), ``conversion`` (converted precursor fraction), ``elapsed`` (simulated s since
+    injection). Before the first injection there are no dots: concentration 0, elapsed 0 and the
+    size of the nuclei.
+
+    Parameters: ``clock`` "real" (simulated time = time_scale x wall time, plus advance()) or
+    "manual" (only :meth:`advance` moves time); ``time_scale`` simulated seconds per wall second;
+    ``growth_law`` a :class:`GrowthLaw`.
+
+    Triggering (or :meth:`update`) refreshes the readable signals to the current simulated time.
+    """
+
+    temperature = Cpt(_SetpointSignal, value=140.0, units="degC", limits=TEMPERATURE_LIMITS_C, kind=Kind.normal)
+    precursor = Cpt(_SetpointSignal, value=30.0, units="mmol/L", limits=PRECURSOR_LIMITS_MM, kind=Kind.config)
+    injection = Cpt(_SetpointSignal, value=0, kind=Kind.omitted)
+    true_size = Cpt(_ReadOnlySignal, value=2.0, units="nm", kind=Kind.hinted)
+    true_dispersion = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
+    concentration = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
+    conversion = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
+    elapsed = Cpt(_ReadOnlySignal, value=0.0, units="s", kind=Kind.normal)
+    time_scale = Cpt(_ReadOnlySignal, value=60.0, units="", kind=Kind.config)
+
+    def __init__(self, prefix: str = "", *, name: str, growth_law: GrowthLaw | None = None, temperature: float = 140.0,
+                 precursor: float = 30.0, clock: str = "real", time_scale: float = 60.0, **kwargs):
+        super().__init__(prefix, name=name, **kwargs)
+        if clock not in ("real", "manual"):
+            raise ValueError(f"clock={clock!r}; accepted: 'real' (time_scale x wall time) or 'manual' (advance() only)")
+        if not (np.isfinite(time_scale) and time_scale > 0):
+            raise ValueError(f"time_scale={time_scale!r}; accepted: a positive number of simulated seconds per wall second")
+        self.growth_law = growth_law if growth_law is not None else GrowthLaw()
+        self.clock = clock
+        self._time_scale = float(time_scale)
+        self._lock = threading.RLock()
+        self.temperature.check_value(temperature)
+        self.precursor.check_value(precursor)
+        self.temperature.put(float(temperature))
+        self.precursor.put(float(precursor))
+        self.time_scale._publish(self._time_scale)
+        self._temperature_c = float(temperature)
+        self._injected = False
+        self._wall0 = time.monotonic()
+        self._offset_s = 0.0
+        self._checkpoint: GrowthState | None = None
+        self.temperature.subscribe(self._on_temperature, event_type=Signal.SUB_VALUE, run=False)
+        self.injection.subscribe(self._on_injection, event_type=Signal.SUB_VALUE, run=False)
+        self.update()
+
+    # time -----------------------------------------------------------------------------------
+    @property
+    def injected(self) -> bool:
+        return self._injected
+
+    def simulated_time(self) -> float:
+        """Simulated seconds since injection (0 before the first injection)."""
+        with self._lock:
+            if not self._injected:
+                return 0.0
+            t = self._offset_s
+            if self.clock == "real":
+                t += self._time_scale * (time.monotonic() - self._wall0)
+            return t
+
+    def inject(self) -> GrowthObservation:
+        """Inject the sulfur precursor now: nucleation burst at the current temperature, time 0."""
+        with self._lock:
+            self._injected = True
+            self._wall0 = time.monotonic()
+            self._offset_s = 0.0
+            self._checkpoint = self.growth_law.start(self._temperature_c, float(self.precursor.get()))
+        return self.update()
+
+    def advance(self, seconds: float) -> GrowthObservation:
+        """Move simulated time forward by seconds (both clock modes); returns the new state."""
+        if not (np.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"advance() needs a non-negative number of simulated seconds, got {seconds!r}")
+        with self._lock:
+            self._offset_s += float(seconds)
+        return self.update()
+
+    # state ----------------------------------------------------------------------------------
+    def state(self) -> GrowthObservation:
+        """The true state at the current simulated time (does not publish it)."""
+        with self._lock:
+            law = self.growth_law
+            if not self._injected:
+                d0 = law.nucleus_diameter_nm
+                return GrowthObservation(0.0, float(np.clip(d0, law.min_diameter_nm, law.max_diameter_nm)),
+                                         law.nucleation_dispersion, 0.0, 0.0)
+            t = self.simulated_time()
+            ck = self._checkpoint
+            return law.observe(law.evolve(ck, max(t - ck.t_s, 0.0), self._temperature_c))
+
+    def update(self) -> GrowthObservation:
+        """Publish the current true state to the readable signals and return it."""
+        with self._lock:
+            obs = self.state()
+            ts = time.time()
+            self.true_size._publish(obs.mean_nm, ts)
+            self.true_dispersion._publish(obs.dispersion, ts)
+            self.concentration._publish(obs.fraction, ts)
+            self.conversion._publish(obs.conversion, ts)
+            self.elapsed._publish(obs.elapsed_s, ts)
+            return obs
+
+    def _on_temperature(self, value=None, old_value=None, **kwargs) -> None:
+        with self._lock:
+            if self._injected:  # integrate the old temperature up to now, then switch
+                t = self.simulated_time()
+                ck = self._checkpoint
+                self._checkpoint = self.growth_law.evolve(ck, max(t - ck.t_s, 0.0), self._temperature_c)
+            self._temperature_c = float(value)
+        self.update()
+
+    def _on_injection(self, value=None, **kwargs) -> None:
+        if value:
+            self.inject()
+
+    def trigger(self):
+        self.update()
+        return _finished_status(self)
+
+
+def use_virtual_time(run_engine, *reactors: SynthesisReactor):
+    """Make the RunEngine's ``sleep`` advance manual-clock reactors instead of waiting.
+
+    A ``Msg('sleep', None, d)`` then moves each reactor forward by ``d * time_scale`` simulated
+    seconds and returns at once, so a plan with delays runs in milliseconds and is exactly
+    reproducible. Applies to every plan on that RunEngine; returns a function that restores
+    the normal sleep.
+    """
+    if not reactors:
+        raise ValueError("use_virtual_time needs at least one SynthesisReactor")
+    for r in reactors:
+        if not isinstance(r, SynthesisReactor) or r.clock != "manual":
+            raise ValueError("use_virtual_time works with SynthesisReactor(clock='manual') only; "
+                             f"got {getattr(r, 'name', r)!r} with clock={getattr(r, 'clock', None)!r}")
+    previous = run_engine._command_registry.get("sleep")
+
+    async def _virtual_sleep(msg):
+        delay = float(msg.args[0]) if msg.args else 0.0
+        for r in reactors:
+            r.advance(max(delay, 0.0) * r._time_scale)
+        await asyncio.sleep(0)
+
+    run_engine.register_command("sleep", _virtual_sleep)
+
+    def restore() -> None:
+        if previous is not None:
+            run_engine.register_command("sleep", previous)
+
+    return restore
+
+
+# --------------------------------------------------------------------------------------------
+# Detector
+# --------------------------------------------------------------------------------------------
+_PATTERN_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_PATTERN_CACHE_SIZE = 4
+_PATTERN_LOCK = threading.Lock()
+
+
+def _cluster_patterns(material: str, q: np.ndarray, wavelength_a: float, strain: float, n: np.ndarray,
+                      progress: bool) -> np.ndarray:
+    """Crystal + Compton pattern (electron units) of each series cluster n on Q: shape (len(n), len(q)).
+
+    Memoised (a few entries) so that several detectors with the same settings share the work.
+    """
+    structure = get_structure(material)
+    digest = hashlib.blake2b(np.round(q, 10).tobytes(), digest_size=16).hexdigest()
+    key = (structure.name, structure_key(structure), round(wavelength_a, 8), round(strain, 10), int(n.max()), digest)
+    with _PATTERN_LOCK:
+        hit = _PATTERN_CACHE.get(key)
+        if hit is not None:
+            _PATTERN_CACHE.move_to_end(key)
+            return hit
+    out = _union_dse(structure, q, wavelength_a, strain, n, progress)
+    out.setflags(write=False)
+    with _PATTERN_LOCK:
+        _PATTERN_CACHE[key] = out
+        while len(_PATTERN_CACHE) > _PATTERN_CACHE_SIZE:
+            _PATTERN_CACHE.popitem(last=False)
+    return out
+
+
+def _union_dse(structure, q: np.ndarray, wavelength_a: float, strain: float, n: np.ndarray, progress: bool) -> np.ndarray:
+    """Crystal + Compton of many series clusters in one pass over their union of pair distances.
+
+    Same equation as :func:`~qdots_bluesky.sim.dse.debye_pattern` (the sinc sums of all clusters
+    share one sin(Qd)/(Qd) matrix, as the clusters of a lattice share their distances), which makes
+    it about 10x faster than one debye_pattern call per cluster.
+    """
+    hists = [series_histogram(structure, int(k))
+             for k in tqdm(n, desc=f"WAXS detector: pair histograms of {structure.name} clusters", disable=not progress, leave=False)]
+    n_pairs = len(hists[0].pairs)
+    d2 = np.concatenate([h.distances**2 for h in hists])
+    rows = np.concatenate([h.counts for h in hists])
+    cluster = np.concatenate([np.full(h.distances.size, i, dtype=np.int64) for i, h in enumerate(hists)])
+    order = np.argsort(d2, kind="stable")
+    d2, rows, cluster = d2[order], rows[order], cluster[order]
+    new_group = np.empty(d2.size, dtype=bool)
+    new_group[:1] = True
+    new_group[1:] = np.diff(d2) > 1e-6  # A^2, as pair_histogram merges distances
+    group = np.cumsum(new_group) - 1
+    n_groups = int(group[-1]) + 1 if group.size else 0
+    first = np.flatnonzero(new_group)
+    distances = np.sqrt(d2[first])
+    table = np.zeros((n_groups, len(hists) * n_pairs))
+    for k in range(n_pairs):
+        np.add.at(table, (group, cluster * n_pairs + k), rows[:, k])
+    sums = sinc_sums(q * (1.0 + strain), distances, table)  # (Q, clusters * pairs)
+    h0 = hists[0]
+    pf, _ = pair_factors(h0, q, wavelength_a)
+    n_species = len(h0.species)
+    unit_self, unit_compton = [], []
+    for s_idx in range(n_species):  # self and Compton terms are linear in the atoms per species
+        unit = replace(h0, atoms_per_species=np.eye(n_species)[s_idx])
+        unit_self.append(pair_factors(unit, q, wavelength_a)[1])
+        unit_compton.append(compton_intensity(unit, q, wavelength_a))
+    atoms = np.stack([np.asarray(h.atoms_per_species, dtype=float) for h in hists])  # (clusters, species)
+    out = atoms @ (np.stack(unit_self) + np.stack(unit_compton))
+    for c in range(len(hists)):
+        out[c] += np.einsum("qk,qk->q", pf, sums[:, c * n_pairs:(c + 1) * n_pairs])
+    return out
+
+
+class WaxsDetector(Device):
+    """Simulated 1D WAXS detector (MYTHEN-like strip) looking at a :class:`SynthesisReactor`.
+
+    ``trigger()`` takes the reactor's current true state (refreshing the reactor's signals to
+    it) and returns a status that completes once the pattern is computed (a few ms, in a worker
+    thread); ``read()`` then gives ``<name>_intensity`` (counts, 1D float64 on the x grid).
+
+    Configuration (read_configuration): ``<name>_tth`` (deg) or ``<name>_q`` (1/A) as chosen by
+    ``x_unit``; ``<name>_x_unit``; ``<name>_wavelength`` (A); ``<name>_material``; ``<name>_strain``;
+    ``<name>_solvent`` (settable: a built-in solvent model or "none"); ``<name>_exposure`` (s,
+    settable); ``<name>_count_rate`` (counts/s on the strongest point, settable);
+    ``<name>_noise`` (settable, False gives the expected counts). SNR of the strongest point:
+    sqrt(count_rate x exposure).
+
+    Grid: ``x`` (an explicit increasing array in the x unit), else for x_unit "tth" the X04SA
+    range 0.5-84 deg in steps of ``tth_step`` (0.0036 deg: 23 195 points; 0.0168: 4 971), for
+    "q" 1-15 1/A in ``q_points`` points (5004).
+
+    The DSE patterns of every series cluster with diameter up to ``max_diameter_nm`` are
+    computed once, at construction (``precompute=True``) or at the first trigger.
+    """
+
+    intensity = Cpt(_ReadOnlySignal, value=np.zeros(2), units="counts", kind=Kind.normal)
+    tth = Cpt(_ReadOnlySignal, value=np.zeros(2), units="deg", kind=Kind.config)
+    q = Cpt(_ReadOnlySignal, value=np.zeros(2), units="1/A", kind=Kind.config)
+    x_unit = Cpt(_ReadOnlySignal, value="tth", kind=Kind.config)
+    wavelength = Cpt(_ReadOnlySignal, value=X04SA_WAVELENGTH_A, units="A", kind=Kind.config)
+    material = Cpt(_ReadOnlySignal, value="PbS", kind=Kind.config)
+    strain = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.config)
+    solvent = Cpt(_ChoiceSignal, value="hexane", choices=(), kind=Kind.config)
+    exposure = Cpt(_SetpointSignal, value=1.0, units="s", limits=(1e-6, 1e6), kind=Kind.config)
+    count_rate = Cpt(_SetpointSignal, value=1e4, units="counts/s", limits=(1e-3, 1e12), kind=Kind.config)
+    noise = Cpt(_BoolSignal, value=True, kind=Kind.config)
+
+    def __init__(self, prefix: str = "", *, name: str, reactor: SynthesisReactor, x_unit: str = "tth", x=None,
+                 tth_step: float = X04SA_TTH_STEP_DEG, q_points: int = MODEL_Q_POINTS,
+                 wavelength: float = X04SA_WAVELENGTH_A, material: str = "PbS", strain: float = 0.0,
+                 solvent: str = "hexane", exposure: float = 1.0, count_rate: float = 1e4, noise: bool = True,
+                 seed: int | None = None, max_diameter_nm: float = DEFAULT_MAX_DIAMETER_NM,
+                 precompute: bool = True, progress: bool = False, **kwargs):
+        super().__init__(prefix, name=name, **kwargs)
+        if not isinstance(reactor, SynthesisReactor):
+            raise ValueError(f"reactor must be a SynthesisReactor, got {type(reactor).__name__}")
+        check_wavelength(wavelength)
+        check_strain(strain)
+        if x_unit not in ("tth", "q"):
+            raise ValueError(f"x_unit={x_unit!r}; accepted: 'tth' (2theta in deg) or 'q' (1/A)")
+        self.reactor = reactor
+        structure = get_structure(material)
+        self._material = structure.name if not str(material).lower().endswith(".cif") else str(material)
+        # grid
+        if x is not None:
+            xs = np.asarray(x, dtype=float)
+            if xs.ndim != 1 or xs.size < 2 or not np.all(np.isfinite(xs)) or np.any(np.diff(xs) <= 0) or xs[0] <= 0:
+                raise ValueError(f"x must be a 1D, strictly increasing array of positive {'2theta (deg)' if x_unit == 'tth' else 'Q (1/A)'} values")
+        elif x_unit == "tth":
+            xs = tth_grid(X04SA_TTH_RANGE_DEG[0], X04SA_TTH_RANGE_DEG[1], tth_step)
+        else:
+            xs = q_grid(MODEL_Q_RANGE[0], MODEL_Q_RANGE[1], q_points)
+        if x_unit == "tth":
+            if xs[-1] >= 180:
+                raise ValueError("2theta values must be below 180 deg")
+            q = tth_to_q(xs, wavelength)
+            tth = xs
+        else:
+            q = xs
+            tth = q_to_tth(xs, wavelength)
+        self._q_values = q
+        # configuration
+        self.tth._publish(tth)
+        self.q._publish(q)
+        (self.q if x_unit == "tth" else self.tth).kind = Kind.omitted
+        self.x_unit._publish(x_unit)
+        self.wavelength._publish(float(wavelength))
+        self.material._publish(self._material)
+        self.strain._publish(float(strain))
+        self.solvent._choices = tuple(solvent_names()) + ("none",)
+        for sig, value in ((self.solvent, solvent), (self.exposure, exposure), (self.count_rate, count_rate), (self.noise, noise)):
+            sig.check_value(value)
+            sig.put(value)
+        self.intensity._publish(np.zeros(q.size))
+        # clusters
+        if not (np.isfinite(max_diameter_nm) and max_diameter_nm > 0):
+            raise ValueError(f"max_diameter_nm={max_diameter_nm!r}; accepted: a positive diameter in nm")
+        self._unit_nm = float(equal_volume_diameter_nm(structure, 1))
+        max_n = int(np.floor(max_diameter_nm / self._unit_nm + 1e-9))
+        if max_n < 1:
+            raise ValueError(f"max_diameter_nm={max_diameter_nm} is below the smallest cluster ({self._unit_nm:.3f} nm)")
+        self._n = np.arange(1, max_n + 1)
+        self._strain_value = float(strain)
+        self._patterns: np.ndarray | None = None
+        self._progress = progress
+        self._rng = np.random.default_rng(seed)
+        self._acquire_lock = threading.Lock()
+        self._solvent_cache: tuple[str, np.ndarray] | None = None
+        self.precompute_seconds: float | None = None
+        if precompute:
+            self.precompute()
+        self.solvent.subscribe(self._on_solvent, event_type=Signal.SUB_VALUE, run=False)
+
+    # physics --------------------------------------------------------------------------------
+    @property
+    def max_diameter_nm(self) -> float:
+        """Diameter (nm) of the largest cluster simulated."""
+        return float(self._n[-1] * self._unit_nm)
+
+    def precompute(self) -> None:
+        """Compute the per-cluster DSE patterns and the solvent model on the detector grid (once)."""
+        if self._patterns is None:
+            t = time.perf_counter()
+            self._patterns = _cluster_patterns(self._material, self._q_values, float(self.wavelength.get()),
+                                               self._strain_value, self._n, self._progress)
+            self.solvent_pattern()
+            self.precompute_seconds = time.perf_counter() - t
+
+    def nanocrystal_pattern(self, mean_nm: float, dispersion: float) -> np.ndarray:
+        """Crystal + Compton pattern (electron units per dot) of a log-normal population on the grid."""
+        if mean_nm is not None and np.isfinite(mean_nm) and mean_nm > (self._n[-1] + 0.5) * self._unit_nm:
+            raise ValueError(f"mean diameter {mean_nm} nm is beyond the largest simulated cluster "
+                             f"({self.max_diameter_nm:.2f} nm); raise max_diameter_nm")
+        self.precompute()
+        w = lognormal_number_weights(self._n, self._unit_nm, mean_nm, dispersion)
+        nz = np.flatnonzero(w)
+        return w[nz] @ self._patterns[nz]
+
+    def solvent_pattern(self) -> np.ndarray | None:
+        """The built-in solvent model (electron units per molecule) on the grid; None for 'none'."""
+        name = self.solvent.get()
+        if name == "none":
+            return None
+        cached = self._solvent_cache
+        if cached is None or cached[0] != name:
+            pattern = solvent_pattern(name, self._q_values, float(self.wavelength.get()))
+            pattern.setflags(write=False)
+            cached = self._solvent_cache = (name, pattern)
+        return cached[1]
+
+    def _on_solvent(self, value=None, **kwargs) -> None:
+        self.solvent_pattern()  # the first model of a solvent takes a few s: not in a trigger
+
+    def expected_counts(self, mean_nm: float, dispersion: float, fraction: float) -> np.ndarray:
+        """Noise-free counts for a population (nm, relative std) at a nanocrystal area fraction (0-1)."""
+        if fraction is None or not np.isfinite(fraction) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"nanocrystal fraction must be in [0, 1], got {fraction!r}")
+        solvent = self.solvent_pattern()
+        if solvent is None:
+            y = self.nanocrystal_pattern(mean_nm, dispersion)
+            y = y / y.mean()
+        else:
+            y = (1.0 - fraction) * solvent / solvent.mean()
+            if fraction > 0:
+                nc = self.nanocrystal_pattern(mean_nm, dispersion)
+                y = y + fraction * nc / nc.mean()
+        peak_counts = float(self.count_rate.get()) * float(self.exposure.get())
+        return y * (peak_counts / y.max())
+
+    def simulate(self, mean_nm: float, dispersion: float, fraction: float, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Counts for a population and fraction, with Poisson noise from rng when noise is on."""
+        lam = self.expected_counts(mean_nm, dispersion, fraction)
+        if not self.noise.get():
+            return lam
+        rng = self._rng if rng is None else rng
+        return rng.poisson(lam).astype(np.float64)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the noise generator from a seed."""
+        self._rng = np.random.default_rng(seed)
+
+    # bluesky --------------------------------------------------------------------------------
+    def qdots_metadata(self) -> dict:
+        """Start-document hints for sizing callbacks: data keys, units, wavelength, solvent."""
+        x_unit = self.x_unit.get()
+        return {
+            "qdots_pattern_key": self.intensity.name,
+            "qdots_x_key": (self.tth if x_unit == "tth" else self.q).name,
+            "x_unit": x_unit,
+            "wavelength": float(self.wavelength.get()),
+            "wavelength_units": "A",
+            "solvent": self.solvent.get(),
+            "material": self.material.get(),
+        }
+
+    def trigger(self):
+        status = DeviceStatus(self)
+        truth = self.reactor.update()  # the state this exposure sees; the reactor's signals show it
+        timestamp = time.time()
+
+        def work():
+            try:
+                with self._acquire_lock:
+                    counts = self.simulate(truth.mean_nm, truth.dispersion, truth.fraction)
+                    self.intensity._publish(counts, timestamp)
+            except Exception as exc:  # noqa: BLE001 - reported through the status
+                status.set_exception(exc)
+            else:
+                status.set_finished()
+
+        threading.Thread(target=work, name=f"{self.name}-acquire", daemon=True).start()
+        return status
+
+
+def make_simulated_beamline(*, temperature: float = 140.0, precursor: float = 30.0, clock: str = "real",
+                            time_scale: float = 60.0, growth_law: GrowthLaw | None = None, x_unit: str = "tth",
+                            tth_step: float = X04SA_TTH_STEP_DEG, q_points: int = MODEL_Q_POINTS, x=None,
+                            wavelength: float = X04SA_WAVELENGTH_A, solvent: str = "hexane", exposure: float = 1.0,
+                            count_rate: float = 1e4, noise: bool = True, seed: int | None = None,
+                            strain: float = 0.0, max_diameter_nm: float = DEFAULT_MAX_DIAMETER_NM,
+                            reactor_name: str = "reactor", detector_name: str = "waxs",
+                            progress: bool = True) -> tuple[SynthesisReactor, WaxsDetector]:
+    """A PbS reactor and a WAXS detector looking at it (X04SA-like defaults); returns (reactor, detector).
+
+    The reactor is not injected yet: the plan :func:`qdots_bluesky.plans.insitu_synthesis` (or
+    ``reactor.inject()``) starts the synthesis.
+    """
+    reactor = SynthesisReactor(name=reactor_name, growth_law=growth_law, temperature=temperature, precursor=precursor,
+                               clock=clock, time_scale=time_scale)
+    detector = WaxsDetector(name=detector_name, reactor=reactor, x_unit=x_unit, x=x, tth_step=tth_step,
+                            q_points=q_points, wavelength=wavelength, solvent=solvent, exposure=exposure,
+                            count_rate=count_rate, noise=noise, seed=seed, strain=strain,
+                            max_diameter_nm=max_diameter_nm, progress=progress)
+    return reactor, detector

@@ -1,0 +1,97 @@
+"""Splits by simulation, a short training run end to end, and the evaluation report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.models.bundle import file_sha256, load_bundle
+from qdots_bluesky.predictor import Predictor
+from qdots_bluesky.sim.library import LibrarySettings, build_library
+from qdots_bluesky.sim.splits import kfold_by_simulation, split_by_simulation
+from qdots_bluesky.sim.training import TrainingSettings, train_model
+
+
+def test_split_by_simulation_is_disjoint_stratified_and_seeded():
+    population = np.repeat(np.arange(68), 19)
+    s = split_by_simulation(population, seed=3)
+    all_idx = np.concatenate([s.train, s.validation, s.test])
+    assert np.array_equal(np.sort(all_idx), np.arange(population.size))  # every simulation exactly once
+    for part in (s.train, s.validation, s.test):
+        assert set(population[part]) == set(range(68))  # every population in every split
+    assert s.test.size == 68 * 4 and s.validation.size == 68 * 2
+    again = split_by_simulation(population, seed=3)
+    assert np.array_equal(again.test, s.test)
+    assert not np.array_equal(split_by_simulation(population, seed=4).test, s.test)
+
+
+def test_kfold_covers_everything_once():
+    population = np.repeat(np.arange(10), 7)
+    folds = kfold_by_simulation(population, 5, seed=0)
+    joined = np.concatenate(folds)
+    assert np.array_equal(np.sort(joined), np.arange(70))
+    assert max(f.size for f in folds) - min(f.size for f in folds) <= 1
+
+
+@pytest.fixture(scope="module")
+def small_library(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lib") / "lib.h5"
+    settings = LibrarySettings(mean_diameters_nm=[2.0, 4.0, 6.0], dispersions=[0.05, 0.2],
+                               lattice_ratios=[0.9975, 0.999, 1.001, 1.003, 1.0051], tth_grid_deg=None)
+    return build_library(settings, path, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(small_library, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "model.safetensors"
+    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2)
+    return train_model(small_library, out, settings, progress=False)
+
+
+def test_training_writes_a_bundle_with_provenance(trained, small_library):
+    bundle = load_bundle(trained.bundle_path)
+    meta = bundle.metadata
+    assert meta["training_library"]["sha256"] == file_sha256(small_library)
+    assert meta["size_classes_nm"] == [2.0, 4.0, 6.0] and meta["dispersion_classes"] == [0.05, 0.2]
+    assert meta["training"]["seed"] == 1 and len(meta["history"]) == 2
+    split = meta["split"]
+    assert not set(split["test"]) & set(split["train"]) and not set(split["validation"]) & set(split["train"])
+    m = meta["metrics"]
+    for key in ("test_size_accuracy", "test_size_within_one_class", "test_dispersion_accuracy", "test_ece_size",
+                "temperature_size", "ood_threshold"):
+        assert np.isfinite(m[key])
+    assert m["test_patterns"] == len(split["test"]) * 32
+    assert trained.bundle_path.stat().st_size < 500_000
+    # the predictor loads it and gives calibrated probabilities
+    est = Predictor.from_bundle(trained.bundle_path, device="cpu").predict_standardized(np.ones((2, 5004), np.float32))
+    assert len(est) == 2 and abs(sum(est[0].probabilities.values()) - 1) < 1e-5
+
+
+def test_training_is_reproducible(small_library, trained, tmp_path):
+    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2)
+    again = train_model(small_library, tmp_path / "again.safetensors", settings, progress=False)
+    assert again.metrics["test_size_accuracy"] == trained.metrics["test_size_accuracy"]
+    a = load_bundle(trained.bundle_path).model.state_dict()
+    b = load_bundle(again.bundle_path).model.state_dict()
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_library_too_small_to_split(tmp_path):
+    path = build_library(LibrarySettings(mean_diameters_nm=[3.0], dispersions=[0.1], lattice_ratios=[1.0],
+                                         tth_grid_deg=None), tmp_path / "one.h5", progress=False)
+    with pytest.raises(ValueError, match="too small to split"):
+        train_model(path, tmp_path / "m.safetensors", TrainingSettings(max_epochs=1), progress=False)
+
+
+def test_evaluation_report(trained, small_library, tmp_path):
+    from qdots_bluesky.sim.evaluation import evaluate_model
+
+    report = evaluate_model(trained.bundle_path, small_library, tmp_path / "report", progress=False)
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["reference"]["patterns"] == report["reference"]["patterns"]
+    assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lab"}
+    assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
+    assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
+    for png in ("confusion.png", "robustness.png", "errors_and_learning.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 10_000
