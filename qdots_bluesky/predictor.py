@@ -42,6 +42,7 @@ from .models.bundle import (
     read_bundle,
 )
 from .models.calibration import mahalanobis_distance, softmax
+from .models.engine import receptive_fields
 from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
 
 #: Every flag a SizeEstimate can carry, and what it means.
@@ -55,7 +56,8 @@ FLAGS: dict[str, str] = {
     "truncated_q_range": "the data cover less than 95 % of the model's Q grid (e.g. Q_max below 14.3 1/A); the missing "
                          "part was padded with the mean of the outermost points; accuracy drops for Q_max below ~4.4 "
                          "or Q_min above ~1.7 1/A",
-    "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless",
+    "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless (padding only "
+              "above the last Q the network reads, 14.43 1/A for the reference network, is not flagged)",
     "coarse_sampling": "the data's median Q step is more than twice the grid step, so the grid was filled by "
                        "linear interpolation between sparse points",
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
@@ -192,6 +194,9 @@ class Predictor:
         cfg = contents.config
         self.size_classes_nm = np.asarray(cfg["size_classes_nm"], dtype=np.float64)
         self.dispersion_classes = np.asarray(cfg["dispersion_classes"], dtype=np.float64)
+        # the convolutions drop the grid points that do not fill a last window: padding there changes nothing
+        length, span = receptive_fields(cfg)[-1]
+        self.n_points_seen = int(length * span)
         training = contents.metadata.get("training") or {}
         self.combine_regression = bool(training.get("regression_head_trained", True))
         self._engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
@@ -310,7 +315,7 @@ class Predictor:
         if coverage < TRUNCATION_COVERAGE:
             flags.append("truncated_q_range")
             details["truncated_q_range"] = where
-        elif n_pad > 0:
+        elif int(rep.get("n_pad_low", 0)) > 0 or int(rep.get("n_pad_high", 0)) > g.n_points - self.n_points_seen:
             flags.append("padded")
             details["padded"] = f"{n_pad} grid points padded: {where}"
         step = float(rep.get("source_q_step", 0.0))

@@ -165,15 +165,15 @@ def test_mixing_is_area_weighted(aug, library):
 
 @pytest.mark.parametrize("snr", [14.0, 122.0])
 def test_measured_snr_matches_request(aug, snr):
-    """SNR = N_max / sqrt(N_max) of the strongest point: var(X - clean) = clean * max(clean) / SNR^2."""
+    """Whole-pattern SNR: the mean point holds SNR^2 counts, so var(X - clean) = clean * mean(clean) / SNR^2."""
     idx = np.ones(8, dtype=int)
     clean, _ = aug.fixed(idx[:1], np.random.default_rng(0), **CLEAN)
     X, _ = aug.fixed(idx, np.random.default_rng(2), **{**CLEAN, "snr": snr})
     resid = X.astype(float) - clean.astype(float)
     k = np.mean(resid**2 / clean)  # Poisson: variance proportional to the expected value
-    measured = np.sqrt(clean.max() / k)
+    measured = np.sqrt(clean.mean() / k)
     assert measured == pytest.approx(snr, rel=0.15)
-    # the strongest point holds SNR^2 counts on average
+    # the noise is unbiased
     assert abs(np.mean(resid)) < 5 * np.sqrt(k / resid.size)
 
 

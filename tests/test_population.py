@@ -7,7 +7,7 @@ import pytest
 from qdots_bluesky.sim.clusters import build_series_cluster, equal_volume_diameter_nm
 from qdots_bluesky.sim.distribution import clusters_needed, lognormal_number_weights
 from qdots_bluesky.sim.dse import debye_pattern
-from qdots_bluesky.sim.library import LibrarySettings, build_library, load_library, reference_lattice_ratios
+from qdots_bluesky.sim.library import LibrarySettings, build_library, library_content_sha256, load_library, reference_lattice_ratios
 from qdots_bluesky.sim.materials import get_structure
 from qdots_bluesky.sim.pair_histogram import lattice_pair_histogram
 from qdots_bluesky.sim.population import population_weights, simulate_population
@@ -100,3 +100,13 @@ def test_library_file_errors(tmp_path):
 def test_clusters_needed_stay_within_the_series():
     n = clusters_needed(0.4638, 10.0, 0.2)
     assert n.min() >= 1 and n.max() == 45
+
+
+def test_rebuilt_library_has_the_same_content_checksum(tmp_path):
+    settings = LibrarySettings(mean_diameters_nm=[2.0], dispersions=[0.1], lattice_ratios=[1.0, 1.002],
+                               tth_grid_deg=None, q_grid=(1.0, 15.0, 300))
+    a = library_content_sha256(build_library(settings, tmp_path / "a.h5", progress=False))
+    b = library_content_sha256(build_library(settings, tmp_path / "b.h5", progress=False))
+    settings.dispersions = [0.15]
+    c = library_content_sha256(build_library(settings, tmp_path / "c.h5", progress=False))
+    assert a == b and a != c

@@ -127,9 +127,12 @@ def test_range_and_sampling_flags(predictor):
     q_short = np.linspace(1.0, 6.0, 2000)
     e = predictor.predict_pattern(q_short, np.interp(q_short, GRID.q, x), x_unit="q")
     assert "truncated_q_range" in e.flags and "6.00" in e.flag_details["truncated_q_range"]
-    q_almost = np.linspace(1.0, 14.8, 6000)
+    q_almost = np.linspace(1.0, 14.35, 6000)  # pads grid points the network reads (it reads up to 14.43 1/A)
     e = predictor.predict_pattern(q_almost, np.interp(q_almost, GRID.q, x), x_unit="q")
     assert "padded" in e.flags and "truncated_q_range" not in e.flags
+    q_beyond = np.linspace(1.0, 14.8, 6000)  # pads only points beyond the last convolution window: not flagged
+    e = predictor.predict_pattern(q_beyond, np.interp(q_beyond, GRID.q, x), x_unit="q")
+    assert e.standardization["n_pad_high"] > 0 and not {"padded", "truncated_q_range"} & set(e.flags)
     q_coarse = np.linspace(0.5, 15.5, 600)
     e = predictor.predict_pattern(q_coarse, np.interp(q_coarse, GRID.q, x), x_unit="q")
     assert "coarse_sampling" in e.flags and "truncated_q_range" not in e.flags

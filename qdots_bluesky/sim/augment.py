@@ -82,17 +82,20 @@ order applied:
    range scaled to [-1, 1], t ~ U[-0.5, 0.5], u ~ U[0, 1] and a capillary/glass-like hump
    h(Q) = exp(-(Q - c)^2 / (2 w^2)), c ~ U[``hump_center_range``], w ~ U[``hump_width_range``].
 
-6. **Counting noise.** SNR is the signal-to-noise ratio of the strongest measured point:
-   the pattern is scaled to expected counts N_i = Y_i SNR^2 / max_i Y_i, so the strongest
-   point holds SNR^2 counts and, being Poisson, has SNR = N_max / sqrt(N_max); then
-   N_i -> Poisson(N_i) (``snr_reference="mean"``: the *mean* point holds SNR^2 counts instead).
-   Points with N_i >= ``poisson_normal_above`` (50) are drawn from the skewness-corrected
-   normal approximation rint(N + sqrt(N) z + (z^2 - 1) / 6), which matches the Poisson mean,
-   variance and skewness (CDF within ~5e-4) at half the cost; set it to inf for exact Poisson.
-   SNR ~ log-uniform on ``snr_range``; ``noise_free_fraction`` of samples are left noiseless.
-   With the default definition, SNR 122 and 14 put 14 884 and 196 counts on the strongest
-   point; the noise is per measured point, so axes finer than the model grid (lab data)
-   average it down at standardization and coarse axes do not.
+6. **Counting noise.** SNR is the whole-pattern signal-to-noise ratio: the pattern is scaled to
+   expected counts N_i = Y_i SNR^2 / mean_i Y_i, so the average measured point holds SNR^2 counts
+   and has SNR = N / sqrt(N); then N_i -> Poisson(N_i). This is the figure a whole-pattern SNR
+   (mean signal over RMS Poisson noise), as quoted by the reference (122, 46, 24, 14), measures.
+   ``snr_reference="peak"`` puts SNR^2 counts on the strongest point instead, a harsher
+   definition (3-10x fewer counts). Points with N_i >= ``poisson_normal_above`` (50) are drawn
+   from the skewness-corrected normal approximation rint(N + sqrt(N) z + (z^2 - 1) / 6), which
+   matches the Poisson mean, variance and skewness (CDF within ~5e-4) at half the cost; set it to
+   inf for exact Poisson. SNR ~ log-uniform on ``snr_range``; ``noise_free_fraction`` of samples
+   are left noiseless. SNR 122 and 14 put 14 884 and 196 counts on the average point; the noise
+   is per measured point, so axes finer than the model grid (lab data) average it down at
+   standardization. A synchrotron pattern resampled to coarser steps keeps its exposure
+   (``coarse_keeps_exposure``): SNR refers to the library step, and a bin k library steps wide
+   holds k times the counts, so the Q-step robustness measures the loss of sampling, not of counts.
 
 7. **Standardization** of (x, counts) with :func:`~qdots_bluesky.standardize.standardize_batch`:
    Q in 1..15, padding a short range with the mean of the 5 outermost points, interpolation /
@@ -178,7 +181,7 @@ class AugmentationSettings:
     # Poisson counting noise
     snr_range: tuple[float, float] = (10.0, 150.0)
     snr_log_uniform: bool = True
-    snr_reference: str = "peak"
+    snr_reference: str = "mean"
     noise_free_fraction: float = 0.0
     poisson_normal_above: float = 50.0
     # Q-range truncation (synchrotron samples)
@@ -189,8 +192,9 @@ class AugmentationSettings:
     q_min_range: tuple[float, float] = (1.0, 1.7)
     q_min_step: float = 0.1
     # coarser steps (synchrotron samples): points over the measured range
-    coarsen_fraction: float = 0.25
-    n_points_choices: list[int] = field(default_factory=lambda: [251, 501, 1001, 1251, 2502])
+    coarsen_fraction: float = 0.35
+    n_points_choices: list[int] = field(default_factory=lambda: [251, 376, 501, 626, 1001, 1251, 2502])
+    coarse_keeps_exposure: bool = True
     coarse_q_max_step: float = 1.0
     coarse_q_min_step: float = 0.35
     # smooth additive background
@@ -747,7 +751,12 @@ class Augmenter:
             snr = p["snr"][rows_a]
             ref = Y.max(axis=1) if self.settings.snr_reference == "peak" else Y.mean(axis=1)
             noiseless = ~np.isfinite(snr)
-            scale = np.where(noiseless, 0.0, snr**2 / ref).astype(np.float32)
+            scale = np.where(noiseless, 0.0, snr**2 / ref)
+            if key[0] == "syn" and self.settings.coarse_keeps_exposure:
+                # the same exposure binned more coarsely: a bin k library steps wide holds k times the counts
+                native = (p["_i1"][rows_a] - p["_i0"][rows_a] + 1).astype(float)
+                scale = scale * np.maximum(native / p["n_points"][rows_a], 1.0)
+            scale = scale.astype(np.float32)
             lam = Y * scale[:, None]
             noisy = np.empty_like(Y)
             jobs = [(lam[a:a + b_rows], noisy[a:a + b_rows], int(next(seeds)), self.settings.poisson_normal_above)

@@ -219,6 +219,22 @@ class Library:
         return int(self.total.shape[0])
 
 
+def library_content_sha256(path: str | Path) -> str:
+    """SHA-256 of a library's numbers (every grid and parameter array, in a fixed order), not of the file:
+    a rebuilt library with the same settings has the same content checksum though its creation date differs."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        names: list[str] = []
+        f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
+        for name in sorted(names):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(f[name][()]).tobytes())
+        h.update(str(f.attrs.get("settings", "")).encode())
+    return h.hexdigest()
+
+
 def load_library(path: str | Path, grid: str = "q") -> Library:
     """Read a library file (one grid: 'q' or 'tth'); ValueError if it is not one."""
     path = Path(path)

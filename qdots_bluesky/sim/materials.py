@@ -77,19 +77,16 @@ class CrystalStructure:
         return cls(name, atoms.cell[:], atoms.get_scaled_positions(wrap=True), tuple(symbols), occ, b_iso, source)
 
 
-def _rocksalt(name: str, cation: str, anion: str, a: float, b_cation: float, b_anion: float, note: str) -> CrystalStructure:
-    atoms = bulk(f"{cation}{anion}", "rocksalt", a=a)
-    b = [b_cation if s == cation else b_anion for s in atoms.get_chemical_symbols()]
-    s = CrystalStructure.from_atoms(atoms, name, b_iso=b, source="built-in")
-    s.notes.update(lattice_parameter_a=a, space_group="Fm-3m", reference=note)
-    return s
+_SPACE_GROUPS = {"rocksalt": "Fm-3m", "zincblende": "F-43m"}
 
 
-def _zincblende(name: str, cation: str, anion: str, a: float, b_cation: float, b_anion: float, note: str) -> CrystalStructure:
-    atoms = bulk(f"{cation}{anion}", "zincblende", a=a)
+def _binary(name: str, kind: str, cation: str, anion: str, a: float, b_cation: float, b_anion: float,
+            note: str) -> CrystalStructure:
+    """A binary cubic crystal ('rocksalt' or 'zincblende') in its primitive cell, B (A^2) per element."""
+    atoms = bulk(f"{cation}{anion}", kind, a=a)
     b = [b_cation if s == cation else b_anion for s in atoms.get_chemical_symbols()]
     s = CrystalStructure.from_atoms(atoms, name, b_iso=b, source="built-in")
-    s.notes.update(lattice_parameter_a=a, space_group="F-43m", reference=note)
+    s.notes.update(lattice_parameter_a=a, space_group=_SPACE_GROUPS[kind], reference=note)
     return s
 
 
@@ -97,11 +94,11 @@ def builtin_materials() -> dict[str, CrystalStructure]:
     """The built-in structures by name (primitive cells)."""
     return {
         # Reference work: a = 5.934 A (ICSD 38293); B of the reference DSE simulations Pb 1.32, S 1.49 A^2.
-        "PbS": _rocksalt("PbS", "Pb", "S", 5.934, 1.32, 1.49, "rock salt, a=5.934 A (ICSD 38293); B as in Allara et al. 2024"),
+        "PbS": _binary("PbS", "rocksalt", "Pb", "S", 5.934, 1.32, 1.49, "rock salt, a=5.934 A (ICSD 38293); B as in Allara et al. 2024"),
         # PbSe rock salt, a = 6.124 A (Noda et al. 1987); room-temperature B about 1.3 (Pb) and 1.0 (Se) A^2.
-        "PbSe": _rocksalt("PbSe", "Pb", "Se", 6.124, 1.30, 1.00, "rock salt, a=6.124 A; B from room-temperature diffraction"),
+        "PbSe": _binary("PbSe", "rocksalt", "Pb", "Se", 6.124, 1.30, 1.00, "rock salt, a=6.124 A; B from room-temperature diffraction"),
         # CdSe zinc blende (sphalerite), a = 6.077 A; B about 1.2 (Cd) and 0.9 (Se) A^2.
-        "CdSe": _zincblende("CdSe", "Cd", "Se", 6.077, 1.20, 0.90, "zinc blende, a=6.077 A"),
+        "CdSe": _binary("CdSe", "zincblende", "Cd", "Se", 6.077, 1.20, 0.90, "zinc blende, a=6.077 A"),
     }
 
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..standardize import QGrid
 from .augment import AugmentationSettings, Augmenter
-from .library import load_library
+from .library import library_content_sha256, load_library
 from .splits import Split, kfold_by_simulation, split_by_simulation
 
 #: The reference test conditions: 2 solvents x 4 nanocrystal area fractions x 4 signal-to-noise ratios.
@@ -35,7 +35,7 @@ class TrainingSettings:
     """Everything that defines a training run; stored in the bundle."""
 
     seed: int = 0
-    max_epochs: int = 40
+    max_epochs: int = 70
     samples_per_epoch: int = 32_000
     batch_size: int = 256
     learning_rate: float = 3e-3
@@ -45,9 +45,9 @@ class TrainingSettings:
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
     regression_weight: float = 0.05
-    dispersion_weight: float = 0.5
+    dispersion_weight: float = 1.0
     ood_quantile: float = 0.995
-    max_minutes: float = 18.0
+    max_minutes: float = 19.5
     torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
 
     def to_dict(self) -> dict:
@@ -257,6 +257,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         "augmentation": augmentation.to_dict(),
         "training": settings.to_dict(),
         "training_library": {"path": str(library_path), "sha256": file_sha256(library_path),
+                             "content_sha256": library_content_sha256(library_path),
                              "settings": lib.settings, "created": str(lib.attrs.get("created")), "n_patterns": lib.n_patterns},
         "split": split.to_dict(),
         "metrics": metrics,

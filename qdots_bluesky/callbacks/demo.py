@@ -1,0 +1,217 @@
+"""The end-to-end demonstration behind ``qdots demo``: a simulated synthesis, sized live, stored in Tiled.
+
+:func:`run_demo` builds the simulated beamline (:func:`qdots_bluesky.sim.beamline.make_simulated_beamline`),
+subscribes ``LiveSizer -> TiledWriter`` to a RunEngine, runs
+:func:`qdots_bluesky.plans.insitu_synthesis`, reads the run back from Tiled and returns
+:class:`DemoResult` (the joined table of truth and estimates); :func:`format_table` and
+:func:`plot_demo` present it.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from .live_sizer import STREAM_NAME, LiveSizer
+from .tiled_store import TiledStore, read_sizes, read_stream
+
+
+@dataclass
+class DemoResult:
+    """``uid`` of the run; ``table``: per source event, the truth and the estimate read back from Tiled."""
+
+    uid: str
+    table: dict[str, np.ndarray]
+    streams: list[str]
+    num_events: dict[str, int]
+    store_description: str
+    plot: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarray]:
+    """Join a stored run's ``qdots_size`` stream with the reactor truth of its source events.
+
+    Keys: ``seq_num``, ``t_scan_s`` (since the first event), ``elapsed_s`` (reaction time, when
+    recorded), ``true_size_nm``, ``true_dispersion`` (NaN when not recorded), and the estimate keys
+    ``size_nm``, ``size_std_nm``, ``size_class_nm``, ``dispersion``, ``confidence``, ``status``, ``message``.
+    """
+    sizes = read_sizes(run, stream)
+    n = len(sizes["size_nm"])
+    source_stream = "primary"
+    desc = run[stream].metadata.get("configuration", {}).get("qdots_sizer", {}).get("data", {})
+    source_stream = desc.get("source_stream") or source_stream
+    primary = read_stream(run, source_stream) if source_stream in list(run) else {}
+    seq = np.asarray(sizes["source_seq_num"], dtype=int)
+    idx = seq - 1
+
+    def pick(key: str) -> np.ndarray:
+        values = primary.get(key)
+        if values is None or len(values) == 0:
+            return np.full(n, np.nan)
+        values = np.asarray(values, dtype=float)
+        ok = (idx >= 0) & (idx < len(values))
+        out = np.full(n, np.nan)
+        out[ok] = values[idx[ok]]
+        return out
+
+    start = run.metadata["start"]
+    truth_keys = start.get("qdots_truth_keys") or []
+    size_key = next((k for k in truth_keys if k.endswith("true_size")), "reactor_true_size")
+    disp_key = next((k for k in truth_keys if k.endswith("true_dispersion")), "reactor_true_dispersion")
+    elapsed_key = next((k for k in truth_keys if k.endswith("elapsed")), "reactor_elapsed")
+    t_event = pick("time") if "time" in primary else np.asarray(sizes.get("time", np.full(n, np.nan)), dtype=float)
+    t0 = np.nanmin(t_event) if n and np.isfinite(t_event).any() else 0.0
+    table = {"seq_num": seq, "t_scan_s": t_event - t0, "elapsed_s": pick(elapsed_key),
+             "true_size_nm": pick(size_key), "true_dispersion": pick(disp_key)}
+    for key in ("size_nm", "size_std_nm", "size_class_nm", "dispersion", "confidence", "status", "flags", "message",
+                "latency_ms"):
+        if key in sizes:
+            table[key] = sizes[key]
+    return table
+
+
+def _fmt(value: Any, spec: str, width: int) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-".rjust(width)
+    return format(v, spec).rjust(width) if np.isfinite(v) else "-".rjust(width)
+
+
+def format_table(table: dict[str, np.ndarray]) -> str:
+    """A text table: event, scan time, reaction time, true size, predicted size +- uncertainty, status."""
+    lines = [f"{'#':>3} {'t_scan(s)':>9} {'t_reac(min)':>11} {'true D(nm)':>10} {'predicted D(nm)':>17} "
+             f"{'class':>6} {'conf':>5}  status"]
+    for i in range(len(table["seq_num"])):
+        size, std = float(table["size_nm"][i]), float(table["size_std_nm"][i])
+        pred = f"{size:6.2f} ± {std:4.2f}" if np.isfinite(size) else "-"
+        status = str(table["status"][i])
+        note = ""
+        if status == "flagged":
+            note = str(table["flags"][i]) if "flags" in table else str(table["message"][i])
+        elif status == "error":
+            note = str(table["message"][i])
+        note = f" ({note[:70]})" if note else ""
+        lines.append(" ".join([str(int(table["seq_num"][i])).rjust(3), _fmt(table["t_scan_s"][i], ".1f", 9),
+                               _fmt(table["elapsed_s"][i] / 60.0, ".1f", 11), _fmt(table["true_size_nm"][i], ".2f", 10),
+                               pred.rjust(17), _fmt(table["size_class_nm"][i], ".1f", 6),
+                               _fmt(table["confidence"][i], ".2f", 5)]) + f"  {status}{note}")
+    ok = np.asarray([str(s) != "error" for s in table["status"]])
+    err = np.asarray(table["size_nm"], dtype=float) - np.asarray(table["true_size_nm"], dtype=float)
+    good = ok & np.isfinite(err)
+    if good.any():
+        lines.append(f"mean |predicted - true| = {np.mean(np.abs(err[good])):.2f} nm over {int(good.sum())} estimates; "
+                     f"{int((~ok).sum())} errors")
+    return "\n".join(lines)
+
+
+def plot_demo(path: str | Path, table: dict[str, np.ndarray], title: str = "") -> Path:
+    """Save a figure of the predicted (with 1-sigma bars, by status) and the true size over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    elapsed = np.asarray(table["elapsed_s"], dtype=float)
+    use_reaction = np.isfinite(elapsed).all() and len(elapsed) > 0
+    t = elapsed / 60.0 if use_reaction else np.asarray(table["t_scan_s"], dtype=float)
+    status = np.asarray([str(s) for s in table["status"]])
+    size = np.asarray(table["size_nm"], dtype=float)
+    std = np.asarray(table["size_std_nm"], dtype=float)
+    fig, ax = plt.subplots(figsize=(8, 4.8), constrained_layout=True)
+    true = np.asarray(table["true_size_nm"], dtype=float)
+    if np.isfinite(true).any():
+        ax.plot(t, true, "-", color="k", lw=1.5, label="true mean diameter (simulation)")
+    for name, color, marker in (("ok", "tab:blue", "o"), ("flagged", "tab:orange", "s")):
+        m = status == name
+        if m.any():
+            ax.errorbar(t[m], size[m], yerr=std[m], fmt=marker, color=color, ms=4, capsize=2, lw=1,
+                        label=f"predicted ± 1σ ({name})")
+    m = status == "error"
+    if m.any():
+        low = np.nanmin(np.concatenate([size[np.isfinite(size)], true[np.isfinite(true)], [2.0]]))
+        ax.plot(t[m], np.full(m.sum(), low - 0.3), "x", color="tab:red", label="error (no estimate)")
+    ax.set_xlabel("reaction time (min)" if use_reaction else "time since the first pattern (s)")
+    ax.set_ylabel("mean diameter (nm)")
+    ax.set_title(title or "Live quantum-dot sizing during a simulated synthesis")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def live_printer(stream: TextIO | None = None, stream_name: str = STREAM_NAME) -> Callable[[str, dict], None]:
+    """A callback printing one line per new estimate to ``stream`` (default: the current sys.stdout)."""
+    state: dict[str, Any] = {"desc": set()}
+
+    def cb(name: str, doc: dict) -> None:
+        if name == "descriptor" and doc.get("name") == stream_name:
+            state["desc"].add(doc["uid"])
+        elif name == "event" and doc.get("descriptor") in state["desc"]:
+            d = doc["data"]
+            text = (f"D = {d['size_nm']:5.2f} ± {d['size_std_nm']:4.2f} nm" if d["status"] != "error" else "no estimate")
+            extra = f" ({d['flags'] or d['message'][:60]})" if d["status"] != "ok" else ""
+            print(f"  event {d['source_seq_num']:3d}: {text}  [{d['status']}]{extra}  {d['latency_ms']:.1f} ms",
+                  file=stream or sys.stdout, flush=True)
+
+    return cb
+
+
+def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: float = 2.0, temperature: float = 140.0,
+             time_scale: float = 60.0, virtual_time: bool = False, seed: int | None = 0, x_unit: str = "tth",
+             beamline_options: dict[str, Any] | None = None, plot: str | Path | None = "qdots_demo.png",
+             echo: TextIO | bool | None = True, md: dict[str, Any] | None = None) -> DemoResult:
+    """Run a simulated synthesis scan with live sizing, store it in ``store``, read it back; see the module docstring.
+
+    ``echo``: where progress goes (True: the current sys.stdout; None/False: nowhere).
+    """
+    if echo is True:
+        echo = sys.stdout
+    echo = echo or None
+    from bluesky import RunEngine
+
+    from ..plans import insitu_synthesis
+    from ..sim.beamline import make_simulated_beamline, use_virtual_time
+
+    options = dict(clock="manual" if virtual_time else "real", time_scale=time_scale, temperature=temperature,
+                   x_unit=x_unit, seed=seed, progress=echo is not None)
+    options.update(beamline_options or {})
+    t0 = time.perf_counter()
+    reactor, detector = make_simulated_beamline(**options)
+    if echo:
+        n = np.asarray(detector.tth.get() if x_unit == "tth" else detector.q.get()).size
+        print(f"simulated beamline ready ({n}-point patterns, {time.perf_counter() - t0:.1f} s)", file=echo, flush=True)
+    RE = RunEngine({})
+    if virtual_time:
+        use_virtual_time(RE, reactor)
+    writer = store.writer()
+    tokens = [sizer.subscribe(writer)]
+    if echo:
+        tokens.append(sizer.subscribe(live_printer(echo, sizer.stream_name)))
+    RE.subscribe(sizer)
+    try:
+        result = RE(insitu_synthesis(detector, reactor, points, delay, md=md or {}))
+    finally:
+        for token in tokens:
+            sizer.unsubscribe(token)
+    uids = tuple(result) if isinstance(result, (tuple, list)) else tuple(getattr(result, "run_start_uids", ()))
+    if not uids:
+        raise RuntimeError("the scan produced no run")
+    uid = uids[-1]
+    run = store.runs[uid]
+    table = sizes_with_truth(run, sizer.stream_name)
+    out = DemoResult(uid=uid, table=table, streams=sorted(run), num_events=dict(run.metadata["stop"]["num_events"]),
+                     store_description=store.description)
+    if plot:
+        out.plot = plot_demo(plot, table, title=f"qdots demo: run {uid[:8]}, {temperature:g} °C, "
+                                                f"model {Path(str(sizer.predictor.path)).name}")
+    return out
