@@ -343,7 +343,9 @@ def _add_train(sub) -> None:
     p.add_argument("--samples-per-epoch", type=int, default=32_000, help="augmented patterns drawn per epoch (default 32000)")
     p.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
     p.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default 3e-3)")
-    p.add_argument("--patience", type=int, default=6, help="epochs without validation improvement before stopping (default 6)")
+    p.add_argument("--patience", type=int, default=6,
+                   help="epochs without validation improvement before stopping, counted only in the last 40 %% of "
+                        "the epochs, once the learning rate anneals (default 6)")
     p.add_argument("--max-minutes", type=float, default=19.5,
                    help="stop after this many minutes even if epochs remain (default 19.5; about 15 min are needed on an idle 2-core CPU)")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",

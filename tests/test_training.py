@@ -95,3 +95,17 @@ def test_evaluation_report(trained, small_library, tmp_path):
     assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
     for png in ("confusion.png", "robustness.png", "errors_and_learning.png"):
         assert (tmp_path / "report" / png).stat().st_size > 10_000
+
+
+def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
+    from qdots_bluesky.cli import main
+
+    model = tmp_path / "cli.safetensors"
+    assert main(["train", "--library", str(small_library), "-o", str(model), "--epochs", "1",
+                 "--samples-per-epoch", "256", "--batch-size", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out test" in out and "size accuracy" in out and model.is_file()
+    assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev")]) == 0
+    assert (tmp_path / "ev" / "report.json").is_file()
+    assert main(["train", "--library", str(tmp_path / "missing.h5"), "-o", str(model)]) == 2
+    assert "--build-library" in capsys.readouterr().err

@@ -86,10 +86,16 @@ def check_q(q: np.ndarray) -> np.ndarray:
     return q
 
 
-def debye_pattern(hist: PairHistogram, q: np.ndarray, wavelength_a: float = 0.56, strain: float = 0.0,
+def debye_pattern(hist: PairHistogram, q: np.ndarray, wavelength_a: float | None = 0.56, strain: float = 0.0,
                   compton: bool = True, precision: str = "fast", recoil_exponent: float = 2.0) -> PatternComponents:
-    """Powder pattern of one cluster (electron units) at Q (1/A): coherent and Compton parts."""
+    """Powder pattern of one cluster (electron units) at Q (1/A): coherent and Compton parts.
+
+    ``wavelength_a=None`` leaves out anomalous dispersion (f0 only); the Compton part then needs
+    ``compton=False`` since its recoil factor depends on the wavelength.
+    """
     q = check_q(q)
+    if wavelength_a is None and compton:
+        raise ValueError("the Compton part needs the wavelength (its recoil factor depends on it); give wavelength_a or compton=False")
     pf, self_term = pair_factors(hist, q, wavelength_a)
     sums = sinc_sums(q * (1.0 + strain), hist.distances, hist.counts, precision)
     crystal = self_term + np.einsum("qk,qk->q", pf, sums)

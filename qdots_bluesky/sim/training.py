@@ -41,6 +41,7 @@ class TrainingSettings:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 6
+    early_stopping_from: float = 0.6  # fraction of max_epochs before early stopping may act (not in the high-LR phase)
     validation_repeats: int = 8
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
@@ -199,7 +200,8 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
         if val_loss < best[0]:
             best = (val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
-        elif epoch + 1 - best[2] >= settings.patience:
+        elif (epoch + 1 >= settings.early_stopping_from * settings.max_epochs
+              and epoch + 1 - best[2] >= settings.patience):
             stopped = "early_stopping"
             break
         if (time.perf_counter() - t_start) / 60 > settings.max_minutes:
