@@ -191,7 +191,7 @@ def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, o
         if log:
             ax.set_xscale("log")
             ax.minorticks_off()
-        ax.set_xticks(xs, [f"{v:g}" for v in xs], rotation=45 if len(xs) > 6 else 0)
+        ax.set_xticks(xs, [f"{v:g}" for v in xs], rotation=45)
         ax.grid(alpha=0.3)
     ax = axes.ravel()[5]
     acc = np.asarray(ref["reliability"]["accuracy"])
