@@ -163,29 +163,29 @@ def _cmd_library_build(args) -> int:
 
 def _cmd_library_info(args) -> int:
     import h5py
+    import numpy as np
 
-    from .sim.library import load_library
+    from .sim.library import LIBRARY_FORMAT
 
-    lib = load_library(args.path, grid="q") if _has_grid(args.path, "q") else load_library(args.path, grid="tth")
-    print(f"{args.path}: {lib.attrs['format']}, material {lib.attrs['material']}, created {lib.attrs['created']}, "
-          f"program {lib.attrs['program_version']}")
-    print(f"  {lib.n_patterns} patterns: mean diameters {sorted(set(lib.mean_diameter_nm.round(3)))} nm")
-    print(f"  dispersions {sorted(set(lib.dispersion.round(3)))}, strains {lib.strain.min():+.4f}..{lib.strain.max():+.4f}")
-    with h5py.File(args.path, "r") as f:
+    try:
+        f = h5py.File(args.path, "r")
+    except OSError as exc:
+        raise ValueError(f"{args.path!r} is not a readable HDF5 library file: {exc}") from exc
+    with f:
+        if f.attrs.get("format") != LIBRARY_FORMAT:
+            raise ValueError(f"{args.path!r} is not a qdots library (format {f.attrs.get('format')!r}, expected {LIBRARY_FORMAT!r})")
+        par = f["parameters"]
+        n = par["mean_diameter_nm"].shape[0]
+        strain = par["strain"][()]
+        print(f"{args.path}: {f.attrs['format']}, material {f.attrs['material']}, created {f.attrs['created']}, "
+              f"program {f.attrs['program_version']}")
+        print(f"  {n} patterns: mean diameters {sorted(set(np.round(par['mean_diameter_nm'][()], 3).tolist()))} nm")
+        print(f"  dispersions {sorted(set(np.round(par['dispersion'][()], 3).tolist()))}, "
+              f"strains {strain.min():+.4f}..{strain.max():+.4f}")
         for name in f["grids"]:
             q = f[f"grids/{name}/q"]
             print(f"  grid {name}: {q.shape[0]} points, Q {q[0]:.4f}..{q[-1]:.4f} 1/A")
     return 0
-
-
-def _has_grid(path: str, grid: str) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return f"grids/{grid}" in f
-    except OSError:
-        return False
 
 
 def _add_predict(sub) -> None:

@@ -62,21 +62,33 @@ def sinc_sums(q: np.ndarray, distances: np.ndarray, counts: np.ndarray, precisio
     return out
 
 
-def pair_factors(hist: PairHistogram, q: np.ndarray, wavelength_a: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per species pair Re(f_s f_t*) o_s o_t T_s T_t at Q, shape (Q, pairs), and self term sum_s N_s o_s |f_s|^2."""
+def species_factors(species: list, pairs: list[tuple[int, int]], q: np.ndarray,
+                    wavelength_a: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per species pair Re(f_s f_t*) o_s o_t T_s T_t, shape (Q, pairs), and per species o_s |f_s|^2, shape (Q, species)."""
     s2 = (np.asarray(q) / (4.0 * np.pi)) ** 2
-    f = [complex_form_factor(sp.element, q, wavelength_a) for sp in hist.species]
-    damp = [np.exp(-sp.b_iso * s2) for sp in hist.species]
-    occ = [sp.occupancy for sp in hist.species]
-    pf = np.stack([(f[s] * np.conj(f[t])).real * occ[s] * occ[t] * damp[s] * damp[t] for s, t in hist.pairs], axis=1)
-    self_term = sum(n * o * np.abs(fs) ** 2 for n, o, fs in zip(hist.atoms_per_species, occ, f))
-    return pf, np.asarray(self_term, dtype=float)
+    f = [complex_form_factor(sp.element, q, wavelength_a) for sp in species]
+    damp = [np.exp(-sp.b_iso * s2) for sp in species]
+    occ = [sp.occupancy for sp in species]
+    pf = np.stack([(f[s] * np.conj(f[t])).real * occ[s] * occ[t] * damp[s] * damp[t] for s, t in pairs], axis=1)
+    self_per_species = np.stack([o * np.abs(fs) ** 2 for o, fs in zip(occ, f)], axis=1)
+    return pf, self_per_species
+
+
+def compton_per_species(species: list, q: np.ndarray, wavelength_a: float, recoil_exponent: float = 2.0) -> np.ndarray:
+    """Incoherent scattering o_s S_s(Q) times the Breit-Dirac recoil factor, shape (Q, species)."""
+    inc = np.stack([sp.occupancy * incoherent_scattering_function(sp.element, q) for sp in species], axis=1)
+    return inc * breit_dirac_recoil(q, wavelength_a, recoil_exponent)[:, None]
+
+
+def pair_factors(hist: PairHistogram, q: np.ndarray, wavelength_a: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per species pair factors at Q, shape (Q, pairs), and the self term sum_s N_s o_s |f_s|^2 of the histogram."""
+    pf, self_per_species = species_factors(hist.species, hist.pairs, q, wavelength_a)
+    return pf, self_per_species @ np.asarray(hist.atoms_per_species, dtype=float)
 
 
 def compton_intensity(hist: PairHistogram, q: np.ndarray, wavelength_a: float, recoil_exponent: float = 2.0) -> np.ndarray:
     """Incoherent scattering sum_s N_s o_s S_s(Q) times the Breit-Dirac recoil factor."""
-    total = sum(n * sp.occupancy * incoherent_scattering_function(sp.element, q) for n, sp in zip(hist.atoms_per_species, hist.species))
-    return np.asarray(total, dtype=float) * breit_dirac_recoil(q, wavelength_a, recoil_exponent)
+    return compton_per_species(hist.species, q, wavelength_a, recoil_exponent) @ np.asarray(hist.atoms_per_species, dtype=float)
 
 
 def check_q(q: np.ndarray) -> np.ndarray:

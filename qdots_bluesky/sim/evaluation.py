@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..models.calibration import expected_calibration_error
 from .augment import AugmentationSettings, Augmenter
 from .library import load_library
 from .training import REFERENCE_FRACTIONS, REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels, reference_test_set
@@ -57,16 +58,16 @@ class _Model:
         return np.concatenate(ps), np.concatenate(pd)
 
 
-def _ece_and_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
+def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
+    """Accuracy, mean confidence and count per confidence bin (the bins of expected_calibration_error)."""
     conf = probs.max(1)
-    correct = probs.argmax(1) == labels
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(conf, edges) - 1, 0, n_bins - 1)
-    acc = np.array([correct[which == b].mean() if np.any(which == b) else np.nan for b in range(n_bins)])
-    mean_conf = np.array([conf[which == b].mean() if np.any(which == b) else np.nan for b in range(n_bins)])
+    correct = (probs.argmax(1) == labels).astype(float)
+    which = np.minimum((conf * n_bins).astype(np.intp), n_bins - 1)
     counts = np.bincount(which, minlength=n_bins)
-    ece = float(np.nansum(counts / len(conf) * np.abs(np.nan_to_num(acc) - np.nan_to_num(mean_conf))))
-    return ece, acc, mean_conf, counts
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(which, weights=correct, minlength=n_bins) / counts
+        mean_conf = np.bincount(which, weights=conf, minlength=n_bins) / counts
+    return acc, mean_conf, counts
 
 
 def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: str | Path, seed: int = 123,
@@ -93,7 +94,8 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     ps, pd = model(x)
     pred, truth = ps.argmax(1), y_size[idx]
     size_nm = ps @ size_classes
-    ece, acc_bins, conf_bins, count_bins = _ece_and_bins(ps, truth)
+    ece = expected_calibration_error(ps, truth)
+    acc_bins, conf_bins, count_bins = _reliability_bins(ps, truth)
     report["reference"] = {
         "patterns": int(idx.size),
         "size_accuracy": float(np.mean(pred == truth)),

@@ -24,10 +24,9 @@ from ..units import tth_to_q
 from .cache import series_histogram
 from .clusters import equal_volume_diameter_nm
 from .distribution import DEFAULT_MAX_DIAMETER_NM
-from .dse import BLOCK_ELEMENTS, check_q, sin_over_x
-from .form_factors import breit_dirac_recoil, complex_form_factor, incoherent_scattering_function
+from .dse import BLOCK_ELEMENTS, check_q, compton_per_species, sin_over_x, species_factors
 from .materials import get_structure
-from .pair_histogram import _merge_distances
+from .pair_histogram import _merge_distances, _species_pairs
 from .population import population_weights
 
 LIBRARY_FORMAT = "qdots-library/1"
@@ -85,19 +84,11 @@ def _grid_patterns(q: np.ndarray, settings: LibrarySettings, species, distances,
     """Crystal (patterns x Q) and Compton (patterns x Q) parts for one grid; patterns ordered population-major."""
     n_clusters = cluster_atoms.shape[0]
     n_pairs = table.shape[1] // n_clusters
-    pairs = [(s, t) for s in range(len(species)) for t in range(s, len(species))]
-    s2 = (q / (4 * np.pi)) ** 2
-    f = [complex_form_factor(sp.element, q, settings.wavelength_a) for sp in species]
-    damp = [np.exp(-sp.b_iso * s2) for sp in species]
-    pf = np.stack([(f[a] * np.conj(f[b])).real * species[a].occupancy * species[b].occupancy * damp[a] * damp[b]
-                   for a, b in pairs], axis=1)  # (Q, K)
+    pf, self_sp = species_factors(species, _species_pairs(len(species)), q, settings.wavelength_a)  # (Q, K), (Q, S)
     atoms_pop = weights @ cluster_atoms  # (P, S)
-    self_sp = np.stack([sp.occupancy * np.abs(fs) ** 2 for sp, fs in zip(species, f)], axis=1)  # (Q, S)
     self_pop = self_sp @ atoms_pop.T  # (Q, P)
     if settings.compton:
-        recoil = breit_dirac_recoil(q, settings.wavelength_a, settings.recoil_exponent)
-        inc_sp = np.stack([sp.occupancy * incoherent_scattering_function(sp.element, q) for sp in species], axis=1)
-        compton_pop = (inc_sp @ atoms_pop.T) * recoil[:, None]
+        compton_pop = compton_per_species(species, q, settings.wavelength_a, settings.recoil_exponent) @ atoms_pop.T
     else:
         compton_pop = np.zeros_like(self_pop)
     n_pop, n_strain = weights.shape[0], len(strains)
