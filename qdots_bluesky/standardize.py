@@ -3,10 +3,11 @@
 Steps (DESIGN.md, "Standardisation"): convert x to Q (1/A); keep the data on the grid's range
 (1.0 <= Q <= 15.0 by default; points beyond it are used only as far as the edge grid cells
 need, half a grid step); where the data do not reach a grid end, pad that side with the mean of
-the 5 outermost data points on that side; put the data onto the equispaced grid (linear
-interpolation where the data are as coarse as the grid or coarser, the average over each grid
-cell where they are finer, which conserves the integrated intensity and suppresses aliasing of
-noise); finally scale so that the mean over the grid is 1 (area = q_max - q_min).
+the 5 outermost data points on that side; put the data onto the equispaced grid (cubic
+convolution interpolation where the data are as coarse as the grid or coarser, which keeps the
+width of sparsely sampled peaks; the average over each grid cell where they are finer, which
+conserves the integrated intensity and suppresses aliasing of noise); finally scale so that the
+mean over the grid is 1 (area = q_max - q_min).
 
 Everything up to the last step is linear in the intensities, so for a given x axis it is one
 sparse matrix, built once and cached; a batch of patterns is one sparse-dense product.
@@ -30,6 +31,8 @@ MIN_POINTS = 50
 MIN_OVERLAP_Q = 2.0
 #: Number of outermost data points averaged for padding.
 N_PAD_MEAN = 5
+#: Interpolation between data points coarser than the grid: "cubic" (Catmull-Rom) or "linear".
+INTERPOLATION = "cubic"
 _CACHE_SIZE = 32
 
 
@@ -76,7 +79,8 @@ class StandardizationReport:
     ``coverage``: fraction of grid points not padded; ``source_q_step``: median Q step (1/A)
     of the source points used; ``n_source_points``: number of source points used;
     ``n_averaged``/``n_interpolated``: grid points obtained by cell averaging (source finer
-    than the grid) / by linear interpolation (source as coarse or coarser);
+    than the grid) / by interpolation (source as coarse or coarser; cubic convolution, see
+    :data:`INTERPOLATION`);
     ``method``: "average", "interpolate" or "mixed".
     """
 
@@ -254,12 +258,25 @@ def _build_operator(x: np.ndarray, unit: str, wavelength: float | None, grid: QG
         rows.append(np.repeat(k_range, N_PAD_MEAN))
         cols.append(np.tile(c, k_range.size))
         vals.append(np.full(k_range.size * N_PAD_MEAN, 1.0 / N_PAD_MEAN))
-    # Linear interpolation.
+    # Interpolation between coarser data points: cubic convolution (Keys 1981, a = -1/2, i.e. the Catmull-Rom
+    # spline) on the points j-1 .. j+2 around the grid point, in the local parameter t of segment j; an end
+    # point stands in for a missing neighbour. Exact for quadratics, and unlike linear interpolation it does
+    # not broaden a peak sampled at ~1 point per standard deviation (a linear interpolant adds a variance of
+    # step^2 / 6, which at 626 points over 1-15 1/A makes 10 nm dots look like 9 nm ones).
     k_int, j = inside[~average], seg[~average]
     t = (qk[~average] - qs[j]) / d[j]
-    rows += [k_int, k_int]
-    cols += [j, j + 1]
-    vals += [1.0 - t, t]
+    if INTERPOLATION == "linear":
+        rows += [k_int, k_int]
+        cols += [j, j + 1]
+        vals += [1.0 - t, t]
+    else:
+        t2, t3 = t * t, t * t * t
+        weights = ((-t3 + 2.0 * t2 - t) / 2.0, (3.0 * t3 - 5.0 * t2 + 2.0) / 2.0,
+                   (-3.0 * t3 + 4.0 * t2 + t) / 2.0, (t3 - t2) / 2.0)
+        for offset, w in zip((-1, 0, 1, 2), weights):  # neighbours may lie outside the used points (qs)
+            rows.append(k_int)
+            cols.append(np.clip(j + offset + i0, 0, n_x - 1) - i0)
+            vals.append(w)
     # Cell average of the piecewise-linear interpolant over [q_k - h/2, q_k + h/2] clipped to the data.
     k_avg = inside[average]
     if k_avg.size:
