@@ -104,6 +104,8 @@ def full_evaluation(model: Path, library: Path, report_dir: Path) -> None:
     print(f"  (4 % w/w corresponds to {weight_to_area_fraction(0.04):.3f} of the area)")
     for key, curve in rob.items():
         print(f"  {key:>16}: " + ", ".join(f"{k}: {v:.1%}" for k, v in curve.items()))
+    for key, values in report.get("nanocrystal_detection", {}).items():
+        print(f"  no_nanocrystals flag, {key.replace('_', ' ')}: " + ", ".join(f"{k}: {v:.1%}" for k, v in values.items()))
     print(json.dumps({"reference_by_size": ref["accuracy_by_size_nm"]}))
 
 

@@ -339,20 +339,39 @@ def _add_train(sub) -> None:
                    help="build the reference library (Q grid only, ~10 s) at --library first if the file does not exist")
     p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights (default 0)")
-    p.add_argument("--epochs", type=int, default=70, help="maximum number of epochs (default 70; early stopping may end sooner)")
-    p.add_argument("--samples-per-epoch", type=int, default=32_000, help="augmented patterns drawn per epoch (default 32000)")
-    p.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
-    p.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default 3e-3)")
-    p.add_argument("--patience", type=int, default=6,
-                   help="epochs without validation improvement before stopping, counted only in the last 40 %% of "
-                        "the epochs, once the learning rate anneals (default 6)")
-    p.add_argument("--max-minutes", type=float, default=19.5,
-                   help="stop after this many minutes even if epochs remain (default 19.5; about 15 min are needed on an idle 2-core CPU)")
+    d = _training_defaults()
+    p.add_argument("--epochs", type=int, default=d.max_epochs,
+                   help=f"maximum number of epochs (default {d.max_epochs}; early stopping may end sooner)")
+    p.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch,
+                   help=f"augmented patterns drawn per epoch (default {d.samples_per_epoch})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate,
+                   help=f"peak learning rate of the one-cycle schedule (default {d.learning_rate:g})")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="epochs without validation improvement before stopping, counted only in the last "
+                        f"{(1 - d.early_stopping_from) * 100:.0f} %% of the epochs, once the learning rate anneals (default {d.patience})")
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes,
+                   help=f"stop after this many minutes even if epochs remain (default {d.max_minutes:g}; the default "
+                        "epochs take about 17 min on an idle 2-core CPU with native bfloat16)")
+    p.add_argument("--input-transform", choices=("center", "sqrt", "log", "none"), default=d.input_transform,
+                   help="transform of the standardized (mean 1) pattern before the first convolution: center (x - 1), "
+                        "sqrt (2 sqrt(x) - 2: Poisson noise of equal size at every Q), log, none "
+                        f"(default {d.input_transform})")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
+                   help="arithmetic of the network's matrix products in training: bf16 (bfloat16 autocast, weights "
+                        "stay float32; 2.5x faster on CPUs with AVX512-BF16/AMX), fp32, or auto: bf16 where the CPU "
+                        f"has it natively (default {d.precision})")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
                    help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
     p.set_defaults(func=_cmd_train)
+
+
+def _training_defaults():
+    from .sim.training_settings import TrainingSettings
+
+    return TrainingSettings()
 
 
 def _parse_blank(text: str) -> tuple[str, str, float | None]:
@@ -380,7 +399,8 @@ def _cmd_train(args) -> int:
         build_library(LibrarySettings(tth_grid_deg=None), library, progress=True)
     settings = TrainingSettings(seed=args.seed, max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-                                max_minutes=args.max_minutes)
+                                max_minutes=args.max_minutes, precision=args.precision,
+                                input_transform=args.input_transform)
     augmentation = AugmentationSettings()
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]
@@ -392,6 +412,9 @@ def _cmd_train(args) -> int:
           f"size accuracy {m['test_size_accuracy']:.2%}, within one class {m['test_size_within_one_class']:.2%}, "
           f"dispersion accuracy {m['test_dispersion_accuracy']:.2%}, MAE {m['test_size_mae_nm']:.3f} nm, "
           f"ECE {m['test_ece_size']:.3f} (uncalibrated {m['test_ece_size_uncalibrated']:.3f})")
+    if "test_blank_detected" in m:
+        print(f"presence head: pure-solvent test patterns flagged no_nanocrystals {m['test_blank_detected']:.1%}, "
+              f"reference patterns with nanocrystals wrongly flagged {m['test_nanocrystals_missed']:.2%}")
     if args.cross_validation:
         cv = cross_validate(library, args.cross_validation, settings, augmentation, progress=True)
         print(f"{args.cross_validation}-fold cross-validation: size accuracy {cv['mean']:.2%} +- {cv['std']:.2%} "
@@ -422,6 +445,8 @@ def _cmd_evaluate(args) -> int:
           f"{ref['size_within_one_class']:.2%}, dispersion {ref['dispersion_accuracy']:.2%}, ECE {ref['ece_size']:.3f}")
     for key, curve in report["robustness"].items():
         print(f"  {key:>16}: " + ", ".join(f"{k}: {v:.1%}" for k, v in curve.items()))
+    for key, values in report.get("nanocrystal_detection", {}).items():
+        print(f"  no_nanocrystals flag, {key.replace('_', ' ')}: " + ", ".join(f"{k}: {v:.1%}" for k, v in values.items()))
     print(f"figures and report.json in {args.output}")
     return 0
 

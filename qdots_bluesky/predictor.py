@@ -19,10 +19,13 @@ Estimates (temperature-scaled, "calibrated", probabilities p_c = softmax(logits 
   the spread of the calibrated class distribution combined with the disagreement of the two
   estimators (half their difference, the standard deviation of a pair of values). The second term
   is left out when the bundle's ``training.regression_head_trained`` metadata is false;
-- ``dispersion``: the most probable dispersion class, ``dispersion_probabilities`` all of them.
+- ``dispersion``: the most probable dispersion class, ``dispersion_probabilities`` all of them;
+- ``nanocrystal_probability``: sigmoid of the presence head, the probability that the pattern
+  holds nanocrystal scattering at all (None for bundles without that head).
 
-Flags (:data:`FLAGS`): ``out_of_distribution``, ``low_confidence``, ``truncated_q_range``,
-``padded``, ``coarse_sampling``, ``size_at_range_edge``; ``flag_details`` says why in words.
+Flags (:data:`FLAGS`): ``no_nanocrystals``, ``out_of_distribution``, ``low_confidence``,
+``truncated_q_range``, ``padded``, ``coarse_sampling``, ``size_at_range_edge``; ``flag_details``
+says why in words.
 """
 from __future__ import annotations
 
@@ -47,6 +50,9 @@ from .standardize import QGrid, StandardizationReport, standardize_batch, standa
 
 #: Every flag a SizeEstimate can carry, and what it means.
 FLAGS: dict[str, str] = {
+    "no_nanocrystals": "the presence head gives a probability below 0.5 that the pattern holds any nanocrystal "
+                       "scattering: it looks like pure solvent, an empty capillary or background; the size is "
+                       "meaningless",
     "out_of_distribution": "the Mahalanobis distance of the pooled network features to the training features exceeds "
                            "the bundle's threshold: the pattern is unlike the training data (empty or pure solvent, "
                            "not a rock-salt crystal, sizes far outside the classes, another instrument or processing); "
@@ -59,7 +65,8 @@ FLAGS: dict[str, str] = {
     "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless (padding only "
               "above the last Q the network reads, 14.43 1/A for the reference network, is not flagged)",
     "coarse_sampling": "the data's median Q step is more than twice the grid step, so the grid was filled by "
-                       "linear interpolation between sparse points",
+                       "interpolation between sparse points; accuracy drops below ~1000 points over 1-15 1/A (see the evaluation "
+                       "report's n_points curve)",
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
                           "lie outside the trained range",
 }
@@ -85,6 +92,7 @@ class SizeEstimate:
     dispersion_confidence: float
     dispersion_probabilities: dict[float, float]
     ood_distance: float
+    nanocrystal_probability: float | None = None
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
     standardization: dict[str, Any] | None = None
@@ -102,6 +110,7 @@ class SizeEstimate:
             "dispersion_confidence": self.dispersion_confidence,
             "dispersion_probabilities": {_disp_key(k): v for k, v in self.dispersion_probabilities.items()},
             "ood_distance": self.ood_distance,
+            "nanocrystal_probability": self.nanocrystal_probability,
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
             "standardization": None if self.standardization is None else dict(self.standardization),
@@ -161,7 +170,8 @@ class _TorchEngine:
         torch = self.torch
         with torch.inference_mode():
             out = self.model(torch.from_numpy(X).to(self.device))
-            return {k: out[k].float().cpu().numpy() for k in ("size_logits", "dispersion_logits", "size_nm", "features")}
+            return {k: out[k].float().cpu().numpy() for k in ("size_logits", "dispersion_logits", "size_nm", "features",
+                                                                "nanocrystal_logit") if k in out}
 
 
 class Predictor:
@@ -244,9 +254,12 @@ class Predictor:
         X = self._check_standardized(X)
         parts = [self._engine(X[i:i + self.batch_size]) for i in range(0, X.shape[0], self.batch_size)]
         if not parts:
-            return {"size_logits": np.zeros((0, self.size_classes_nm.size), np.float32),
-                    "dispersion_logits": np.zeros((0, self.dispersion_classes.size), np.float32),
-                    "size_nm": np.zeros(0, np.float32), "features": np.zeros((0, self.feature_mean.size), np.float32)}
+            empty = {"size_logits": np.zeros((0, self.size_classes_nm.size), np.float32),
+                     "dispersion_logits": np.zeros((0, self.dispersion_classes.size), np.float32),
+                     "size_nm": np.zeros(0, np.float32), "features": np.zeros((0, self.feature_mean.size), np.float32)}
+            if self.contents.config.get("presence_head"):
+                empty["nanocrystal_logit"] = np.zeros(0, np.float32)
+            return empty
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def predict_standardized(self, X: Any, reports: Any = None) -> list[SizeEstimate]:
@@ -276,6 +289,9 @@ class Predictor:
         conf = p[np.arange(n), k]
         kd = pd.argmax(axis=1)
         dist = mahalanobis_distance(out["features"], self.feature_mean, self.feature_precision)
+        p_nc = None
+        if "nanocrystal_logit" in out:
+            p_nc = 1.0 / (1.0 + np.exp(-np.clip(out["nanocrystal_logit"].astype(np.float64), -60.0, 60.0)))
 
         sizes, disps = D.tolist(), self.dispersion_classes.tolist()
         last = len(sizes) - 1
@@ -283,6 +299,10 @@ class Predictor:
         for i in range(n):
             flags: list[str] = []
             details: dict[str, str] = {}
+            if p_nc is not None and p_nc[i] < 0.5:
+                flags.append("no_nanocrystals")
+                details["no_nanocrystals"] = (f"probability of nanocrystal scattering {p_nc[i]:.2f}: looks like pure "
+                                              "solvent or background")
             if dist[i] > self.ood_threshold:
                 flags.append("out_of_distribution")
                 details["out_of_distribution"] = (f"feature distance {dist[i]:.1f} > threshold {self.ood_threshold:.1f}: "
@@ -303,7 +323,8 @@ class Predictor:
                 size_regression_nm=float(reg[i]), confidence=float(conf[i]),
                 probabilities=dict(zip(sizes, p[i].tolist())), dispersion=disps[kd[i]],
                 dispersion_confidence=float(pd[i, kd[i]]), dispersion_probabilities=dict(zip(disps, pd[i].tolist())),
-                ood_distance=float(dist[i]), flags=flags, flag_details=details, standardization=rep))
+                ood_distance=float(dist[i]), nanocrystal_probability=None if p_nc is None else float(p_nc[i]),
+                flags=flags, flag_details=details, standardization=rep))
         return estimates
 
     def _report_flags(self, rep: Mapping[str, Any], flags: list[str], details: dict[str, str]) -> None:

@@ -76,7 +76,7 @@ def test_result_independent_of_thread_count(library):
 
 def test_shape_dtype_mean_and_metadata(library):
     aug = Augmenter.from_library(library)  # default settings: hexane, toluene, lab, truncation, coarse steps
-    idx = np.arange(library.n_patterns).repeat(12)
+    idx = np.arange(library.n_patterns).repeat(64)  # 256 samples = 16 blocks of shared axis draws
     X, meta = aug.sample(idx, np.random.default_rng(0))
     assert X.shape == (idx.size, 5004) and X.dtype == np.float32
     assert np.all(np.isfinite(X))
@@ -85,7 +85,9 @@ def test_shape_dtype_mean_and_metadata(library):
         assert len(meta[key]) == idx.size, key
     assert set(meta["solvent"]) <= {"hexane", "toluene"}
     assert meta["lab"].dtype == bool and meta["lab"].any() and (~meta["lab"]).any()
-    assert np.all((meta["fraction"] >= 0.04) & (meta["fraction"] <= 1.0))
+    blank = meta["fraction"] == 0  # blanks: pure solvent
+    assert 0 < blank.sum() < 0.1 * idx.size
+    assert np.all((meta["fraction"][~blank] >= 0.04) & (meta["fraction"][~blank] <= 1.0))
     assert np.all((meta["snr"] >= 10) & (meta["snr"] <= 150))
     syn = ~meta["lab"]
     assert np.all(meta["q_max"][syn] >= 3.0 - 1e-9) and np.all(meta["q_min"][syn] <= 1.7 + 1e-9)
@@ -107,7 +109,7 @@ def test_warm_up_builds_every_axis(library):
     # coarse: Q_max {3, 9, 15} x Q_min {1.0, 1.7} less the same; lab: 2theta end {80, 125} x monochromator or not
     assert n == (4 * 2 - 1) + (3 * 2 - 1) + 2 * 2
     before = set(std._cache)
-    X, meta = aug.sample(np.arange(library.n_patterns).repeat(32), np.random.default_rng(0))
+    X, meta = aug.sample(np.arange(library.n_patterns).repeat(128), np.random.default_rng(0))
     assert set(std._cache) <= before  # every axis drawn was built by warm_up
     assert meta["lab"].any() and (meta["n_points"] == 251).any()
 
@@ -315,3 +317,46 @@ def test_measured_blank_as_solvent(library):
     assert list(meta["solvent"]) == ["blank:hexane"] * 2
     model = standardize_batch(Q, solvent_pattern("hexane", Q, 0.564162)[None, :], x_unit="q")[0][0]
     assert np.corrcoef(X[0], model)[0, 1] > 0.8  # the physics model resembles the measured blank
+
+
+# ---------------------------------------------------------------- blanks and axis blocks
+def test_blank_samples_are_pure_solvent(library):
+    aug = Augmenter.from_library(library, AugmentationSettings(solvents=["hexane"], blank_fraction=0.5,
+                                                               snr_range=(1e9, 1e9), background_fraction=0.0,
+                                                               lab_fraction=0.0, truncate_high_fraction=0.0,
+                                                               truncate_low_fraction=0.0, coarsen_fraction=0.0))
+    X, meta = aug.sample(np.zeros(400, dtype=int), np.random.default_rng(3))
+    blank = meta["fraction"] == 0
+    assert 150 < blank.sum() < 250  # about half
+    assert np.all(meta["fraction"][~blank] >= 0.04)
+    ref, _ = standardize_batch(Q, solvent_pattern("hexane", Q, wavelength_a=0.56)[None, :], x_unit="q")
+    # SNR 1e9: the noise is far below the tolerance; a blank is the standardized solvent whatever the library pattern
+    np.testing.assert_allclose(X[blank], np.repeat(ref, blank.sum(), axis=0), rtol=1e-3, atol=1e-3)
+    assert np.abs(X[~blank] - ref).max() > 0.1
+
+
+def test_no_blanks_without_solvents(library):
+    aug = Augmenter.from_library(library, AugmentationSettings(solvents=[], blank_fraction=1.0))
+    _, meta = aug.sample(np.zeros(20, dtype=int), np.random.default_rng(0))
+    assert np.all(meta["fraction"] == 1.0)
+
+
+def test_axis_draws_are_shared_by_blocks(library):
+    kw = dict(solvents=["hexane"], lab_fraction=0.3, coarsen_fraction=0.5, truncate_high_fraction=0.5)
+    blocked = Augmenter.from_library(library, AugmentationSettings(axis_block_size=8, **kw))
+    single = Augmenter.from_library(library, AugmentationSettings(axis_block_size=1, **kw))
+    idx = np.zeros(64, dtype=int)
+    _, mb = blocked.sample(idx, np.random.default_rng(2))
+    _, ms = single.sample(idx, np.random.default_rng(2))
+    axis = np.column_stack([mb["q_min"], mb["q_max"], mb["n_points"], mb["lab"]])
+    for start in range(0, 64, 8):
+        assert np.all(axis[start:start + 8] == axis[start])
+    assert len({tuple(r) for r in axis}) <= 8
+    single_axes = np.column_stack([ms["q_min"], ms["q_max"], ms["n_points"], ms["lab"]])
+    assert len({tuple(r) for r in single_axes}) > 8
+    # the per-sample draws (fraction, SNR) are not shared
+    assert len(np.unique(mb["snr"])) == 64
+    with pytest.raises(ValueError, match="axis_block_size"):
+        AugmentationSettings(axis_block_size=0)
+    with pytest.raises(ValueError, match="blank_fraction"):
+        AugmentationSettings(blank_fraction=1.5)

@@ -96,6 +96,8 @@ def test_documents_layout_and_forwarding(predictor):
         assert sum(d["probabilities"]) == pytest.approx(1.0, abs=1e-6)
         assert d["size_class_nm"] in classes and d["latency_ms"] >= 0
         assert (d["status"] == "flagged") == bool(d["flags"])
+        assert 0.0 <= d["nanocrystal_probability"] <= 1.0  # the bundle has a presence head
+        assert (d["nanocrystal_probability"] < 0.5) == ("no_nanocrystals" in d["flags"])
     # the stop counts the new stream; the original stop is left alone
     stop = out[-1][1]
     assert out[-1][0] == "stop" and stop["num_events"] == {"primary": 6, STREAM_NAME: 6}

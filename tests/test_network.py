@@ -66,7 +66,7 @@ def test_config_is_json_and_checked():
     again = QDotsNet(json.loads(json.dumps(cfg)))
     assert again.config == cfg
     assert default_config(input_transform="log")["input_transform"] == "log"
-    for bad in ({"input_transform": "sqrt"}, {"kernels": [10, 5]}, {"size_classes_nm": [3.0, 2.0]}, {"oops": 1},
+    for bad in ({"input_transform": "cbrt"}, {"kernels": [10, 5]}, {"size_classes_nm": [3.0, 2.0]}, {"oops": 1},
                 {"architecture": "ResNet"}, {"n_points": 100}):
         with pytest.raises(ValueError):
             check_config({**cfg, **bad})
@@ -78,12 +78,13 @@ def test_training_step_gives_finite_gradients(batch_norm):
     out = model(torch.from_numpy(synthetic_patterns(4)))
     loss = (torch.nn.functional.cross_entropy(out["size_logits"], torch.tensor([0, 3, 5, 16]))
             + torch.nn.functional.cross_entropy(out["dispersion_logits"], torch.tensor([0, 1, 2, 3]))
-            + torch.nn.functional.mse_loss(out["size_nm"], torch.tensor([2.0, 3.5, 4.5, 10.0])))
+            + torch.nn.functional.mse_loss(out["size_nm"], torch.tensor([2.0, 3.5, 4.5, 10.0]))
+            + torch.nn.functional.binary_cross_entropy_with_logits(out["nanocrystal_logit"], torch.tensor([1.0, 1.0, 0.0, 1.0])))
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("transform", ["center", "log", "none"])
+@pytest.mark.parametrize("transform", ["center", "sqrt", "log", "none"])
 def test_numpy_engine_matches_torch(transform):
     torch.manual_seed(1)
     model = make_model()
@@ -159,3 +160,29 @@ def test_grad_cam_matches_autograd(layer):
     length, span = receptive_fields(model.config)[layer]
     got = NumpyQDotsNet(model.config, bundle_weights(model)).grad_cam(X, k.numpy(), layer=layer)
     np.testing.assert_allclose(got[:, : length * span : span], ref, rtol=1e-3, atol=1e-5)
+
+
+def test_presence_head_and_legacy_configs():
+    model = QDotsNet()
+    assert model.config["presence_head"] is True
+    # 15 862 parameters of the reference network with its three heads, plus 33 for the presence head
+    assert count_parameters(model) == 15_895
+    assert count_parameters(QDotsNet(presence_head=False)) == 15_862
+    out = model(torch.from_numpy(synthetic_patterns(2)))
+    assert out["nanocrystal_logit"].shape == (2,)
+    assert "nanocrystal_logit" not in QDotsNet(presence_head=False)(torch.from_numpy(synthetic_patterns(2)))
+    # bundles written before the key existed have no presence head
+    legacy = {k: v for k, v in default_config().items() if k != "presence_head"}
+    assert check_config(legacy)["presence_head"] is False
+
+
+def test_numpy_engine_and_fusion_carry_the_presence_head():
+    torch.manual_seed(4)
+    model = QDotsNet().eval()
+    X = synthetic_patterns(4, seed=2)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(X))["nanocrystal_logit"].numpy()
+        fused = fuse_batch_norm(model)(torch.from_numpy(X))["nanocrystal_logit"].numpy()
+    out = NumpyQDotsNet(model.config, bundle_weights(model))(X)
+    np.testing.assert_allclose(out["nanocrystal_logit"], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fused, ref, rtol=1e-4, atol=1e-5)

@@ -62,10 +62,37 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
                 "temperature_size", "ood_threshold"):
         assert np.isfinite(m[key])
     assert m["test_patterns"] == len(split["test"]) * 32
+    # the presence head: trained against blanks (default augmentation), measured on pure-solvent test patterns
+    assert bundle.model.config["presence_head"] is True and meta["augmentation"]["blank_fraction"] > 0
+    assert 0.0 <= m["test_blank_detected"] <= 1.0 and 0.0 <= m["test_nanocrystals_missed"] <= 1.0
+    assert m["precision"] in ("bf16", "fp32")
     assert trained.bundle_path.stat().st_size < 500_000
     # the predictor loads it and gives calibrated probabilities
     est = Predictor.from_bundle(trained.bundle_path, device="cpu").predict_standardized(np.ones((2, 5004), np.float32))
     assert len(est) == 2 and abs(sum(est[0].probabilities.values()) - 1) < 1e-5
+    assert 0.0 <= est[0].nanocrystal_probability <= 1.0
+
+
+def test_training_settings_and_precision():
+    from qdots_bluesky.sim.training import resolve_precision
+
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        TrainingSettings(precision="fp16")
+
+
+def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
+    from qdots_bluesky.sim.augment import AugmentationSettings
+
+    settings = TrainingSettings(seed=2, max_epochs=1, samples_per_epoch=256, batch_size=128, validation_repeats=1,
+                                precision="fp32")
+    result = train_model(small_library, tmp_path / "m.safetensors", settings, AugmentationSettings(blank_fraction=0.0),
+                         progress=False)
+    assert load_bundle(result.bundle_path).model.config["presence_head"] is False
+    assert "test_blank_detected" not in result.metrics
+    est = Predictor.from_bundle(result.bundle_path, device="numpy").predict_standardized(np.ones((1, 5004), np.float32))
+    assert est[0].nanocrystal_probability is None and "no_nanocrystals" not in est[0].flags
 
 
 def test_training_is_reproducible(small_library, trained, tmp_path):
@@ -93,6 +120,9 @@ def test_evaluation_report(trained, small_library, tmp_path):
     assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lab"}
     assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
     assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
+    detection = saved["nanocrystal_detection"]
+    assert set(detection["pure_solvent_flagged"]) == {f"{s} snr {n}" for s in ("hexane", "toluene") for n in (122, 46, 24, 14)}
+    assert set(detection["flagged_by_weight_fraction"]) == {"1", "0.44", "0.2", "0.07", "0.05", "0.04", "0.03", "0.02"}
     for png in ("confusion.png", "robustness.png", "errors_and_learning.png"):
         assert (tmp_path / "report" / png).stat().st_size > 10_000
 

@@ -20,7 +20,9 @@ with these data keys (see :data:`OUTPUT_KEYS` for dtype, shape and units):
 - ``size_nm``, ``size_std_nm``, ``size_class_nm``, ``size_regression_nm``: mean diameter (nm),
   its uncertainty, the most probable class, the regression head's estimate;
 - ``dispersion`` (relative standard deviation of the log-normal), ``dispersion_confidence``,
-  ``confidence`` (calibrated probability of the most probable size class), ``ood_distance``;
+  ``confidence`` (calibrated probability of the most probable size class), ``ood_distance``,
+  ``nanocrystal_probability`` (probability that the pattern holds nanocrystal scattering at all;
+  NaN for models without a presence head);
 - ``probabilities``: an array over the size classes; the class diameters are in the data key's
   ``size_classes_nm`` field and in the descriptor configuration ``qdots_sizer``;
 - ``status``: ``"ok"``, ``"flagged"`` (the estimate carries flags, see
@@ -117,6 +119,8 @@ def _output_keys(classes: list[float]) -> dict[str, dict[str, Any]]:
         "dispersion_confidence": _number_key("dimensionless", "calibrated probability of the dispersion class"),
         "confidence": _number_key("dimensionless", "calibrated probability of the most probable size class"),
         "ood_distance": _number_key("dimensionless", "Mahalanobis distance of the network features to training"),
+        "nanocrystal_probability": _number_key("dimensionless", "probability that the pattern holds nanocrystal "
+                                               "scattering (not pure solvent or background)"),
         "probabilities": {"dtype": "array", "shape": [n], "dtype_numpy": "<f8", "units": "dimensionless",
                           "dims": ["size_class"], "size_classes_nm": list(classes),
                           "source": f"{SIZER_OBJECT}: calibrated probability of each size class (size_classes_nm)"},
@@ -137,7 +141,7 @@ def _output_keys(classes: list[float]) -> dict[str, dict[str, Any]]:
 #: Data keys of the ``qdots_size`` stream (with 17 size classes as an example of the array shape).
 OUTPUT_KEYS = _output_keys([2.0 + 0.5 * i for i in range(17)])
 _FLOAT_KEYS = ("size_nm", "size_std_nm", "size_class_nm", "size_regression_nm", "dispersion",
-               "dispersion_confidence", "confidence", "ood_distance")
+               "dispersion_confidence", "confidence", "ood_distance", "nanocrystal_probability")
 
 
 class PatternError(ValueError):
@@ -881,7 +885,7 @@ def _event_data(result: Any, n_classes: int, job: _Job, latency_ms: float) -> di
         data: dict[str, Any] = {k: math.nan for k in _FLOAT_KEYS}
         data.update(probabilities=[math.nan] * n_classes, status=STATUS_ERROR, flags="", message=result)
     else:
-        data = {k: float(getattr(result, k)) for k in _FLOAT_KEYS}
+        data = {k: math.nan if getattr(result, k) is None else float(getattr(result, k)) for k in _FLOAT_KEYS}
         data["probabilities"] = [float(v) for v in result.probabilities.values()]
         flags = list(result.flags)
         data["status"] = STATUS_FLAGGED if flags else STATUS_OK

@@ -20,7 +20,7 @@ SIZE_CLASSES_NM = [round(2.0 + 0.5 * i, 2) for i in range(17)]
 #: Default dispersion classes: relative standard deviation of the log-normal.
 DISPERSION_CLASSES = [0.05, 0.10, 0.15, 0.20]
 #: Accepted values of ``config["input_transform"]``.
-INPUT_TRANSFORMS = ("center", "log", "none")
+INPUT_TRANSFORMS = ("center", "sqrt", "log", "none")
 #: BatchNorm epsilon (PyTorch's default), used by both implementations.
 BN_EPS = 1e-5
 
@@ -36,7 +36,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "dispersion_classes": DISPERSION_CLASSES,
     "regression_offset_nm": 6.0,
     "regression_scale_nm": 4.0,
+    "presence_head": True,
 }
+#: Config keys that bundles written before the key existed may lack, and the value that reproduces them.
+_LEGACY_DEFAULTS: dict[str, Any] = {"presence_head": False}
 
 
 def default_config(**overrides: Any) -> dict[str, Any]:
@@ -54,6 +57,8 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(cfg, Mapping):
         raise ValueError(f"network config must be a dict, not {type(cfg).__name__}")
     cfg = dict(cfg)
+    for key, value in _LEGACY_DEFAULTS.items():
+        cfg.setdefault(key, value)
     unknown = set(cfg) - set(DEFAULT_CONFIG)
     if unknown:
         raise ValueError(f"network config has unknown keys {sorted(unknown)}; accepted: {sorted(DEFAULT_CONFIG)}")
@@ -85,7 +90,7 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise ValueError(f"dropout {cfg['dropout']} must be in [0, 1)")
     cfg.update(filters=filters, kernels=kernels, n_points=n_points, size_classes_nm=sizes, dispersion_classes=disps,
-               batch_norm=bool(cfg["batch_norm"]), dropout=float(cfg["dropout"]),
+               batch_norm=bool(cfg["batch_norm"]), dropout=float(cfg["dropout"]), presence_head=bool(cfg["presence_head"]),
                regression_offset_nm=float(cfg["regression_offset_nm"]),
                regression_scale_nm=float(cfg["regression_scale_nm"]))
     return cfg
@@ -99,6 +104,20 @@ def receptive_fields(cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
         span *= int(k)
         out.append((length, span))
     return out
+
+
+def head_sizes(cfg: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(name, outputs) of the linear heads on the pooled features, in state-dict order."""
+    heads = [("size_head", len(cfg["size_classes_nm"])), ("dispersion_head", len(cfg["dispersion_classes"])),
+             ("regression_head", 1)]
+    if cfg.get("presence_head"):
+        heads.append(("presence_head", 1))
+    return heads
+
+
+#: Output name of each head.
+HEAD_OUTPUTS = {"size_head": "size_logits", "dispersion_head": "dispersion_logits", "regression_head": "size_nm",
+                "presence_head": "nanocrystal_logit"}
 
 
 def state_dict_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -115,8 +134,7 @@ def state_dict_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
             for name in ("weight", "bias", "running_mean", "running_var"):
                 shapes[f"norms.{i}.{name}"] = (f,)
         in_ch = f
-    for head, n_out in (("size_head", len(cfg["size_classes_nm"])), ("dispersion_head", len(cfg["dispersion_classes"])),
-                        ("regression_head", 1)):
+    for head, n_out in head_sizes(cfg):
         shapes[f"{head}.weight"] = (n_out, in_ch)
         shapes[f"{head}.bias"] = (n_out,)
     return shapes
@@ -154,8 +172,7 @@ class NumpyQDotsNet:
             self.layers.append((k, wmat, b.astype(np.float32)))
             in_ch = f
         self.heads = {}
-        for name, n_out in (("size_head", len(cfg["size_classes_nm"])), ("dispersion_head", len(cfg["dispersion_classes"])),
-                            ("regression_head", 1)):
+        for name, n_out in head_sizes(cfg):
             w = np.asarray(state[f"{name}.weight"], dtype=np.float32)
             b = np.asarray(state[f"{name}.bias"], dtype=np.float32)
             if w.shape != (n_out, in_ch) or b.shape != (n_out,):
@@ -174,6 +191,8 @@ class NumpyQDotsNet:
         t = self.config["input_transform"]
         if t == "center":
             return X - np.float32(1.0)
+        if t == "sqrt":
+            return np.float32(2.0) * np.sqrt(np.maximum(X, np.float32(0.0))) - np.float32(2.0)
         if t == "log":
             return np.log(np.maximum(X, np.float32(1e-3)))
         return X
@@ -200,12 +219,12 @@ class NumpyQDotsNet:
         h, _ = self._conv_stack(x)
         features = h.mean(axis=1)
         out = {}
-        for name, key in (("size_head", "size_logits"), ("dispersion_head", "dispersion_logits"),
-                          ("regression_head", "size_nm")):
-            w, b = self.heads[name]
-            out[key] = features @ w + b
+        for name, (w, b) in self.heads.items():
+            out[HEAD_OUTPUTS[name]] = features @ w + b
         out["size_nm"] = (self.config["regression_offset_nm"]
                           + self.config["regression_scale_nm"] * out["size_nm"][:, 0]).astype(np.float32)
+        if "nanocrystal_logit" in out:
+            out["nanocrystal_logit"] = out["nanocrystal_logit"][:, 0]
         out["features"] = features
         if feature_map:
             out["feature_map"] = np.ascontiguousarray(h.transpose(0, 2, 1))

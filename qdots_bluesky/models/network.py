@@ -4,18 +4,23 @@ Architecture (DESIGN.md, "Network"; Allara et al. 2024): the standardized patter
 on Q = 1..15 1/A, mean 1) -> an input transform -> five Conv1d layers of 32 filters with
 kernel = stride = 10, 5, 4, 3, 2 (non-overlapping windows, no padding, as Keras 'valid'),
 each followed by an optional BatchNorm and a ReLU -> global average pooling over Q -> 32
-features -> three linear heads:
+features -> linear heads:
 
 - ``size_logits``: the size classes (default 17 mean diameters 2.0..10.0 nm in 0.5 nm steps);
 - ``dispersion_logits``: the dispersion classes (default 0.05, 0.10, 0.15, 0.20);
 - ``size_nm``: a regression of the mean diameter, ``regression_offset_nm +
   regression_scale_nm * z`` with ``z`` the linear output (so an untrained head starts near
-  the middle of the range and the head learns an O(1) number).
+  the middle of the range and the head learns an O(1) number);
+- ``nanocrystal_logit`` (``config["presence_head"]``, default on; bundles written before it have
+  none): the logit of "this pattern holds nanocrystal scattering at all", trained against pure
+  solvent / background patterns, so a blank is reported as such instead of being sized.
 
 Additions to the reference, both cheap and switchable in ``config``:
 
 - ``input_transform``: "center" (default; x - 1, so the mean-1 pattern is centred on 0 and a flat
-  pattern gives a zero input), "log" (log of x clipped at 1e-3: compresses Bragg peaks) or "none";
+  pattern gives a zero input), "sqrt" (2 sqrt(x) - 2, x clipped at 0: Anscombe-like, makes Poisson noise of the
+  same size at every Q, and a flat pattern gives zero), "log" (log of x clipped at 1e-3: compresses Bragg
+  peaks) or "none";
 - ``batch_norm`` (default True): BatchNorm1d between each convolution and its ReLU; in eval mode
   it is a per-channel affine map (the NumPy engine folds it into the convolution).
 - ``dropout`` (default 0): dropout on the pooled features before the heads, in training only.
@@ -25,8 +30,8 @@ reshape and one matrix product per layer, exactly conv1d with stride = kernel an
 2-3x faster on a CPU. The heads are linear on the pooled features, so the class activation map on the last feature map
 is exact: logit_c = b_c + mean_t sum_k w_ck A_k(t).
 
-With the default config the network has 15 862 parameters (14 816 convolution, 320 BatchNorm,
-726 heads). Windows that do not fill a stride are dropped, as in the reference: the five layers
+With the default config the network has 15 895 parameters (14 816 convolution, 320 BatchNorm,
+759 heads). Windows that do not fill a stride are dropped, as in the reference: the five layers
 see the first 4800 of the 5004 points (Q 1.0 to ~14.43 1/A).
 """
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .engine import (  # noqa: F401  (re-exported: the config lives in the torch
     SIZE_CLASSES_NM,
     check_config,
     default_config,
+    head_sizes,
     receptive_fields,
 )
 
@@ -73,6 +79,7 @@ class QDotsNet(nn.Module):
         self.size_head = nn.Linear(in_ch, len(c["size_classes_nm"]))
         self.dispersion_head = nn.Linear(in_ch, len(c["dispersion_classes"]))
         self.regression_head = nn.Linear(in_ch, 1)
+        self.presence_head = nn.Linear(in_ch, 1) if c["presence_head"] else None
 
     @property
     def n_features(self) -> int:
@@ -92,6 +99,8 @@ class QDotsNet(nn.Module):
         t = self.config["input_transform"]
         if t == "center":
             return x - 1.0
+        if t == "sqrt":
+            return 2.0 * torch.sqrt(torch.clamp(x, min=0.0)) - 2.0
         if t == "log":
             return torch.log(torch.clamp(x, min=1e-3))
         return x
@@ -101,7 +110,8 @@ class QDotsNet(nn.Module):
 
         Returns a dict: ``size_logits`` (B, n_size), ``dispersion_logits`` (B, n_disp),
         ``size_nm`` (B,) regression, ``features`` (B, 32) pooled, ``feature_map`` (B, 32, L) the
-        last conv map after ReLU (L = 4 for the default config).
+        last conv map after ReLU (L = 4 for the default config), and ``nanocrystal_logit`` (B,)
+        when the config has the presence head.
         """
         if x.dim() == 2:
             x = x.unsqueeze(1)
@@ -126,13 +136,16 @@ class QDotsNet(nn.Module):
         features = h.mean(dim=-1)
         z = self.dropout(features)
         reg = self.regression_head(z).squeeze(-1)
-        return {
+        out = {
             "size_logits": self.size_head(z),
             "dispersion_logits": self.dispersion_head(z),
             "size_nm": self.config["regression_offset_nm"] + self.config["regression_scale_nm"] * reg,
             "features": features,
             "feature_map": h,
         }
+        if self.presence_head is not None:
+            out["nanocrystal_logit"] = self.presence_head(z).squeeze(-1)
+        return out
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -157,7 +170,7 @@ def fuse_batch_norm(model: QDotsNet) -> QDotsNet:
                 b = (b - src_norm.running_mean) * s + src_norm.bias
             dst.weight.copy_(w)
             dst.bias.copy_(b)
-        for name in ("size_head", "dispersion_head", "regression_head"):
+        for name, _ in head_sizes(model.config):
             getattr(fused, name).load_state_dict(getattr(model, name).state_dict())
     return fused.eval()
 

@@ -2,7 +2,9 @@
 
 Confusion matrices, error per size, per concentration and per SNR on the reference conditions,
 robustness curves without retraining (Qmax, Qmin, number of points, concentration, SNR, laboratory
-data), calibration (reliability diagram, ECE) and learning curves; PNG figures plus one JSON.
+data), calibration (reliability diagram, ECE), learning curves, and for models with a presence
+head how often pure solvent and dilute patterns get the no_nanocrystals flag; PNG figures plus
+one JSON.
 """
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ from tqdm.auto import tqdm
 from ..models.calibration import expected_calibration_error
 from .augment import AugmentationSettings, Augmenter
 from .library import load_library
-from .training import REFERENCE_FRACTIONS, REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels, reference_test_set
+from .training import (
+    REFERENCE_FRACTIONS,
+    REFERENCE_SNRS,
+    REFERENCE_SOLVENTS,
+    blank_test_set,
+    class_labels,
+    reference_test_set,
+)
 
 #: Area fraction of nanocrystal signal for a PbS weight fraction w in hexane/toluene, A = k w / (k w + 1 - w),
 #: with k = 2.345 fitted to the reference's pairs (100/44/20/7 % w/w <-> 100/65/37/15 % of area).
@@ -46,16 +55,19 @@ class _Model:
         self.t_size = float(self.bundle.tensors["calibration.temperature_size"][0])
         self.t_disp = float(self.bundle.tensors["calibration.temperature_dispersion"][0])
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Calibrated size and dispersion probabilities, and the nanocrystal probability (None without that head)."""
         import torch
 
-        ps, pd = [], []
+        ps, pd, pn = [], [], []
         with torch.inference_mode():
             for s in range(0, len(x), 2048):
                 out = self.bundle.model(torch.as_tensor(x[s:s + 2048]))
                 ps.append(torch.softmax(out["size_logits"] / self.t_size, 1).numpy())
                 pd.append(torch.softmax(out["dispersion_logits"] / self.t_disp, 1).numpy())
-        return np.concatenate(ps), np.concatenate(pd)
+                if "nanocrystal_logit" in out:
+                    pn.append(torch.sigmoid(out["nanocrystal_logit"]).numpy())
+        return np.concatenate(ps), np.concatenate(pd), (np.concatenate(pn) if pn else None)
 
 
 def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
@@ -91,7 +103,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
 
     # reference conditions
     x, idx, cond = reference_test_set(augmenter, test, seed)
-    ps, pd = model(x)
+    ps, pd, pn = model(x)
     pred, truth = ps.argmax(1), y_size[idx]
     size_nm = ps @ size_classes
     ece = expected_calibration_error(ps, truth)
@@ -113,6 +125,18 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
         "reliability": {"accuracy": np.nan_to_num(acc_bins).tolist(), "confidence": np.nan_to_num(conf_bins).tolist(), "counts": count_bins.tolist()},
     }
 
+    blank_set = blank_test_set(augmenter, seed + 2, repeats=256) if pn is not None else None
+    if blank_set is not None:
+        # the presence head: pure-solvent patterns must be flagged, patterns with nanocrystals must not
+        flagged_blank = model(blank_set[0])[2] < 0.5
+        labels = blank_set[1]
+        blanks = {label: float(np.mean(flagged_blank[labels == label])) for label in dict.fromkeys(labels)}
+        report["nanocrystal_detection"] = {
+            "pure_solvent_flagged": blanks,
+            "reference_flagged_by_area_fraction": {f"{f:g}": float(np.mean((pn < 0.5)[cond["fraction"] == f]))
+                                                   for f in REFERENCE_FRACTIONS},
+        }
+
     # robustness curves: vary one factor, the others drawn from the reference conditions
     rng = np.random.default_rng(seed + 1)
     curves: dict[str, dict[str, float]] = {}
@@ -129,7 +153,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
             kwargs.update(lab=True, q_max=None, q_min=None, n_points=None)
         else:
             kwargs[key] = value
-        correct = []
+        correct, flagged = [], []
         for solvent in REFERENCE_SOLVENTS:
             xs = []
             for f, s in set(zip(fraction.tolist(), snr.tolist())):
@@ -137,9 +161,14 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 xr, _ = augmenter.fixed(test[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
                 xs.append((test[sel], xr))
             for ids, xr in xs:
-                p, _ = model(xr)
+                p, _, pr = model(xr)
                 correct.append(p.argmax(1) == y_size[ids])
+                if pr is not None:
+                    flagged.append(pr < 0.5)
         curves.setdefault(key, {})[f"{value:g}" if key != "lab" else "cu_kalpha_flat_plate"] = float(np.mean(np.concatenate(correct)))
+        if key == "weight_fraction" and flagged:
+            report.setdefault("nanocrystal_detection", {}).setdefault("flagged_by_weight_fraction", {})[f"{value:g}"] = \
+                float(np.mean(np.concatenate(flagged)))
     report["robustness"] = curves
     report["learning_curve"] = meta.get("history", [])
     report["training_metrics"] = meta.get("metrics", {})

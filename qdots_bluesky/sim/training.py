@@ -1,8 +1,11 @@
 """Training the size classifier from a library file, with on-the-fly physics augmentation.
 
 Steps: split the library by DSE simulation (before augmentation); draw fresh augmented patterns
-for every batch; train the network (size classes, dispersion classes, size regression) with early
-stopping on a fixed augmented validation set; fit calibration temperatures on validation; fit the
+for every batch (a worker thread augments while the network trains); train the network (size
+classes, dispersion classes, size regression on patterns with nanocrystals; the presence head on
+all, blanks included) with a one-cycle learning rate, keeping the weights of the best epoch on a
+fixed augmented validation set (early stopping only once the rate has annealed); matrix
+products in bfloat16 where the CPU has it natively; fit calibration temperatures on validation; fit the
 out-of-distribution statistics on training features; measure the held-out test set on the
 reference conditions; write the model bundle with its provenance.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from ..standardize import QGrid
 from .augment import AugmentationSettings, Augmenter
 from .library import library_content_sha256, load_library
 from .splits import Split, kfold_by_simulation, split_by_simulation
+from .training_settings import TrainingSettings  # noqa: F401  (re-exported)
 
 #: The reference test conditions: 2 solvents x 4 nanocrystal area fractions x 4 signal-to-noise ratios.
 REFERENCE_SOLVENTS = ("hexane", "toluene")
@@ -31,35 +35,23 @@ REFERENCE_SNRS = (122.0, 46.0, 24.0, 14.0)
 
 
 @dataclass
-class TrainingSettings:
-    """Everything that defines a training run; stored in the bundle."""
-
-    seed: int = 0
-    max_epochs: int = 70
-    samples_per_epoch: int = 32_000
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    patience: int = 6
-    early_stopping_from: float = 0.6  # fraction of max_epochs before early stopping may act (not in the high-LR phase)
-    validation_repeats: int = 8
-    test_fraction: float = 0.2
-    validation_fraction: float = 0.1
-    regression_weight: float = 0.05
-    dispersion_weight: float = 1.0
-    ood_quantile: float = 0.995
-    max_minutes: float = 19.5
-    torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
 class TrainingResult:
     bundle_path: Path
     metrics: dict
     history: list[dict] = field(default_factory=list)
+
+
+def resolve_precision(precision: str) -> str:
+    """"bf16" or "fp32": "auto" is bf16 where the CPU computes bfloat16 natively (AVX512-BF16 / AMX), else fp32."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "fp32"
 
 
 def class_labels(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -80,8 +72,8 @@ class _BatchProducer:
         try:
             for _ in range(n_batches):
                 idx = rng.choice(indices, size=batch_size)
-                x, _meta = augmenter.sample(idx, rng)
-                self._q.put((idx, x))
+                x, meta = augmenter.sample(idx, rng)
+                self._q.put((idx, x, meta["fraction"] > 0))
         except BaseException as exc:  # surface worker errors in the training thread
             self._q.put(exc)
         self._q.put(None)
@@ -111,6 +103,24 @@ def reference_test_set(augmenter: Augmenter, indices: np.ndarray, seed: int) -> 
                 meta["fraction"] += [fraction] * indices.size
                 meta["snr"] += [snr] * indices.size
     return np.concatenate(xs), np.concatenate(idxs), {k: np.asarray(v) for k, v in meta.items()}
+
+
+def blank_test_set(augmenter: Augmenter, seed: int, repeats: int = 64) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pure-solvent patterns (no nanocrystals), ``repeats`` per loaded solvent and reference SNR, full Q range.
+
+    Returns the patterns and a label per row ("hexane snr 14"), or None without solvents.
+    """
+    if not augmenter.solvent_names:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = np.zeros(repeats, dtype=np.int64)  # the library pattern is multiplied by f = 0
+    xs, labels = [], []
+    for name in augmenter.solvent_names:
+        for snr in REFERENCE_SNRS:
+            xs.append(augmenter.fixed(idx, rng, fraction=0.0, snr=snr, solvent=name, q_min=1.0, q_max=15.0,
+                                      n_points=5004, lab=False, background=False)[0])
+            labels += [f"{name} snr {snr:g}"] * repeats
+    return np.concatenate(xs), np.asarray(labels)
 
 
 def train_model(library_path: str | Path, output: str | Path, settings: TrainingSettings | None = None,
@@ -148,9 +158,14 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     augmenter = Augmenter.from_library(lib, augmentation)
 
     val_idx = np.repeat(split.validation, settings.validation_repeats)
-    x_val, _ = augmenter.sample(val_idx, np.random.default_rng(settings.seed + 1))
+    x_val, val_meta = augmenter.sample(val_idx, np.random.default_rng(settings.seed + 1))
+    val_nc = val_meta["fraction"] > 0
+    presence = augmentation.blank_fraction > 0 and bool(augmenter.solvent_names)  # blanks need a solvent
     model = QDotsNet(n_points=grid.n_points, size_classes_nm=size_classes.tolist(),
-                     dispersion_classes=dispersion_classes.tolist())
+                     dispersion_classes=dispersion_classes.tolist(), presence_head=presence,
+                     input_transform=settings.input_transform)
+    precision = resolve_precision(settings.precision)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     n_batches = max(1, settings.samples_per_epoch // settings.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate,
@@ -159,21 +174,38 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     disp_t = torch.as_tensor(y_disp)
     diam_t = torch.as_tensor(lib.mean_diameter_nm, dtype=torch.float32)
 
-    def losses(out, idx):
+    def losses(out, idx, has_nc):
+        """Size, dispersion and regression losses on the patterns with nanocrystals; presence loss on all."""
         idx_t = torch.as_tensor(idx)
-        l_size = F.cross_entropy(out["size_logits"], size_t[idx_t])
-        l_disp = F.cross_entropy(out["dispersion_logits"], disp_t[idx_t])
-        l_reg = F.smooth_l1_loss(out["size_nm"], diam_t[idx_t])
-        return l_size + settings.dispersion_weight * l_disp + settings.regression_weight * l_reg
+        nc = torch.as_tensor(has_nc)
+        total = torch.zeros(())
+        if bool(nc.any()):
+            sel = idx_t[nc]
+            l_size = F.cross_entropy(out["size_logits"][nc].float(), size_t[sel])
+            l_disp = F.cross_entropy(out["dispersion_logits"][nc].float(), disp_t[sel])
+            l_reg = F.smooth_l1_loss(out["size_nm"][nc].float(), diam_t[sel])
+            total = l_size + settings.dispersion_weight * l_disp + settings.regression_weight * l_reg
+        if presence:
+            total = total + settings.presence_weight * F.binary_cross_entropy_with_logits(
+                out["nanocrystal_logit"].float(), nc.float())
+        return total
 
-    def evaluate(x, idx):
+    def forward(x):
+        if autocast_dtype is None:
+            return model(x)
+        with torch.autocast("cpu", dtype=autocast_dtype):
+            return model(x)
+
+    keys = ("size_logits", "dispersion_logits", "size_nm", "features") + (("nanocrystal_logit",) if presence else ())
+
+    def evaluate(x):
         model.eval()
         outs = []
         with torch.inference_mode():
             for s in range(0, len(x), 1024):
                 outs.append(model(torch.as_tensor(x[s:s + 1024])))
         model.train()
-        return {k: torch.cat([o[k] for o in outs]) for k in ("size_logits", "dispersion_logits", "size_nm", "features")}
+        return {k: torch.cat([o[k] for o in outs]) for k in keys}
 
     history: list[dict] = []
     best = (np.inf, None, -1)
@@ -182,26 +214,30 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     for epoch in range(settings.max_epochs):
         model.train()
         total, count = 0.0, 0
-        for idx, x in _BatchProducer(augmenter, split.train, settings.batch_size, n_batches, settings.seed * 1000 + epoch):
-            out = model(torch.as_tensor(x))
-            loss = losses(out, idx)
+        for idx, x, has_nc in _BatchProducer(augmenter, split.train, settings.batch_size, n_batches, settings.seed * 1000 + epoch):
+            out = forward(torch.as_tensor(x))
+            loss = losses(out, idx, has_nc)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
-        val_out = evaluate(x_val, val_idx)
-        val_loss = float(losses(val_out, val_idx))
-        val_acc = float((val_out["size_logits"].argmax(1) == size_t[torch.as_tensor(val_idx)]).float().mean())
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
-                        "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start})
+        val_out = evaluate(x_val)
+        val_loss = float(losses(val_out, val_idx, val_nc))
+        val_acc = float((val_out["size_logits"][torch.as_tensor(val_nc)].argmax(1)
+                         == size_t[torch.as_tensor(val_idx[val_nc])]).float().mean())
+        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
+                  "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start}
+        if presence:
+            record["validation_presence_accuracy"] = float(((val_out["nanocrystal_logit"] > 0).numpy() == val_nc).mean())
+        history.append(record)
         bar.update(1)
         bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
         if val_loss < best[0]:
             best = (val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
-        elif (epoch + 1 >= settings.early_stopping_from * settings.max_epochs
-              and epoch + 1 - best[2] >= settings.patience):
+        elif epoch + 1 - max(best[2], int(settings.early_stopping_from * settings.max_epochs)) >= settings.patience:
+            # patience counts only epochs after early_stopping_from (the annealed learning rate)
             stopped = "early_stopping"
             break
         if (time.perf_counter() - t_start) / 60 > settings.max_minutes:
@@ -211,20 +247,20 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     model.load_state_dict(best[1])
     model.eval()
 
-    # calibration on validation
-    val_out = evaluate(x_val, val_idx)
-    t_size = fit_temperature(val_out["size_logits"].numpy(), y_size[val_idx])
-    t_disp = fit_temperature(val_out["dispersion_logits"].numpy(), y_disp[val_idx])
+    # calibration on validation patterns with nanocrystals
+    val_out = evaluate(x_val)
+    t_size = fit_temperature(val_out["size_logits"][torch.as_tensor(val_nc)].numpy(), y_size[val_idx[val_nc]])
+    t_disp = fit_temperature(val_out["dispersion_logits"][torch.as_tensor(val_nc)].numpy(), y_disp[val_idx[val_nc]])
 
-    # out-of-distribution statistics: training features, threshold from held-out validation features
-    x_tr, _ = augmenter.sample(np.random.default_rng(settings.seed + 2).choice(split.train, 8192), np.random.default_rng(settings.seed + 3))
-    stats = fit_feature_statistics(evaluate(x_tr, None)["features"].numpy(), quantile=settings.ood_quantile,
-                                   reference=val_out["features"].numpy())
+    # out-of-distribution statistics: training features, threshold from held-out validation features (with nanocrystals)
+    x_tr, tr_meta = augmenter.sample(np.random.default_rng(settings.seed + 2).choice(split.train, 8192), np.random.default_rng(settings.seed + 3))
+    stats = fit_feature_statistics(evaluate(x_tr[tr_meta["fraction"] > 0])["features"].numpy(), quantile=settings.ood_quantile,
+                                   reference=val_out["features"][torch.as_tensor(val_nc)].numpy())
     ood_threshold = float(stats["threshold"][0])
 
     # held-out test on the reference conditions
     x_test, test_idx, test_meta = reference_test_set(augmenter, split.test, settings.seed + 4)
-    test_out = evaluate(x_test, test_idx)
+    test_out = evaluate(x_test)
     p_size = torch.softmax(test_out["size_logits"] / t_size, 1).numpy()
     p_disp = torch.softmax(test_out["dispersion_logits"] / t_disp, 1).numpy()
     pred = p_size.argmax(1)
@@ -245,11 +281,17 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         "best_epoch": int(best[2]),
         "epochs_run": len(history),
         "stopped_by": stopped,
+        "precision": precision,
         "training_minutes": (time.perf_counter() - t_start) / 60,
         "test_size_accuracy_by_fraction": {str(f): float(np.mean((pred == truth)[test_meta["fraction"] == f])) for f in REFERENCE_FRACTIONS},
         "test_size_accuracy_by_snr": {str(s): float(np.mean((pred == truth)[test_meta["snr"] == s])) for s in REFERENCE_SNRS},
         "test_size_accuracy_by_solvent": {s: float(np.mean((pred == truth)[test_meta["solvent"] == s])) for s in REFERENCE_SOLVENTS},
     }
+    if presence:
+        blanks = blank_test_set(augmenter, settings.seed + 5)
+        if blanks is not None:
+            metrics["test_blank_detected"] = float(np.mean(evaluate(blanks[0])["nanocrystal_logit"].numpy() < 0))
+        metrics["test_nanocrystals_missed"] = float(np.mean(test_out["nanocrystal_logit"].numpy() < 0))
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "program_version": __version__,

@@ -1,0 +1,72 @@
+"""The model that ships inside the package: provenance, and behaviour on patterns with a known answer.
+
+These tests use the trained default bundle (not a tiny random one), so they check the physics the
+network learned: a simulated PbS pattern gets its size, a pure-solvent pattern (built-in model or
+the measured blanks, when ../shared is present) is reported as holding no nanocrystals.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.io import read_pattern
+from qdots_bluesky.models.bundle import default_bundle_path, read_bundle
+from qdots_bluesky.predictor import Predictor
+from qdots_bluesky.sim.materials import get_structure
+from qdots_bluesky.sim.population import simulate_population
+from qdots_bluesky.sim.solvents import solvent_pattern
+from qdots_bluesky.units import q_to_tth
+
+SOLVENTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "solvents"
+WAVELENGTH = 0.5646
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return Predictor.from_bundle(device="numpy")
+
+
+def test_bundle_is_small_and_carries_its_provenance():
+    path = default_bundle_path()
+    assert 20_000 < path.stat().st_size < 300_000
+    meta = read_bundle(path).metadata
+    for key in ("created", "program_version", "augmentation", "training", "training_library", "split", "metrics"):
+        assert key in meta
+    assert len(meta["training_library"]["sha256"]) == 64
+    m = meta["metrics"]
+    assert m["test_size_accuracy"] > 0.9 and m["test_ece_size"] < 0.05
+    assert meta["augmentation"]["blank_fraction"] > 0 and m["test_blank_detected"] > 0.95
+
+
+def _noisy(y: np.ndarray, snr: float, seed: int) -> np.ndarray:
+    counts = y * snr**2 / y.mean()
+    return np.random.default_rng(seed).poisson(counts).astype(float)
+
+
+@pytest.mark.parametrize("diameter_nm", [3.0, 5.5, 8.0])
+def test_sizes_a_simulated_pbs_pattern(predictor, diameter_nm):
+    q = np.linspace(0.9, 15.2, 12_000)
+    y = simulate_population(get_structure("PbS"), diameter_nm, q, 0.1, 0.0, WAVELENGTH).total
+    est = predictor.predict_pattern(q_to_tth(q, WAVELENGTH), _noisy(y, 80.0, 1), wavelength=WAVELENGTH)
+    assert abs(est.size_nm - diameter_nm) < 0.4
+    assert est.nanocrystal_probability > 0.9 and "no_nanocrystals" not in est.flags
+
+
+@pytest.mark.parametrize("solvent", ["hexane", "toluene"])
+def test_built_in_pure_solvent_is_not_sized(predictor, solvent):
+    q = np.linspace(0.9, 15.2, 12_000)
+    y = solvent_pattern(solvent, q, wavelength_a=WAVELENGTH)
+    est = predictor.predict_pattern(q, _noisy(y, 40.0, 2), x_unit="q")
+    assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5
+
+
+@pytest.mark.parametrize("name", ["hexane.xye", "toluene.xye"])
+def test_measured_blanks_are_not_sized(predictor, name):
+    path = SOLVENTS / name
+    if not path.exists():
+        pytest.skip(f"{path} is not present (../shared/data is a developer-only folder)")
+    pattern = read_pattern(path)
+    est = predictor.predict_pattern(pattern.x, pattern.y, wavelength=0.564162)
+    assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5
