@@ -353,6 +353,9 @@ def _add_train(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help=f"stop after this many minutes even if epochs remain (default {d.max_minutes:g}; the default "
                         "epochs take about 17 min on an idle 2-core CPU with native bfloat16)")
+    p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
+                   help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
+                        f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
     p.add_argument("--input-transform", choices=("center", "sqrt", "log", "none"), default=d.input_transform,
                    help="transform of the standardized (mean 1) pattern before the first convolution: center (x - 1), "
                         "sqrt (2 sqrt(x) - 2: Poisson noise of equal size at every Q), log, none "
@@ -400,7 +403,7 @@ def _cmd_train(args) -> int:
     settings = TrainingSettings(seed=args.seed, max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                                 max_minutes=args.max_minutes, precision=args.precision,
-                                input_transform=args.input_transform)
+                                input_transform=args.input_transform, focal_gamma=args.focal_gamma)
     augmentation = AugmentationSettings()
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]

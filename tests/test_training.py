@@ -73,6 +73,22 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     assert 0.0 <= est[0].nanocrystal_probability <= 1.0
 
 
+def test_focal_loss():
+    import torch
+
+    from qdots_bluesky.sim.training import classification_loss
+
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 3.0]])
+    target = torch.tensor([0, 0, 1])  # confident right, unsure, confident wrong
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    assert torch.allclose(classification_loss(logits, target, 0.0), ce.mean())
+    p = torch.softmax(logits, 1)[torch.arange(3), target]
+    assert torch.allclose(classification_loss(logits, target, 2.0), ((1 - p) ** 2 * ce).mean())
+    # the confident right answer is weighted down far more than the wrong one
+    w = (1 - p) ** 2
+    assert w[0] < 0.002 and w[2] > 0.9
+
+
 def test_training_settings_and_precision():
     from qdots_bluesky.sim.training import resolve_precision
 

@@ -3,7 +3,7 @@
 Steps: split the library by DSE simulation (before augmentation); draw fresh augmented patterns
 for every batch (a worker thread augments while the network trains); train the network (size
 classes, dispersion classes, size regression on patterns with nanocrystals; the presence head on
-all, blanks included) with a one-cycle learning rate, keeping the weights of the best epoch on a
+all, blanks included; focal loss on the classes) with a one-cycle learning rate, keeping the weights of the best epoch on a
 fixed augmented validation set (early stopping only once the rate has annealed); matrix
 products in bfloat16 where the CPU has it natively; fit calibration temperatures on validation; fit the
 out-of-distribution statistics on training features; measure the held-out test set on the
@@ -52,6 +52,18 @@ def resolve_precision(precision: str) -> str:
     except (AttributeError, RuntimeError):
         native = False
     return "bf16" if native else "fp32"
+
+
+def classification_loss(logits, target, gamma: float = 0.0):
+    """Mean cross-entropy, or with gamma > 0 the focal loss mean((1 - p_true)^gamma * CE) (Lin et al. 2017),
+    which weights the patterns the network still gets wrong (dilute, noisy, coarse) over the easy ones."""
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(logits, target, reduction="none")
+    if gamma == 0.0:
+        return ce.mean()
+    p_true = (-ce).exp()
+    return ((1.0 - p_true) ** gamma * ce).mean()
 
 
 def class_labels(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -181,8 +193,8 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         total = torch.zeros(())
         if bool(nc.any()):
             sel = idx_t[nc]
-            l_size = F.cross_entropy(out["size_logits"][nc].float(), size_t[sel])
-            l_disp = F.cross_entropy(out["dispersion_logits"][nc].float(), disp_t[sel])
+            l_size = classification_loss(out["size_logits"][nc].float(), size_t[sel], settings.focal_gamma)
+            l_disp = classification_loss(out["dispersion_logits"][nc].float(), disp_t[sel], settings.focal_gamma)
             l_reg = F.smooth_l1_loss(out["size_nm"][nc].float(), diam_t[sel])
             total = l_size + settings.dispersion_weight * l_disp + settings.regression_weight * l_reg
         if presence:

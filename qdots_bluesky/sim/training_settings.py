@@ -21,6 +21,7 @@ class TrainingSettings:
     validation_fraction: float = 0.1
     regression_weight: float = 0.05
     dispersion_weight: float = 1.0
+    focal_gamma: float = 1.0  # focal loss (1 - p_true)^gamma on the size and dispersion classes; 0 = cross-entropy
     presence_weight: float = 0.2  # weight of the nanocrystal-presence loss (needs augmentation blank_fraction > 0)
     ood_quantile: float = 0.995
     max_minutes: float = 19.5
