@@ -31,8 +31,6 @@ MIN_POINTS = 50
 MIN_OVERLAP_Q = 2.0
 #: Number of outermost data points averaged for padding.
 N_PAD_MEAN = 5
-#: Interpolation between data points coarser than the grid: "cubic" (Catmull-Rom) or "linear".
-INTERPOLATION = "cubic"
 _CACHE_SIZE = 32
 
 
@@ -79,8 +77,7 @@ class StandardizationReport:
     ``coverage``: fraction of grid points not padded; ``source_q_step``: median Q step (1/A)
     of the source points used; ``n_source_points``: number of source points used;
     ``n_averaged``/``n_interpolated``: grid points obtained by cell averaging (source finer
-    than the grid) / by interpolation (source as coarse or coarser; cubic convolution, see
-    :data:`INTERPOLATION`);
+    than the grid) / by cubic-convolution interpolation (source as coarse or coarser);
     ``method``: "average", "interpolate" or "mixed".
     """
 
@@ -265,18 +262,13 @@ def _build_operator(x: np.ndarray, unit: str, wavelength: float | None, grid: QG
     # step^2 / 6, which at 626 points over 1-15 1/A makes 10 nm dots look like 9 nm ones).
     k_int, j = inside[~average], seg[~average]
     t = (qk[~average] - qs[j]) / d[j]
-    if INTERPOLATION == "linear":
-        rows += [k_int, k_int]
-        cols += [j, j + 1]
-        vals += [1.0 - t, t]
-    else:
-        t2, t3 = t * t, t * t * t
-        weights = ((-t3 + 2.0 * t2 - t) / 2.0, (3.0 * t3 - 5.0 * t2 + 2.0) / 2.0,
-                   (-3.0 * t3 + 4.0 * t2 + t) / 2.0, (t3 - t2) / 2.0)
-        for offset, w in zip((-1, 0, 1, 2), weights):  # neighbours may lie outside the used points (qs)
-            rows.append(k_int)
-            cols.append(np.clip(j + offset + i0, 0, n_x - 1) - i0)
-            vals.append(w)
+    t2, t3 = t * t, t * t * t
+    weights = ((-t3 + 2.0 * t2 - t) / 2.0, (3.0 * t3 - 5.0 * t2 + 2.0) / 2.0,
+               (-3.0 * t3 + 4.0 * t2 + t) / 2.0, (t3 - t2) / 2.0)
+    for offset, w in zip((-1, 0, 1, 2), weights):  # neighbours may lie outside the used points (qs)
+        rows.append(k_int)
+        cols.append(np.clip(j + offset + i0, 0, n_x - 1) - i0)
+        vals.append(w)
     # Cell average of the piecewise-linear interpolant over [q_k - h/2, q_k + h/2] clipped to the data.
     k_avg = inside[average]
     if k_avg.size:

@@ -885,7 +885,8 @@ def _event_data(result: Any, n_classes: int, job: _Job, latency_ms: float) -> di
         data: dict[str, Any] = {k: math.nan for k in _FLOAT_KEYS}
         data.update(probabilities=[math.nan] * n_classes, status=STATUS_ERROR, flags="", message=result)
     else:
-        data = {k: math.nan if getattr(result, k) is None else float(getattr(result, k)) for k in _FLOAT_KEYS}
+        values = {k: getattr(result, k) for k in _FLOAT_KEYS}
+        data = {k: math.nan if v is None else float(v) for k, v in values.items()}
         data["probabilities"] = [float(v) for v in result.probabilities.values()]
         flags = list(result.flags)
         data["status"] = STATUS_FLAGGED if flags else STATUS_OK
