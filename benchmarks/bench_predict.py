@@ -101,7 +101,8 @@ def full_evaluation(model: Path, library: Path, report_dir: Path) -> None:
         target = TARGETS[key]
         ok = value <= target if key == "ece_size" else value >= target
         print(f"  {key:>22}: {value:.4f}  target {'<=' if key == 'ece_size' else '>='} {target}  {'ok' if ok else 'MISSED'}")
-    print(f"  (4 % w/w corresponds to {weight_to_area_fraction(0.04):.3f} of the area)")
+    print(f"  (4 % w/w corresponds to {weight_to_area_fraction(0.04):.3f} of the area; robustness figures over "
+          f"{report['robustness_patterns_per_point']} patterns each)")
     for key, curve in rob.items():
         print(f"  {key:>16}: " + ", ".join(f"{k}: {v:.1%}" for k, v in curve.items()))
     for key, values in report.get("nanocrystal_detection", {}).items():

@@ -434,6 +434,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--library", required=True, help="the library file the model was trained on")
     p.add_argument("-o", "--output", default="evaluation", help="report directory (default ./evaluation)")
     p.add_argument("--seed", type=int, default=123, help="seed of the test augmentations (default 123)")
+    p.add_argument("--repeats", type=int, default=4,
+                   help="draws of each held-out simulation per solvent for every point of the robustness curves "
+                        "(default 4: 2176 patterns per point with the reference library)")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -442,10 +445,12 @@ def _cmd_evaluate(args) -> int:
     from .sim.evaluation import evaluate_model
 
     model = args.model or default_bundle_path()
-    report = evaluate_model(model, args.library, args.output, seed=args.seed, progress=True)
+    report = evaluate_model(model, args.library, args.output, seed=args.seed, progress=True,
+                            robustness_repeats=args.repeats)
     ref = report["reference"]
     print(f"reference conditions ({ref['patterns']} patterns): size accuracy {ref['size_accuracy']:.2%}, within one class "
           f"{ref['size_within_one_class']:.2%}, dispersion {ref['dispersion_accuracy']:.2%}, ECE {ref['ece_size']:.3f}")
+    print(f"robustness curves ({report['robustness_patterns_per_point']} patterns per point):")
     for key, curve in report["robustness"].items():
         print(f"  {key:>16}: " + ", ".join(f"{k}: {v:.1%}" for k, v in curve.items()))
     for key, values in report.get("nanocrystal_detection", {}).items():

@@ -134,6 +134,8 @@ def test_evaluation_report(trained, small_library, tmp_path):
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["reference"]["patterns"] == report["reference"]["patterns"]
     assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lab"}
+    n_test = report["test_simulations"]
+    assert saved["robustness_patterns_per_point"] == 4 * n_test * 2  # default 4 draws x 2 reference solvents
     assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
     assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
     detection = saved["nanocrystal_detection"]
@@ -151,7 +153,10 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
                  "--samples-per-epoch", "256", "--batch-size", "128"]) == 0
     out = capsys.readouterr().out
     assert "held-out test" in out and "size accuracy" in out and model.is_file()
-    assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev")]) == 0
-    assert (tmp_path / "ev" / "report.json").is_file()
+    assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev"),
+                 "--repeats", "1"]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["robustness_patterns_per_point"] == 2 * report["test_simulations"]
+    assert f"robustness curves ({2 * report['test_simulations']} patterns per point)" in capsys.readouterr().out
     assert main(["train", "--library", str(tmp_path / "missing.h5"), "-o", str(model)]) == 2
     assert "--build-library" in capsys.readouterr().err

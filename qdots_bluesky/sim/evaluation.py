@@ -83,8 +83,15 @@ def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
 
 
 def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: str | Path, seed: int = 123,
-                   progress: bool = True) -> dict:
-    """Write the evaluation report (PNGs + report.json) into out_dir and return the figures."""
+                   progress: bool = True, robustness_repeats: int = 4) -> dict:
+    """Write the evaluation report (PNGs + report.json) into out_dir and return the figures.
+
+    Each point of a robustness curve draws every held-out simulation ``robustness_repeats`` times per
+    reference solvent, with fresh conditions and noise (4 x 272 x 2 = 2176 patterns: a binomial
+    standard error of about 0.8 % at 85 % accuracy, against 1.5 % for one draw).
+    """
+    if int(robustness_repeats) < 1:
+        raise ValueError(f"robustness_repeats={robustness_repeats!r}; accepted: an integer >= 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _Model(bundle_path)
@@ -141,14 +148,15 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     rng = np.random.default_rng(seed + 1)
     curves: dict[str, dict[str, float]] = {}
     jobs = [(k, v) for k, values in ROBUSTNESS.items() for v in values] + [("lab", True)]
+    sims = np.tile(test, int(robustness_repeats))
     for key, value in tqdm(jobs, desc="robustness", disable=not progress):
         kwargs = dict(q_min=1.0, q_max=15.0, n_points=5004, lab=False, background=False)
-        fraction = rng.choice(REFERENCE_FRACTIONS, size=test.size)
-        snr = rng.choice(REFERENCE_SNRS, size=test.size)
+        fraction = rng.choice(REFERENCE_FRACTIONS, size=sims.size)
+        snr = rng.choice(REFERENCE_SNRS, size=sims.size)
         if key == "weight_fraction":
-            fraction = np.full(test.size, weight_to_area_fraction(value))
+            fraction = np.full(sims.size, weight_to_area_fraction(value))
         elif key == "snr":
-            snr = np.full(test.size, value)
+            snr = np.full(sims.size, value)
         elif key == "lab":
             kwargs.update(lab=True, q_max=None, q_min=None, n_points=None)
         else:
@@ -158,8 +166,8 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
             xs = []
             for f, s in set(zip(fraction.tolist(), snr.tolist())):
                 sel = (fraction == f) & (snr == s)
-                xr, _ = augmenter.fixed(test[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
-                xs.append((test[sel], xr))
+                xr, _ = augmenter.fixed(sims[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
+                xs.append((sims[sel], xr))
             for ids, xr in xs:
                 p, _, pr = model(xr)
                 correct.append(p.argmax(1) == y_size[ids])
@@ -170,6 +178,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
             report.setdefault("nanocrystal_detection", {}).setdefault("flagged_by_weight_fraction", {})[f"{value:g}"] = \
                 float(np.mean(np.concatenate(flagged)))
     report["robustness"] = curves
+    report["robustness_patterns_per_point"] = int(sims.size * len(REFERENCE_SOLVENTS))
     report["learning_curve"] = meta.get("history", [])
     report["training_metrics"] = meta.get("metrics", {})
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
