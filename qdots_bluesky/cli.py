@@ -416,7 +416,7 @@ def _cmd_train(args) -> int:
           f"dispersion accuracy {m['test_dispersion_accuracy']:.2%}, MAE {m['test_size_mae_nm']:.3f} nm, "
           f"ECE {m['test_ece_size']:.3f} (uncalibrated {m['test_ece_size_uncalibrated']:.3f})")
     if "test_blank_detected" in m:
-        print(f"presence head: pure-solvent test patterns flagged no_nanocrystals {m['test_blank_detected']:.1%}, "
+        print(f"presence head: blank test patterns (pure solvent, empty) flagged no_nanocrystals {m['test_blank_detected']:.1%}, "
               f"reference patterns with nanocrystals wrongly flagged {m['test_nanocrystals_missed']:.2%}")
     if args.cross_validation:
         cv = cross_validate(library, args.cross_validation, settings, augmentation, progress=True)

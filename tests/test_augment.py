@@ -83,10 +83,11 @@ def test_shape_dtype_mean_and_metadata(library):
     np.testing.assert_allclose(X.mean(axis=1), 1.0, atol=1e-5)
     for key in ("fraction", "snr", "solvent", "q_min", "q_max", "n_points", "lab", "po_direction", "po_r"):
         assert len(meta[key]) == idx.size, key
-    assert set(meta["solvent"]) <= {"hexane", "toluene"}
+    assert set(meta["solvent"]) <= {"hexane", "toluene", "empty"}
     assert meta["lab"].dtype == bool and meta["lab"].any() and (~meta["lab"]).any()
-    blank = meta["fraction"] == 0  # blanks: pure solvent
+    blank = meta["fraction"] == 0  # blanks: pure solvent, or empty (a quarter of them)
     assert 0 < blank.sum() < 0.1 * idx.size
+    assert np.all(blank[meta["solvent"] == "empty"])
     assert np.all((meta["fraction"][~blank] >= 0.04) & (meta["fraction"][~blank] <= 1.0))
     assert np.all((meta["snr"] >= 10) & (meta["snr"] <= 150))
     syn = ~meta["lab"]
@@ -321,7 +322,7 @@ def test_measured_blank_as_solvent(library):
 
 # ---------------------------------------------------------------- blanks and axis blocks
 def test_blank_samples_are_pure_solvent(library):
-    aug = Augmenter.from_library(library, AugmentationSettings(solvents=["hexane"], blank_fraction=0.5,
+    aug = Augmenter.from_library(library, AugmentationSettings(solvents=["hexane"], blank_fraction=0.5, empty_blank_share=0.0,
                                                                snr_range=(1e9, 1e9), background_fraction=0.0,
                                                                lab_fraction=0.0, truncate_high_fraction=0.0,
                                                                truncate_low_fraction=0.0, coarsen_fraction=0.0))
@@ -333,6 +334,28 @@ def test_blank_samples_are_pure_solvent(library):
     # SNR 1e9: the noise is far below the tolerance; a blank is the standardized solvent whatever the library pattern
     np.testing.assert_allclose(X[blank], np.repeat(ref, blank.sum(), axis=0), rtol=1e-3, atol=1e-3)
     assert np.abs(X[~blank] - ref).max() > 0.1
+
+
+def test_empty_blanks_are_background_alone(library):
+    kw = dict(solvents=["hexane"], blank_fraction=0.4, empty_blank_share=0.5, snr_range=(1e9, 1e9),
+              background_fraction=0.0, lab_fraction=0.0, truncate_high_fraction=0.0, truncate_low_fraction=0.0,
+              coarsen_fraction=0.0, hump_center_range=(1.5, 1.5), hump_width_range=(0.4, 0.4))
+    aug = Augmenter.from_library(library, AugmentationSettings(**kw))
+    X, meta = aug.sample(np.zeros(500, dtype=int), np.random.default_rng(4))
+    empty = meta["solvent"] == "empty"
+    assert 70 < empty.sum() < 130  # a fifth: half of the 40 % blanks
+    assert np.all(meta["fraction"][empty] == 0) and np.all(meta["background"][empty] == 1.0)
+    # no solvent, no nanocrystals: each is a tilted line plus the glass hump at 1.5 1/A, nothing else
+    x = 2.0 * (Q - Q[0]) / (Q[-1] - Q[0]) - 1.0
+    hump = np.exp(-0.5 * ((Q - 1.5) / 0.4) ** 2)
+    basis = np.stack([np.ones_like(Q), x, hump], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, X[empty].T.astype(np.float64), rcond=None)
+    np.testing.assert_allclose(basis @ coef, X[empty].T, atol=2e-3)
+    # fixed(solvent="empty") gives empty blanks whatever the draws; a named solvent gives none
+    _, m = aug.fixed(np.zeros(50, dtype=int), np.random.default_rng(5), solvent="empty")
+    assert np.all(m["solvent"] == "empty") and np.all(m["fraction"] == 0)
+    _, m = aug.fixed(np.zeros(50, dtype=int), np.random.default_rng(5), solvent="hexane", fraction=0.0)
+    assert np.all(m["solvent"] == "hexane")
 
 
 def test_no_blanks_without_solvents(library):

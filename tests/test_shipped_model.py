@@ -70,3 +70,12 @@ def test_measured_blanks_are_not_sized(predictor, name):
     pattern = read_pattern(path)
     est = predictor.predict_pattern(pattern.x, pattern.y, wavelength=0.564162)
     assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5
+
+
+def test_empty_capillary_is_not_sized(predictor):
+    # counting noise on a flat detector background plus a borosilicate-like glass hump: no dots, no solvent
+    q = np.linspace(0.9, 15.2, 12_000)
+    y = 1.0 + 0.6 * np.exp(-0.5 * ((q - 1.6) / 0.4) ** 2)
+    for background in (np.ones_like(q), y):
+        est = predictor.predict_pattern(q, _noisy(background, 30.0, 3), x_unit="q")
+        assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5

@@ -263,24 +263,45 @@ def test_hexane_standardizes():
 
 
 # ---------------------------------------------------------------- interpolation of coarse data
-def test_coarse_interpolation_is_exact_for_quadratics():
+def _second_moment_width(out, centre, half_window=0.2):
+    near = np.abs(Q - centre) < half_window
+    y = out[near] - np.median(out)
+    mean = np.sum(Q[near] * y) / y.sum()
+    return mean, np.sqrt(np.sum((Q[near] - mean) ** 2 * y) / y.sum())
+
+
+def test_coarse_data_are_rebuilt_exactly_when_linear():
     qc = np.linspace(0.9, 15.1, 301)  # step ~17 grid steps
-    y = 3.0 + 0.5 * qc - 0.02 * qc**2
+    y = 3.0 + 0.5 * qc  # a linear pattern is its own bin average
     out, report = standardize_pattern(qc, y, x_unit="q")
     assert report.method == "interpolate" and report.n_interpolated == 5004
-    exact = 3.0 + 0.5 * Q - 0.02 * Q**2
+    exact = 3.0 + 0.5 * Q
     np.testing.assert_allclose(out, exact / exact.mean(), rtol=1e-5)
 
 
-def test_coarse_interpolation_keeps_the_width_of_a_sparsely_sampled_peak():
-    # A Gaussian peak (sigma 0.024 1/A, the Scherrer width of 10 nm dots) sampled at one point per sigma:
-    # cubic convolution keeps its width (within 0.01 % here), where linear interpolation broadens it by 8 %.
+def test_coarse_data_keep_their_bin_averages():
+    # source points every 17th grid point: bin edges fall on grid cell edges, so the grid cells of each
+    # interior source bin must average back to the datum exactly (area-preserving interpolation)
+    rng = np.random.default_rng(3)
+    idx = np.arange(20, 4990, 17)
+    y = rng.uniform(1.0, 2.0, idx.size)
+    out, _ = standardize_pattern(Q[idx], y, x_unit="q")
+    cells = np.stack([out[i - 8 : i + 9] for i in idx[1:-1]])
+    back = cells.mean(axis=1)
+    np.testing.assert_allclose(back / back.mean(), y[1:-1] / y[1:-1].mean(), rtol=1e-5)
+
+
+def test_coarse_bin_averages_keep_the_width_of_a_sparse_peak():
+    # A Gaussian peak (sigma 0.024 1/A, the Scherrer width of 10 nm dots) recorded as bin averages one sigma
+    # wide: rebuilt, it has its own width (within 1 %); read as point values it would be sqrt(1 + 1/12) = 4 %
+    # broader, and linear interpolation would add another 8 %.
+    from scipy.special import erf
+
     sigma = 0.024
     qc = np.arange(0.95, 15.05, sigma)
-    out, _ = standardize_pattern(qc, 0.01 + np.exp(-0.5 * ((qc - 7.0) / sigma) ** 2), x_unit="q")
-    near = np.abs(Q - 7.0) < 0.2
-    y = out[near] - np.median(out)
-    mean = np.sum(Q[near] * y) / y.sum()
-    width = np.sqrt(np.sum((Q[near] - mean) ** 2 * y) / y.sum())
+    lo, hi = (qc - sigma / 2 - 7.0) / (np.sqrt(2) * sigma), (qc + sigma / 2 - 7.0) / (np.sqrt(2) * sigma)
+    bin_average = np.sqrt(np.pi / 2) * (erf(hi) - erf(lo)) / 2.0  # mean of exp(-(q - 7)^2 / 2 sigma^2) over each bin
+    out, _ = standardize_pattern(qc, 0.01 + bin_average, x_unit="q")
+    mean, width = _second_moment_width(out, 7.0)
     assert abs(mean - 7.0) < 0.1 * H
     assert width == pytest.approx(sigma, rel=0.01)

@@ -139,7 +139,8 @@ def test_evaluation_report(trained, small_library, tmp_path):
     assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
     assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
     detection = saved["nanocrystal_detection"]
-    assert set(detection["pure_solvent_flagged"]) == {f"{s} snr {n}" for s in ("hexane", "toluene") for n in (122, 46, 24, 14)}
+    assert set(detection["pure_solvent_flagged"]) == {f"{s} snr {n}" for s in ("hexane", "toluene", "empty")
+                                                       for n in (122, 46, 24, 14)}
     assert set(detection["flagged_by_weight_fraction"]) == {"1", "0.44", "0.2", "0.07", "0.05", "0.04", "0.03", "0.02"}
     for png in ("confusion.png", "robustness.png", "errors_and_learning.png"):
         assert (tmp_path / "report" / png).stat().st_size > 10_000

@@ -82,7 +82,9 @@ order applied:
    with the nanocrystal area fraction f ~ log-uniform on ``fraction_range`` (synchrotron) or
    uniform on ``lab_fraction_range`` (dried films have little or no solvent). With probability
    ``blank_fraction`` a sample is a *blank*: f = 0, pure solvent (plus background and noise), the
-   negative examples of the network's presence head (metadata ``fraction`` = 0).
+   negative examples of the network's presence head (metadata ``fraction`` = 0). A share
+   ``empty_blank_share`` of the blanks hold no solvent either (an empty capillary or a bare
+   substrate: the background of step 5 alone, always on, plus noise; metadata ``solvent`` = "empty").
 
 5. **Background** (probability ``background_fraction``): Y += A [(1 - u)(1 + t x) + u h(Q)] with
    A ~ U[``background_amplitude_range``] (relative to <Y> = 1), x the position in the measured
@@ -105,8 +107,9 @@ order applied:
    holds k times the counts, so the Q-step robustness measures the loss of sampling, not of counts.
 
 7. **Standardization** of (x, counts) with :func:`~qdots_bluesky.standardize.standardize_batch`:
-   Q in 1..15, padding a short range with the mean of the 5 outermost points, interpolation /
-   cell average onto 5004 points, mean 1.
+   Q in 1..15, padding a short range with the mean of the 5 outermost points, area-preserving
+   interpolation of bin averages (coarse axes: the bin averages of step 1) / cell average onto
+   5004 points, mean 1.
 
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm.
 """
@@ -183,6 +186,7 @@ class AugmentationSettings:
     fraction_range: tuple[float, float] = (0.04, 1.0)
     fraction_log_uniform: bool = True
     blank_fraction: float = 0.03
+    empty_blank_share: float = 0.25  # share of the blanks with no solvent either: background and noise only
     # solvents: built-in models by name, and measured blanks as (path, x_unit, wavelength_a)
     solvents: list[str] = field(default_factory=lambda: ["hexane", "toluene"])
     solvent_blanks: list[tuple[str, str, float | None]] = field(default_factory=list)
@@ -200,8 +204,10 @@ class AugmentationSettings:
     q_min_range: tuple[float, float] = (1.0, 1.7)
     q_min_step: float = 0.1
     # coarser steps (synchrotron samples): points over the measured range
-    coarsen_fraction: float = 0.5
-    n_points_choices: list[int] = field(default_factory=lambda: [251, 276, 301, 351, 401, 451, 501, 626, 751, 1001, 1251, 2502])
+    coarsen_fraction: float = 0.6
+    # drawn uniformly from the list (a value listed twice is drawn twice as often); it reaches below 251, the
+    # coarsest step the evaluation asks for, and weights the steps of a peak width or more, which are hardest
+    n_points_choices: list[int] = field(default_factory=lambda: [201, 226, 251, 251, 276, 301, 301, 351, 401, 501, 626, 1001, 1251, 2502])
     coarse_keeps_exposure: bool = True
     coarse_q_max_step: float = 1.0
     coarse_q_min_step: float = 0.35
@@ -252,7 +258,7 @@ class AugmentationSettings:
         rng_ok("hump_center_range")
         rng_ok("lab_tth_end_range", 1.0, 179.0)
         rng_ok("po_r_range", positive=True)
-        for name in ("blank_fraction", "noise_free_fraction", "truncate_high_fraction", "truncate_low_fraction", "coarsen_fraction",
+        for name in ("blank_fraction", "empty_blank_share", "noise_free_fraction", "truncate_high_fraction", "truncate_low_fraction", "coarsen_fraction",
                      "background_fraction", "lab_fraction", "lab_monochromator_fraction", "po_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -521,7 +527,7 @@ class Augmenter:
         c_qmax = int(round((s.q_max_range[1] - s.q_max_range[0]) / s.coarse_q_max_step)) + 2
         c_qmin = int(round((s.q_min_range[1] - s.q_min_range[0]) / s.coarse_q_min_step)) + 2
         n_lab = 2 * self._lab_ends.size
-        return n_qmax * n_qmin + c_qmax * c_qmin * len(s.n_points_choices) + n_lab
+        return n_qmax * n_qmin + c_qmax * c_qmin * len(set(s.n_points_choices)) + n_lab
 
     def warm_up(self) -> int:
         """Build the operators and solvent patterns of every axis the settings can draw; returns their number.
@@ -612,6 +618,7 @@ class Augmenter:
         r = s.po_r_range[0] + v[:, 5] * (s.po_r_range[1] - s.po_r_range[0])
         p["po_r"] = np.where(v[:, 6] < s.po_fraction, r, 1.0)
         p["_blank"] = v[:, 7] < s.blank_fraction
+        p["_empty"] = v[:, 7] < s.blank_fraction * s.empty_blank_share  # a subset of the blanks
         return p
 
     @property
@@ -683,7 +690,8 @@ class Augmenter:
         Off-values: fraction=1 (no solvent), snr=inf (no noise), q_min / q_max = library ends (no
         truncation), n_points=0 (the library step, no resampling), background=0, po_r=1,
         lab=False. q_min / q_max / n_points apply to synchrotron samples; lab samples use
-        ``tth_max`` (deg) and ``monochromator``.
+        ``tth_max`` (deg) and ``monochromator``. ``solvent="empty"`` makes every sample an empty blank
+        (no nanocrystals, no solvent: background and noise only).
         """
         idx = np.asarray(indices, dtype=np.int64).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_patterns):
@@ -711,11 +719,18 @@ class Augmenter:
             p["tth_max"] = np.full(n, float(tth_max))
         if monochromator is not None:
             p["monochromator"] = np.full(n, bool(monochromator))
-        if solvent is not None:
+        if solvent == "empty":  # no nanocrystals and no solvent: background and noise only
+            p["_blank"] = p["_empty"] = np.ones(n, dtype=bool)
+            p["fraction"] = np.zeros(n)
+        elif solvent is not None:
             name = solvent if solvent in self.solvent_names else f"blank:{solvent}"
             if name not in self.solvent_names:
-                raise ValueError(f"solvent {solvent!r} is not loaded; accepted: {self.solvent_names}")
+                raise ValueError(f"solvent {solvent!r} is not loaded; accepted: {self.solvent_names} or 'empty'")
             p["solvent_index"] = np.full(n, self.solvent_names.index(name))
+            p["_empty"] = np.zeros(n, dtype=bool)
+        elif fraction is not None and fraction > 0:
+            p["_empty"] = np.zeros(n, dtype=bool)
+        p["background"] = np.where(p["_empty"], 1.0, p["background"])  # an empty blank is its background
         directions = [tuple(d) for d in s.po_directions]
         if po_direction is not None:
             d = _parse_direction(po_direction)
@@ -724,6 +739,7 @@ class Augmenter:
             p["_po_dir_index"] = np.full(n, directions.index(d))
         if not self.solvent_names:
             p["fraction"] = np.ones(n)
+            p["_empty"] = np.zeros(n, dtype=bool)
         self._resolve(p, {"q_max": q_max, "q_min": q_min, "n_points": n_points})
         # lab samples: the measured range is the 2theta range at K-alpha1
         if p["lab"].any():
@@ -793,7 +809,8 @@ class Augmenter:
         meta = {
             "fraction": p["fraction"].astype(float),
             "snr": p["snr"].astype(float),
-            "solvent": np.array([self.solvent_names[j] if self.solvent_names else "" for j in p["solvent_index"]], dtype=object),
+            "solvent": np.array(["empty" if e else self.solvent_names[j] if self.solvent_names else ""
+                                 for j, e in zip(p["solvent_index"], p["_empty"])], dtype=object),
             "q_min": p["q_min"].astype(float),
             "q_max": p["q_max"].astype(float),
             "n_points": p["n_points"].astype(int),
@@ -829,7 +846,7 @@ class Augmenter:
         f = p["fraction"][rows, None].astype(np.float32)
         Y = f * nc
         if solvent_rows is not None:
-            Y += (1.0 - f) * solvent_rows
+            Y += (1.0 - f) * np.where(p["_empty"][rows, None], np.float32(0.0), solvent_rows)
         bg = self._background(qx, p, rows)
         if bg is not None:
             Y[bg[0]] += bg[1]

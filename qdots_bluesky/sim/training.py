@@ -118,16 +118,18 @@ def reference_test_set(augmenter: Augmenter, indices: np.ndarray, seed: int) -> 
 
 
 def blank_test_set(augmenter: Augmenter, seed: int, repeats: int = 64) -> tuple[np.ndarray, np.ndarray] | None:
-    """Pure-solvent patterns (no nanocrystals), ``repeats`` per loaded solvent and reference SNR, full Q range.
+    """Blanks (no nanocrystals), ``repeats`` per reference SNR for every loaded solvent and, when the
+    augmentation makes them, for empty blanks (background only), full Q range.
 
-    Returns the patterns and a label per row ("hexane snr 14"), or None without solvents.
+    Returns the patterns and a label per row ("hexane snr 14", "empty snr 14"), or None without solvents.
     """
     if not augmenter.solvent_names:
         return None
     rng = np.random.default_rng(seed)
     idx = np.zeros(repeats, dtype=np.int64)  # the library pattern is multiplied by f = 0
     xs, labels = [], []
-    for name in augmenter.solvent_names:
+    kinds = list(augmenter.solvent_names) + (["empty"] if augmenter.settings.empty_blank_share > 0 else [])
+    for name in kinds:
         for snr in REFERENCE_SNRS:
             xs.append(augmenter.fixed(idx, rng, fraction=0.0, snr=snr, solvent=name, q_min=1.0, q_max=15.0,
                                       n_points=5004, lab=False, background=False)[0])
