@@ -51,8 +51,9 @@ from .standardize import QGrid, StandardizationReport, standardize_batch, standa
 #: Every flag a SizeEstimate can carry, and what it means.
 FLAGS: dict[str, str] = {
     "no_nanocrystals": "the presence head gives a probability below 0.5 that the pattern holds any nanocrystal "
-                       "scattering: it looks like pure solvent, an empty capillary or background; the size is "
-                       "meaningless",
+                       "scattering of the trained kind: it looks like pure solvent, an empty capillary or "
+                       "background, or (together with out_of_distribution) like a crystal other than the model's; "
+                       "the size is meaningless",
     "out_of_distribution": "the Mahalanobis distance of the pooled network features to the training features exceeds "
                            "the bundle's threshold: the pattern is unlike the training data (empty or pure solvent, "
                            "not a rock-salt crystal, sizes far outside the classes, another instrument or processing); "
@@ -64,8 +65,10 @@ FLAGS: dict[str, str] = {
                          "or Q_min above ~1.7 1/A",
     "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless (padding only "
               "above the last Q the network reads, 14.43 1/A for the reference network, is not flagged)",
-    "coarse_sampling": "the data's median Q step is more than twice the grid step, so the grid was filled by "
-                       "interpolation between sparse points; accuracy drops below ~1000 points over 1-15 1/A (see the evaluation "
+    "coarse_sampling": "the data's median Q step is more than 10 times the grid step (fewer than ~500 points over "
+                       "1-15 1/A), so the grid was rebuilt from bins nearly as wide as the peaks of the largest dots; accuracy "
+                       "drops for the largest sizes, whose peaks then span one or two bins (about 83 % of simulated "
+                       "patterns sized right at 251 points over 1-15 1/A, against 98 % at 501; see the evaluation "
                        "report's n_points curve)",
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
                           "lie outside the trained range",
@@ -74,8 +77,9 @@ FLAGS: dict[str, str] = {
 LOW_CONFIDENCE = 0.5
 #: Coverage of the grid below which ``truncated_q_range`` (rather than ``padded``) is raised.
 TRUNCATION_COVERAGE = 0.95
-#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised.
-COARSE_FACTOR = 2.0
+#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised (10: a step
+#: over 0.028 1/A, fewer than ~500 points over 1-15 1/A, where the accuracy starts to drop).
+COARSE_FACTOR = 10.0
 
 
 @dataclass

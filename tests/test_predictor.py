@@ -133,9 +133,13 @@ def test_range_and_sampling_flags(predictor):
     q_beyond = np.linspace(1.0, 14.8, 6000)  # pads only points beyond the last convolution window: not flagged
     e = predictor.predict_pattern(q_beyond, np.interp(q_beyond, GRID.q, x), x_unit="q")
     assert e.standardization["n_pad_high"] > 0 and not {"padded", "truncated_q_range"} & set(e.flags)
-    q_coarse = np.linspace(0.5, 15.5, 600)
+    q_coarse = np.linspace(0.5, 15.5, 400)  # step 0.038 1/A: 13 grid steps
     e = predictor.predict_pattern(q_coarse, np.interp(q_coarse, GRID.q, x), x_unit="q")
     assert "coarse_sampling" in e.flags and "truncated_q_range" not in e.flags
+    assert "13.4 x the grid step" in e.flag_details["coarse_sampling"]
+    q_1251 = np.linspace(1.0, 15.0, 1251)  # step 4 grid steps: sized as well as fine data, not flagged
+    e = predictor.predict_pattern(q_1251, np.interp(q_1251, GRID.q, x), x_unit="q")
+    assert "coarse_sampling" not in e.flags
     tth = q_to_tth(np.linspace(1.0, 15.0, 20000), 0.5646)
     e = predictor.predict_pattern(tth, np.interp(np.linspace(1.0, 15.0, 20000), GRID.q, x), wavelength=0.5646)
     assert not {"coarse_sampling", "truncated_q_range", "padded"} & set(e.flags)
