@@ -339,6 +339,9 @@ def _add_train(sub) -> None:
                    help="build the reference library (Q grid only, ~10 s) at --library first if the file does not exist")
     p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights (default 0)")
+    from .models.engine import INPUT_TRANSFORMS
+    from .sim.training_settings import PRECISIONS
+
     d = _training_defaults()
     p.add_argument("--epochs", type=int, default=d.max_epochs,
                    help=f"maximum number of epochs (default {d.max_epochs}; early stopping may end sooner)")
@@ -352,15 +355,15 @@ def _add_train(sub) -> None:
                         f"{(1 - d.early_stopping_from) * 100:.0f} %% of the epochs, once the learning rate anneals (default {d.patience})")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help=f"stop after this many minutes even if epochs remain (default {d.max_minutes:g}; the default "
-                        "epochs take about 17 min on an idle 2-core CPU with native bfloat16)")
+                        "epochs take about 14 min on an idle 2-core CPU with native bfloat16)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
-    p.add_argument("--input-transform", choices=("center", "sqrt", "log", "none"), default=d.input_transform,
+    p.add_argument("--input-transform", choices=INPUT_TRANSFORMS, default=d.input_transform,
                    help="transform of the standardized (mean 1) pattern before the first convolution: center (x - 1), "
                         "sqrt (2 sqrt(x) - 2: Poisson noise of equal size at every Q), log, none "
                         f"(default {d.input_transform})")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="arithmetic of the network's matrix products in training: bf16 (bfloat16 autocast, weights "
                         "stay float32; 2.5x faster on CPUs with AVX512-BF16/AMX), fp32, or auto: bf16 where the CPU "
                         f"has it natively (default {d.precision})")

@@ -174,6 +174,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     val_idx = np.repeat(split.validation, settings.validation_repeats)
     x_val, val_meta = augmenter.sample(val_idx, np.random.default_rng(settings.seed + 1))
     val_nc = val_meta["fraction"] > 0
+    val_nc_t = torch.as_tensor(val_nc)
     presence = augmentation.blank_fraction > 0 and bool(augmenter.solvent_names)  # blanks need a solvent
     model = QDotsNet(n_points=grid.n_points, size_classes_nm=size_classes.tolist(),
                      dispersion_classes=dispersion_classes.tolist(), presence_head=presence,
@@ -239,7 +240,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
             count += len(idx)
         val_out = evaluate(x_val)
         val_loss = float(losses(val_out, val_idx, val_nc))
-        val_acc = float((val_out["size_logits"][torch.as_tensor(val_nc)].argmax(1)
+        val_acc = float((val_out["size_logits"][val_nc_t].argmax(1)
                          == size_t[torch.as_tensor(val_idx[val_nc])]).float().mean())
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
                   "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start}
@@ -263,13 +264,13 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
 
     # calibration on validation patterns with nanocrystals
     val_out = evaluate(x_val)
-    t_size = fit_temperature(val_out["size_logits"][torch.as_tensor(val_nc)].numpy(), y_size[val_idx[val_nc]])
-    t_disp = fit_temperature(val_out["dispersion_logits"][torch.as_tensor(val_nc)].numpy(), y_disp[val_idx[val_nc]])
+    t_size = fit_temperature(val_out["size_logits"][val_nc_t].numpy(), y_size[val_idx[val_nc]])
+    t_disp = fit_temperature(val_out["dispersion_logits"][val_nc_t].numpy(), y_disp[val_idx[val_nc]])
 
     # out-of-distribution statistics: training features, threshold from held-out validation features (with nanocrystals)
     x_tr, tr_meta = augmenter.sample(np.random.default_rng(settings.seed + 2).choice(split.train, 8192), np.random.default_rng(settings.seed + 3))
     stats = fit_feature_statistics(evaluate(x_tr[tr_meta["fraction"] > 0])["features"].numpy(), quantile=settings.ood_quantile,
-                                   reference=val_out["features"][torch.as_tensor(val_nc)].numpy())
+                                   reference=val_out["features"][val_nc_t].numpy())
     ood_threshold = float(stats["threshold"][0])
 
     # held-out test on the reference conditions

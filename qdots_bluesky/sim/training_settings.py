@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+#: Accepted values of ``TrainingSettings.precision``.
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 @dataclass
 class TrainingSettings:
@@ -30,8 +33,8 @@ class TrainingSettings:
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
 
     def __post_init__(self) -> None:
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision={self.precision!r}; accepted: 'auto', 'bf16' or 'fp32'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}; accepted: {', '.join(map(repr, PRECISIONS))}")
 
     def to_dict(self) -> dict:
         return asdict(self)
