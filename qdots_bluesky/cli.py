@@ -355,7 +355,7 @@ def _add_train(sub) -> None:
                         f"{(1 - d.early_stopping_from) * 100:.0f} %% of the epochs, once the learning rate anneals (default {d.patience})")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help=f"stop after this many minutes even if epochs remain (default {d.max_minutes:g}; the default "
-                        "epochs take about 14 min on an idle 2-core CPU with native bfloat16)")
+                        "epochs take about 15 min on an idle 2-core CPU with native bfloat16)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
@@ -363,6 +363,9 @@ def _add_train(sub) -> None:
                    help="transform of the standardized (mean 1) pattern before the first convolution: center (x - 1), "
                         "sqrt (2 sqrt(x) - 2: Poisson noise of equal size at every Q), log, none "
                         f"(default {d.input_transform})")
+    p.add_argument("--filters", type=_parse_filters, default=d.filters, metavar="F1,F2,F3,F4,F5",
+                   help="filters of the five convolutions: a wider network is more accurate on coarse and dilute data "
+                        "and slower to train (default " + ",".join(map(str, d.filters)) + "; the reference network has 32)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="arithmetic of the network's matrix products in training: bf16 (bfloat16 autocast, weights "
                         "stay float32; 2.5x faster on CPUs with AVX512-BF16/AMX), fp32, or auto: bf16 where the CPU "
@@ -378,6 +381,16 @@ def _training_defaults():
     from .sim.training_settings import TrainingSettings
 
     return TrainingSettings()
+
+
+def _parse_filters(text: str) -> list[int]:
+    try:
+        filters = [int(f) for f in text.split(",")]
+    except ValueError:
+        filters = []
+    if len(filters) != 5 or min(filters) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, e.g. 32,64,64,64,64")
+    return filters
 
 
 def _parse_blank(text: str) -> tuple[str, str, float | None]:
@@ -406,7 +419,8 @@ def _cmd_train(args) -> int:
     settings = TrainingSettings(seed=args.seed, max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                                 max_minutes=args.max_minutes, precision=args.precision,
-                                input_transform=args.input_transform, focal_gamma=args.focal_gamma)
+                                input_transform=args.input_transform, focal_gamma=args.focal_gamma,
+                                filters=args.filters)
     augmentation = AugmentationSettings()
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]

@@ -96,6 +96,10 @@ def test_training_settings_and_precision():
     assert resolve_precision("auto") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         TrainingSettings(precision="fp16")
+    assert TrainingSettings().filters == [32, 64, 64, 64, 64]  # the shipped width; the reference has 32 in each layer
+    for bad in ([32, 32], [32, 64, 64, 64, 0], [32, 64, 64, 64, 6.5]):
+        with pytest.raises(ValueError, match="filters"):
+            TrainingSettings(filters=bad)
 
 
 def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
@@ -151,9 +155,14 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
 
     model = tmp_path / "cli.safetensors"
     assert main(["train", "--library", str(small_library), "-o", str(model), "--epochs", "1",
-                 "--samples-per-epoch", "256", "--batch-size", "128"]) == 0
+                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24"]) == 0
     out = capsys.readouterr().out
     assert "held-out test" in out and "size accuracy" in out and model.is_file()
+    bundle = load_bundle(model)
+    assert bundle.model.config["filters"] == [8, 8, 16, 16, 24] and bundle.metadata["training"]["filters"] == [8, 8, 16, 16, 24]
+    with pytest.raises(SystemExit):
+        main(["train", "--library", str(small_library), "--filters", "32,32"])
+    assert "five positive integers" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev"),
                  "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())

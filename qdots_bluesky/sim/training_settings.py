@@ -1,7 +1,7 @@
 """The settings of a training run (a module of its own, so that command-line help needs no heavy imports)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 #: Accepted values of ``TrainingSettings.precision``.
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -12,7 +12,7 @@ class TrainingSettings:
     """Everything that defines a training run; stored in the bundle."""
 
     seed: int = 0
-    max_epochs: int = 180
+    max_epochs: int = 170
     samples_per_epoch: int = 32_000
     batch_size: int = 256
     learning_rate: float = 3e-3
@@ -30,9 +30,13 @@ class TrainingSettings:
     max_minutes: float = 19.5
     torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
     input_transform: str = "center"  # the network's input transform (models.network: center, sqrt, log, none)
+    filters: list[int] = field(default_factory=lambda: [32, 64, 64, 64, 64])  # filters of the five convolutions (reference: 32 each)
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
 
     def __post_init__(self) -> None:
+        if len(self.filters) != 5 or any(int(f) != f or f < 1 for f in self.filters):
+            raise ValueError(f"filters={self.filters!r}; accepted: five positive integers, one per convolution")
+        self.filters = [int(f) for f in self.filters]
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; accepted: {', '.join(map(repr, PRECISIONS))}")
 
