@@ -389,7 +389,7 @@ def _parse_filters(text: str) -> list[int]:
     except ValueError:
         filters = []
     if len(filters) != 5 or min(filters) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, e.g. 32,64,64,64,64")
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, e.g. 32,64,96,128,128")
     return filters
 
 

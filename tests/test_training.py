@@ -66,7 +66,7 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     assert bundle.model.config["presence_head"] is True and meta["augmentation"]["blank_fraction"] > 0
     assert 0.0 <= m["test_blank_detected"] <= 1.0 and 0.0 <= m["test_nanocrystals_missed"] <= 1.0
     assert m["precision"] in ("bf16", "fp32")
-    assert trained.bundle_path.stat().st_size < 500_000
+    assert trained.bundle_path.stat().st_size < 800_000
     # the predictor loads it and gives calibrated probabilities
     est = Predictor.from_bundle(trained.bundle_path, device="cpu").predict_standardized(np.ones((2, 5004), np.float32))
     assert len(est) == 2 and abs(sum(est[0].probabilities.values()) - 1) < 1e-5
@@ -96,7 +96,7 @@ def test_training_settings_and_precision():
     assert resolve_precision("auto") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         TrainingSettings(precision="fp16")
-    assert TrainingSettings().filters == [32, 64, 64, 64, 64]  # the shipped width; the reference has 32 in each layer
+    assert TrainingSettings().filters == [32, 64, 96, 128, 128]  # the shipped width; the reference has 32 in each layer
     for bad in ([32, 32], [32, 64, 64, 64, 0], [32, 64, 64, 64, 6.5]):
         with pytest.raises(ValueError, match="filters"):
             TrainingSettings(filters=bad)

@@ -30,7 +30,7 @@ class TrainingSettings:
     max_minutes: float = 19.5
     torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
     input_transform: str = "center"  # the network's input transform (models.network: center, sqrt, log, none)
-    filters: list[int] = field(default_factory=lambda: [32, 64, 64, 64, 64])  # filters of the five convolutions (reference: 32 each)
+    filters: list[int] = field(default_factory=lambda: [32, 64, 96, 128, 128])  # filters of the five convolutions (reference: 32 each)
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
 
     def __post_init__(self) -> None:
