@@ -97,7 +97,7 @@ def test_training_settings_and_precision():
     with pytest.raises(ValueError, match="precision"):
         TrainingSettings(precision="fp16")
     assert TrainingSettings().filters == [32, 64, 96, 128, 128]  # the shipped width; the reference has 32 in each layer
-    for bad in ([32, 32], [32, 64, 64, 64, 0], [32, 64, 64, 64, 6.5]):
+    for bad in ([32, 32], [32, 64, 64, 64, 0], [32, 64, 64, 64, 6.5], ["a"] * 5, 32):
         with pytest.raises(ValueError, match="filters"):
             TrainingSettings(filters=bad)
 

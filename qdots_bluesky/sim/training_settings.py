@@ -34,7 +34,11 @@ class TrainingSettings:
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
 
     def __post_init__(self) -> None:
-        if len(self.filters) != 5 or any(int(f) != f or f < 1 for f in self.filters):
+        try:
+            ok = len(self.filters) == 5 and all(int(f) == f and f >= 1 for f in self.filters)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
             raise ValueError(f"filters={self.filters!r}; accepted: five positive integers, one per convolution")
         self.filters = [int(f) for f in self.filters]
         if self.precision not in PRECISIONS:
