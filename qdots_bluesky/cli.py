@@ -384,13 +384,13 @@ def _training_defaults():
 
 
 def _parse_filters(text: str) -> list[int]:
+    from .sim.training_settings import check_filters
+
     try:
-        filters = [int(f) for f in text.split(",")]
+        return check_filters([int(f) for f in text.split(",")])
     except ValueError:
-        filters = []
-    if len(filters) != 5 or min(filters) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, e.g. 32,64,96,128,128")
-    return filters
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, "
+                                         "e.g. 32,64,96,128,128") from None
 
 
 def _parse_blank(text: str) -> tuple[str, str, float | None]:

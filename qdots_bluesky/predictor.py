@@ -67,7 +67,7 @@ FLAGS: dict[str, str] = {
               "above the last Q the network reads, 14.43 1/A for the reference network, is not flagged)",
     "coarse_sampling": "the data's median Q step is more than 10 times the grid step (fewer than ~500 points over "
                        "1-15 1/A), so the grid was rebuilt from bins nearly as wide as the peaks of the largest dots; accuracy "
-                       "drops for the largest sizes, whose peaks then span one or two bins (about 83 % of simulated "
+                       "drops for the largest sizes, whose peaks then span one or two bins (about 87 % of simulated "
                        "patterns sized right at 251 points over 1-15 1/A, against 98 % at 501; see the evaluation "
                        "report's n_points curve)",
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "

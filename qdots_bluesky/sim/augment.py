@@ -846,7 +846,7 @@ class Augmenter:
         f = p["fraction"][rows, None].astype(np.float32)
         Y = f * nc
         if solvent_rows is not None:
-            Y += (1.0 - f) * np.where(p["_empty"][rows, None], np.float32(0.0), solvent_rows)
+            Y += ((1.0 - f) * ~p["_empty"][rows, None]) * solvent_rows  # an empty blank holds no solvent
         bg = self._background(qx, p, rows)
         if bg is not None:
             Y[bg[0]] += bg[1]

@@ -7,6 +7,17 @@ from dataclasses import asdict, dataclass, field
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def check_filters(filters) -> list[int]:
+    """The filters of the five convolutions as a list of ints; ValueError saying what is accepted otherwise."""
+    try:
+        ok = len(filters) == 5 and all(int(f) == f and f >= 1 for f in filters)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"filters={filters!r}; accepted: five positive integers, one per convolution")
+    return [int(f) for f in filters]
+
+
 @dataclass
 class TrainingSettings:
     """Everything that defines a training run; stored in the bundle."""
@@ -34,13 +45,7 @@ class TrainingSettings:
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
 
     def __post_init__(self) -> None:
-        try:
-            ok = len(self.filters) == 5 and all(int(f) == f and f >= 1 for f in self.filters)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"filters={self.filters!r}; accepted: five positive integers, one per convolution")
-        self.filters = [int(f) for f in self.filters]
+        self.filters = check_filters(self.filters)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; accepted: {', '.join(map(repr, PRECISIONS))}")
 
