@@ -292,7 +292,7 @@ def _cmd_predict(args) -> int:
         for index, estimate in zip(good, predictor.predict_standardized(X, reports)):
             estimates[index] = estimate
         if args.plot:
-            cams = predictor.class_activation_map(X, layer=args.cam_layer)
+            cams = predictor.class_activation_map(X, reports, layer=args.cam_layer)
             plot = Path(args.plot)
             plot = plot if plot.suffix else plot.with_suffix(".png")
             used: set[Path] = set()
@@ -370,6 +370,12 @@ def _add_train(sub) -> None:
                    help="arithmetic of the network's matrix products in training: bf16 (bfloat16 autocast, weights "
                         "stay float32; 2.5x faster on CPUs with AVX512-BF16/AMX), fp32, or auto: bf16 where the CPU "
                         f"has it natively (default {d.precision})")
+    p.add_argument("--coarse-epochs", type=_non_negative_int, default=d.coarse_epochs, metavar="N",
+                   help="epochs of fine-tuning a copy of the trained network into the coarse-sampling specialist, "
+                        "which sizes patterns measured with a Q step of at least "
+                        f"{d.coarse_min_q_step:g} 1/A (fewer than ~380 points over 1-15 1/A; peaks of the largest dots "
+                        "then span one or two points); 0: no specialist, every pattern goes to the main network "
+                        f"(default {d.coarse_epochs}, about 2.5 min)")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
@@ -391,6 +397,16 @@ def _parse_filters(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, "
                                          "e.g. 32,64,96,128,128") from None
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: an integer >= 0")
+    return value
 
 
 def _parse_blank(text: str) -> tuple[str, str, float | None]:
@@ -420,7 +436,7 @@ def _cmd_train(args) -> int:
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                                 max_minutes=args.max_minutes, precision=args.precision,
                                 input_transform=args.input_transform, focal_gamma=args.focal_gamma,
-                                filters=args.filters)
+                                filters=args.filters, coarse_epochs=args.coarse_epochs)
     augmentation = AugmentationSettings()
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]
@@ -432,6 +448,11 @@ def _cmd_train(args) -> int:
           f"size accuracy {m['test_size_accuracy']:.2%}, within one class {m['test_size_within_one_class']:.2%}, "
           f"dispersion accuracy {m['test_dispersion_accuracy']:.2%}, MAE {m['test_size_mae_nm']:.3f} nm, "
           f"ECE {m['test_ece_size']:.3f} (uncalibrated {m['test_ece_size_uncalibrated']:.3f})")
+    if "coarse_specialist" in m:
+        c = m["coarse_specialist"]
+        print(f"coarse-sampling specialist ({c['epochs_run']} epochs, {c['minutes']:.1f} min; sizes source Q steps >= "
+              f"{settings.coarse_min_q_step:g} 1/A): size accuracy at {c['test_points']} points over 1-15 1/A "
+              f"{c['test_size_accuracy']:.2%} (main network {c['main_network_test_size_accuracy']:.2%})")
     if "test_blank_detected" in m:
         print(f"presence head: blank test patterns (pure solvent, empty) flagged no_nanocrystals {m['test_blank_detected']:.1%}, "
               f"reference patterns with nanocrystals wrongly flagged {m['test_nanocrystals_missed']:.2%}")

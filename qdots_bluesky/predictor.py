@@ -23,6 +23,13 @@ Estimates (temperature-scaled, "calibrated", probabilities p_c = softmax(logits 
 - ``nanocrystal_probability``: sigmoid of the presence head, the probability that the pattern
   holds nanocrystal scattering at all (None for bundles without that head).
 
+Bundles with a coarse-sampling specialist (see :mod:`qdots_bluesky.models.bundle`) hold a second
+network fine-tuned on patterns measured with Q steps about one peak width of the largest dots;
+``predict_standardized`` (and everything built on it) sends the patterns whose standardization
+report gives a source Q step of at least the bundle's ``coarse_min_q_step`` to it, with its own
+calibration and out-of-distribution statistics; ``SizeEstimate.network`` says which network sized
+a pattern ("main" or "coarse").
+
 Flags (:data:`FLAGS`): ``no_nanocrystals``, ``out_of_distribution``, ``low_confidence``,
 ``truncated_q_range``, ``padded``, ``coarse_sampling``, ``size_at_range_edge``; ``flag_details``
 says why in words.
@@ -97,6 +104,7 @@ class SizeEstimate:
     dispersion_probabilities: dict[float, float]
     ood_distance: float
     nanocrystal_probability: float | None = None
+    network: str = "main"
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
     standardization: dict[str, Any] | None = None
@@ -115,6 +123,7 @@ class SizeEstimate:
             "dispersion_probabilities": {_disp_key(k): v for k, v in self.dispersion_probabilities.items()},
             "ood_distance": self.ood_distance,
             "nanocrystal_probability": self.nanocrystal_probability,
+            "network": self.network,
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
             "standardization": None if self.standardization is None else dict(self.standardization),
@@ -213,6 +222,13 @@ class Predictor:
         self.n_points_seen = int(length * span)
         training = contents.metadata.get("training") or {}
         self.combine_regression = bool(training.get("regression_head_trained", True))
+        self.network = "main"
+        # the bundle's coarse-sampling specialist sizes the patterns whose source Q step is at least coarse_min_q_step
+        self.coarse_min_q_step = contents.coarse_min_q_step
+        self.coarse: Predictor | None = None
+        if contents.coarse is not None:
+            self.coarse = Predictor(contents.coarse, self.device, batch_size=batch_size, low_confidence=low_confidence)
+            self.coarse.network = "coarse"
         self._engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
 
     @classmethod
@@ -254,7 +270,7 @@ class Predictor:
         return np.ascontiguousarray(X)
 
     def raw_outputs(self, X: Any) -> dict[str, np.ndarray]:
-        """Network outputs for standardized patterns (n, n_points), in batches of ``batch_size``."""
+        """Main-network outputs for standardized patterns (n, n_points), in batches of ``batch_size``."""
         X = self._check_standardized(X)
         parts = [self._engine(X[i:i + self.batch_size]) for i in range(0, X.shape[0], self.batch_size)]
         if not parts:
@@ -266,19 +282,51 @@ class Predictor:
             return empty
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def predict_standardized(self, X: Any, reports: Any = None) -> list[SizeEstimate]:
-        """Size standardized patterns ``X`` (n, n_points) on the model's grid; one estimate per row.
-
-        ``reports``: None, one StandardizationReport (or its dict) for all rows, or one per row;
-        they add the Q-range and sampling flags.
-        """
-        out = self.raw_outputs(X)
-        n = out["size_logits"].shape[0]
+    def _per_row(self, reports: Any, n: int) -> list[Any]:
         if reports is None or isinstance(reports, (StandardizationReport, Mapping)):
             reports = [reports] * n
         reports = list(reports)
         if len(reports) != n:
             raise ValueError(f"{len(reports)} reports for {n} patterns; accepted: None, one report, or one per pattern")
+        return reports
+
+    def coarse_rows(self, reports: Any, n: int) -> np.ndarray:
+        """Which of ``n`` patterns the coarse-sampling specialist sizes: those whose report gives a source Q step of
+        at least ``coarse_min_q_step`` (all False without a specialist or without reports)."""
+        reports = self._per_row(reports, n)
+        if self.coarse is None:
+            return np.zeros(n, dtype=bool)
+        steps = [getattr(r, "source_q_step", None) if isinstance(r, StandardizationReport)
+                 else (r.get("source_q_step") if r else None) for r in reports]
+        return np.array([s is not None and float(s) >= self.coarse_min_q_step for s in steps], dtype=bool)
+
+    def _routed(self, reports: list[Any], work) -> list[Any]:
+        """``work(predictor, rows)`` (row indices) for the main network's rows and for the specialist's; one result
+        per row, in row order."""
+        n = len(reports)
+        coarse = self.coarse_rows(reports, n)
+        results: list[Any] = [None] * n
+        for predictor, rows in ((self, np.flatnonzero(~coarse)), (self.coarse, np.flatnonzero(coarse))):
+            if rows.size:
+                for i, r in zip(rows, work(predictor, rows)):
+                    results[i] = r
+        return results
+
+    def predict_standardized(self, X: Any, reports: Any = None) -> list[SizeEstimate]:
+        """Size standardized patterns ``X`` (n, n_points) on the model's grid; one estimate per row.
+
+        ``reports``: None, one StandardizationReport (or its dict) for all rows, or one per row;
+        they add the Q-range and sampling flags, and patterns measured with a source Q step of at least
+        ``coarse_min_q_step`` go to the bundle's coarse-sampling specialist (``SizeEstimate.network``).
+        """
+        X = self._check_standardized(X)
+        reports = self._per_row(reports, X.shape[0])
+        return self._routed(reports, lambda p, rows: p._estimate(X[rows], [reports[i] for i in rows]))
+
+    def _estimate(self, X: np.ndarray, reports: list[Any]) -> list[SizeEstimate]:
+        """Estimates of this predictor's own network (no routing)."""
+        out = self.raw_outputs(X)
+        n = out["size_logits"].shape[0]
 
         p = softmax(out["size_logits"], self.size_temperature)
         pd = softmax(out["dispersion_logits"], self.dispersion_temperature)
@@ -328,7 +376,7 @@ class Predictor:
                 probabilities=dict(zip(sizes, p[i].tolist())), dispersion=disps[kd[i]],
                 dispersion_confidence=float(pd[i, kd[i]]), dispersion_probabilities=dict(zip(disps, pd[i].tolist())),
                 ood_distance=float(dist[i]), nanocrystal_probability=None if p_nc is None else float(p_nc[i]),
-                flags=flags, flag_details=details, standardization=rep))
+                network=self.network, flags=flags, flag_details=details, standardization=rep))
         return estimates
 
     def _report_flags(self, rep: Mapping[str, Any], flags: list[str], details: dict[str, str]) -> None:
@@ -347,7 +395,8 @@ class Predictor:
         if step > COARSE_FACTOR * g.step:
             flags.append("coarse_sampling")
             details["coarse_sampling"] = (f"data step {step:.4f} 1/A is {step / g.step:.1f} x the grid step "
-                                          f"{g.step:.4f} 1/A")
+                                          f"{g.step:.4f} 1/A" + ("; sized by the bundle's coarse-sampling network"
+                                                                 if self.network == "coarse" else ""))
 
     def predict_pattern(self, x: Any, y: Any, *, x_unit: str = "tth", wavelength: float | None = None) -> SizeEstimate:
         """Standardize one pattern (x in 2theta degrees with ``wavelength`` in A, or Q in 1/A) and size it."""
@@ -359,15 +408,25 @@ class Predictor:
         X, report = standardize_batch(x, Y, x_unit=x_unit, wavelength=wavelength, grid=self.grid)
         return self.predict_standardized(X, report)
 
-    def class_activation_map(self, X: Any, *, target: str = "size", class_index: Any = None, layer: int = -1) -> np.ndarray:
+    def class_activation_map(self, X: Any, reports: Any = None, *, target: str = "size", class_index: Any = None,
+                             layer: int = -1) -> np.ndarray:
         """Importance of each grid point for the predicted (or given) class: (n, n_points), each row max 1.
 
         Grad-CAM on conv ``layer`` (default the last, where it equals the classic CAM), upsampled to
         the grid by giving each point the value of the feature-map cell whose window holds it;
         points beyond the network's last full window get 0. ``target``: "size" or "dispersion".
-        Computed with the NumPy engine whatever the device (exact same weights).
+        Computed with the NumPy engine whatever the device (exact same weights). ``reports`` route
+        rows to the network that sizes them, as in :meth:`predict_standardized`.
         """
         X = self._check_standardized(X)
+        reports = self._per_row(reports, X.shape[0])
+        if class_index is not None and np.ndim(class_index) > 0:
+            class_index = np.broadcast_to(np.asarray(class_index), (X.shape[0],))
+        rows_cam = self._routed(reports, lambda p, rows: list(p._cam(
+            X[rows], class_index if class_index is None or np.ndim(class_index) == 0 else class_index[rows], target, layer)))
+        return np.stack(rows_cam) if rows_cam else np.zeros((0, self.grid.n_points), np.float32)
+
+    def _cam(self, X: np.ndarray, class_index: Any, target: str, layer: int) -> np.ndarray:
         if self._numpy_engine is None:
             self._numpy_engine = self.contents.numpy_model()
         return self._numpy_engine.grad_cam(X, class_index, target=target, layer=layer)

@@ -45,15 +45,37 @@ def make_model(seed: int = 0):
 
 
 def make_bundle(path: Path, seed: int = 0, n_calibration: int = 300, *, model=None, calibration_X=None,
-                feature_options=None, **metadata) -> Path:
+                feature_options=None, coarse_model=None, coarse_min_q_step: float = 0.037, **metadata) -> Path:
     """Save a tiny bundle: a random network (or ``model``), calibration/OOD tensors fitted on its outputs for
-    ``calibration_X`` (default: synthetic patterns) with random-ish labels."""
-    import torch
-
-    from qdots_bluesky.models.bundle import file_sha256, save_bundle
-    from qdots_bluesky.models.calibration import calibration_tensors
+    ``calibration_X`` (default: synthetic patterns) with random-ish labels; ``coarse_model``: a second network
+    stored as the coarse-sampling specialist, calibrated the same way."""
+    from qdots_bluesky.models.bundle import CoarseSpecialist, file_sha256, save_bundle
 
     model = make_model(seed) if model is None else model.eval()
+    extras = _calibration(model, seed, n_calibration, calibration_X, feature_options)
+    coarse = None
+    if coarse_model is not None:
+        coarse = CoarseSpecialist(coarse_model.eval(), _calibration(coarse_model, seed + 1, n_calibration, calibration_X,
+                                                                    feature_options),
+                                  coarse_min_q_step, {"training": {"note": "untrained test specialist"}})
+    library = Path(path).with_suffix(".fake-library.h5")
+    library.write_bytes(b"not really a library")
+    meta = {
+        "q_grid": GRID.to_dict(),
+        "augmentation": {"solvents": ["hexane", "toluene"], "fractions": [1.0, 0.65, 0.37, 0.15], "snr": [122, 46, 24, 14]},
+        "training_library": {"path": str(library), "sha256": file_sha256(library)},
+        "training": {"epochs": 0, "seed": seed, "note": "untrained test bundle"},
+        "metrics": {"test_accuracy": None},
+    }
+    meta.update(metadata)
+    return save_bundle(path, model, meta, extras, coarse=coarse)
+
+
+def _calibration(model, seed, n_calibration, calibration_X, feature_options):
+    import torch
+
+    from qdots_bluesky.models.calibration import calibration_tensors
+
     X = synthetic_patterns(n_calibration, seed=seed + 100) if calibration_X is None else calibration_X
     with torch.no_grad():
         out = model(torch.from_numpy(np.asarray(X, dtype=np.float32)))
@@ -65,19 +87,8 @@ def make_bundle(path: Path, seed: int = 0, n_calibration: int = 300, *, model=No
     flip = rng.random(disp_labels.size) < 0.3
     disp_labels[flip] = rng.integers(0, 4, flip.sum())
     options = {"quantile": 1.0, "margin": 1.5} if feature_options is None else feature_options
-    extras = calibration_tensors(out["size_logits"], size_labels, out["dispersion_logits"], disp_labels,
-                                 out["features"], **options)
-    library = Path(path).with_suffix(".fake-library.h5")
-    library.write_bytes(b"not really a library")
-    meta = {
-        "q_grid": GRID.to_dict(),
-        "augmentation": {"solvents": ["hexane", "toluene"], "fractions": [1.0, 0.65, 0.37, 0.15], "snr": [122, 46, 24, 14]},
-        "training_library": {"path": str(library), "sha256": file_sha256(library)},
-        "training": {"epochs": 0, "seed": seed, "note": "untrained test bundle"},
-        "metrics": {"test_accuracy": None},
-    }
-    meta.update(metadata)
-    return save_bundle(path, model, meta, extras)
+    return calibration_tensors(out["size_logits"], size_labels, out["dispersion_logits"], disp_labels,
+                               out["features"], **options)
 
 
 def write_pattern(path: Path, x: np.ndarray, y: np.ndarray, header: dict | None = None) -> Path:

@@ -39,9 +39,16 @@ def test_round_trip_gives_identical_outputs(bundle_path):
     loaded = load_bundle(bundle_path)
     assert not loaded.model.training
     with torch.no_grad():
+        exact = model(X)
+        for p in model.parameters():  # the bundle stores kernels and matrices as float16, vectors as float32
+            if p.dim() >= 2:
+                p.copy_(p.half().float())
         a, b = model(X), loaded.model(X)
     for key in ("size_logits", "dispersion_logits", "size_nm", "features", "feature_map"):
         assert torch.equal(a[key], b[key]), key
+        torch.testing.assert_close(b[key], exact[key], rtol=2e-3, atol=2e-3)
+    header, tensors = _raw(bundle_path)
+    assert tensors["model.convs.0.weight"].dtype == np.float16 and tensors["model.convs.0.bias"].dtype == np.float32
     assert loaded.grid == GRID
     assert set(REQUIRED_TENSORS) <= set(loaded.tensors)
 
@@ -169,3 +176,56 @@ def test_save_refuses_incomplete_or_inconsistent(tmp_path):
     assert not path.exists()
     saved = save_bundle(path, model, {"metrics": {"accuracy": np.float32(0.5)}, "extra_note": "hi"}, ok)
     assert read_bundle(saved).metadata["metrics"]["accuracy"] == 0.5
+
+
+# --- the coarse-sampling specialist -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_network_path(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("two") / "two.safetensors", coarse_model=make_model(seed=5),
+                       coarse_min_q_step=0.04)
+
+
+def test_specialist_round_trip(two_network_path):
+    contents = read_bundle(two_network_path)
+    assert contents.coarse is not None and contents.coarse_min_q_step == 0.04
+    spec = contents.metadata["coarse_specialist"]
+    assert spec["min_source_q_step"] == 0.04 and spec["training"]["note"] == "untrained test specialist"
+    assert contents.coarse.metadata["training"]["note"] == "untrained test specialist"
+    assert contents.coarse.metadata["network"] == spec["network"] and contents.coarse.coarse is None
+    header, tensors = _raw(two_network_path)
+    assert {"coarse.model.convs.0.weight", "coarse." + T_OOD_THRESHOLD} <= set(tensors)
+    assert not any(k.startswith("coarse.") for k in contents.tensors)  # the main network's tensors only
+    X = torch.from_numpy(synthetic_patterns(3, seed=12))
+    loaded = load_bundle(two_network_path)
+    expected = make_model(seed=5)
+    with torch.no_grad():
+        for p in expected.parameters():
+            if p.dim() >= 2:
+                p.copy_(p.half().float())
+        assert torch.equal(loaded.coarse.model(X)["size_logits"], expected(X)["size_logits"])
+        assert not torch.equal(loaded.model(X)["size_logits"], expected(X)["size_logits"])
+    assert loaded.coarse_min_q_step == 0.04 and set(REQUIRED_TENSORS) <= set(loaded.coarse.tensors)
+
+
+def test_incomplete_or_bad_specialist(two_network_path, tmp_path):
+    header, tensors = _raw(two_network_path)
+    meta = json.loads(header["qdots_metadata"])
+    without_meta = {**header, "qdots_metadata": json.dumps({k: v for k, v in meta.items() if k != "coarse_specialist"})}
+    save_file(tensors, str(tmp_path / "a.safetensors"), metadata=without_meta)
+    with pytest.raises(BundleError, match=r"a\.safetensors: the coarse specialist is incomplete"):
+        read_bundle(tmp_path / "a.safetensors")
+    save_file({k: v for k, v in tensors.items() if not k.startswith("coarse.")}, str(tmp_path / "b.safetensors"),
+              metadata=header)
+    with pytest.raises(BundleError, match="coarse specialist is incomplete"):
+        read_bundle(tmp_path / "b.safetensors")
+    save_file({k: v for k, v in tensors.items() if k != "coarse.ood.threshold"}, str(tmp_path / "c.safetensors"),
+              metadata=header)
+    with pytest.raises(BundleError, match=r"c\.safetensors: the coarse specialist's bundle lacks the tensors"):
+        read_bundle(tmp_path / "c.safetensors")
+    bad_step = {**header, "qdots_metadata": json.dumps({**meta, "coarse_specialist": {**meta["coarse_specialist"],
+                                                                                       "min_source_q_step": -1}})}
+    save_file(tensors, str(tmp_path / "d.safetensors"), metadata=bad_step)
+    with pytest.raises(BundleError, match="min_source_q_step is -1"):
+        read_bundle(tmp_path / "d.safetensors")
+    with pytest.raises(BundleError, match="min_source_q_step"):
+        make_bundle(tmp_path / "e.safetensors", coarse_model=make_model(seed=5), coarse_min_q_step=0.0)

@@ -205,3 +205,53 @@ def test_devices_and_default_bundle(tmp_path, monkeypatch):
     monkeypatch.setattr(bundle_mod, "default_bundle_path", lambda: tmp_path / "default_model.safetensors")
     with pytest.raises(BundleError, match="qdots train"):
         Predictor.from_bundle()
+
+
+# --- the coarse-sampling specialist -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def two_networks(tmp_path_factory):
+    """A bundle with a specialist, and bundles holding each of its two networks alone (same calibration)."""
+    d = tmp_path_factory.mktemp("two")
+    both = make_bundle(d / "both.safetensors", coarse_model=make_model(seed=5))
+    main = make_bundle(d / "main.safetensors")
+    coarse = make_bundle(d / "coarse.safetensors", seed=1, model=make_model(seed=5))  # calibrated as the specialist
+    return both, main, coarse
+
+
+@pytest.mark.parametrize("device", ["cpu", "numpy"])
+def test_coarse_patterns_go_to_the_specialist(two_networks, device):
+    both, main, coarse = (Predictor.from_bundle(p, device=device) for p in two_networks)
+    assert both.coarse_min_q_step == pytest.approx(0.037) and main.coarse is None
+    x = synthetic_patterns(1, seed=31)[0]
+    axes = {"fine": np.linspace(1.0, 15.0, 5004), "coarse": np.linspace(1.0, 15.0, 251), "at_threshold": np.linspace(1.0, 15.0, 379),
+            "just_finer": np.linspace(1.0, 15.0, 381), "truncated_coarse": np.linspace(1.0, 8.0, 140)}
+    for name, q in axes.items():
+        e = both.predict_pattern(q, np.interp(q, GRID.q, x), x_unit="q")
+        step = q[1] - q[0]
+        alone = (coarse if step >= 0.037 else main).predict_pattern(q, np.interp(q, GRID.q, x), x_unit="q")
+        assert e.network == ("coarse" if step >= 0.037 else "main"), name
+        assert e.probabilities == pytest.approx(alone.probabilities, abs=1e-6), name
+        assert e.to_dict()["network"] == e.network
+    e = both.predict_pattern(axes["coarse"], np.interp(axes["coarse"], GRID.q, x), x_unit="q")
+    assert "coarse-sampling network" in e.flag_details["coarse_sampling"]
+    # a batch with both kinds keeps its order; without reports every row goes to the main network
+    rows, reports = [], []
+    for name in ("coarse", "fine", "coarse", "just_finer"):
+        from qdots_bluesky.standardize import standardize_pattern
+
+        r, rep = standardize_pattern(axes[name], np.interp(axes[name], GRID.q, x), x_unit="q", grid=GRID)
+        rows.append(r)
+        reports.append(rep)
+    X = np.stack(rows)
+    est = both.predict_standardized(X, reports)
+    assert [e.network for e in est] == ["coarse", "main", "coarse", "main"]
+    assert est[0].probabilities == pytest.approx(coarse.predict_standardized(X[:1], reports[:1])[0].probabilities, abs=1e-6)
+    assert est[1].probabilities == pytest.approx(main.predict_standardized(X[1:2], reports[1:2])[0].probabilities, abs=1e-6)
+    assert [e.network for e in both.predict_standardized(X)] == ["main"] * 4
+    assert both.predict_standardized(np.zeros((0, GRID.n_points))) == []
+    # the class activation map comes from the network that sized the row
+    cam = both.class_activation_map(X, reports)
+    np.testing.assert_allclose(cam[0], coarse.class_activation_map(X[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(cam[1], main.class_activation_map(X[1:2])[0], atol=1e-6)
+    per_row = both.class_activation_map(X, reports, class_index=[3, 4, 5, 6])
+    np.testing.assert_allclose(per_row[2], coarse.class_activation_map(X[2:3], class_index=5)[0], atol=1e-6)

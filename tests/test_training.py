@@ -45,7 +45,8 @@ def small_library(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(small_library, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "model.safetensors"
-    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2)
+    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2,
+                                coarse_epochs=1)
     return train_model(small_library, out, settings, progress=False)
 
 
@@ -67,6 +68,16 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     assert 0.0 <= m["test_blank_detected"] <= 1.0 and 0.0 <= m["test_nanocrystals_missed"] <= 1.0
     assert m["precision"] in ("bf16", "fp32")
     assert trained.bundle_path.stat().st_size < 800_000
+    # the coarse-sampling specialist: fine-tuned copy, own calibration, measured at 251 points against the main network
+    assert bundle.coarse is not None and bundle.coarse_min_q_step == pytest.approx(0.037)
+    cm = m["coarse_specialist"]
+    assert cm["epochs_run"] == 1 and cm["test_points"] == 251 and cm["test_patterns"] == len(split["test"]) * 32
+    assert 0.0 <= cm["test_size_accuracy"] <= 1.0 and 0.0 <= cm["main_network_test_size_accuracy"] <= 1.0
+    spec = meta["coarse_specialist"]
+    assert spec["augmentation"]["coarsen_fraction"] == 1.0 and spec["augmentation"]["lab_fraction"] == 0.0
+    assert spec["augmentation"]["n_points_choices"] == [201, 226, 251, 276, 301, 351] and len(spec["history"]) == 1
+    a, b = bundle.model.state_dict(), bundle.coarse.model.state_dict()
+    assert not np.array_equal(a["convs.0.weight"].numpy(), b["convs.0.weight"].numpy())  # fine-tuned, not a copy
     # the predictor loads it and gives calibrated probabilities
     est = Predictor.from_bundle(trained.bundle_path, device="cpu").predict_standardized(np.ones((2, 5004), np.float32))
     assert len(est) == 2 and abs(sum(est[0].probabilities.values()) - 1) < 1e-5
@@ -100,28 +111,35 @@ def test_training_settings_and_precision():
     for bad in ([32, 32], [32, 64, 64, 64, 0], [32, 64, 64, 64, 6.5], ["a"] * 5, 32):
         with pytest.raises(ValueError, match="filters"):
             TrainingSettings(filters=bad)
+    for bad in (dict(coarse_epochs=-1), dict(coarse_min_q_step=0.0), dict(coarse_points=[201, 20]),
+                dict(coarse_points=[]), dict(coarse_truncate_high_fraction=1.5)):
+        with pytest.raises(ValueError, match="coarse_"):
+            TrainingSettings(**bad)
 
 
 def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
     from qdots_bluesky.sim.augment import AugmentationSettings
 
     settings = TrainingSettings(seed=2, max_epochs=1, samples_per_epoch=256, batch_size=128, validation_repeats=1,
-                                precision="fp32")
+                                precision="fp32", coarse_epochs=0)
     result = train_model(small_library, tmp_path / "m.safetensors", settings, AugmentationSettings(blank_fraction=0.0),
                          progress=False)
     assert load_bundle(result.bundle_path).model.config["presence_head"] is False
     assert "test_blank_detected" not in result.metrics
+    assert load_bundle(result.bundle_path).coarse is None and "coarse_specialist" not in result.metrics
     est = Predictor.from_bundle(result.bundle_path, device="numpy").predict_standardized(np.ones((1, 5004), np.float32))
     assert est[0].nanocrystal_probability is None and "no_nanocrystals" not in est[0].flags
 
 
 def test_training_is_reproducible(small_library, trained, tmp_path):
-    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2)
+    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2,
+                                coarse_epochs=1)
     again = train_model(small_library, tmp_path / "again.safetensors", settings, progress=False)
     assert again.metrics["test_size_accuracy"] == trained.metrics["test_size_accuracy"]
-    a = load_bundle(trained.bundle_path).model.state_dict()
-    b = load_bundle(again.bundle_path).model.state_dict()
-    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    first, second = load_bundle(trained.bundle_path), load_bundle(again.bundle_path)
+    for x, y in ((first, second), (first.coarse, second.coarse)):
+        a, b = x.model.state_dict(), y.model.state_dict()
+        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
 def test_library_too_small_to_split(tmp_path):
@@ -137,7 +155,12 @@ def test_evaluation_report(trained, small_library, tmp_path):
     report = evaluate_model(trained.bundle_path, small_library, tmp_path / "report", progress=False)
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["reference"]["patterns"] == report["reference"]["patterns"]
-    assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lab"}
+    assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lab", "n_points_main_network"}
+    assert set(saved["robustness"]["n_points_main_network"]) == set(saved["robustness"]["n_points"])
+    # the specialist sizes 251 points (step 0.056 1/A) but not 501 (0.028): the two curves part only there
+    assert saved["coarse_specialist"]["n_points_routed"] == [251]
+    for n in ("5004", "2501", "1251", "626", "501"):
+        assert saved["robustness"]["n_points"][n] == saved["robustness"]["n_points_main_network"][n]
     n_test = report["test_simulations"]
     assert saved["robustness_patterns_per_point"] == 4 * n_test * 2  # default 4 draws x 2 reference solvents
     assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
@@ -155,14 +178,18 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
 
     model = tmp_path / "cli.safetensors"
     assert main(["train", "--library", str(small_library), "-o", str(model), "--epochs", "1",
-                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24"]) == 0
+                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24", "--coarse-epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "held-out test" in out and "size accuracy" in out and model.is_file()
+    assert "coarse-sampling specialist (1 epochs" in out and "at 251 points over 1-15 1/A" in out
     bundle = load_bundle(model)
     assert bundle.model.config["filters"] == [8, 8, 16, 16, 24] and bundle.metadata["training"]["filters"] == [8, 8, 16, 16, 24]
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--filters", "32,32"])
     assert "five positive integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--library", str(small_library), "--coarse-epochs", "-2"])
+    assert "an integer >= 0" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev"),
                  "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())

@@ -15,8 +15,20 @@ name                                      shape      meaning
 ``ood.feature_precision``                 (32, 32)   inverse (shrunk) covariance of those features
 ``ood.threshold``                         (1,)       Mahalanobis distance above which a pattern
                                                      is flagged ``out_of_distribution``
+``coarse.<any name above>``               various    optional coarse-sampling specialist (below)
 any other name                            any        kept and returned in ``tensors``
 ========================================  =========  ==========================================
+
+Network weights with two or more dimensions are stored as float16 (half the file; the rounding,
+a relative 5e-4, moves no prediction measurably) and read back as float32; BatchNorm statistics,
+biases and the extra tensors stay float32.
+
+A bundle may carry a second network of the same config shape and classes, a *coarse-sampling
+specialist* fine-tuned on patterns measured with Q steps about as wide as the peaks of the largest
+dots: its weights and extra tensors under the prefix ``coarse.`` and in the metadata
+``coarse_specialist`` = {``network``, ``min_source_q_step`` (1/A: patterns whose source step is at
+least this are sized by the specialist), ``augmentation``, ``training``, ``metrics``, ``history``}.
+Programs that do not know it read the main network unchanged.
 
 The safetensors header metadata (a str -> str map) holds ``format`` = "qdots-bundle",
 ``format_version`` = "1" and ``qdots_metadata``: a JSON object with
@@ -63,6 +75,9 @@ T_OOD_THRESHOLD = "ood.threshold"
 REQUIRED_TENSORS = (T_SIZE_TEMPERATURE, T_DISPERSION_TEMPERATURE, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD)
 #: Metadata keys every bundle holds.
 REQUIRED_METADATA = ("format", "format_version", "network", "q_grid", "size_classes_nm", "dispersion_classes")
+#: Prefix of the coarse-sampling specialist's weights and tensors; its metadata key.
+COARSE_PREFIX = "coarse."
+COARSE_METADATA = "coarse_specialist"
 #: File name of the shipped model inside this package.
 DEFAULT_BUNDLE_NAME = "default_model.safetensors"
 _HEADER_KEY = "qdots_metadata"
@@ -94,6 +109,12 @@ class BundleContents:
     metadata: dict[str, Any]
     weights: dict[str, np.ndarray]
     tensors: dict[str, np.ndarray]
+    coarse: "BundleContents | None" = None
+
+    @property
+    def coarse_min_q_step(self) -> float | None:
+        """Source Q step (1/A) from which patterns go to the coarse-sampling specialist; None without one."""
+        return None if self.coarse is None else float(self.metadata[COARSE_METADATA]["min_source_q_step"])
 
     @property
     def config(self) -> dict[str, Any]:
@@ -118,6 +139,12 @@ class ModelBundle:
     metadata: dict[str, Any]
     tensors: dict[str, "torch.Tensor"] = field(default_factory=dict)
     path: Path | None = None
+    coarse: "ModelBundle | None" = None
+
+    @property
+    def coarse_min_q_step(self) -> float | None:
+        """Source Q step (1/A) from which patterns go to the coarse-sampling specialist; None without one."""
+        return None if self.coarse is None else float(self.metadata[COARSE_METADATA]["min_source_q_step"])
 
     @property
     def grid(self) -> QGrid:
@@ -125,16 +152,31 @@ class ModelBundle:
         return QGrid.from_dict(self.metadata["q_grid"])
 
 
+@dataclass
+class CoarseSpecialist:
+    """The coarse-sampling specialist to store beside the main network (see the module docstring).
+
+    ``tensors``: its calibration and out-of-distribution tensors (:data:`REQUIRED_TENSORS`);
+    ``info``: JSON-able ``augmentation``, ``training``, ``metrics``, ``history`` of its fine-tuning.
+    """
+
+    model: "QDotsNet"
+    tensors: Mapping[str, Any]
+    min_source_q_step: float
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------------------------
 def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any],
-                extra_tensors: Mapping[str, Any]) -> Path:
+                extra_tensors: Mapping[str, Any], coarse: CoarseSpecialist | None = None) -> Path:
     """Write ``model`` weights, ``extra_tensors`` and ``metadata`` to one safetensors file.
 
     ``metadata`` must be JSON-able (NumPy scalars/arrays and Paths are converted); ``network``,
     ``size_classes_nm`` and ``dispersion_classes`` are taken from ``model.config`` (a different
     value given is an error), ``q_grid`` defaults to the standard grid. ``extra_tensors`` must hold
     :data:`REQUIRED_TENSORS` (see :func:`calibration.calibration_tensors`). The file is checked as
-    :func:`read_bundle` would and written atomically. Raises BundleError.
+    :func:`read_bundle` would and written atomically. ``coarse``: an optional coarse-sampling
+    specialist with the same classes and grid. Raises BundleError.
     """
     from safetensors.numpy import save_file
 
@@ -158,6 +200,14 @@ def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any]
     meta.setdefault("program_version", __version__)
     for key in ("augmentation", "training_library", "training", "metrics"):
         meta.setdefault(key, {})
+    meta.pop(COARSE_METADATA, None)
+    if coarse is not None:
+        step = float(coarse.min_source_q_step)
+        if not (math.isfinite(step) and step > 0):
+            raise BundleError(f"{path}: coarse specialist min_source_q_step={coarse.min_source_q_step!r}; accepted: a "
+                              "finite step > 0 in 1/A")
+        meta[COARSE_METADATA] = {**dict(coarse.info), "network": check_config(coarse.model.config),
+                                 "min_source_q_step": step}
     try:
         meta = _jsonable(meta)
         header = {"format": BUNDLE_FORMAT, "format_version": str(BUNDLE_FORMAT_VERSION),
@@ -167,17 +217,23 @@ def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any]
 
     from .network import bundle_weights
 
-    weights = bundle_weights(model)
-    extras = {}
-    for name, value in extra_tensors.items():
-        if name.startswith(WEIGHT_PREFIX):
-            raise BundleError(f"{path}: extra tensor name {name!r} must not start with {WEIGHT_PREFIX!r}")
-        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-        extras[name] = np.ascontiguousarray(arr).copy()
-    _validate(path, meta, weights, extras)
-
-    tensors = {WEIGHT_PREFIX + k: np.ascontiguousarray(v) for k, v in weights.items()}
-    tensors.update(extras)
+    members = [("", model, extra_tensors, meta)]
+    if coarse is not None:
+        members.append((COARSE_PREFIX, coarse.model, coarse.tensors, _member_metadata(meta)))
+    tensors = {}
+    for prefix, net, extra, member_meta in members:
+        weights = {k: _stored(v) for k, v in bundle_weights(net).items()}
+        extras = {}
+        for name, value in extra.items():
+            if name.startswith((WEIGHT_PREFIX, COARSE_PREFIX)):
+                raise BundleError(f"{path}: extra tensor name {name!r} must not start with {WEIGHT_PREFIX!r} or "
+                                  f"{COARSE_PREFIX!r}")
+            arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+            extras[name] = np.ascontiguousarray(arr).copy()
+        _validate(path, member_meta, {k: v.astype(np.float32) for k, v in weights.items()}, extras,
+                  "the coarse specialist's " if prefix else "")
+        tensors.update({prefix + WEIGHT_PREFIX + k: np.ascontiguousarray(v) for k, v in weights.items()})
+        tensors.update({prefix + k: v for k, v in extras.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -221,10 +277,22 @@ def read_bundle(path: str | Path | None = None, grid: QGrid | None = None) -> Bu
         raise BundleError(f"{path}: the bundle metadata is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise BundleError(f"{path}: the bundle metadata is not a JSON object")
-    weights = {k[len(WEIGHT_PREFIX):]: v for k, v in arrays.items() if k.startswith(WEIGHT_PREFIX)}
-    extras = {k: v for k, v in arrays.items() if not k.startswith(WEIGHT_PREFIX)}
-    _validate(path, meta, weights, extras)
-    contents = BundleContents(path=path, metadata=meta, weights=weights, tensors=extras)
+    coarse_arrays = {k[len(COARSE_PREFIX):]: v for k, v in arrays.items() if k.startswith(COARSE_PREFIX)}
+    arrays = {k: v for k, v in arrays.items() if not k.startswith(COARSE_PREFIX)}
+    contents = _contents(path, meta, arrays, "")
+    if (COARSE_METADATA in meta) != bool(coarse_arrays):
+        raise BundleError(f"{path}: the coarse specialist is incomplete: {'metadata' if coarse_arrays else 'tensors'} "
+                          f"'{COARSE_METADATA if coarse_arrays else COARSE_PREFIX + '*'}' missing")
+    if coarse_arrays:
+        spec = meta[COARSE_METADATA]
+        step = spec.get("min_source_q_step") if isinstance(spec, dict) else None
+        if not isinstance(step, (int, float)) or not (math.isfinite(step) and step > 0):
+            raise BundleError(f"{path}: the coarse specialist's min_source_q_step is {step!r}; accepted: a step > 0 (1/A)")
+        try:
+            member_meta = _member_metadata(meta)
+        except BundleError as exc:
+            raise BundleError(f"{path}: {exc}") from None
+        contents.coarse = _contents(path, member_meta, coarse_arrays, "the coarse specialist's ")
     if grid is not None and contents.grid != grid:
         raise BundleError(f"{path}: the model was trained on the Q grid {contents.grid.to_dict()}, not on the requested "
                           f"{grid.to_dict()}; standardize to the model's grid or use a model trained on yours")
@@ -236,18 +304,23 @@ def load_bundle(path: str | Path | None = None, grid: QGrid | None = None, devic
 
     Executes no code from the file. Raises BundleError as :func:`read_bundle`.
     """
+    contents = read_bundle(path, grid)
+    return _model_bundle(contents, device)
+
+
+def _model_bundle(contents: BundleContents, device: Any) -> ModelBundle:
     import torch
 
     from .network import QDotsNet, load_weights
 
-    contents = read_bundle(path, grid)
     try:
         model = load_weights(QDotsNet(contents.config), contents.weights)
     except ValueError as exc:
         raise BundleError(f"{contents.path}: {exc}") from None
     model.eval().to(device)
     tensors = {k: torch.from_numpy(v).to(device) for k, v in contents.tensors.items()}
-    return ModelBundle(model=model, metadata=contents.metadata, tensors=tensors, path=contents.path)
+    coarse = None if contents.coarse is None else _model_bundle(contents.coarse, device)
+    return ModelBundle(model=model, metadata=contents.metadata, tensors=tensors, path=contents.path, coarse=coarse)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,39 +342,70 @@ def _resolve(path: str | Path | None) -> Path:
     return path
 
 
+def _stored(weight: np.ndarray) -> np.ndarray:
+    """A weight as the bundle stores it: float16 for matrices and kernels, float32 for vectors."""
+    return weight.astype(np.float16 if weight.ndim >= 2 else np.float32)
+
+
+def _member_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The coarse specialist's view of the bundle metadata: its own network, training and metrics."""
+    spec = meta[COARSE_METADATA]
+    if not isinstance(spec, Mapping) or "network" not in spec:
+        raise BundleError(f"metadata '{COARSE_METADATA}' must be an object with the specialist's 'network' config")
+    out = {k: v for k, v in meta.items() if k not in (COARSE_METADATA, "history")}
+    out.update({k: spec[k] for k in ("network", "augmentation", "training", "metrics", "history") if k in spec})
+    return out
+
+
+def _contents(path: Path, meta: dict[str, Any], arrays: Mapping[str, np.ndarray], who: str) -> BundleContents:
+    """Weights (as float32) and extra tensors of one network, checked against ``meta``."""
+    weights = {k[len(WEIGHT_PREFIX):]: v.astype(np.float32) if v.dtype == np.float16 else v
+               for k, v in arrays.items() if k.startswith(WEIGHT_PREFIX)}
+    extras = {k: v for k, v in arrays.items() if not k.startswith(WEIGHT_PREFIX)}
+    _validate(path, meta, weights, extras, who)
+    return BundleContents(path=path, metadata=meta, weights=weights, tensors=extras)
+
+
 def _validate(path: Path, meta: dict[str, Any], weights: Mapping[str, np.ndarray],
-              extras: Mapping[str, np.ndarray]) -> None:
-    """Check metadata, weights and extra tensors; raise BundleError naming ``path``."""
+              extras: Mapping[str, np.ndarray], who: str = "") -> None:
+    """Check metadata, weights and extra tensors; raise BundleError naming ``path`` (and ``who``: which network)."""
+    try:
+        _check_member(meta, weights, extras)
+    except BundleError as exc:
+        raise BundleError(f"{path}: {who}{exc}") from None
+
+
+def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extras: Mapping[str, np.ndarray]) -> None:
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
-        raise BundleError(f"{path}: bundle metadata lacks {missing}")
+        raise BundleError(f"bundle metadata lacks {missing}")
     if meta["format"] != BUNDLE_FORMAT or meta["format_version"] != BUNDLE_FORMAT_VERSION:
-        raise BundleError(f"{path}: metadata says format {meta['format']!r} version {meta['format_version']!r}; "
+        raise BundleError(f"metadata says format {meta['format']!r} version {meta['format_version']!r}; "
                           f"expected {BUNDLE_FORMAT!r} version {BUNDLE_FORMAT_VERSION}")
     try:
         cfg = check_config(meta["network"])
         grid = QGrid.from_dict(meta["q_grid"])
     except (ValueError, TypeError, KeyError) as exc:
-        raise BundleError(f"{path}: bad network config or Q grid in the metadata ({exc})") from None
+        raise BundleError(f"bad network config or Q grid in the metadata ({exc})") from None
     if grid.n_points != cfg["n_points"]:
-        raise BundleError(f"{path}: the Q grid has {grid.n_points} points but the network takes {cfg['n_points']}")
+        raise BundleError(f"the Q grid has {grid.n_points} points but the network takes {cfg['n_points']}")
     for key in ("size_classes_nm", "dispersion_classes"):
         if [float(v) for v in meta[key]] != cfg[key]:
-            raise BundleError(f"{path}: metadata {key} {meta[key]} differ from the network config's {cfg[key]}")
+            raise BundleError(f"metadata {key} {meta[key]} differ from the network config's {cfg[key]}")
     expected = state_dict_shapes(cfg)
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     if missing or unexpected:
-        raise BundleError(f"{path}: network weights do not match the config: missing {missing[:5]}"
+        raise BundleError(f"network weights do not match the config: missing {missing[:5]}"
                           f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}")
     for k, shape in expected.items():
         if tuple(weights[k].shape) != shape:
-            raise BundleError(f"{path}: weight {WEIGHT_PREFIX}{k} has shape {tuple(weights[k].shape)}, expected {shape}")
+            raise BundleError(f"weight {WEIGHT_PREFIX}{k} has shape {tuple(weights[k].shape)}, expected {shape}")
         if not np.isfinite(weights[k]).all():
-            raise BundleError(f"{path}: weight {WEIGHT_PREFIX}{k} holds NaN or infinite values")
+            raise BundleError(f"weight {WEIGHT_PREFIX}{k} holds NaN or infinite values")
     missing = [k for k in REQUIRED_TENSORS if k not in extras]
     if missing:
-        raise BundleError(f"{path}: bundle lacks the tensors {missing} (temperatures and out-of-distribution "
+        raise BundleError(f"bundle lacks the tensors {missing} (temperatures and out-of-distribution "
                           "statistics: see qdots_bluesky.models.calibration.calibration_tensors)")
     d = cfg["filters"][-1]
     shapes = {T_FEATURE_MEAN: (d,), T_FEATURE_PRECISION: (d, d)}
@@ -314,7 +418,7 @@ def _validate(path: Path, meta: dict[str, Any], weights: Mapping[str, np.ndarray
             ok = a.size == 1 and float(a.reshape(-1)[0]) > 0
             accepted = "one value > 0"
         if not ok or not np.isfinite(a).all():
-            raise BundleError(f"{path}: tensor {k} has shape {tuple(a.shape)} or bad values; accepted: {accepted}, finite")
+            raise BundleError(f"tensor {k} has shape {tuple(a.shape)} or bad values; accepted: {accepted}, finite")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -44,27 +44,58 @@ ROBUSTNESS = {
 }
 
 
+def source_q_step(meta: dict) -> np.ndarray:
+    """Mean Q step (1/A) of each augmented pattern's measured axis, from the augmenter's metadata."""
+    return (np.asarray(meta["q_max"], float) - np.asarray(meta["q_min"], float)) / np.maximum(np.asarray(meta["n_points"]) - 1, 1)
+
+
 class _Model:
-    """The bundle's network with its calibration temperatures, on numpy arrays."""
+    """The bundle's networks with their calibration temperatures, on numpy arrays; patterns with a source Q step
+    of at least the bundle's ``coarse_min_q_step`` go to its coarse-sampling specialist, as in the predictor."""
 
     def __init__(self, bundle_path: str | Path):
         from ..models.bundle import load_bundle
 
         self.bundle = load_bundle(bundle_path)
         self.meta = self.bundle.metadata
-        self.t_size = float(self.bundle.tensors["calibration.temperature_size"][0])
-        self.t_disp = float(self.bundle.tensors["calibration.temperature_dispersion"][0])
+        self.coarse_min_q_step = self.bundle.coarse_min_q_step
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Calibrated size and dispersion probabilities, and the nanocrystal probability (None without that head)."""
+    def __call__(self, x: np.ndarray, q_step: np.ndarray | float | None = None,
+                 main_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Calibrated size and dispersion probabilities, and the nanocrystal probability (None without that head).
+
+        ``q_step``: the source Q step of each pattern (or one for all; None: fine) for the routing;
+        ``main_only``: every pattern to the main network.
+        """
+        coarse = np.zeros(len(x), dtype=bool)
+        if q_step is not None and self.bundle.coarse is not None and not main_only:
+            coarse = np.broadcast_to(np.asarray(q_step, float) >= self.coarse_min_q_step, (len(x),))
+        parts = [(rows, self._outputs(self.bundle.coarse if flag else self.bundle, x[rows]))
+                 for flag, rows in ((False, np.flatnonzero(~coarse)), (True, np.flatnonzero(coarse))) if rows.size]
+        merged = []
+        for k in range(3):
+            if any(out[k] is None for _, out in parts) or not parts:
+                merged.append(None)
+                continue
+            first = parts[0][1][k]
+            full = np.empty((len(x),) + first.shape[1:], first.dtype)
+            for rows, out in parts:
+                full[rows] = out[k]
+            merged.append(full)
+        return merged[0], merged[1], merged[2]
+
+    @staticmethod
+    def _outputs(bundle, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         import torch
 
+        t_size = float(bundle.tensors["calibration.temperature_size"][0])
+        t_disp = float(bundle.tensors["calibration.temperature_dispersion"][0])
         ps, pd, pn = [], [], []
         with torch.inference_mode():
             for s in range(0, len(x), 2048):
-                out = self.bundle.model(torch.as_tensor(x[s:s + 2048]))
-                ps.append(torch.softmax(out["size_logits"] / self.t_size, 1).numpy())
-                pd.append(torch.softmax(out["dispersion_logits"] / self.t_disp, 1).numpy())
+                out = bundle.model(torch.as_tensor(x[s:s + 2048]))
+                ps.append(torch.softmax(out["size_logits"] / t_size, 1).numpy())
+                pd.append(torch.softmax(out["dispersion_logits"] / t_disp, 1).numpy())
                 if "nanocrystal_logit" in out:
                     pn.append(torch.sigmoid(out["nanocrystal_logit"]).numpy())
         return np.concatenate(ps), np.concatenate(pd), (np.concatenate(pn) if pn else None)
@@ -161,23 +192,33 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
             kwargs.update(lab=True, q_max=None, q_min=None, n_points=None)
         else:
             kwargs[key] = value
-        correct, flagged = [], []
+        correct, flagged, correct_main = [], [], []
         for solvent in REFERENCE_SOLVENTS:
             xs = []
             for f, s in set(zip(fraction.tolist(), snr.tolist())):
                 sel = (fraction == f) & (snr == s)
-                xr, _ = augmenter.fixed(sims[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
-                xs.append((sims[sel], xr))
-            for ids, xr in xs:
-                p, _, pr = model(xr)
+                xr, m = augmenter.fixed(sims[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
+                xs.append((sims[sel], xr, source_q_step(m)))
+            for ids, xr, step in xs:
+                p, _, pr = model(xr, step)
+                if key == "n_points" and model.bundle.coarse is not None:  # what the specialist adds, on the same draws
+                    correct_main.append(model(xr, step, main_only=True)[0].argmax(1) == y_size[ids])
                 correct.append(p.argmax(1) == y_size[ids])
                 if pr is not None:
                     flagged.append(pr < 0.5)
         curves.setdefault(key, {})[f"{value:g}" if key != "lab" else "cu_kalpha_flat_plate"] = float(np.mean(np.concatenate(correct)))
+        if correct_main:
+            curves.setdefault("n_points_main_network", {})[f"{value:g}"] = float(np.mean(np.concatenate(correct_main)))
         if key == "weight_fraction" and flagged:
             report.setdefault("nanocrystal_detection", {}).setdefault("flagged_by_weight_fraction", {})[f"{value:g}"] = \
                 float(np.mean(np.concatenate(flagged)))
     report["robustness"] = curves
+    if model.bundle.coarse is not None:
+        report["coarse_specialist"] = {
+            "min_source_q_step": model.coarse_min_q_step,
+            "n_points_routed": [n for n in ROBUSTNESS["n_points"] if 14.0 / (n - 1) >= model.coarse_min_q_step],
+            "training_metrics": model.bundle.coarse.metadata.get("metrics", {}),
+        }
     report["robustness_patterns_per_point"] = int(sims.size * len(REFERENCE_SOLVENTS))
     report["learning_curve"] = meta.get("history", [])
     report["training_metrics"] = meta.get("metrics", {})
@@ -224,6 +265,10 @@ def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, o
     for ax, (key, label, log) in zip(axes.ravel(), panels):
         xs = [float(k) for k in rob[key]]
         ax.plot(xs, list(rob[key].values()), "o-")
+        if key == "n_points" and "n_points_main_network" in rob:
+            ax.plot(xs, [rob["n_points_main_network"][k] for k in rob[key]], "s--", color="grey", ms=4,
+                    label="main network alone")
+            ax.legend(fontsize=8, loc="lower right")
         ax.set_xlabel(label)
         ax.set_ylabel("size accuracy")
         ax.set_ylim(0, 1.02)

@@ -7,10 +7,15 @@ all, blanks included; focal loss on the classes) with a one-cycle learning rate,
 fixed augmented validation set (early stopping only once the rate has annealed); matrix
 products in bfloat16 where the CPU has it natively; fit calibration temperatures on validation; fit the
 out-of-distribution statistics on training features; measure the held-out test set on the
-reference conditions; write the model bundle with its provenance.
+reference conditions; then (``coarse_epochs`` > 0) fine-tune a copy of the network on patterns
+resampled to Q steps about one peak width of the largest dots, calibrate it the same way and store it
+in the bundle as the coarse-sampling specialist that sizes such patterns; write the model bundle with
+its provenance.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import queue
 import threading
 import time
@@ -32,6 +37,17 @@ from .training_settings import TrainingSettings  # noqa: F401  (re-exported)
 REFERENCE_SOLVENTS = ("hexane", "toluene")
 REFERENCE_FRACTIONS = (1.0, 0.65, 0.37, 0.15)
 REFERENCE_SNRS = (122.0, 46.0, 24.0, 14.0)
+
+
+#: Points over Q 1-15 1/A of the coarse-sampling specialist's test in the training metrics (the evaluation's coarsest).
+COARSE_TEST_POINTS = 251
+
+
+def coarse_augmentation(augmentation: AugmentationSettings, settings: TrainingSettings) -> AugmentationSettings:
+    """The coarse specialist's augmentation: ``augmentation`` with every pattern synchrotron and resampled to
+    ``settings.coarse_points`` points over its measured range, Q_max truncated in ``coarse_truncate_high_fraction``."""
+    return dataclasses.replace(augmentation, coarsen_fraction=1.0, n_points_choices=list(settings.coarse_points),
+                               lab_fraction=0.0, truncate_high_fraction=settings.coarse_truncate_high_fraction)
 
 
 @dataclass
@@ -100,15 +116,17 @@ class _BatchProducer:
             yield item
 
 
-def reference_test_set(augmenter: Augmenter, indices: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Every test simulation under the 32 reference conditions (solvent x fraction x SNR), full Q range."""
+def reference_test_set(augmenter: Augmenter, indices: np.ndarray, seed: int,
+                       n_points: int = 5004) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every test simulation under the 32 reference conditions (solvent x fraction x SNR), full Q range
+    (``n_points`` over it: 5004 is the library step, fewer resamples to coarser steps)."""
     rng = np.random.default_rng(seed)
     xs, idxs, meta = [], [], {"solvent": [], "fraction": [], "snr": []}
     for solvent in REFERENCE_SOLVENTS:
         for fraction in REFERENCE_FRACTIONS:
             for snr in REFERENCE_SNRS:
                 x, _ = augmenter.fixed(indices, rng, fraction=fraction, snr=snr, solvent=solvent, q_min=1.0, q_max=15.0,
-                                       n_points=5004, lab=False, background=False)
+                                       n_points=n_points, lab=False, background=False)
                 xs.append(x)
                 idxs.append(indices)
                 meta["solvent"] += [solvent] * indices.size
@@ -144,7 +162,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     import torch
     import torch.nn.functional as F
 
-    from ..models.bundle import file_sha256, save_bundle
+    from ..models.bundle import CoarseSpecialist, file_sha256, save_bundle
     from ..models.calibration import expected_calibration_error, fit_feature_statistics, fit_temperature
     from ..models.network import QDotsNet
 
@@ -174,17 +192,12 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     val_idx = np.repeat(split.validation, settings.validation_repeats)
     x_val, val_meta = augmenter.sample(val_idx, np.random.default_rng(settings.seed + 1))
     val_nc = val_meta["fraction"] > 0
-    val_nc_t = torch.as_tensor(val_nc)
     presence = augmentation.blank_fraction > 0 and bool(augmenter.solvent_names)  # blanks need a solvent
     model = QDotsNet(n_points=grid.n_points, size_classes_nm=size_classes.tolist(),
                      dispersion_classes=dispersion_classes.tolist(), presence_head=presence,
                      input_transform=settings.input_transform, filters=settings.filters)
     precision = resolve_precision(settings.precision)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    n_batches = max(1, settings.samples_per_epoch // settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate,
-                                                    total_steps=settings.max_epochs * n_batches, pct_start=0.15)
     size_t = torch.as_tensor(y_size)
     disp_t = torch.as_tensor(y_disp)
     diam_t = torch.as_tensor(lib.mean_diameter_nm, dtype=torch.float32)
@@ -205,77 +218,100 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
                 out["nanocrystal_logit"].float(), nc.float())
         return total
 
-    def forward(x):
-        if autocast_dtype is None:
-            return model(x)
-        with torch.autocast("cpu", dtype=autocast_dtype):
-            return model(x)
-
     keys = ("size_logits", "dispersion_logits", "size_nm", "features") + (("nanocrystal_logit",) if presence else ())
 
-    def evaluate(x):
-        model.eval()
+    def evaluate(net, x):
+        net.eval()
         outs = []
         with torch.inference_mode():
             for s in range(0, len(x), 1024):
-                outs.append(model(torch.as_tensor(x[s:s + 1024])))
-        model.train()
+                outs.append(net(torch.as_tensor(x[s:s + 1024])))
+        net.train()
         return {k: torch.cat([o[k] for o in outs]) for k in keys}
 
-    history: list[dict] = []
-    best = (np.inf, None, -1)
-    stopped = "max_epochs"
-    bar = tqdm(total=settings.max_epochs, desc="training", disable=not progress)
-    for epoch in range(settings.max_epochs):
-        model.train()
-        total, count = 0.0, 0
-        for idx, x, has_nc in _BatchProducer(augmenter, split.train, settings.batch_size, n_batches, settings.seed * 1000 + epoch):
-            out = forward(torch.as_tensor(x))
-            loss = losses(out, idx, has_nc)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        val_out = evaluate(x_val)
-        val_loss = float(losses(val_out, val_idx, val_nc))
-        val_acc = float((val_out["size_logits"][val_nc_t].argmax(1)
-                         == size_t[torch.as_tensor(val_idx[val_nc])]).float().mean())
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
-                  "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start}
-        if presence:
-            record["validation_presence_accuracy"] = float(((val_out["nanocrystal_logit"] > 0).numpy() == val_nc).mean())
-        history.append(record)
-        bar.update(1)
-        bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
-        if val_loss < best[0]:
-            best = (val_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch + 1)
-        elif epoch + 1 - max(best[2], int(settings.early_stopping_from * settings.max_epochs)) >= settings.patience:
-            # patience counts only epochs after early_stopping_from (the annealed learning rate)
-            stopped = "early_stopping"
-            break
-        if (time.perf_counter() - t_start) / 60 > settings.max_minutes:
-            stopped = "time_limit"
-            break
-    bar.close()
-    model.load_state_dict(best[1])
-    model.eval()
+    def fit(net, augmenter_, x_val_, val_nc_, epochs, learning_rate, batch_seed, desc):
+        """Train ``net`` with a one-cycle rate; keep the weights of the epoch with the least validation loss."""
+        optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
+        n_batches = max(1, settings.samples_per_epoch // settings.batch_size)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=epochs * n_batches,
+                                                        pct_start=0.15)
+        val_nc_t = torch.as_tensor(val_nc_)
 
-    # calibration on validation patterns with nanocrystals
-    val_out = evaluate(x_val)
-    t_size = fit_temperature(val_out["size_logits"][val_nc_t].numpy(), y_size[val_idx[val_nc]])
-    t_disp = fit_temperature(val_out["dispersion_logits"][val_nc_t].numpy(), y_disp[val_idx[val_nc]])
+        def forward(x):
+            if autocast_dtype is None:
+                return net(x)
+            with torch.autocast("cpu", dtype=autocast_dtype):
+                return net(x)
 
-    # out-of-distribution statistics: training features, threshold from held-out validation features (with nanocrystals)
-    x_tr, tr_meta = augmenter.sample(np.random.default_rng(settings.seed + 2).choice(split.train, 8192), np.random.default_rng(settings.seed + 3))
-    stats = fit_feature_statistics(evaluate(x_tr[tr_meta["fraction"] > 0])["features"].numpy(), quantile=settings.ood_quantile,
-                                   reference=val_out["features"][val_nc_t].numpy())
-    ood_threshold = float(stats["threshold"][0])
+        history: list[dict] = []
+        best = (np.inf, None, -1)
+        stopped = "max_epochs"
+        bar = tqdm(total=epochs, desc=desc, disable=not progress)
+        for epoch in range(epochs):
+            net.train()
+            total, count = 0.0, 0
+            for idx, x, has_nc in _BatchProducer(augmenter_, split.train, settings.batch_size, n_batches, batch_seed(epoch)):
+                out = forward(torch.as_tensor(x))
+                loss = losses(out, idx, has_nc)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+            val_out = evaluate(net, x_val_)
+            val_loss = float(losses(val_out, val_idx, val_nc_))
+            val_acc = float((val_out["size_logits"][val_nc_t].argmax(1)
+                             == size_t[torch.as_tensor(val_idx[val_nc_])]).float().mean())
+            record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
+                      "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start}
+            if presence:
+                record["validation_presence_accuracy"] = float(((val_out["nanocrystal_logit"] > 0).numpy() == val_nc_).mean())
+            history.append(record)
+            bar.update(1)
+            bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
+            if val_loss < best[0]:
+                best = (val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()}, epoch + 1)
+            elif epoch + 1 - max(best[2], int(settings.early_stopping_from * epochs)) >= settings.patience:
+                # patience counts only epochs after early_stopping_from (the annealed learning rate)
+                stopped = "early_stopping"
+                break
+            if (time.perf_counter() - t_start) / 60 > settings.max_minutes:
+                stopped = "time_limit"
+                break
+        bar.close()
+        net.load_state_dict(best[1])
+        net.eval()
+        return history, best[2], stopped
+
+    history, best_epoch, stopped = fit(model, augmenter, x_val, val_nc, settings.max_epochs, settings.learning_rate,
+                                       lambda epoch: settings.seed * 1000 + epoch, "training")
+
+    def calibrate(net, augmenter_, x_val_, val_nc_, seed):
+        """Temperatures on validation patterns with nanocrystals; out-of-distribution statistics of training
+        features with the threshold from held-out validation features."""
+        val_out = evaluate(net, x_val_)
+        nc_t = torch.as_tensor(val_nc_)
+        t_size = fit_temperature(val_out["size_logits"][nc_t].numpy(), y_size[val_idx[val_nc_]])
+        t_disp = fit_temperature(val_out["dispersion_logits"][nc_t].numpy(), y_disp[val_idx[val_nc_]])
+        x_tr, tr_meta = augmenter_.sample(np.random.default_rng(seed).choice(split.train, 8192), np.random.default_rng(seed + 1))
+        stats = fit_feature_statistics(evaluate(net, x_tr[tr_meta["fraction"] > 0])["features"].numpy(),
+                                       quantile=settings.ood_quantile, reference=val_out["features"][nc_t].numpy())
+        tensors = {
+            "calibration.temperature_size": torch.tensor([t_size], dtype=torch.float32),
+            "calibration.temperature_dispersion": torch.tensor([t_disp], dtype=torch.float32),
+            "ood.feature_mean": torch.as_tensor(stats["feature_mean"]),
+            "ood.feature_precision": torch.as_tensor(stats["feature_precision"]),
+            "ood.threshold": torch.as_tensor(stats["threshold"]),
+        }
+        return t_size, t_disp, tensors
+
+    t_size, t_disp, tensors = calibrate(model, augmenter, x_val, val_nc, settings.seed + 2)
+    ood_threshold = float(tensors["ood.threshold"][0])
 
     # held-out test on the reference conditions
     x_test, test_idx, test_meta = reference_test_set(augmenter, split.test, settings.seed + 4)
-    test_out = evaluate(x_test)
+    test_out = evaluate(model, x_test)
     p_size = torch.softmax(test_out["size_logits"] / t_size, 1).numpy()
     p_disp = torch.softmax(test_out["dispersion_logits"] / t_disp, 1).numpy()
     pred = p_size.argmax(1)
@@ -293,7 +329,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         "temperature_size": float(t_size),
         "temperature_dispersion": float(t_disp),
         "ood_threshold": ood_threshold,
-        "best_epoch": int(best[2]),
+        "best_epoch": int(best_epoch),
         "epochs_run": len(history),
         "stopped_by": stopped,
         "precision": precision,
@@ -305,8 +341,37 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     if presence:
         blanks = blank_test_set(augmenter, settings.seed + 5)
         if blanks is not None:
-            metrics["test_blank_detected"] = float(np.mean(evaluate(blanks[0])["nanocrystal_logit"].numpy() < 0))
+            metrics["test_blank_detected"] = float(np.mean(evaluate(model, blanks[0])["nanocrystal_logit"].numpy() < 0))
         metrics["test_nanocrystals_missed"] = float(np.mean(test_out["nanocrystal_logit"].numpy() < 0))
+    coarse = None
+    if settings.coarse_epochs > 0 and augmentation.lab_fraction < 1.0:
+        t_coarse = time.perf_counter()
+        coarse_aug = coarse_augmentation(augmentation, settings)
+        augmenter_c = Augmenter.from_library(lib, coarse_aug)
+        x_val_c, val_meta_c = augmenter_c.sample(val_idx, np.random.default_rng(settings.seed + 11))
+        val_nc_c = val_meta_c["fraction"] > 0
+        specialist = copy.deepcopy(model)
+        c_history, c_best, c_stopped = fit(specialist, augmenter_c, x_val_c, val_nc_c, settings.coarse_epochs,
+                                           settings.coarse_learning_rate, lambda epoch: [settings.seed, 1, epoch],
+                                           "coarse specialist")
+        ct_size, ct_disp, c_tensors = calibrate(specialist, augmenter_c, x_val_c, val_nc_c, settings.seed + 12)
+        # both networks on the reference conditions resampled to the coarsest point count of the evaluation
+        x_c, idx_c, _ = reference_test_set(augmenter, split.test, settings.seed + 14, n_points=COARSE_TEST_POINTS)
+
+        def accuracy(net):
+            return float(np.mean(evaluate(net, x_c)["size_logits"].argmax(1).numpy() == y_size[idx_c]))
+
+        c_metrics = {"test_points": COARSE_TEST_POINTS, "test_patterns": int(idx_c.size),
+                     "test_size_accuracy": accuracy(specialist), "main_network_test_size_accuracy": accuracy(model),
+                     "temperature_size": float(ct_size), "temperature_dispersion": float(ct_disp),
+                     "ood_threshold": float(c_tensors["ood.threshold"][0]), "best_epoch": int(c_best),
+                     "epochs_run": len(c_history), "stopped_by": c_stopped,
+                     "minutes": (time.perf_counter() - t_coarse) / 60}
+        metrics["coarse_specialist"] = c_metrics
+        coarse = CoarseSpecialist(specialist, c_tensors, settings.coarse_min_q_step,
+                                  {"augmentation": coarse_aug.to_dict(), "training": settings.to_dict(),
+                                   "metrics": c_metrics, "history": c_history})
+    metrics["training_minutes"] = (time.perf_counter() - t_start) / 60
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "program_version": __version__,
@@ -322,14 +387,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         "metrics": metrics,
         "history": history,
     }
-    tensors = {
-        "calibration.temperature_size": torch.tensor([t_size], dtype=torch.float32),
-        "calibration.temperature_dispersion": torch.tensor([t_disp], dtype=torch.float32),
-        "ood.feature_mean": torch.as_tensor(stats["feature_mean"]),
-        "ood.feature_precision": torch.as_tensor(stats["feature_precision"]),
-        "ood.threshold": torch.as_tensor(stats["threshold"]),
-    }
-    path = save_bundle(output, model, metadata, tensors)
+    path = save_bundle(output, model, metadata, tensors, coarse=coarse)
     return TrainingResult(Path(path), metrics, history)
 
 

@@ -43,9 +43,26 @@ class TrainingSettings:
     input_transform: str = "center"  # the network's input transform (models.network: center, sqrt, log, none)
     filters: list[int] = field(default_factory=lambda: [32, 64, 96, 128, 128])  # filters of the five convolutions (reference: 32 each)
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
+    # the coarse-sampling specialist: a copy of the trained network fine-tuned on synchrotron patterns resampled to
+    # coarse_points points over their measured range (Q steps about one peak width of the largest dots), which sizes
+    # the patterns whose source Q step is at least coarse_min_q_step (1/A); coarse_epochs = 0: no specialist
+    coarse_epochs: int = 25
+    coarse_learning_rate: float = 3e-3
+    coarse_points: list[int] = field(default_factory=lambda: [201, 226, 251, 276, 301, 351])
+    coarse_truncate_high_fraction: float = 0.2
+    coarse_min_q_step: float = 0.037
 
     def __post_init__(self) -> None:
         self.filters = check_filters(self.filters)
+        if not (isinstance(self.coarse_epochs, int) and self.coarse_epochs >= 0):
+            raise ValueError(f"coarse_epochs={self.coarse_epochs!r}; accepted: an integer >= 0 (0: no coarse specialist)")
+        if not (self.coarse_min_q_step > 0 and self.coarse_learning_rate > 0):
+            raise ValueError(f"coarse_min_q_step={self.coarse_min_q_step!r}, coarse_learning_rate="
+                             f"{self.coarse_learning_rate!r}; accepted: both > 0")
+        if not self.coarse_points or any(int(n) != n or n < 50 for n in self.coarse_points):
+            raise ValueError(f"coarse_points={self.coarse_points!r}; accepted: a non-empty list of integers >= 50")
+        if not 0.0 <= self.coarse_truncate_high_fraction <= 1.0:
+            raise ValueError(f"coarse_truncate_high_fraction={self.coarse_truncate_high_fraction!r}; accepted: 0..1")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; accepted: {', '.join(map(repr, PRECISIONS))}")
 
