@@ -79,3 +79,30 @@ def test_empty_capillary_is_not_sized(predictor):
     for background in (np.ones_like(q), y):
         est = predictor.predict_pattern(q, _noisy(background, 30.0, 3), x_unit="q")
         assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5
+
+
+def _binned(diameter_nm: float, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """A PbS pattern recorded as ``n_points`` bin averages over Q 1-15 1/A (as a detector integrated to that step)."""
+    h = 14.0 / (n_points - 1)
+    centers = np.linspace(1.0, 15.0, n_points)
+    fine = (centers[:, None] + ((np.arange(40) + 0.5) / 40 - 0.5) * h).ravel()
+    y = simulate_population(get_structure("PbS"), diameter_nm, fine, 0.1, 0.0, WAVELENGTH).total
+    return centers, y.reshape(n_points, 40).mean(axis=1)
+
+
+def test_coarse_patterns_go_to_the_coarse_specialist(predictor):
+    meta = read_bundle(default_bundle_path()).metadata
+    assert meta["coarse_specialist"]["min_source_q_step"] == pytest.approx(0.037)
+    m = meta["metrics"]["coarse_specialist"]
+    assert m["test_size_accuracy"] > m["main_network_test_size_accuracy"]  # what it is there for, at 251 points
+    for diameter_nm in (3.5, 6.5):
+        q, y = _binned(diameter_nm, 251)  # a step of 0.056 1/A
+        est = predictor.predict_pattern(q, _noisy(y, 80.0, 4), x_unit="q")
+        assert est.network == "coarse" and "coarse_sampling" in est.flags
+        assert abs(est.size_nm - diameter_nm) < 0.4 and "no_nanocrystals" not in est.flags
+    q, y = _binned(6.5, 626)  # 0.022 1/A: the main network
+    est = predictor.predict_pattern(q, _noisy(y, 80.0, 5), x_unit="q")
+    assert est.network == "main" and abs(est.size_nm - 6.5) < 0.4
+    q = np.linspace(1.0, 15.0, 251)
+    est = predictor.predict_pattern(q, _noisy(solvent_pattern("toluene", q, wavelength_a=WAVELENGTH), 40.0, 6), x_unit="q")
+    assert est.network == "coarse" and "no_nanocrystals" in est.flags
