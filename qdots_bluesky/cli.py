@@ -494,6 +494,10 @@ def _cmd_evaluate(args) -> int:
         print(f"  {key:>16}: " + ", ".join(f"{k}: {v:.1%}" for k, v in curve.items()))
     for key, values in report.get("nanocrystal_detection", {}).items():
         print(f"  no_nanocrystals flag, {key.replace('_', ' ')}: " + ", ".join(f"{k}: {v:.1%}" for k, v in values.items()))
+    if "coarse_specialist" in report:
+        c = report["coarse_specialist"]
+        print(f"the coarse-sampling specialist sized the patterns with a Q step >= {c['min_source_q_step']:g} 1/A (points: "
+              f"{', '.join(map(str, c['n_points_routed'])) or 'none'}); n_points_main_network: the main network alone")
     print(f"figures and report.json in {args.output}")
     return 0
 

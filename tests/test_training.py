@@ -194,6 +194,8 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
                  "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["robustness_patterns_per_point"] == 2 * report["test_simulations"]
-    assert f"robustness curves ({2 * report['test_simulations']} patterns per point)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"robustness curves ({2 * report['test_simulations']} patterns per point)" in out
+    assert "coarse-sampling specialist sized the patterns with a Q step >= 0.037 1/A (points: 251)" in out
     assert main(["train", "--library", str(tmp_path / "missing.h5"), "-o", str(model)]) == 2
     assert "--build-library" in capsys.readouterr().err
