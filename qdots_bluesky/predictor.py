@@ -460,6 +460,8 @@ def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: n
     head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
             f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
     flags = ", ".join(estimate.flags) or "no flags"
+    if estimate.network != "main":
+        flags += f" ({estimate.network}-sampling network)"
     ax.set_title(f"{title}\n{head}; {flags}" if title else f"{head}; {flags}", fontsize=10)
 
     classes = np.array(list(estimate.probabilities))
