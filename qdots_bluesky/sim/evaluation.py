@@ -60,6 +60,13 @@ class _Model:
         self.meta = self.bundle.metadata
         self.coarse_min_q_step = self.bundle.coarse_min_q_step
 
+    def coarse_rows(self, q_step: np.ndarray | float | None, n: int) -> np.ndarray:
+        """Which of ``n`` patterns with source Q step ``q_step`` (one per pattern or one for all; None: fine) the
+        coarse-sampling specialist sizes (all False without one)."""
+        if q_step is None or self.bundle.coarse is None:
+            return np.zeros(n, dtype=bool)
+        return np.broadcast_to(np.asarray(q_step, float) >= self.coarse_min_q_step, (n,))
+
     def __call__(self, x: np.ndarray, q_step: np.ndarray | float | None = None,
                  main_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Calibrated size and dispersion probabilities, and the nanocrystal probability (None without that head).
@@ -67,20 +74,18 @@ class _Model:
         ``q_step``: the source Q step of each pattern (or one for all; None: fine) for the routing;
         ``main_only``: every pattern to the main network.
         """
-        coarse = np.zeros(len(x), dtype=bool)
-        if q_step is not None and self.bundle.coarse is not None and not main_only:
-            coarse = np.broadcast_to(np.asarray(q_step, float) >= self.coarse_min_q_step, (len(x),))
-        parts = [(rows, self._outputs(self.bundle.coarse if flag else self.bundle, x[rows]))
-                 for flag, rows in ((False, np.flatnonzero(~coarse)), (True, np.flatnonzero(coarse))) if rows.size]
+        coarse = self.coarse_rows(None if main_only else q_step, len(x))
+        if not coarse.any():
+            return self._outputs(self.bundle, x)
+        if coarse.all():
+            return self._outputs(self.bundle.coarse, x)
         merged = []
-        for k in range(3):
-            if any(out[k] is None for _, out in parts) or not parts:
+        for main, spec in zip(self._outputs(self.bundle, x[~coarse]), self._outputs(self.bundle.coarse, x[coarse])):
+            if main is None:
                 merged.append(None)
                 continue
-            first = parts[0][1][k]
-            full = np.empty((len(x),) + first.shape[1:], first.dtype)
-            for rows, out in parts:
-                full[rows] = out[k]
+            full = np.empty((len(x),) + main.shape[1:], main.dtype)
+            full[~coarse], full[coarse] = main, spec
             merged.append(full)
         return merged[0], merged[1], merged[2]
 
@@ -180,6 +185,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     curves: dict[str, dict[str, float]] = {}
     jobs = [(k, v) for k, values in ROBUSTNESS.items() for v in values] + [("lab", True)]
     sims = np.tile(test, int(robustness_repeats))
+    routed_points: set[int] = set()
     for key, value in tqdm(jobs, desc="robustness", disable=not progress):
         kwargs = dict(q_min=1.0, q_max=15.0, n_points=5004, lab=False, background=False)
         fraction = rng.choice(REFERENCE_FRACTIONS, size=sims.size)
@@ -202,7 +208,11 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
             for ids, xr, step in xs:
                 p, _, pr = model(xr, step)
                 if key == "n_points" and model.bundle.coarse is not None:  # what the specialist adds, on the same draws
-                    correct_main.append(model(xr, step, main_only=True)[0].argmax(1) == y_size[ids])
+                    routed = model.coarse_rows(step, len(xr)).any()
+                    if routed:
+                        routed_points.add(int(value))
+                    p_main = model(xr, step, main_only=True)[0] if routed else p
+                    correct_main.append(p_main.argmax(1) == y_size[ids])
                 correct.append(p.argmax(1) == y_size[ids])
                 if pr is not None:
                     flagged.append(pr < 0.5)
@@ -216,7 +226,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     if model.bundle.coarse is not None:
         report["coarse_specialist"] = {
             "min_source_q_step": model.coarse_min_q_step,
-            "n_points_routed": [n for n in ROBUSTNESS["n_points"] if 14.0 / (n - 1) >= model.coarse_min_q_step],
+            "n_points_routed": [n for n in ROBUSTNESS["n_points"] if n in routed_points],
             "training_metrics": model.bundle.coarse.metadata.get("metrics", {}),
         }
     report["robustness_patterns_per_point"] = int(sims.size * len(REFERENCE_SOLVENTS))
