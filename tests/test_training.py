@@ -163,6 +163,12 @@ def test_evaluation_report(trained, small_library, tmp_path):
         assert saved["robustness"]["n_points"][n] == saved["robustness"]["n_points_main_network"][n]
     n_test = report["test_simulations"]
     assert saved["robustness_patterns_per_point"] == 4 * n_test * 2  # default 4 draws x 2 reference solvents
+    for key, curve in saved["robustness"].items():
+        if key == "n_points_main_network":
+            continue
+        for point, accuracy in curve.items():  # the binomial standard error of every point
+            expected = np.sqrt(accuracy * (1 - accuracy) / saved["robustness_patterns_per_point"])
+            assert saved["robustness_standard_error"][key][point] == pytest.approx(expected, abs=1e-12)
     assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
     assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
     detection = saved["nanocrystal_detection"]
@@ -199,3 +205,14 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
     assert "coarse-sampling specialist sized the patterns with a Q step >= 0.037 1/A (points: 251)" in out
     assert main(["train", "--library", str(tmp_path / "missing.h5"), "-o", str(model)]) == 2
     assert "--build-library" in capsys.readouterr().err
+
+
+def test_balanced_draws_give_every_simulation_every_condition():
+    from qdots_bluesky.sim.evaluation import balanced_draws
+
+    values = (122.0, 46.0, 24.0, 14.0)
+    drawn = balanced_draws(values, 5, 8, np.random.default_rng(0)).reshape(8, 5)  # as np.tile(sims, 8)
+    for sim in range(5):  # each of the 4 values exactly twice for each simulation over 8 repeats
+        assert sorted(drawn[:, sim].tolist()) == sorted(list(values) * 2)
+    starts = {tuple(balanced_draws(values, 50, 1, np.random.default_rng(seed))) for seed in range(3)}
+    assert len(starts) == 3  # the starting condition is drawn, not fixed
