@@ -296,7 +296,8 @@ def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, o
               ("weight_fraction", "PbS weight fraction", True), ("snr", "signal-to-noise ratio", True)]
     for ax, (key, label, log) in zip(axes.ravel(), panels):
         xs = [float(k) for k in rob[key]]
-        ax.plot(xs, list(rob[key].values()), "o-")
+        se = report.get("robustness_standard_error", {}).get(key, {})
+        ax.errorbar(xs, list(rob[key].values()), yerr=[se.get(k, 0.0) for k in rob[key]], fmt="o-", capsize=3)
         if key == "n_points" and "n_points_main_network" in rob:
             ax.plot(xs, [rob["n_points_main_network"][k] for k in rob[key]], "s--", color="grey", ms=4,
                     label="main network alone")
