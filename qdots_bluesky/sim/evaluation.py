@@ -62,7 +62,7 @@ def balanced_draws(values, n_sims: int, repeats: int, rng: np.random.Generator) 
 def binomial_standard_error(hits: np.ndarray) -> float:
     """Standard error of an accuracy measured on len(hits) independent patterns, sqrt(p (1 - p) / n)."""
     p = float(np.mean(hits))
-    return float(np.sqrt(max(p * (1.0 - p), 0.0) / max(hits.size, 1)))
+    return float(np.sqrt(p * (1.0 - p) / hits.size))
 
 
 class _Model:
@@ -296,8 +296,8 @@ def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, o
               ("weight_fraction", "PbS weight fraction", True), ("snr", "signal-to-noise ratio", True)]
     for ax, (key, label, log) in zip(axes.ravel(), panels):
         xs = [float(k) for k in rob[key]]
-        se = report.get("robustness_standard_error", {}).get(key, {})
-        ax.errorbar(xs, list(rob[key].values()), yerr=[se.get(k, 0.0) for k in rob[key]], fmt="o-", capsize=3)
+        se = report["robustness_standard_error"][key]
+        ax.errorbar(xs, list(rob[key].values()), yerr=[se[k] for k in rob[key]], fmt="o-", capsize=3)
         if key == "n_points" and "n_points_main_network" in rob:
             ax.plot(xs, [rob["n_points_main_network"][k] for k in rob[key]], "s--", color="grey", ms=4,
                     label="main network alone")
