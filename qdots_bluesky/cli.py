@@ -354,8 +354,9 @@ def _add_train(sub) -> None:
                    help="epochs without validation improvement before stopping, counted only in the last "
                         f"{(1 - d.early_stopping_from) * 100:.0f} %% of the epochs, once the learning rate anneals (default {d.patience})")
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
-                   help=f"stop after this many minutes even if epochs remain, the coarse specialist's included (default "
-                        f"{d.max_minutes:g}; the default epochs take about 16 min on an idle 2-core CPU with native "
+                   help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
+                        "network stops early enough to leave the specialist its epochs at the speed measured so far "
+                        f"(default {d.max_minutes:g}; the default epochs take about 16 min on an idle 2-core CPU with native "
                         "bfloat16, and the specialist about 2.5 more)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "

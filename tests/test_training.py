@@ -216,3 +216,24 @@ def test_balanced_draws_give_every_simulation_every_condition():
         assert sorted(drawn[:, sim].tolist()) == sorted(list(values) * 2)
     starts = {tuple(balanced_draws(values, 50, 1, np.random.default_rng(seed))) for seed in range(3)}
     assert len(starts) == 3  # the starting condition is drawn, not fixed
+
+
+def test_time_cap_leaves_the_coarse_specialist_its_epochs(small_library, tmp_path, monkeypatch):
+    """Under --max-minutes the main network stops early enough for the specialist to run all its epochs at the speed
+    measured so far (a clock that advances 10 s at every reading makes the cap bind after a few epochs)."""
+    import qdots_bluesky.sim.training as training
+
+    class TenSecondClock:
+        def __init__(self):
+            self.now = 0.0
+
+        def perf_counter(self):
+            self.now += 10.0
+            return self.now
+
+    monkeypatch.setattr(training, "time", TenSecondClock())
+    settings = TrainingSettings(seed=2, max_epochs=12, samples_per_epoch=256, batch_size=128, validation_repeats=1,
+                                coarse_epochs=3, max_minutes=3.0)
+    metrics = train_model(small_library, tmp_path / "capped.safetensors", settings, progress=False).metrics
+    assert metrics["stopped_by"] == "time_limit" and metrics["epochs_run"] < 12
+    assert metrics["coarse_specialist"]["epochs_run"] == 3 and metrics["coarse_specialist"]["stopped_by"] != "time_limit"

@@ -197,17 +197,18 @@ class AugmentationSettings:
     noise_free_fraction: float = 0.0
     poisson_normal_above: float = 50.0
     # Q-range truncation (synchrotron samples)
-    truncate_high_fraction: float = 0.5
+    truncate_high_fraction: float = 0.35
     q_max_range: tuple[float, float] = (3.0, 15.0)
     q_max_step: float = 0.25
-    truncate_low_fraction: float = 0.3
+    truncate_low_fraction: float = 0.2
     q_min_range: tuple[float, float] = (1.0, 1.7)
     q_min_step: float = 0.1
     # coarser steps (synchrotron samples): points over the measured range
-    coarsen_fraction: float = 0.6
-    # drawn uniformly from the list (a value listed twice is drawn twice as often); it reaches below 251, the
-    # coarsest step the evaluation asks for, and weights the steps of a peak width or more, which are hardest
-    n_points_choices: list[int] = field(default_factory=lambda: [201, 226, 251, 251, 276, 301, 301, 351, 401, 501, 626, 1001, 1251, 2502])
+    coarsen_fraction: float = 0.3
+    # drawn uniformly from the list (a value listed twice is drawn twice as often). Steps of 0.037 1/A or more
+    # (fewer than ~380 points over 1-15 1/A) are the coarse-sampling specialist's (training.coarse_augmentation):
+    # the main network trains on finer steps, down to 401 points, and spends the rest on fully sampled patterns
+    n_points_choices: list[int] = field(default_factory=lambda: [401, 401, 451, 501, 626, 1001, 1251, 2502])
     coarse_keeps_exposure: bool = True
     coarse_q_max_step: float = 1.0
     coarse_q_min_step: float = 0.35
@@ -217,7 +218,7 @@ class AugmentationSettings:
     hump_center_range: tuple[float, float] = (1.3, 2.2)
     hump_width_range: tuple[float, float] = (0.3, 0.8)
     # laboratory case: Cu K-alpha, flat plate, dried film
-    lab_fraction: float = 0.25
+    lab_fraction: float = 0.2
     lab_wavelengths_a: tuple[float, float] = (CU_KA1_A, CU_KA2_A)
     lab_ka2_ratio: float = CU_KA2_RATIO
     lab_tth_start_deg: float = 20.0

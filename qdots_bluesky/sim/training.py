@@ -39,6 +39,10 @@ REFERENCE_FRACTIONS = (1.0, 0.65, 0.37, 0.15)
 REFERENCE_SNRS = (122.0, 46.0, 24.0, 14.0)
 
 
+#: Seconds kept free for calibration and the held-out tests when the main network's training leaves time for the
+#: coarse specialist within ``max_minutes``.
+_RESERVE_OVERHEAD_S = 45.0
+
 #: Points over Q 1-15 1/A of the coarse-sampling specialist's test in the training metrics (the evaluation's coarsest).
 COARSE_TEST_POINTS = 251
 
@@ -229,8 +233,11 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         net.train()
         return {k: torch.cat([o[k] for o in outs]) for k in keys}
 
-    def fit(net, augmenter_, x_val_, val_nc_, epochs, learning_rate, batch_seed, desc):
-        """Train ``net`` with a one-cycle rate; keep the weights of the epoch with the least validation loss."""
+    def fit(net, augmenter_, x_val_, val_nc_, epochs, learning_rate, batch_seed, desc, reserve_epochs=0):
+        """Train ``net`` with a one-cycle rate; keep the weights of the epoch with the least validation loss.
+
+        Stops at ``settings.max_minutes`` since the start of training, or earlier by the time ``reserve_epochs``
+        more epochs of this speed would take (what a later fit, the coarse specialist's, needs within the cap)."""
         optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
         n_batches = max(1, settings.samples_per_epoch // settings.batch_size)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=epochs * n_batches,
@@ -247,6 +254,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         best = (np.inf, None, -1)
         stopped = "max_epochs"
         bar = tqdm(total=epochs, desc=desc, disable=not progress)
+        t_fit = time.perf_counter()
         for epoch in range(epochs):
             net.train()
             total, count = 0.0, 0
@@ -276,7 +284,9 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
                 # patience counts only epochs after early_stopping_from (the annealed learning rate)
                 stopped = "early_stopping"
                 break
-            if (time.perf_counter() - t_start) / 60 > settings.max_minutes:
+            now = time.perf_counter()
+            reserve = reserve_epochs * (now - t_fit) / (epoch + 1) + (_RESERVE_OVERHEAD_S if reserve_epochs else 0.0)
+            if (now - t_start + reserve) / 60 > settings.max_minutes:
                 stopped = "time_limit"
                 break
         bar.close()
@@ -284,8 +294,10 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         net.eval()
         return history, best[2], stopped
 
+    with_coarse = settings.coarse_epochs > 0 and augmentation.lab_fraction < 1.0
     history, best_epoch, stopped = fit(model, augmenter, x_val, val_nc, settings.max_epochs, settings.learning_rate,
-                                       lambda epoch: settings.seed * 1000 + epoch, "training")
+                                       lambda epoch: settings.seed * 1000 + epoch, "training",
+                                       reserve_epochs=settings.coarse_epochs if with_coarse else 0)
 
     def calibrate(net, augmenter_, x_val_, val_nc_, seed):
         """Temperatures on validation patterns with nanocrystals; out-of-distribution statistics of training
@@ -344,7 +356,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
             metrics["test_blank_detected"] = float(np.mean(evaluate(model, blanks[0])["nanocrystal_logit"].numpy() < 0))
         metrics["test_nanocrystals_missed"] = float(np.mean(test_out["nanocrystal_logit"].numpy() < 0))
     coarse = None
-    if settings.coarse_epochs > 0 and augmentation.lab_fraction < 1.0:
+    if with_coarse:
         t_coarse = time.perf_counter()
         coarse_aug = coarse_augmentation(augmentation, settings)
         augmenter_c = Augmenter.from_library(lib, coarse_aug)
