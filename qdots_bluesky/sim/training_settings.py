@@ -46,7 +46,7 @@ class TrainingSettings:
     # the coarse-sampling specialist: a copy of the trained network fine-tuned on synchrotron patterns resampled to
     # coarse_points points over their measured range (Q steps about one peak width of the largest dots), which sizes
     # the patterns whose source Q step is at least coarse_min_q_step (1/A); coarse_epochs = 0: no specialist
-    coarse_epochs: int = 25
+    coarse_epochs: int = 40
     coarse_learning_rate: float = 3e-3
     coarse_points: list[int] = field(default_factory=lambda: [201, 226, 251, 276, 301, 351])
     coarse_truncate_high_fraction: float = 0.2
