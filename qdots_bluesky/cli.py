@@ -368,6 +368,10 @@ def _add_train(sub) -> None:
     p.add_argument("--filters", type=_parse_filters, default=d.filters, metavar="F1,F2,F3,F4,F5",
                    help="filters of the five convolutions: a wider network is more accurate on coarse and dilute data "
                         "and slower to train (default " + ",".join(map(str, d.filters)) + "; the reference network has 32)")
+    p.add_argument("--kernels", type=_parse_kernels, default=d.kernels, metavar="K1,K2,K3,K4,K5",
+                   help="kernel = stride of the five convolutions, in grid points; their product is the span of one "
+                        "last-layer position (default " + ",".join(map(str, d.kernels)) + ": a first window of 0.056 1/A, "
+                        "about the peak width of 10 nm dots, and epochs ~30 %% faster than the reference's 10,5,4,3,2)")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="arithmetic of the network's matrix products in training: bf16 (bfloat16 autocast, weights "
                         "stay float32; 2.5x faster on CPUs with AVX512-BF16/AMX), fp32, or auto: bf16 where the CPU "
@@ -399,6 +403,16 @@ def _parse_filters(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, "
                                          "e.g. 32,64,96,128,128") from None
+
+
+def _parse_kernels(text: str) -> list[int]:
+    from .sim.training_settings import check_kernels
+
+    try:
+        return check_kernels([int(k) for k in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, "
+                                         "e.g. 20,5,4,3,2") from None
 
 
 def _non_negative_int(text: str) -> int:
@@ -438,7 +452,7 @@ def _cmd_train(args) -> int:
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                                 max_minutes=args.max_minutes, precision=args.precision,
                                 input_transform=args.input_transform, focal_gamma=args.focal_gamma,
-                                filters=args.filters, coarse_epochs=args.coarse_epochs)
+                                filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs)
     augmentation = AugmentationSettings()
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]

@@ -199,7 +199,8 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     presence = augmentation.blank_fraction > 0 and bool(augmenter.solvent_names)  # blanks need a solvent
     model = QDotsNet(n_points=grid.n_points, size_classes_nm=size_classes.tolist(),
                      dispersion_classes=dispersion_classes.tolist(), presence_head=presence,
-                     input_transform=settings.input_transform, filters=settings.filters)
+                     input_transform=settings.input_transform, filters=settings.filters,
+                     kernels=settings.kernels)
     precision = resolve_precision(settings.precision)
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     size_t = torch.as_tensor(y_size)
