@@ -111,6 +111,10 @@ def test_training_settings_and_precision():
     for bad in ([32, 32], [32, 64, 64, 64, 0], [32, 64, 64, 64, 6.5], ["a"] * 5, 32):
         with pytest.raises(ValueError, match="filters"):
             TrainingSettings(filters=bad)
+    assert TrainingSettings().kernels == [20, 5, 4, 3, 2]  # the shipped strides; the reference has 10, 5, 4, 3, 2
+    for bad in ([20, 5], [20, 5, 4, 3, 0], [20, 5, 4, 3, 2.5], None):
+        with pytest.raises(ValueError, match="kernels"):
+            TrainingSettings(kernels=bad)
     for bad in (dict(coarse_epochs=-1), dict(coarse_min_q_step=0.0), dict(coarse_points=[201, 20]),
                 dict(coarse_points=[]), dict(coarse_truncate_high_fraction=1.5)):
         with pytest.raises(ValueError, match="coarse_"):
@@ -184,15 +188,20 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
 
     model = tmp_path / "cli.safetensors"
     assert main(["train", "--library", str(small_library), "-o", str(model), "--epochs", "1",
-                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24", "--coarse-epochs", "1"]) == 0
+                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24", "--kernels", "10,5,4,3,2", "--coarse-epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "held-out test" in out and "size accuracy" in out and model.is_file()
     assert "coarse-sampling specialist (1 epochs" in out and "at 251 points over 1-15 1/A" in out
     bundle = load_bundle(model)
     assert bundle.model.config["filters"] == [8, 8, 16, 16, 24] and bundle.metadata["training"]["filters"] == [8, 8, 16, 16, 24]
+    assert bundle.model.config["kernels"] == [10, 5, 4, 3, 2] and bundle.metadata["training"]["kernels"] == [10, 5, 4, 3, 2]
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--filters", "32,32"])
     assert "five positive integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--library", str(small_library), "--kernels", "20,5,4,3"])
+    err = capsys.readouterr().err
+    assert "'20,5,4,3': accepted: five positive integers" in err and "e.g. 20,5,4,3,2" in err
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--coarse-epochs", "-2"])
     assert "an integer >= 0" in capsys.readouterr().err

@@ -34,7 +34,7 @@ class TrainingSettings:
     """Everything that defines a training run; stored in the bundle."""
 
     seed: int = 0
-    max_epochs: int = 170
+    max_epochs: int = 150
     samples_per_epoch: int = 32_000
     batch_size: int = 256
     learning_rate: float = 3e-3
