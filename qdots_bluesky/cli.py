@@ -356,8 +356,8 @@ def _add_train(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
                         "network stops early enough to leave the specialist its epochs at the speed measured so far "
-                        f"(default {d.max_minutes:g}; the default epochs take about 16 min on an idle 2-core CPU with native "
-                        "bfloat16, and the specialist about 2.5 more)")
+                        f"(default {d.max_minutes:g}; the default epochs take about 13 min on an idle 2-core CPU with native "
+                        "bfloat16, and the specialist about 2.6 more)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
@@ -381,7 +381,7 @@ def _add_train(sub) -> None:
                         "which sizes patterns measured with a Q step of at least "
                         f"{d.coarse_min_q_step:g} 1/A (fewer than ~380 points over 1-15 1/A; peaks of the largest dots "
                         "then span one or two points); 0: no specialist, every pattern goes to the main network "
-                        f"(default {d.coarse_epochs}, about 2.5 min)")
+                        f"(default {d.coarse_epochs}, about 2.6 min)")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
