@@ -7,26 +7,15 @@ from dataclasses import asdict, dataclass, field
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def check_filters(filters) -> list[int]:
-    """The filters of the five convolutions as a list of ints; ValueError saying what is accepted otherwise."""
+def check_per_convolution(name: str, values) -> list[int]:
+    """``values`` (filters or kernels) as five positive ints, one per convolution; ValueError naming ``name`` otherwise."""
     try:
-        ok = len(filters) == 5 and all(int(f) == f and f >= 1 for f in filters)
+        ok = len(values) == 5 and all(int(v) == v and v >= 1 for v in values)
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"filters={filters!r}; accepted: five positive integers, one per convolution")
-    return [int(f) for f in filters]
-
-
-def check_kernels(kernels) -> list[int]:
-    """The kernels (= strides) of the five convolutions as a list of ints; ValueError saying what is accepted otherwise."""
-    try:
-        ok = len(kernels) == 5 and all(int(k) == k and k >= 1 for k in kernels)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"kernels={kernels!r}; accepted: five positive integers, one per convolution")
-    return [int(k) for k in kernels]
+        raise ValueError(f"{name}={values!r}; accepted: five positive integers, one per convolution")
+    return [int(v) for v in values]
 
 
 @dataclass
@@ -67,8 +56,8 @@ class TrainingSettings:
     coarse_min_q_step: float = 0.037
 
     def __post_init__(self) -> None:
-        self.filters = check_filters(self.filters)
-        self.kernels = check_kernels(self.kernels)
+        self.filters = check_per_convolution("filters", self.filters)
+        self.kernels = check_per_convolution("kernels", self.kernels)
         if not (isinstance(self.coarse_epochs, int) and self.coarse_epochs >= 0):
             raise ValueError(f"coarse_epochs={self.coarse_epochs!r}; accepted: an integer >= 0 (0: no coarse specialist)")
         if not (self.coarse_min_q_step > 0 and self.coarse_learning_rate > 0):
