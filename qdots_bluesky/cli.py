@@ -356,8 +356,9 @@ def _add_train(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
                         "network stops early enough to leave the specialist its epochs at the speed measured so far "
-                        f"(default {d.max_minutes:g}; the default epochs take about 13 min on an idle 2-core CPU with native "
-                        "bfloat16, and the specialist about 2.6 more)")
+                        f"(default {d.max_minutes:g}, a safety net: the default epochs take about 13 min on an idle 2-core CPU "
+                        "with native bfloat16 and the specialist about 2.6 more; a run this cap stops ends where the "
+                        "machine's speed lets it, so it does not reproduce bit for bit)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")

@@ -38,7 +38,9 @@ class TrainingSettings:
     focal_gamma: float = 1.0  # focal loss (1 - p_true)^gamma on the size and dispersion classes; 0 = cross-entropy
     presence_weight: float = 0.2  # weight of the nanocrystal-presence loss (needs augmentation blank_fraction > 0)
     ood_quantile: float = 0.995
-    max_minutes: float = 19.5
+    # a safety net, not the schedule: the default epochs end (early stopping or max_epochs) in ~15 min on an idle
+    # 2-core CPU; where this cap stops them instead, where it stops depends on the machine's speed
+    max_minutes: float = 30.0
     torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
     input_transform: str = "center"  # the network's input transform (models.network: center, sqrt, log, none)
     filters: list[int] = field(default_factory=lambda: [32, 64, 96, 128, 128])  # filters of the five convolutions (reference: 32 each)
