@@ -19,18 +19,19 @@ import numpy as np
 
 from qdots_bluesky.models.bundle import default_bundle_path, load_bundle
 from qdots_bluesky.sim.augment import AugmentationSettings, Augmenter
-from qdots_bluesky.sim.evaluation import weight_to_area_fraction
+from qdots_bluesky.sim.evaluation import binomial_standard_error, weight_to_area_fraction
 from qdots_bluesky.sim.library import load_library
 from qdots_bluesky.sim.training import REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
 
 
-def dilute_accuracy(model_path: Path, library_path: Path, weight_fraction: float, repeats: int, seed: int) -> dict:
-    """Top-1 and within-one-class accuracy per (SNR, solvent) at one weight fraction; see the module docstring."""
+def dilute_accuracy(bundle, lib, weight_fraction: float, repeats: int, seed: int) -> dict:
+    """Top-1 and within-one-class hits per (SNR, solvent) at one weight fraction; see the module docstring.
+
+    ``bundle``: a loaded model bundle (its main network, augmentation and test split); ``lib``: the library on the Q grid.
+    """
     import torch
 
-    bundle = load_bundle(model_path)
     net = bundle.model.eval()
-    lib = load_library(library_path, grid="q")
     augmenter = Augmenter.from_library(lib, AugmentationSettings.from_dict(bundle.metadata["augmentation"]))
     y = class_labels(lib.mean_diameter_nm, np.asarray(bundle.metadata["size_classes_nm"]))
     sims = np.tile(np.asarray(bundle.metadata["split"]["test"]), repeats)
@@ -60,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_dilute: {args.library} does not exist; build it with `qdots library build --no-tth -o ...`",
               file=sys.stderr)
         return 2
-    model = args.model or default_bundle_path()
+    bundle = load_bundle(args.model or default_bundle_path())
+    lib = load_library(args.library, grid="q")
     for w in args.weight_fraction:
-        rows = dilute_accuracy(model, args.library, w, args.repeats, args.seed)
+        rows = dilute_accuracy(bundle, lib, w, args.repeats, args.seed)
         hits = np.concatenate([r[0] for r in rows.values()])
         print(f"{w * 100:g} % w/w ({weight_to_area_fraction(w) * 100:.1f} % of the area), {hits.size} patterns: "
-              f"top-1 {hits.mean() * 100:.2f} +- {np.sqrt(hits.mean() * (1 - hits.mean()) / hits.size) * 100:.2f} %")
+              f"top-1 {hits.mean() * 100:.2f} +- {binomial_standard_error(hits) * 100:.2f} %")
         for snr in REFERENCE_SNRS:
             per = [rows[(snr, s)] for s in REFERENCE_SOLVENTS]
             top1 = np.concatenate([p[0] for p in per]).mean()

@@ -366,10 +366,10 @@ def _add_train(sub) -> None:
                    help="transform of the standardized (mean 1) pattern before the first convolution: center (x - 1), "
                         "sqrt (2 sqrt(x) - 2: Poisson noise of equal size at every Q), log, none "
                         f"(default {d.input_transform})")
-    p.add_argument("--filters", type=_per_convolution("filters", "32,64,96,128,128"), default=d.filters, metavar="F1,F2,F3,F4,F5",
+    p.add_argument("--filters", type=_per_convolution("filters", d.filters), default=d.filters, metavar="F1,F2,F3,F4,F5",
                    help="filters of the five convolutions: a wider network is more accurate on coarse and dilute data "
                         "and slower to train (default " + ",".join(map(str, d.filters)) + "; the reference network has 32)")
-    p.add_argument("--kernels", type=_per_convolution("kernels", "20,5,4,3,2"), default=d.kernels, metavar="K1,K2,K3,K4,K5",
+    p.add_argument("--kernels", type=_per_convolution("kernels", d.kernels), default=d.kernels, metavar="K1,K2,K3,K4,K5",
                    help="kernel = stride of the five convolutions, in grid points; their product is the span of one "
                         "last-layer position (default " + ",".join(map(str, d.kernels)) + ": a first window of 0.056 1/A, "
                         "about the peak width of 10 nm dots, and epochs ~30 %% faster than the reference's 10,5,4,3,2)")
@@ -396,8 +396,9 @@ def _training_defaults():
     return TrainingSettings()
 
 
-def _per_convolution(name: str, example: str):
-    """An argparse type for five comma-separated positive integers (``--filters``, ``--kernels``)."""
+def _per_convolution(name: str, default: list[int]):
+    """An argparse type for five comma-separated positive integers (``--filters``, ``--kernels``); errors quote
+    ``default`` as the example."""
     def parse(text: str) -> list[int]:
         from .sim.training_settings import check_per_convolution
 
@@ -405,7 +406,7 @@ def _per_convolution(name: str, example: str):
             return check_per_convolution(name, [int(v) for v in text.split(",")])
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, "
-                                             f"e.g. {example}") from None
+                                             "e.g. " + ",".join(map(str, default))) from None
 
     return parse
 
