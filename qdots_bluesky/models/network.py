@@ -41,6 +41,7 @@ points (Q 1.0 to ~14.43 1/A).
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, Mapping
 
 import torch
@@ -170,16 +171,19 @@ def _batch_norm_folded_into_first_layer(windows: torch.Tensor, w: torch.Tensor, 
     The windows must not need gradients (true of the input). Updates the running statistics as BatchNorm1d.
     """
     with torch.autocast(windows.device.type, enabled=False):
-        # float64 statistics: the windows of a smooth pattern are nearly collinear, so a channel's variance can
-        # be a small difference of large covariance terms (float32 is off by ~1e-3 there, float64 by ~1e-12)
-        x = windows.double()
-        n = x.shape[0]
+        # The windows of a smooth pattern are nearly collinear, so the variance of a channel that differentiates
+        # can be a small difference of large covariance terms (a float32 covariance is off by up to ~3 % there).
+        # In the basis of the windows' cosine transform the covariance's entries are of the size of what they
+        # measure, so float32 products suffice (relative error ~1e-6, against float64 at twice the cost).
+        x = windows.float()
+        n, k = x.shape
+        basis = _cosine_basis(k, x.device)
         mean_x = x.mean(0)
-        centred = x - mean_x
-        cov = centred.T @ centred / n
-        w64 = w.double()
-        var = ((cov @ w64) * w64).sum(0).to(w.dtype)
-        shift = (mean_x @ w64).to(w.dtype)
+        y = (x - mean_x) @ basis.T.float()
+        cov = (y.T @ y).double() / n
+        u = basis @ w.double()
+        var = ((cov @ u) * u).sum(0).to(w.dtype)
+        shift = (mean_x.double() @ w.double()).to(w.dtype)
         w = w.float()
         scale = norm.weight / torch.sqrt(var + norm.eps)
         if norm.track_running_stats:
@@ -189,6 +193,15 @@ def _batch_norm_folded_into_first_layer(windows: torch.Tensor, w: torch.Tensor, 
                 norm.running_mean.mul_(1 - factor).add_(factor * (shift + b))
                 norm.running_var.mul_(1 - factor).add_(factor * var * n / max(n - 1, 1))
         return w * scale, norm.bias - shift * scale
+
+
+@functools.lru_cache(maxsize=8)
+def _cosine_basis(k: int, device: torch.device) -> torch.Tensor:
+    """The orthonormal DCT-II matrix (k, k) in float64: row j is the j-th cosine over a window of k points."""
+    j = torch.arange(k, dtype=torch.float64, device=device)
+    basis = torch.cos(torch.pi / k * (j[None, :] + 0.5) * j[:, None]) * (2.0 / k) ** 0.5
+    basis[0] /= 2.0 ** 0.5
+    return basis
 
 
 def count_parameters(model: nn.Module) -> int:
