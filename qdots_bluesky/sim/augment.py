@@ -368,13 +368,17 @@ def scherrer_fwhm_q(diameter_nm: np.ndarray | float) -> np.ndarray:
 
 
 def po_correction(q: np.ndarray, refl_q: np.ndarray, refl_intensity: np.ndarray, p_family: np.ndarray,
-                  window_sigma: np.ndarray, strain: np.ndarray | None = None) -> np.ndarray:
+                  window_sigma: np.ndarray, strain: np.ndarray | None = None,
+                  samples_per_sigma: float = 10.0) -> np.ndarray:
     """Multiplicative preferred-orientation correction C (n, len(q)) of crystal patterns.
 
     ``refl_q`` (K,): unstrained reflection positions (1/A); ``refl_intensity`` (K,): powder
     intensities m |F|^2 / Q^2; ``p_family`` (n, K): family March-Dollase factors per pattern;
     ``window_sigma`` (n,): window width (1/A); ``strain`` (n,): fractional strain (Q_k / (1 + e)).
-    C = 1 + min(1, sum w) * sum (P - 1) I w / sum I w (module docstring).
+    C = 1 + min(1, sum w) * sum (P - 1) I w / sum I w (module docstring). C is smooth on the scale of sigma:
+    it is evaluated every ~sigma / ``samples_per_sigma`` (at least every point of ``q``) and interpolated
+    linearly: with the default 10 within 0.8 % of C evaluated at every point for 2 nm dots, 0.2 % for 4 nm and
+    less for larger ones (with 20: 0.35 % for 2 nm, at up to 3x the cost).
     """
     q = np.asarray(q, dtype=np.float64)
     p = np.atleast_2d(p_family)
@@ -389,8 +393,7 @@ def po_correction(q: np.ndarray, refl_q: np.ndarray, refl_intensity: np.ndarray,
         near = (qk[i] > q[0] - 5 * sig[i]) & (qk[i] < q[-1] + 5 * sig[i])
         if not near.any() or np.all(p[i, near] == 1.0):
             continue
-        # C is smooth on the scale of sigma: evaluate every ~sigma/20 and interpolate linearly (error < ~0.3 %)
-        stride = max(1, int(sig[i] / (20.0 * step)))
+        stride = max(1, int(sig[i] / (samples_per_sigma * step)))
         qs = q[::stride] if (q.size - 1) % stride == 0 else np.append(q[::stride], q[-1])
         z = ((qs[None, :] - qk[i, near, None]) / sig[i]).astype(np.float32)
         w = np.exp(-0.5 * z * z)
