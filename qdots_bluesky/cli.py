@@ -340,7 +340,7 @@ def _add_train(sub) -> None:
     p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights (default 0)")
     from .models.engine import INPUT_TRANSFORMS
-    from .sim.training_settings import PRECISIONS
+    from .sim.training_settings import DEFAULT_STRAIN_JITTER, PRECISIONS
 
     d = _training_defaults()
     p.add_argument("--epochs", type=int, default=d.max_epochs,
@@ -385,6 +385,11 @@ def _add_train(sub) -> None:
                         f"(default {d.coarse_epochs}, about 2.6 min)")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
+    p.add_argument("--strain-jitter", type=_strain_jitter, default=DEFAULT_STRAIN_JITTER, metavar="FRACTION",
+                   help="every epoch each training pattern's lattice parameter is changed by a fraction drawn "
+                        "uniformly within +-FRACTION (0 to 0.02), so that the network sizes dots whose lattice "
+                        "parameter lies beyond the library's -0.25..+0.51 %% (heat, strain, a wavelength a little "
+                        f"off); 0: the library's lattice parameters only (default {DEFAULT_STRAIN_JITTER:g})")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
                    help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
     p.set_defaults(func=_cmd_train)
@@ -409,6 +414,16 @@ def _per_convolution(name: str, default: list[int]):
                                              "e.g. " + ",".join(map(str, default))) from None
 
     return parse
+
+
+def _strain_jitter(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 0.02:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: a fraction from 0 to 0.02 (0.01 = +-1 %)")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -449,7 +464,7 @@ def _cmd_train(args) -> int:
                                 max_minutes=args.max_minutes, precision=args.precision,
                                 input_transform=args.input_transform, focal_gamma=args.focal_gamma,
                                 filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs)
-    augmentation = AugmentationSettings()
+    augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]
     result = train_model(library, args.output, settings, augmentation, progress=True)

@@ -19,6 +19,7 @@ from qdots_bluesky.sim.augment import (
     polarization_factor,
     scherrer_fwhm_q,
 )
+from qdots_bluesky.sim.lattice_jitter import mean_squared_form_factor, rescale_lattice
 from qdots_bluesky.sim.library import LibrarySettings, build_library, load_library
 from qdots_bluesky.sim.materials import get_structure
 from qdots_bluesky.sim.reflections import bragg_reflections, family_march_dollase, march_dollase
@@ -205,6 +206,55 @@ def test_counting_noise_has_poisson_mean_variance_and_skewness(lam):
     assert c.var() == pytest.approx(lam, rel=0.01)
     skew = np.mean((c - c.mean()) ** 3) / c.var() ** 1.5
     assert skew == pytest.approx(1 / np.sqrt(lam), abs=0.015)
+
+
+def test_lattice_jitter_gives_the_chosen_patterns_their_own_lattice_parameter(aug, library):
+    """with_lattice_jitter: a copy in which the chosen patterns' lattice parameters change within +-strain_jitter
+    (each its own; Compton unchanged), the others and the original untouched; the library's 1.003 lattice ratio
+    is what the 1.0 pattern rescaled by 0.3 % gives."""
+    original = aug.crystal.copy()
+    jittered = aug.with_lattice_jitter(np.random.default_rng(0), [0, 2])
+    change = (1.0 + jittered.strain) / (1.0 + aug.strain) - 1.0
+    assert np.all(np.abs(change[[0, 2]]) <= aug.settings.strain_jitter) and np.all(change[[0, 2]] != 0)
+    assert change[0] != change[2] and np.all(change[[1, 3]] == 0)
+    np.testing.assert_array_equal(jittered.crystal[[1, 3]], aug.crystal[[1, 3]])
+    assert not np.array_equal(jittered.crystal[0], aug.crystal[0])
+    np.testing.assert_array_equal(aug.crystal, original)
+    np.testing.assert_allclose(jittered.total - jittered.crystal, aug.compton, atol=1e-3 * aug.compton.max())
+    # the copy draws patterns as the original does, from its own lattice
+    X, _ = jittered.fixed([1, 0], np.random.default_rng(1), **CLEAN)
+    X0, _ = aug.fixed([1, 0], np.random.default_rng(1), **CLEAN)
+    np.testing.assert_array_equal(X[0], X0[0])
+    assert np.abs(X[1] - X0[1]).max() > 1e-3
+    # a 0.3 % larger lattice of the 1.0 pattern is the library's 1.003 pattern of the same population
+    lo, hi = (np.flatnonzero(np.isclose(library.strain, e) & (library.population == library.population[0]))[0]
+              for e in (0.0, 0.003))
+    form_factor_sq = mean_squared_form_factor(get_structure("PbS"), library.q, 0.56)
+    moved = rescale_lattice(library.q, library.crystal[[lo]], np.array([1.003]), form_factor_sq)[0]
+    error = np.sqrt(np.mean((moved - library.crystal[hi])[Q < 14.9] ** 2))
+    change_rms = np.sqrt(np.mean((library.crystal[lo] - library.crystal[hi])[Q < 14.9] ** 2))
+    assert error < 0.05 * change_rms
+
+
+def test_lattice_jitter_off_and_bad_setting(library):
+    off = Augmenter.from_library(library, AugmentationSettings(solvents=["hexane"], strain_jitter=0.0))
+    assert off.with_lattice_jitter(np.random.default_rng(0)) is off
+    with pytest.raises(ValueError, match="strain_jitter=0.5; accepted: 0 to 0.02"):
+        AugmentationSettings(strain_jitter=0.5)
+
+
+def test_lattice_change_one_fraction_for_the_chosen_patterns(aug):
+    changed = aug.with_lattice_change(0.01, [1, 3])
+    np.testing.assert_allclose((1 + changed.strain) / (1 + aug.strain) - 1, [0, 0.01, 0, 0.01], atol=1e-12)
+    np.testing.assert_array_equal(changed.crystal[[0, 2]], aug.crystal[[0, 2]])
+    # a 1 % larger lattice puts the strongest peak (the (200) of PbS near 2.12 1/A) at a 1 % lower Q
+    peak = (Q > 1.9) & (Q < 2.4)
+    q_before = Q[peak][np.argmax(aug.crystal[1, peak])]
+    q_after = Q[peak][np.argmax(changed.crystal[1, peak])]
+    assert q_after == pytest.approx(q_before / 1.01, abs=2 * (Q[1] - Q[0]))
+    assert aug.with_lattice_change(0.0) is aug
+    with pytest.raises(ValueError, match="accepted: within"):
+        aug.with_lattice_change(0.2)
 
 
 # ---------------------------------------------------------------- axes

@@ -159,7 +159,9 @@ def test_evaluation_report(trained, small_library, tmp_path):
     report = evaluate_model(trained.bundle_path, small_library, tmp_path / "report", progress=False)
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["reference"]["patterns"] == report["reference"]["patterns"]
-    assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lab", "n_points_main_network"}
+    assert set(saved["robustness"]) == {"q_max", "q_min", "n_points", "weight_fraction", "snr", "lattice_change", "lab",
+                                        "n_points_main_network"}
+    assert list(saved["robustness"]["lattice_change"]) == ["-0.01", "-0.005", "-0.002", "0", "0.002", "0.005", "0.01"]
     assert set(saved["robustness"]["n_points_main_network"]) == set(saved["robustness"]["n_points"])
     # the specialist sizes 251 points (step 0.056 1/A) but not 501 (0.028): the two curves part only there
     assert saved["coarse_specialist"]["n_points_routed"] == [251]
@@ -188,13 +190,15 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
 
     model = tmp_path / "cli.safetensors"
     assert main(["train", "--library", str(small_library), "-o", str(model), "--epochs", "1",
-                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24", "--kernels", "10,5,4,3,2", "--coarse-epochs", "1"]) == 0
+                 "--samples-per-epoch", "256", "--batch-size", "128", "--filters", "8,8,16,16,24", "--kernels", "10,5,4,3,2", "--coarse-epochs", "1",
+                 "--strain-jitter", "0.005"]) == 0
     out = capsys.readouterr().out
     assert "held-out test" in out and "size accuracy" in out and model.is_file()
     assert "coarse-sampling specialist (1 epochs" in out and "at 251 points over 1-15 1/A" in out
     bundle = load_bundle(model)
     assert bundle.model.config["filters"] == [8, 8, 16, 16, 24] and bundle.metadata["training"]["filters"] == [8, 8, 16, 16, 24]
     assert bundle.model.config["kernels"] == [10, 5, 4, 3, 2] and bundle.metadata["training"]["kernels"] == [10, 5, 4, 3, 2]
+    assert bundle.metadata["augmentation"]["strain_jitter"] == 0.005
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--filters", "32,32"])
     assert "five positive integers" in capsys.readouterr().err
@@ -205,6 +209,9 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--coarse-epochs", "-2"])
     assert "an integer >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--library", str(small_library), "--strain-jitter", "0.1"])
+    assert "'0.1': accepted: a fraction from 0 to 0.02" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev"),
                  "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())

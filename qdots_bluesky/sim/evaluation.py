@@ -1,8 +1,8 @@
 """Evaluation report of a trained model on its held-out simulations.
 
 Confusion matrices, error per size, per concentration and per SNR on the reference conditions,
-robustness curves without retraining (Qmax, Qmin, number of points, concentration, SNR, laboratory
-data), calibration (reliability diagram, ECE), learning curves, and for models with a presence
+robustness curves without retraining (Qmax, Qmin, number of points, concentration, SNR, a lattice
+parameter beyond the library's, laboratory data), calibration (reliability diagram, ECE), learning curves, and for models with a presence
 head how often pure solvent and dilute patterns get the no_nanocrystals flag; PNG figures plus
 one JSON.
 """
@@ -41,6 +41,8 @@ ROBUSTNESS = {
     "n_points": [5004, 2501, 1251, 626, 501, 251],
     "weight_fraction": [1.0, 0.44, 0.20, 0.07, 0.05, 0.04, 0.03, 0.02],
     "snr": [200.0, 122.0, 46.0, 24.0, 14.0, 10.0, 7.0],
+    # every held-out simulation's lattice parameter changed by this fraction (the library spans -0.25..+0.51 %)
+    "lattice_change": [-0.01, -0.005, -0.002, 0.0, 0.002, 0.005, 0.01],
 }
 
 
@@ -214,14 +216,15 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
             snr = np.full(sims.size, value)
         elif key == "lab":
             kwargs.update(lab=True, q_max=None, q_min=None, n_points=None)
-        else:
+        elif key != "lattice_change":
             kwargs[key] = value
+        drawn_from = augmenter.with_lattice_change(value, test) if key == "lattice_change" else augmenter
         correct, flagged, correct_main = [], [], []
         for solvent in REFERENCE_SOLVENTS:
             xs = []
             for f, s in set(zip(fraction.tolist(), snr.tolist())):
                 sel = (fraction == f) & (snr == s)
-                xr, m = augmenter.fixed(sims[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
+                xr, m = drawn_from.fixed(sims[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
                 xs.append((sims[sel], xr, source_q_step(m)))
             for ids, xr, step in xs:
                 p, _, pr = model(xr, step)
@@ -290,10 +293,12 @@ def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, o
     fig.savefig(out_dir / "confusion.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(2, 3, figsize=(14, 8), constrained_layout=True)
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8), constrained_layout=True)
     rob = report["robustness"]
     panels = [("q_max", "Qmax (1/A)", True), ("q_min", "Qmin (1/A)", False), ("n_points", "points on 1-15 1/A", True),
-              ("weight_fraction", "PbS weight fraction", True), ("snr", "signal-to-noise ratio", True)]
+              ("weight_fraction", "PbS weight fraction", True), ("snr", "signal-to-noise ratio", True),
+              ("lattice_change", "change of the lattice parameter", False)]
+    panels = [p for p in panels if p[0] in rob]  # reports written before a curve existed lack it
     for ax, (key, label, log) in zip(axes.ravel(), panels):
         xs = [float(k) for k in rob[key]]
         se = report["robustness_standard_error"][key]
@@ -311,7 +316,9 @@ def _figures(report: dict, size_classes: np.ndarray, disp_classes: np.ndarray, o
             ax.minorticks_off()
         ax.set_xticks(xs, [f"{v:g}" for v in xs], rotation=45)
         ax.grid(alpha=0.3)
-    ax = axes.ravel()[5]
+    for ax in axes.ravel()[len(panels):-1]:
+        ax.axis("off")
+    ax = axes.ravel()[-1]
     acc = np.asarray(ref["reliability"]["accuracy"])
     conf = np.asarray(ref["reliability"]["confidence"])
     counts = np.asarray(ref["reliability"]["counts"])

@@ -1,7 +1,8 @@
 """Training the size classifier from a library file, with on-the-fly physics augmentation.
 
 Steps: split the library by DSE simulation (before augmentation); draw fresh augmented patterns
-for every batch (a worker thread augments while the network trains); train the network (size
+for every batch (a worker thread augments while the network trains), from training patterns that
+get new lattice parameters every epoch (``strain_jitter``); train the network (size
 classes, dispersion classes, size regression on patterns with nanocrystals; the presence head on
 all, blanks included; focal loss on the classes) with a one-cycle learning rate, keeping the weights of the best epoch on a
 fixed augmented validation set (early stopping only once the rate has annealed); matrix
@@ -92,7 +93,8 @@ def class_labels(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 class _BatchProducer:
-    """Augments batches on a worker thread so augmentation overlaps with the network's work."""
+    """Augments one epoch's batches on a worker thread so augmentation overlaps with the network's work; the
+    epoch's library patterns get their own lattice parameters first (``Augmenter.with_lattice_jitter``)."""
 
     def __init__(self, augmenter: Augmenter, indices: np.ndarray, batch_size: int, n_batches: int, seed: int):
         self._q: queue.Queue = queue.Queue(maxsize=4)
@@ -102,6 +104,7 @@ class _BatchProducer:
     def _run(self, augmenter, indices, batch_size, n_batches, seed):
         rng = np.random.default_rng(seed)
         try:
+            augmenter = augmenter.with_lattice_jitter(rng, indices)  # this epoch's lattice parameters
             for _ in range(n_batches):
                 idx = rng.choice(indices, size=batch_size)
                 x, meta = augmenter.sample(idx, rng)
@@ -307,7 +310,9 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         nc_t = torch.as_tensor(val_nc_)
         t_size = fit_temperature(val_out["size_logits"][nc_t].numpy(), y_size[val_idx[val_nc_]])
         t_disp = fit_temperature(val_out["dispersion_logits"][nc_t].numpy(), y_disp[val_idx[val_nc_]])
-        x_tr, tr_meta = augmenter_.sample(np.random.default_rng(seed).choice(split.train, 8192), np.random.default_rng(seed + 1))
+        rng_tr = np.random.default_rng(seed + 1)
+        x_tr, tr_meta = augmenter_.with_lattice_jitter(rng_tr, split.train).sample(
+            np.random.default_rng(seed).choice(split.train, 8192), rng_tr)
         stats = fit_feature_statistics(evaluate(net, x_tr[tr_meta["fraction"] > 0])["features"].numpy(),
                                        quantile=settings.ood_quantile, reference=val_out["features"][nc_t].numpy())
         tensors = {

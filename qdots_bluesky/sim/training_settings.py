@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+#: Default of ``AugmentationSettings.strain_jitter`` (here, where the command-line help can read it without the
+#: augmentation's imports): the largest fractional lattice change drawn for a training pattern each epoch.
+DEFAULT_STRAIN_JITTER = 0.01
+
 #: Accepted values of ``TrainingSettings.precision``.
 PRECISIONS = ("auto", "bf16", "fp32")
 
