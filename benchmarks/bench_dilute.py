@@ -1,6 +1,7 @@
 """Size accuracy on dilute samples, per signal-to-noise ratio and solvent.
 
     python benchmarks/bench_dilute.py --library library_q.h5 [--model PATH] [--weight-fraction 0.04 0.05] [--repeats 4]
+                                      [--split train]
 
 Every held-out simulation of the model's test split is drawn ``--repeats`` times in each reference
 solvent (hexane, toluene) at each reference SNR (122, 46, 24, 14) at a fixed PbS weight fraction
@@ -8,6 +9,10 @@ solvent (hexane, toluene) at each reference SNR (122, 46, 24, 14) at a fixed PbS
 conditions are crossed rather than drawn, so the mean over SNRs is the benchmark's 4 % w/w figure
 on a draw of its own (272 simulations x 2 solvents x 4 SNRs x 4 repeats = 8704 patterns); the rows
 say where the errors are: which SNR, which solvent, and how many fall within one class.
+
+``--split train`` draws the simulations the network trained on instead (884 of them) under the same
+conditions: the difference from the test split is the generalization gap, what the network knows of
+the very simulations it saw and not of the populations.
 """
 from __future__ import annotations
 
@@ -24,17 +29,18 @@ from qdots_bluesky.sim.library import load_library
 from qdots_bluesky.sim.training import REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
 
 
-def dilute_accuracy(bundle, lib, weight_fraction: float, repeats: int, seed: int) -> dict:
+def dilute_accuracy(bundle, lib, weight_fraction: float, repeats: int, seed: int, split: str = "test") -> dict:
     """Top-1 and within-one-class hits per (SNR, solvent) at one weight fraction; see the module docstring.
 
-    ``bundle``: a loaded model bundle (its main network, augmentation and test split); ``lib``: the library on the Q grid.
+    ``bundle``: a loaded model bundle (its main network, augmentation and splits); ``lib``: the library on the Q
+    grid; ``split``: the bundle's split whose simulations are drawn ("test", "validation" or "train").
     """
     import torch
 
     net = bundle.model.eval()
     augmenter = Augmenter.from_library(lib, AugmentationSettings.from_dict(bundle.metadata["augmentation"]))
     y = class_labels(lib.mean_diameter_nm, np.asarray(bundle.metadata["size_classes_nm"]))
-    sims = np.tile(np.asarray(bundle.metadata["split"]["test"]), repeats)
+    sims = np.tile(np.asarray(bundle.metadata["split"][split]), repeats)
     rng = np.random.default_rng(seed)
     rows = {}
     for snr in REFERENCE_SNRS:
@@ -56,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4,
                         help="draws of each held-out simulation per SNR and solvent (default 4: 8704 patterns)")
     parser.add_argument("--seed", type=int, default=9, help="seed of the noise draws (default 9)")
+    parser.add_argument("--split", choices=("test", "validation", "train"), default="test",
+                        help="whose simulations to draw (default test; train: the generalization gap)")
     args = parser.parse_args(argv)
     if not args.library.is_file():
         print(f"bench_dilute: {args.library} does not exist; build it with `qdots library build --no-tth -o ...`",
@@ -64,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     bundle = load_bundle(args.model or default_bundle_path())
     lib = load_library(args.library, grid="q")
     for w in args.weight_fraction:
-        rows = dilute_accuracy(bundle, lib, w, args.repeats, args.seed)
+        rows = dilute_accuracy(bundle, lib, w, args.repeats, args.seed, args.split)
         hits = np.concatenate([r[0] for r in rows.values()])
-        print(f"{w * 100:g} % w/w ({weight_to_area_fraction(w) * 100:.1f} % of the area), {hits.size} patterns: "
+        print(f"{w * 100:g} % w/w ({weight_to_area_fraction(w) * 100:.1f} % of the area), {hits.size} patterns of "
+              f"{args.split} simulations: "
               f"top-1 {hits.mean() * 100:.2f} +- {binomial_standard_error(hits) * 100:.2f} %")
         for snr in REFERENCE_SNRS:
             per = [rows[(snr, s)] for s in REFERENCE_SOLVENTS]
