@@ -382,7 +382,7 @@ def _add_train(sub) -> None:
                         "which sizes patterns measured with a Q step of at least "
                         f"{d.coarse_min_q_step:g} 1/A (fewer than ~380 points over 1-15 1/A; peaks of the largest dots "
                         "then span one or two points); 0: no specialist, every pattern goes to the main network "
-                        f"(default {d.coarse_epochs}, about 2.6 min)")
+                        f"(default {d.coarse_epochs}, about 3 min)")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
     p.add_argument("--strain-jitter", type=_strain_jitter, default=DEFAULT_STRAIN_JITTER, metavar="FRACTION",
@@ -493,8 +493,8 @@ def _cmd_train(args) -> int:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="write an evaluation report of a model on its held-out simulations",
                        description="Confusion matrices, error per size and concentration, robustness curves (Qmax, "
-                                   "Qmin, Q step, concentration, SNR, laboratory data), calibration and learning curves, "
-                                   "as PNG figures and report.json.")
+                                   "Qmin, Q step, concentration, SNR, lattice parameter, laboratory data), calibration and "
+                                   "learning curves, as PNG figures and report.json.")
     p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
     p.add_argument("--library", required=True, help="the library file the model was trained on")
     p.add_argument("-o", "--output", default="evaluation", help="report directory (default ./evaluation)")

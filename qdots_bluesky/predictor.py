@@ -77,7 +77,7 @@ FLAGS: dict[str, str] = {
                        "accuracy drops for the largest sizes, whose peaks then span one or two bins. Steps of the bundle's "
                        "coarse_min_q_step or more (0.037 1/A, under ~380 points, in the shipped model) are sized by its "
                        "coarse-sampling specialist (shipped model: 94 % of simulated patterns sized right at 251 points "
-                       "over 1-15 1/A, 62 % with the main network alone, against 98 % at 501; see the evaluation report's "
+                       "over 1-15 1/A, 66 % with the main network alone, against 99 % at 501; see the evaluation report's "
                        "n_points curves)",
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
                           "lie outside the trained range",

@@ -2,9 +2,9 @@
 
 Confusion matrices, error per size, per concentration and per SNR on the reference conditions,
 robustness curves without retraining (Qmax, Qmin, number of points, concentration, SNR, a lattice
-parameter beyond the library's, laboratory data), calibration (reliability diagram, ECE), learning curves, and for models with a presence
-head how often pure solvent and dilute patterns get the no_nanocrystals flag; PNG figures plus
-one JSON.
+parameter beyond the library's, laboratory data), calibration (reliability diagram, ECE), learning
+curves, and for models with a presence head how often pure solvent and dilute patterns get the
+no_nanocrystals flag; PNG figures plus one JSON.
 """
 from __future__ import annotations
 
