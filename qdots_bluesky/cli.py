@@ -340,7 +340,7 @@ def _add_train(sub) -> None:
     p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights (default 0)")
     from .models.engine import INPUT_TRANSFORMS
-    from .sim.training_settings import DEFAULT_STRAIN_JITTER, PRECISIONS
+    from .sim.training_settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER, PRECISIONS
 
     d = _training_defaults()
     p.add_argument("--epochs", type=int, default=d.max_epochs,
@@ -357,7 +357,7 @@ def _add_train(sub) -> None:
                    help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
                         "network stops early enough to leave the specialist its epochs at the speed measured so far "
                         f"(default {d.max_minutes:g}, a safety net: the default epochs take about 13 min on an idle 2-core CPU "
-                        "with native bfloat16 and the specialist about 2.6 more; a run this cap stops ends where the "
+                        "with native bfloat16 and the specialist about 3 more; a run this cap stops ends where the "
                         "machine's speed lets it, so it does not reproduce bit for bit)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
@@ -387,7 +387,7 @@ def _add_train(sub) -> None:
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
     p.add_argument("--strain-jitter", type=_strain_jitter, default=DEFAULT_STRAIN_JITTER, metavar="FRACTION",
                    help="every epoch each training pattern's lattice parameter is changed by a fraction drawn "
-                        "uniformly within +-FRACTION (0 to 0.02), so that the network sizes dots whose lattice "
+                        f"uniformly within +-FRACTION (0 to {MAX_STRAIN_JITTER:g}), so that the network sizes dots whose lattice "
                         "parameter lies beyond the library's -0.25..+0.51 %% (heat, strain, a wavelength a little "
                         f"off); 0: the library's lattice parameters only (default {DEFAULT_STRAIN_JITTER:g})")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
@@ -417,12 +417,14 @@ def _per_convolution(name: str, default: list[int]):
 
 
 def _strain_jitter(text: str) -> float:
+    from .sim.training_settings import MAX_STRAIN_JITTER
+
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 0.0 <= value <= 0.02:
-        raise argparse.ArgumentTypeError(f"{text!r}: accepted: a fraction from 0 to 0.02 (0.01 = +-1 %)")
+    if not 0.0 <= value <= MAX_STRAIN_JITTER:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: a fraction from 0 to {MAX_STRAIN_JITTER:g} (0.01 = +-1 %)")
     return value
 
 

@@ -167,7 +167,7 @@ def _batch_norm_folded_into_first_layer(windows: torch.Tensor, w: torch.Tensor, 
     mean(x) w + b and diag(w^T cov(x) w): BatchNorm(z) = x (w s) + beta - mean(x) w s with
     s = gamma / sqrt(var + eps). Exactly the same function and gradients for w, gamma and beta as
     BatchNorm on z, with the statistics from the (K, K) covariance of the windows instead of passes
-    over the (M, C) output: the first layer (K = 10 inputs, 32 outputs, 480 positions) costs about half.
+    over the (M, C) output (K window points, C = 32 outputs, M = batch x positions: M >> K, C).
     The windows must not need gradients (true of the input). Updates the running statistics as BatchNorm1d.
     """
     with torch.autocast(windows.device.type, enabled=False):

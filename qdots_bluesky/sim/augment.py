@@ -12,7 +12,7 @@ order applied:
    The library holds each population at 19 lattice parameters from -0.25 to +0.51 % of bulk;
    real dots leave that range (thermal expansion, 2e-5 /K: +0.25 % at 150 C in an in-situ
    synthesis; size- and ligand-dependent strain; a wavelength calibrated 0.5 % off scales Q the
-   same way). A network trained on the library's lattice alone sizes 43-47 % of the reference
+   same way). A network trained on the library's lattice alone sizes 43-46 % of the reference
    conditions correctly with every lattice parameter 1 % larger or smaller; with +-1 % of jitter
    (the default) it reads size from peak widths and shapes rather than from where the peaks are.
 
@@ -143,7 +143,7 @@ from .lattice_jitter import mean_squared_form_factor, rescale_lattice
 from .materials import CrystalStructure, get_structure
 from .reflections import bragg_reflections, family_cosines, family_march_dollase
 from .solvents import load_solvent_blank, solvent_names, solvent_pattern
-from .training_settings import DEFAULT_STRAIN_JITTER
+from .training_settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER
 
 __all__ = [
     "AugmentationSettings",
@@ -315,9 +315,9 @@ class AugmentationSettings:
             raise ValueError(f"n_points_choices={self.n_points_choices!r}; accepted: a non-empty list of integers >= 50")
         if self.lab_tth_start_deg >= self.lab_tth_end_range[0]:
             raise ValueError("lab_tth_start_deg must be below lab_tth_end_range")
-        if not 0.0 <= self.strain_jitter <= 0.02:
-            raise ValueError(f"strain_jitter={self.strain_jitter!r}; accepted: 0 to 0.02 (the largest fractional "
-                             "change of the lattice parameter; 0 = none)")
+        if not 0.0 <= self.strain_jitter <= MAX_STRAIN_JITTER:
+            raise ValueError(f"strain_jitter={self.strain_jitter!r}; accepted: 0 to {MAX_STRAIN_JITTER:g} (the largest "
+                             "fractional change of the lattice parameter; 0 = none)")
         if self.n_threads < 1:
             raise ValueError(f"n_threads={self.n_threads!r}; accepted: an integer >= 1")
         if int(self.axis_block_size) != self.axis_block_size or self.axis_block_size < 1:

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 #: Default of ``AugmentationSettings.strain_jitter`` (here, where the command-line help can read it without the
 #: augmentation's imports): the largest fractional lattice change drawn for a training pattern each epoch.
 DEFAULT_STRAIN_JITTER = 0.01
+#: The largest ``strain_jitter`` accepted (the settings' validation and ``qdots train --strain-jitter``).
+MAX_STRAIN_JITTER = 0.02
 
 #: Accepted values of ``TrainingSettings.precision``.
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -42,7 +44,7 @@ class TrainingSettings:
     focal_gamma: float = 1.0  # focal loss (1 - p_true)^gamma on the size and dispersion classes; 0 = cross-entropy
     presence_weight: float = 0.2  # weight of the nanocrystal-presence loss (needs augmentation blank_fraction > 0)
     ood_quantile: float = 0.995
-    # a safety net, not the schedule: the default epochs end (early stopping or max_epochs) in ~15 min on an idle
+    # a safety net, not the schedule: the default epochs end (early stopping or max_epochs) in ~16 min on an idle
     # 2-core CPU; where this cap stops them instead, where it stops depends on the machine's speed
     max_minutes: float = 30.0
     torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
