@@ -205,9 +205,11 @@ def _add_predict(sub) -> None:
     p.add_argument("--x-unit", choices=["tth", "q"], default="tth",
                    help="unit of the first column: 'tth' = 2theta in degrees (default) or 'q' = Q in 1/angstrom")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object per file and line (file, size_nm, size_std_nm, size_class_nm, "
-                        "size_regression_nm, dispersion, confidence, probabilities, dispersion_probabilities, "
-                        "ood_distance, flags, flag_details, standardization); a failed file gives {\"file\", \"error\"}")
+                   help="print one JSON object per file and line (file, size_nm, size_std_nm, size_volume_nm, "
+                        "size_volume_std_nm, size_class_nm, size_regression_nm, dispersion, dispersion_std, strain, "
+                        "strain_std, confidence, probabilities, dispersion_probabilities, ood_distance, flags, "
+                        "flag_details, standardization; diameters in nm, strain as a fraction); a failed file gives "
+                        "{\"file\", \"error\"}")
     p.add_argument("--plot", metavar="PNG",
                    help="save a figure of the standardized pattern shaded by the class activation map (the Q regions "
                         "that drove the size class) with the class probabilities; with several files one figure per "

@@ -10,18 +10,29 @@ Devices: ``None``/"auto" -> "cuda" if PyTorch sees a GPU, else "cpu"; any torch 
 (:class:`~qdots_bluesky.models.engine.NumpyQDotsNet`) without importing PyTorch — identical
 results to float32 rounding, used by ``qdots predict`` to start fast.
 
-Estimates (temperature-scaled, "calibrated", probabilities p_c = softmax(logits / T)):
+Estimates of bundles whose network has a continuous head (trained on continuous populations; the shipped
+model): the head gives a Gaussian mean and standard deviation for ln D (number-weighted mean diameter),
+ln D_V (volume-weighted mean diameter), the dispersion and the strain; each standard deviation goes through the
+bundle's calibration (a power law fitted so that 68.3 % of held-out simulations fall within 1 sigma at every
+level of uncertainty; :mod:`qdots_bluesky.models.continuous`), so it
+holds both the noise of the pattern and what the pattern cannot resolve (e.g. mean against dispersion):
 
-- ``size_nm``: sum_c p_c D_c over the size classes D_c (continuous, within the class range);
-  ``size_class_nm``: the most probable class; ``confidence``: its probability;
-- ``size_regression_nm``: the regression head's output;
-- ``size_std_nm``: sqrt(sum_c p_c (D_c - size_nm)^2 + ((size_nm - size_regression_nm) / 2)^2):
-  the spread of the calibrated class distribution combined with the disagreement of the two
-  estimators (half their difference, the standard deviation of a pair of values). The second term
-  is left out when the bundle's ``training.regression_head_trained`` metadata is false;
-- ``dispersion``: the most probable dispersion class, ``dispersion_probabilities`` all of them;
-- ``nanocrystal_probability``: sigmoid of the presence head, the probability that the pattern
-  holds nanocrystal scattering at all (None for bundles without that head).
+- ``size_nm`` +- ``size_std_nm``: exp of the ln D estimate (the log-normal's median) and its 1-sigma width;
+  ``size_volume_nm`` +- ``size_volume_std_nm`` likewise for D_V;
+- ``dispersion`` +- ``dispersion_std``, ``strain`` +- ``strain_std`` (fractional lattice change from bulk);
+- ``probabilities``: the Gaussian's mass in each size class (edges halfway between classes, the end
+  classes with the tails); ``size_class_nm``: the most probable class; ``confidence``: its probability;
+- ``dispersion_probabilities``, ``dispersion_confidence``: the dispersion-class head, temperature-scaled;
+- ``size_regression_nm``: the regression head's output.
+
+Bundles without a continuous head (class-only, written before it) give (temperature-scaled, "calibrated",
+probabilities p_c = softmax(logits / T)) ``size_nm`` = sum_c p_c D_c, ``size_std_nm`` =
+sqrt(sum_c p_c (D_c - size_nm)^2 + ((size_nm - size_regression_nm) / 2)^2) (the second term left out when
+``training.regression_head_trained`` is false), ``dispersion`` the most probable dispersion class, and None
+for the volume-weighted size, the dispersion's uncertainty and the strain.
+
+Both kinds: ``nanocrystal_probability``: sigmoid of the presence head, the probability that the pattern
+holds nanocrystal scattering at all (None for bundles without that head).
 
 Bundles with a coarse-sampling specialist (see :mod:`qdots_bluesky.models.bundle`) hold a second
 network fine-tuned on patterns measured with Q steps about one peak width of the largest dots;
@@ -43,6 +54,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .models.bundle import (
+    T_CONTINUOUS_INTERVAL,
     T_DISPERSION_TEMPERATURE,
     T_FEATURE_MEAN,
     T_FEATURE_PRECISION,
@@ -52,7 +64,8 @@ from .models.bundle import (
     read_bundle,
 )
 from .models.calibration import mahalanobis_distance, softmax
-from .models.engine import receptive_fields
+from .models.continuous import calibrated_std, class_probabilities
+from .models.engine import continuous_estimates, receptive_fields
 from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
 
 #: Every flag a SizeEstimate can carry, and what it means.
@@ -106,6 +119,11 @@ class SizeEstimate:
     dispersion_probabilities: dict[float, float]
     ood_distance: float
     nanocrystal_probability: float | None = None
+    size_volume_nm: float | None = None
+    size_volume_std_nm: float | None = None
+    dispersion_std: float | None = None
+    strain: float | None = None
+    strain_std: float | None = None
     network: str = "main"
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
@@ -125,6 +143,11 @@ class SizeEstimate:
             "dispersion_probabilities": {_disp_key(k): v for k, v in self.dispersion_probabilities.items()},
             "ood_distance": self.ood_distance,
             "nanocrystal_probability": self.nanocrystal_probability,
+            "size_volume_nm": self.size_volume_nm,
+            "size_volume_std_nm": self.size_volume_std_nm,
+            "dispersion_std": self.dispersion_std,
+            "strain": self.strain,
+            "strain_std": self.strain_std,
             "network": self.network,
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
@@ -134,8 +157,13 @@ class SizeEstimate:
     def summary(self) -> str:
         """One line for people: size +- std, class, dispersion, confidence, flags."""
         flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
-        return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (class {self.size_class_nm:.1f} nm), "
-                f"dispersion {self.dispersion:.2f}, confidence {self.confidence:.2f}, flags: {flags or 'none'}")
+        if self.size_volume_nm is None:
+            return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (class {self.size_class_nm:.1f} nm), "
+                    f"dispersion {self.dispersion:.2f}, confidence {self.confidence:.2f}, flags: {flags or 'none'}")
+        return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (volume-weighted {self.size_volume_nm:.2f} ± "
+                f"{self.size_volume_std_nm:.2f} nm, class {self.size_class_nm:.1f} nm), dispersion {self.dispersion:.2f} "
+                f"± {self.dispersion_std:.2f}, strain {100 * self.strain:+.2f} ± {100 * self.strain_std:.2f} %, "
+                f"confidence {self.confidence:.2f}, flags: {flags or 'none'}")
 
 
 def _size_key(value: float) -> str:
@@ -186,7 +214,7 @@ class _TorchEngine:
         with torch.inference_mode():
             out = self.model(torch.from_numpy(X).to(self.device))
             return {k: out[k].float().cpu().numpy() for k in ("size_logits", "dispersion_logits", "size_nm", "features",
-                                                                "nanocrystal_logit") if k in out}
+                                                                "nanocrystal_logit", "continuous") if k in out}
 
 
 class Predictor:
@@ -215,6 +243,8 @@ class Predictor:
         self.feature_mean = np.asarray(t[T_FEATURE_MEAN], dtype=np.float64)
         self.feature_precision = np.asarray(t[T_FEATURE_PRECISION], dtype=np.float64)
         self.ood_threshold = float(t[T_OOD_THRESHOLD].reshape(-1)[0])
+        self.continuous_calibration = (np.asarray(t[T_CONTINUOUS_INTERVAL], dtype=np.float64)
+                                       if contents.config.get("continuous_head") else None)
         self.grid: QGrid = contents.grid
         cfg = contents.config
         self.size_classes_nm = np.asarray(cfg["size_classes_nm"], dtype=np.float64)
@@ -281,6 +311,8 @@ class Predictor:
                      "size_nm": np.zeros(0, np.float32), "features": np.zeros((0, self.feature_mean.size), np.float32)}
             if self.contents.config.get("presence_head"):
                 empty["nanocrystal_logit"] = np.zeros(0, np.float32)
+            if self.continuous_calibration is not None:
+                empty["continuous"] = np.zeros((0, 2 * self.continuous_calibration.shape[1]), np.float32)
             return empty
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -330,15 +362,25 @@ class Predictor:
         out = self.raw_outputs(X)
         n = out["size_logits"].shape[0]
 
-        p = softmax(out["size_logits"], self.size_temperature)
         pd = softmax(out["dispersion_logits"], self.dispersion_temperature)
         D = self.size_classes_nm
-        mean = p @ D
-        var = np.maximum(p @ (D**2) - mean**2, 0.0)
         reg = out["size_nm"].astype(np.float64)
-        if self.combine_regression:
-            var = var + ((mean - reg) / 2.0) ** 2
-        std = np.sqrt(var)
+        cont: dict[str, np.ndarray] = {}
+        if self.continuous_calibration is None:
+            p = softmax(out["size_logits"], self.size_temperature)
+            mean = p @ D
+            var = np.maximum(p @ (D**2) - mean**2, 0.0)
+            if self.combine_regression:
+                var = var + ((mean - reg) / 2.0) ** 2
+            std = np.sqrt(var)
+        else:
+            # the continuous head: Gaussian estimates of ln D, ln D_V, dispersion and strain, calibrated widths
+            mu, sd = continuous_estimates(out["continuous"], self.contents.config)
+            sd = calibrated_std(sd, self.continuous_calibration)
+            mean, std = np.exp(mu[:, 0]), np.exp(mu[:, 0]) * sd[:, 0]  # log-normal median and its 1-sigma width
+            cont = {"size_volume_nm": np.exp(mu[:, 1]), "size_volume_std_nm": np.exp(mu[:, 1]) * sd[:, 1],
+                    "dispersion": mu[:, 2], "dispersion_std": sd[:, 2], "strain": mu[:, 3], "strain_std": sd[:, 3]}
+            p = class_probabilities(mu[:, 0], sd[:, 0], D)
         k = p.argmax(axis=1)
         conf = p[np.arange(n), k]
         kd = pd.argmax(axis=1)
@@ -372,13 +414,15 @@ class Predictor:
                 flags.append("size_at_range_edge")
                 details["size_at_range_edge"] = (f"class {sizes[k[i]]:.1f} nm is the edge of the trained range "
                                                  f"{sizes[0]:.1f}-{sizes[-1]:.1f} nm; the true size may be outside")
+            extra = {key: float(values[i]) for key, values in cont.items()}
+            extra.setdefault("dispersion", disps[kd[i]])
             estimates.append(SizeEstimate(
                 size_nm=float(mean[i]), size_std_nm=float(std[i]), size_class_nm=sizes[k[i]],
                 size_regression_nm=float(reg[i]), confidence=float(conf[i]),
-                probabilities=dict(zip(sizes, p[i].tolist())), dispersion=disps[kd[i]],
+                probabilities=dict(zip(sizes, p[i].tolist())),
                 dispersion_confidence=float(pd[i, kd[i]]), dispersion_probabilities=dict(zip(disps, pd[i].tolist())),
                 ood_distance=float(dist[i]), nanocrystal_probability=None if p_nc is None else float(p_nc[i]),
-                network=self.network, flags=flags, flag_details=details, standardization=rep))
+                network=self.network, flags=flags, flag_details=details, standardization=rep, **extra))
         return estimates
 
     def _report_flags(self, rep: Mapping[str, Any], flags: list[str], details: dict[str, str]) -> None:

@@ -87,8 +87,14 @@ def _calibration(model, seed, n_calibration, calibration_X, feature_options):
     flip = rng.random(disp_labels.size) < 0.3
     disp_labels[flip] = rng.integers(0, 4, flip.sum())
     options = {"quantile": 1.0, "margin": 1.5} if feature_options is None else feature_options
-    return calibration_tensors(out["size_logits"], size_labels, out["dispersion_logits"], disp_labels,
-                               out["features"], **options)
+    tensors = calibration_tensors(out["size_logits"], size_labels, out["dispersion_logits"], disp_labels,
+                                  out["features"], **options)
+    if model.config.get("continuous_head"):
+        from qdots_bluesky.models.bundle import T_CONTINUOUS_INTERVAL
+
+        n = len(model.config["continuous_scales"])
+        tensors[T_CONTINUOUS_INTERVAL] = np.stack([np.full(n, np.log(1.5)), np.ones(n)]).astype(np.float32)  # x 1.5
+    return tensors
 
 
 def write_pattern(path: Path, x: np.ndarray, y: np.ndarray, header: dict | None = None) -> Path:

@@ -282,7 +282,7 @@ def test_kalpha2_shoulder_at_wavelength_ratio():
     q0, width = 6.5, 0.003
     aug = _synthetic(lambda q: 1.0 + 50.0 * np.exp(-0.5 * ((q - q0) / width) ** 2))
     X, meta = aug.fixed([0], np.random.default_rng(0), **{**CLEAN, "lab": True}, po_r=1.0, tth_max=125.0,
-                        monochromator=False)
+                        monochromator=False, instrument_fwhm_deg=(0, 0))
     x = X[0]
     near = (Q > q0 - 0.05) & (Q < q0 + 0.05)
     qn, xn = Q[near], x[near]
@@ -316,7 +316,7 @@ def test_lab_intensity_follows_the_instrument_factor(lorentz):
     """A flat pattern measured in the lab comes out as the polarization (or full LP) factor over Q."""
     aug = _synthetic(lambda q: np.ones_like(q), lab_lorentz=lorentz, lab_ka2_ratio=0.0)
     X, _ = aug.fixed([0], np.random.default_rng(0), **{**CLEAN, "lab": True}, po_r=1.0, tth_max=120.0,
-                     monochromator=False)
+                     monochromator=False, instrument_fwhm_deg=(0, 0))
     sel = (Q > 1.5) & (Q < 6.9)
     tth = q_to_tth(Q[sel], CU_KA1_A)
     expect = lp_factor(tth) if lorentz else polarization_factor(tth)
@@ -476,3 +476,41 @@ def test_axis_draws_are_shared_by_blocks(library):
         AugmentationSettings(axis_block_size=0)
     with pytest.raises(ValueError, match="blank_fraction"):
         AugmentationSettings(blank_fraction=1.5)
+
+
+def test_instrument_profile_keeps_area_and_adds_lorentzian_widths():
+    from qdots_bluesky.sim.augment import instrument_profile
+
+    x = np.arange(-20.0, 20.0, 0.01)
+
+    def lorentz(fwhm):
+        return (fwhm / 2) / np.pi / (x**2 + (fwhm / 2) ** 2)
+
+    def fwhm_of(y):
+        above = x[y >= y.max() / 2]
+        return above[-1] - above[0]
+
+    y = lorentz(0.5)[None, :].repeat(3, axis=0)
+    out = instrument_profile(y, 0.01, np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.2, 0.0]))
+    assert np.allclose(out[0], y[0], atol=1e-6)  # no profile: unchanged
+    assert np.allclose(out.sum(axis=1) / y.sum(axis=1), 1.0, atol=2e-3)  # areas kept (far tails aside)
+    assert fwhm_of(out[1]) == pytest.approx(0.7, abs=0.02)  # Lorentzians add their widths
+    assert np.allclose(out[1], lorentz(0.7), atol=2e-3 * lorentz(0.7).max())
+    # a Gaussian of 0.3 widens a Lorentzian of 0.5 less: the Voigt FWHM (Olivero & Longbothum 1977, within 0.02 %)
+    assert fwhm_of(out[2]) == pytest.approx(0.5346 * 0.5 + np.sqrt(0.2166 * 0.25 + 0.09), abs=0.02)
+    with pytest.raises(ValueError, match="FWHM"):
+        instrument_profile(y, 0.01, -1.0, 0.0)
+
+
+def test_free_texture_scales_each_reflection_family(library):
+    """With free per-family texture, patterns of the same population differ in their peak ratios, not elsewhere."""
+    settings = AugmentationSettings(lab_fraction=1.0, po_fraction=1.0, po_family_fraction=1.0,
+                                    po_family_sigma_range=(0.5, 0.5), solvents=[], blank_fraction=0.0,
+                                    background_fraction=0.0, noise_free_fraction=1.0,
+                                    lab_gauss_fwhm_deg_range=(0.0, 0.0), lab_lorentz_fwhm_deg_range=(0.0, 0.0),
+                                    lab_tth_end_range=(80.0, 80.0))
+    aug = Augmenter.from_library(library, settings)
+    x, meta = aug.sample(np.zeros(8, dtype=int), np.random.default_rng(0))
+    assert meta["lab"].all()
+    spread = x.std(axis=0) / x.mean(axis=0)
+    assert spread.max() > 0.1  # peak heights vary from draw to draw

@@ -255,3 +255,41 @@ def test_coarse_patterns_go_to_the_specialist(two_networks, device):
     np.testing.assert_allclose(cam[1], main.class_activation_map(X[1:2])[0], atol=1e-6)
     per_row = both.class_activation_map(X, reports, class_index=[3, 4, 5, 6])
     np.testing.assert_allclose(per_row[2], coarse.class_activation_map(X[2:3], class_index=5)[0], atol=1e-6)
+
+
+def test_continuous_head_gives_sizes_with_uncertainties(tmp_path):
+    """A bundle whose network has a continuous head: continuous size, volume-weighted size, dispersion and strain,
+    each with its calibrated uncertainty, and class probabilities from the same Gaussian; devices agree."""
+    import torch
+
+    from qdots_bluesky.models.continuous import class_probabilities
+    from qdots_bluesky.models.engine import continuous_estimates
+    from qdots_bluesky.models.network import QDotsNet
+
+    torch.manual_seed(3)
+    model = QDotsNet(continuous_head=True).eval()
+    path = make_bundle(tmp_path / "continuous.safetensors", seed=3, model=model)
+    X = synthetic_patterns(6, seed=11)
+    results = {dev: Predictor.from_bundle(path, device=dev).predict_standardized(X) for dev in ("numpy", "cpu")}
+    with torch.no_grad():
+        raw = model(torch.from_numpy(X))["continuous"].numpy()
+    mean, std = continuous_estimates(raw, model.config)
+    for i, (a, b) in enumerate(zip(results["numpy"], results["cpu"])):
+        assert a.size_nm == pytest.approx(np.exp(mean[i, 0]), rel=1e-4)
+        assert a.size_std_nm == pytest.approx(1.5 * np.exp(mean[i, 0]) * std[i, 0], rel=1e-3)  # calibration x 1.5
+        assert a.size_volume_nm == pytest.approx(np.exp(mean[i, 1]), rel=1e-4)
+        assert a.dispersion == pytest.approx(mean[i, 2], abs=1e-5) and a.strain == pytest.approx(mean[i, 3], abs=1e-6)
+        assert a.dispersion_std == pytest.approx(1.5 * std[i, 2], rel=1e-3) and a.strain_std > 0
+        p = class_probabilities(mean[i:i + 1, 0], 1.5 * std[i:i + 1, 0], np.array(list(a.probabilities)))[0]
+        assert np.allclose(list(a.probabilities.values()), p, atol=1e-5) and sum(p) == pytest.approx(1.0)
+        assert a.confidence == pytest.approx(p.max(), abs=1e-5)
+        assert b.size_nm == pytest.approx(a.size_nm, rel=1e-4) and b.size_std_nm == pytest.approx(a.size_std_nm, rel=1e-3)
+        assert "volume-weighted" in a.summary()
+        d = a.to_dict()
+        assert {"size_volume_nm", "size_volume_std_nm", "dispersion_std", "strain", "strain_std"} <= set(d)
+
+
+def test_class_only_bundles_give_no_continuous_quantities(predictor):
+    est = predictor.predict_standardized(synthetic_patterns(1, seed=2))[0]
+    assert est.size_volume_nm is None and est.strain is None and est.dispersion_std is None
+    assert est.dispersion in predictor.dispersion_classes.tolist()

@@ -68,8 +68,8 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
     t0 = np.nanmin(t_event) if n and np.isfinite(t_event).any() else 0.0
     table = {"seq_num": seq, "t_scan_s": t_event - t0, "elapsed_s": pick(elapsed_key),
              "true_size_nm": pick(size_key), "true_dispersion": pick(disp_key)}
-    for key in ("size_nm", "size_std_nm", "size_class_nm", "dispersion", "confidence", "status", "flags", "message",
-                "latency_ms"):
+    for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "dispersion",
+                "dispersion_std", "strain", "strain_std", "confidence", "status", "flags", "message", "latency_ms"):
         if key in sizes:
             table[key] = sizes[key]
     return table
@@ -85,11 +85,18 @@ def _fmt(value: Any, spec: str, width: int) -> str:
 
 def format_table(table: dict[str, np.ndarray]) -> str:
     """A text table: event, scan time, reaction time, true size, predicted size +- uncertainty, status."""
+    continuous = "size_volume_nm" in table and np.isfinite(np.asarray(table["size_volume_nm"], dtype=float)).any()
     lines = [f"{'#':>3} {'t_scan(s)':>9} {'t_reac(min)':>11} {'true D(nm)':>10} {'predicted D(nm)':>17} "
-             f"{'class':>6} {'conf':>5}  status"]
+             + (f"{'D_V(nm)':>15} {'dispersion':>12} {'strain(%)':>13} " if continuous else "")
+             + f"{'class':>6} {'conf':>5}  status"]
     for i in range(len(table["seq_num"])):
         size, std = float(table["size_nm"][i]), float(table["size_std_nm"][i])
         pred = f"{size:6.2f} ± {std:4.2f}" if np.isfinite(size) else "-"
+        if continuous:
+            pm = [(float(table[k][i]) * f, float(table[k + "_std" if k != "size_volume_nm" else "size_volume_std_nm"][i]) * f)
+                  for k, f in (("size_volume_nm", 1.0), ("dispersion", 1.0), ("strain", 100.0))]
+            pred = pred.rjust(17) + " " + " ".join((f"{v:.2f} ± {e:.2f}" if np.isfinite(v) else "-").rjust(w)
+                                   for (v, e), w in zip(pm, (15, 12, 13)))
         status = str(table["status"][i])
         note = ""
         if status == "flagged":
@@ -105,8 +112,10 @@ def format_table(table: dict[str, np.ndarray]) -> str:
     err = np.asarray(table["size_nm"], dtype=float) - np.asarray(table["true_size_nm"], dtype=float)
     good = ok & np.isfinite(err)
     if good.any():
-        lines.append(f"mean |predicted - true| = {np.mean(np.abs(err[good])):.2f} nm over {int(good.sum())} estimates; "
-                     f"{int((~ok).sum())} errors")
+        std = np.asarray(table["size_std_nm"], dtype=float)
+        within = np.abs(err[good]) <= 2.0 * std[good]
+        lines.append(f"mean |predicted - true| = {np.mean(np.abs(err[good])):.2f} nm over {int(good.sum())} estimates "
+                     f"({int(within.sum())} within 2 sigma); {int((~ok).sum())} errors")
     return "\n".join(lines)
 
 

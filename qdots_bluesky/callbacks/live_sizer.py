@@ -17,8 +17,11 @@ Every incoming document is forwarded unchanged, except the stop document, whose
 emitted right after the source descriptor, and exactly one event per source event, in order,
 with these data keys (see :data:`OUTPUT_KEYS` for dtype, shape and units):
 
-- ``size_nm``, ``size_std_nm``, ``size_class_nm``, ``size_regression_nm``: mean diameter (nm),
-  its uncertainty, the most probable class, the regression head's estimate;
+- ``size_nm``, ``size_std_nm``, ``size_class_nm``, ``size_regression_nm``: number-weighted mean
+  diameter (nm), its uncertainty, the most probable class, the regression head's estimate;
+- ``size_volume_nm``, ``size_volume_std_nm``: the volume-weighted mean diameter and its uncertainty;
+  ``dispersion_std``, ``strain``, ``strain_std``: the dispersion's uncertainty, the fractional lattice
+  change and its uncertainty (NaN for models without a continuous head);
 - ``dispersion`` (relative standard deviation of the log-normal), ``dispersion_confidence``,
   ``confidence`` (calibrated probability of the most probable size class), ``ood_distance``,
   ``nanocrystal_probability`` (probability that the pattern holds nanocrystal scattering at all;
@@ -111,11 +114,18 @@ def _output_keys(classes: list[float]) -> dict[str, dict[str, Any]]:
     """Descriptor data keys of the output stream (object_name is added by the sizer)."""
     n = len(classes)
     return {
-        "size_nm": _number_key("nm", "mean diameter, probability-weighted over the size classes"),
+        "size_nm": _number_key("nm", "number-weighted mean diameter (continuous estimate; class-only models: "
+                                     "probability-weighted over the size classes)"),
         "size_std_nm": _number_key("nm", "uncertainty (1 sigma) of size_nm"),
+        "size_volume_nm": _number_key("nm", "volume-weighted mean diameter (NaN for class-only models)"),
+        "size_volume_std_nm": _number_key("nm", "uncertainty (1 sigma) of size_volume_nm"),
+        "dispersion_std": _number_key("dimensionless", "uncertainty (1 sigma) of the continuous dispersion"),
+        "strain": _number_key("dimensionless", "fractional change of the lattice parameter from bulk"),
+        "strain_std": _number_key("dimensionless", "uncertainty (1 sigma) of strain"),
         "size_class_nm": _number_key("nm", "most probable size class (mean diameter)"),
         "size_regression_nm": _number_key("nm", "regression-head estimate of the mean diameter"),
-        "dispersion": _number_key("dimensionless", "most probable relative standard deviation of the log-normal"),
+        "dispersion": _number_key("dimensionless", "relative standard deviation of the log-normal (continuous "
+                                                   "estimate; class-only models: the most probable class)"),
         "dispersion_confidence": _number_key("dimensionless", "calibrated probability of the dispersion class"),
         "confidence": _number_key("dimensionless", "calibrated probability of the most probable size class"),
         "ood_distance": _number_key("dimensionless", "Mahalanobis distance of the network features to training"),
@@ -140,8 +150,9 @@ def _output_keys(classes: list[float]) -> dict[str, dict[str, Any]]:
 
 #: Data keys of the ``qdots_size`` stream (with 17 size classes as an example of the array shape).
 OUTPUT_KEYS = _output_keys([2.0 + 0.5 * i for i in range(17)])
-_FLOAT_KEYS = ("size_nm", "size_std_nm", "size_class_nm", "size_regression_nm", "dispersion",
-               "dispersion_confidence", "confidence", "ood_distance", "nanocrystal_probability")
+_FLOAT_KEYS = ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "size_regression_nm",
+               "dispersion", "dispersion_std", "dispersion_confidence", "strain", "strain_std", "confidence",
+               "ood_distance", "nanocrystal_probability")
 
 
 class PatternError(ValueError):

@@ -71,6 +71,10 @@ T_DISPERSION_TEMPERATURE = "calibration.temperature_dispersion"
 T_FEATURE_MEAN = "ood.feature_mean"
 T_FEATURE_PRECISION = "ood.feature_precision"
 T_OOD_THRESHOLD = "ood.threshold"
+#: Power-law calibration (2 x engine.CONTINUOUS_TARGETS: ln a, b) of the continuous head's standard deviations,
+#: fitted on held-out simulations (models.continuous.fit_interval_calibration); bundles whose network has a
+#: continuous head hold it.
+T_CONTINUOUS_INTERVAL = "calibration.continuous_interval"
 #: Extra tensors every bundle holds.
 REQUIRED_TENSORS = (T_SIZE_TEMPERATURE, T_DISPERSION_TEMPERATURE, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD)
 #: Metadata keys every bundle holds.
@@ -407,6 +411,12 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
     if missing:
         raise BundleError(f"bundle lacks the tensors {missing} (temperatures and out-of-distribution "
                           "statistics: see qdots_bluesky.models.calibration.calibration_tensors)")
+    if cfg["continuous_head"]:
+        a = extras.get(T_CONTINUOUS_INTERVAL)
+        n_cont = len(cfg["continuous_scales"])
+        if a is None or tuple(a.shape) != (2, n_cont) or not (np.isfinite(a).all() and (a[1] > 0).all()):
+            raise BundleError(f"the network has a continuous head but the tensor {T_CONTINUOUS_INTERVAL} is missing "
+                              f"or bad; accepted: shape (2, {n_cont}), finite, exponents (second row) > 0")
     d = cfg["filters"][-1]
     shapes = {T_FEATURE_MEAN: (d,), T_FEATURE_PRECISION: (d, d)}
     for k in REQUIRED_TENSORS:

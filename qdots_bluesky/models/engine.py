@@ -23,7 +23,14 @@ DISPERSION_CLASSES = [0.05, 0.10, 0.15, 0.20]
 INPUT_TRANSFORMS = ("center", "sqrt", "log", "none")
 #: BatchNorm epsilon (PyTorch's default), used by both implementations.
 BN_EPS = 1e-5
+#: The quantities of the continuous head, in order: ln of the number-weighted mean diameter (nm), ln of the
+#: volume-weighted mean diameter (nm), the dispersion (relative standard deviation) and the lattice strain (fraction).
+CONTINUOUS_TARGETS = ("log_mean_diameter_nm", "log_volume_diameter_nm", "dispersion", "strain")
+#: Bounds of the continuous head's log standard deviations (in units of ``continuous_scales``).
+LOG_SIGMA_BOUNDS = (-7.0, 3.0)
 
+DEFAULT_CONFIG_CONTINUOUS_OFFSETS = [1.6, 1.65, 0.165, 0.0]
+DEFAULT_CONFIG_CONTINUOUS_SCALES = [0.5, 0.5, 0.08, 0.006]
 DEFAULT_CONFIG: dict[str, Any] = {
     "architecture": "QDotsNet",
     "n_points": 5004,
@@ -37,9 +44,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "regression_offset_nm": 6.0,
     "regression_scale_nm": 4.0,
     "presence_head": True,
+    # continuous head: for each of CONTINUOUS_TARGETS a mean and a log standard deviation, both in units of
+    # continuous_scales around continuous_offsets (so the head learns O(1) numbers)
+    "continuous_head": False,
+    "continuous_offsets": DEFAULT_CONFIG_CONTINUOUS_OFFSETS,
+    "continuous_scales": DEFAULT_CONFIG_CONTINUOUS_SCALES,
 }
 #: Config keys that bundles written before the key existed may lack, and the value that reproduces them.
-_LEGACY_DEFAULTS: dict[str, Any] = {"presence_head": False}
+_LEGACY_DEFAULTS: dict[str, Any] = {"presence_head": False, "continuous_head": False,
+                                    "continuous_offsets": DEFAULT_CONFIG_CONTINUOUS_OFFSETS,
+                                    "continuous_scales": DEFAULT_CONFIG_CONTINUOUS_SCALES}
 
 
 def default_config(**overrides: Any) -> dict[str, Any]:
@@ -87,11 +101,21 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for name, values in (("size_classes_nm", sizes), ("dispersion_classes", disps)):
         if len(values) < 2 or any(b <= a for a, b in zip(values, values[1:])):
             raise ValueError(f"{name} {values} must hold at least two strictly increasing values")
+    try:
+        offsets = [float(v) for v in cfg["continuous_offsets"]]
+        scales = [float(v) for v in cfg["continuous_scales"]]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"continuous_offsets/continuous_scales have a non-numeric entry ({exc})") from None
+    n_cont = len(CONTINUOUS_TARGETS)
+    if len(offsets) != n_cont or len(scales) != n_cont or min(scales) <= 0:
+        raise ValueError(f"continuous_offsets {offsets} and continuous_scales {scales}; accepted: {n_cont} numbers each "
+                         f"(one per {', '.join(CONTINUOUS_TARGETS)}), scales > 0")
     if not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise ValueError(f"dropout {cfg['dropout']} must be in [0, 1)")
     cfg.update(filters=filters, kernels=kernels, n_points=n_points, size_classes_nm=sizes, dispersion_classes=disps,
                batch_norm=bool(cfg["batch_norm"]), dropout=float(cfg["dropout"]), presence_head=bool(cfg["presence_head"]),
-               regression_offset_nm=float(cfg["regression_offset_nm"]),
+               regression_offset_nm=float(cfg["regression_offset_nm"]), continuous_head=bool(cfg["continuous_head"]),
+               continuous_offsets=offsets, continuous_scales=scales,
                regression_scale_nm=float(cfg["regression_scale_nm"]))
     return cfg
 
@@ -112,12 +136,26 @@ def head_sizes(cfg: Mapping[str, Any]) -> list[tuple[str, int]]:
              ("regression_head", 1)]
     if cfg.get("presence_head"):
         heads.append(("presence_head", 1))
+    if cfg.get("continuous_head"):
+        heads.append(("continuous_head", 2 * len(CONTINUOUS_TARGETS)))
     return heads
 
 
 #: Output name of each head.
 HEAD_OUTPUTS = {"size_head": "size_logits", "dispersion_head": "dispersion_logits", "regression_head": "size_nm",
-                "presence_head": "nanocrystal_logit"}
+                "presence_head": "nanocrystal_logit", "continuous_head": "continuous"}
+
+
+def continuous_estimates(raw: np.ndarray, cfg: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Means and standard deviations (rows x CONTINUOUS_TARGETS, float64, in the targets' own units) from the
+    continuous head's raw output (rows x 2 * targets: standardized means, then log standard deviations)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    k = len(CONTINUOUS_TARGETS)
+    offsets = np.asarray(cfg["continuous_offsets"], dtype=np.float64)
+    scales = np.asarray(cfg["continuous_scales"], dtype=np.float64)
+    mean = offsets + scales * raw[:, :k]
+    std = scales * np.exp(np.clip(raw[:, k:], *LOG_SIGMA_BOUNDS))
+    return mean, std
 
 
 def state_dict_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

@@ -49,6 +49,7 @@ from torch import nn
 
 from .engine import (  # noqa: F401  (re-exported: the config lives in the torch-free module)
     BN_EPS,
+    CONTINUOUS_TARGETS,
     DEFAULT_CONFIG,
     DISPERSION_CLASSES,
     INPUT_TRANSFORMS,
@@ -85,6 +86,7 @@ class QDotsNet(nn.Module):
         self.dispersion_head = nn.Linear(in_ch, len(c["dispersion_classes"]))
         self.regression_head = nn.Linear(in_ch, 1)
         self.presence_head = nn.Linear(in_ch, 1) if c["presence_head"] else None
+        self.continuous_head = nn.Linear(in_ch, 2 * len(CONTINUOUS_TARGETS)) if c["continuous_head"] else None
 
     @property
     def n_features(self) -> int:
@@ -156,6 +158,8 @@ class QDotsNet(nn.Module):
         }
         if self.presence_head is not None:
             out["nanocrystal_logit"] = self.presence_head(z).squeeze(-1)
+        if self.continuous_head is not None:
+            out["continuous"] = self.continuous_head(z)
         return out
 
 

@@ -119,6 +119,24 @@ def _grid_patterns(q: np.ndarray, settings: LibrarySettings, species, distances,
     return crystal.reshape(n_pop * n_strain, q.size), compton.reshape(n_pop * n_strain, q.size)
 
 
+def series_pair_table(structure, n_all: np.ndarray, progress: bool = False):
+    """Pair histograms of series clusters ``n_all`` merged onto one set of distances.
+
+    Returns (species, distances (A), table (distances x clusters*pairs, columns cluster-major, pair-minor),
+    atoms per cluster and species (clusters x species)): what :func:`_grid_patterns` multiplies by sinc sums.
+    """
+    hists = [series_histogram(structure, int(n)) for n in tqdm(n_all, desc="cluster histograms", disable=not progress)]
+    n_pairs = len(hists[0].pairs)
+    d2_list, count_list = [], []
+    for h in hists:
+        for k in range(n_pairs):
+            d2_list.append(h.distances**2)
+            count_list.append(h.counts[:, k])
+    distances, table = _merge_distances(d2_list, count_list, len(d2_list))
+    cluster_atoms = np.stack([h.atoms_per_species for h in hists]).astype(float)
+    return hists[0].species, distances, table, cluster_atoms
+
+
 def build_library(settings: LibrarySettings, path: str | Path, progress: bool = True) -> Path:
     """Compute the library of ``settings`` and write it to an HDF5 file at ``path``."""
     path = Path(path)
@@ -134,18 +152,10 @@ def build_library(settings: LibrarySettings, path: str | Path, progress: bool = 
     weights = np.zeros((len(populations), n_all.size))
     for row, (_, _, p) in enumerate(populations):
         weights[row, np.searchsorted(n_all, p.n)] = p.weights
-    hists = [series_histogram(structure, int(n)) for n in tqdm(n_all, desc="cluster histograms", disable=not progress)]
-    n_pairs = len(hists[0].pairs)
-    d2_list, count_list = [], []
-    for h in hists:
-        for k in range(n_pairs):
-            d2_list.append(h.distances**2)
-            count_list.append(h.counts[:, k])
-    distances, table = _merge_distances(d2_list, count_list, len(d2_list))  # columns: cluster-major, pair-minor
-    cluster_atoms = np.stack([h.atoms_per_species for h in hists]).astype(float)
+    species, distances, table, cluster_atoms = series_pair_table(structure, n_all, progress)
     results = {}
     for name, g in grids.items():
-        results[name] = _grid_patterns(g["q"], settings, hists[0].species, distances, table, cluster_atoms, weights,
+        results[name] = _grid_patterns(g["q"], settings, species, distances, table, cluster_atoms, weights,
                                        strains, progress, name)
     _write_library(path, settings, structure, populations, n_all, cluster_atoms, weights, strains, grids, results)
     return path

@@ -62,6 +62,17 @@ class TrainingSettings:
     coarse_points: list[int] = field(default_factory=lambda: [201, 226, 251, 276, 301, 351])
     coarse_truncate_high_fraction: float = 0.2
     coarse_min_q_step: float = 0.037
+    # continuous populations: every epoch populations_per_epoch populations with mean diameter, dispersion and
+    # lattice strain drawn uniformly within population_ranges (sim.cluster_basis.PopulationRanges) are made from the
+    # per-cluster DSE patterns, and the network learns a mean and an uncertainty of each (the continuous head,
+    # weight continuous_weight) besides the classes; False: train on the library's grid populations only
+    continuous: bool = True
+    populations_per_epoch: int = 2048
+    population_ranges: dict = field(default_factory=lambda: {
+        "mean_diameter_nm": [1.5, 11.0], "dispersion": [0.03, 0.30], "strain": [-0.01, 0.01], "microstrain": [0.0, 0.01],
+        "microstrain_share": 0.5, "instrument_gauss_fwhm_q": [0.0, 0.005], "instrument_lorentz_fwhm_q": [0.0, 0.005],
+        "instrument_share": 0.7})
+    continuous_weight: float = 1.0
 
     def __post_init__(self) -> None:
         self.filters = check_per_convolution("filters", self.filters)
@@ -75,6 +86,10 @@ class TrainingSettings:
             raise ValueError(f"coarse_points={self.coarse_points!r}; accepted: a non-empty list of integers >= 50")
         if not 0.0 <= self.coarse_truncate_high_fraction <= 1.0:
             raise ValueError(f"coarse_truncate_high_fraction={self.coarse_truncate_high_fraction!r}; accepted: 0..1")
+        if int(self.populations_per_epoch) != self.populations_per_epoch or self.populations_per_epoch < 1:
+            raise ValueError(f"populations_per_epoch={self.populations_per_epoch!r}; accepted: an integer >= 1")
+        if not self.continuous_weight >= 0:
+            raise ValueError(f"continuous_weight={self.continuous_weight!r}; accepted: a number >= 0")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; accepted: {', '.join(map(repr, PRECISIONS))}")
 
