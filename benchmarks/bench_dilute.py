@@ -22,33 +22,31 @@ from pathlib import Path
 
 import numpy as np
 
-from qdots_bluesky.models.bundle import default_bundle_path, load_bundle
+from qdots_bluesky.predictor import Predictor
 from qdots_bluesky.sim.augment import AugmentationSettings, Augmenter
 from qdots_bluesky.sim.evaluation import binomial_standard_error, weight_to_area_fraction
 from qdots_bluesky.sim.library import load_library
 from qdots_bluesky.sim.training import REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
 
 
-def dilute_accuracy(bundle, lib, weight_fraction: float, repeats: int, seed: int, split: str = "test") -> dict:
+def dilute_accuracy(predictor, lib, weight_fraction: float, repeats: int, seed: int, split: str = "test") -> dict:
     """Top-1 and within-one-class hits per (SNR, solvent) at one weight fraction; see the module docstring.
 
-    ``bundle``: a loaded model bundle (its main network, augmentation and splits); ``lib``: the library on the Q
-    grid; ``split``: the bundle's split whose simulations are drawn ("test", "validation" or "train").
+    ``predictor``: a :class:`~qdots_bluesky.predictor.Predictor` (its bundle's augmentation and splits; the classes
+    as the predictor reports them); ``lib``: the library on the Q grid; ``split``: the bundle's split whose
+    simulations are drawn ("test", "validation" or "train").
     """
-    import torch
-
-    net = bundle.model.eval()
-    augmenter = Augmenter.from_library(lib, AugmentationSettings.from_dict(bundle.metadata["augmentation"]))
-    y = class_labels(lib.mean_diameter_nm, np.asarray(bundle.metadata["size_classes_nm"]))
-    sims = np.tile(np.asarray(bundle.metadata["split"][split]), repeats)
+    meta = predictor.metadata
+    augmenter = Augmenter.from_library(lib, AugmentationSettings.from_dict(meta["augmentation"]))
+    y = class_labels(lib.mean_diameter_nm, np.asarray(meta["size_classes_nm"]))
+    sims = np.tile(np.asarray(meta["split"][split]), repeats)
     rng = np.random.default_rng(seed)
     rows = {}
     for snr in REFERENCE_SNRS:
         for solvent in REFERENCE_SOLVENTS:
             x, _ = augmenter.fixed(sims, rng, fraction=weight_to_area_fraction(weight_fraction), snr=snr,
                                    solvent=solvent, q_min=1.0, q_max=15.0, n_points=5004, lab=False, background=False)
-            with torch.inference_mode():
-                predicted = net(torch.as_tensor(x))["size_logits"].argmax(1).numpy()
+            predicted = np.array([np.argmax(list(e.probabilities.values())) for e in predictor.predict_standardized(x)])
             rows[(snr, solvent)] = (predicted == y[sims], np.abs(predicted - y[sims]) <= 1)
     return rows
 
@@ -69,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_dilute: {args.library} does not exist; build it with `qdots library build --no-tth -o ...`",
               file=sys.stderr)
         return 2
-    bundle = load_bundle(args.model or default_bundle_path())
+    predictor = Predictor.from_bundle(args.model, device="cpu", batch_size=2048)
     lib = load_library(args.library, grid="q")
     for w in args.weight_fraction:
-        rows = dilute_accuracy(bundle, lib, w, args.repeats, args.seed, args.split)
+        rows = dilute_accuracy(predictor, lib, w, args.repeats, args.seed, args.split)
         hits = np.concatenate([r[0] for r in rows.values()])
         print(f"{w * 100:g} % w/w ({weight_to_area_fraction(w) * 100:.1f} % of the area), {hits.size} patterns of "
               f"{args.split} simulations: "

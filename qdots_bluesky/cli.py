@@ -358,9 +358,8 @@ def _add_train(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
                         "network stops early enough to leave the specialist its epochs at the speed measured so far "
-                        f"(default {d.max_minutes:g}, a safety net: the default epochs take about 13 min on an idle 2-core CPU "
-                        "with native bfloat16 and the specialist about 3 more; a run this cap stops ends where the "
-                        "machine's speed lets it, so it does not reproduce bit for bit)")
+                        f"(default {d.max_minutes:g}, a safety net: the README gives the default run's time; a run this "
+                        "cap stops ends where the machine's speed lets it, so it does not reproduce bit for bit)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
@@ -384,14 +383,22 @@ def _add_train(sub) -> None:
                         "which sizes patterns measured with a Q step of at least "
                         f"{d.coarse_min_q_step:g} 1/A (fewer than ~380 points over 1-15 1/A; peaks of the largest dots "
                         "then span one or two points); 0: no specialist, every pattern goes to the main network "
-                        f"(default {d.coarse_epochs}, about 3 min)")
+                        f"(default {d.coarse_epochs})")
     p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
                    help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
     p.add_argument("--strain-jitter", type=_strain_jitter, default=DEFAULT_STRAIN_JITTER, metavar="FRACTION",
                    help="every epoch each training pattern's lattice parameter is changed by a fraction drawn "
                         f"uniformly within +-FRACTION (0 to {MAX_STRAIN_JITTER:g}), so that the network sizes dots whose lattice "
                         "parameter lies beyond the library's -0.25..+0.51 %% (heat, strain, a wavelength a little "
-                        f"off); 0: the library's lattice parameters only (default {DEFAULT_STRAIN_JITTER:g})")
+                        f"off); 0: the library's lattice parameters only (default {DEFAULT_STRAIN_JITTER:g}). Used with "
+                        "--library-populations-only: continuous populations (the default) draw their own lattice "
+                        "parameter within +-1 %%")
+    p.add_argument("--library-populations-only", action="store_true",
+                   help="train on the library's grid populations (17 sizes x 4 dispersions x 19 lattice parameters) "
+                        "and their classes only, as models before the continuous head; default: every epoch "
+                        f"{d.populations_per_epoch} fresh populations with continuous mean diameter, dispersion, strain, "
+                        "microstrain and instrument width made from the per-cluster patterns, and a continuous head "
+                        "that reports number- and volume-weighted sizes, dispersion and strain with uncertainties")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
                    help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
     p.set_defaults(func=_cmd_train)
@@ -467,7 +474,8 @@ def _cmd_train(args) -> int:
                                 batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
                                 max_minutes=args.max_minutes, precision=args.precision,
                                 input_transform=args.input_transform, focal_gamma=args.focal_gamma,
-                                filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs)
+                                filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
+                                continuous=not args.library_populations_only)
     augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]

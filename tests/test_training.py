@@ -82,6 +82,25 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     est = Predictor.from_bundle(trained.bundle_path, device="cpu").predict_standardized(np.ones((2, 5004), np.float32))
     assert len(est) == 2 and abs(sum(est[0].probabilities.values()) - 1) < 1e-5
     assert 0.0 <= est[0].nanocrystal_probability <= 1.0
+    # continuous populations (the default): the continuous head, its interval calibration and its figures
+    assert bundle.model.config["continuous_head"] is True and bundle.coarse.model.config["continuous_head"] is True
+    calibration = np.asarray(m["continuous_interval_calibration"])
+    assert calibration.shape == (2, 4) and np.all(calibration[1] >= 0.5) and np.all(calibration[1] <= 2.0)
+    for key in ("test_continuous", "test_continuous_populations"):
+        assert m[key]["size_mae_nm"] > 0 and 0.0 <= m[key]["size_coverage_68"] <= m[key]["size_coverage_95"] <= 1.0
+    assert set(m["test_continuous"]["by_snr"]) == {"122.0", "46.0", "24.0", "14.0"}
+    assert est[0].size_volume_nm > 0 and est[0].size_std_nm > 0 and est[0].strain_std > 0
+    assert meta["training"]["population_ranges"]["mean_diameter_nm"] == [1.5, 11.0]
+
+
+def test_library_populations_only_trains_the_class_model(small_library, tmp_path):
+    settings = TrainingSettings(seed=2, max_epochs=1, samples_per_epoch=256, batch_size=128, validation_repeats=1,
+                                precision="fp32", coarse_epochs=0, continuous=False)
+    result = train_model(small_library, tmp_path / "classes.safetensors", settings, progress=False)
+    assert load_bundle(result.bundle_path).model.config["continuous_head"] is False
+    assert "test_continuous" not in result.metrics
+    est = Predictor.from_bundle(result.bundle_path, device="numpy").predict_standardized(np.ones((1, 5004), np.float32))
+    assert est[0].size_volume_nm is None and est[0].dispersion in (0.05, 0.2)
 
 
 def test_focal_loss():

@@ -68,60 +68,47 @@ def binomial_standard_error(hits: np.ndarray) -> float:
 
 
 class _Model:
-    """The bundle's networks with their calibration temperatures, on numpy arrays; patterns with a source Q step
-    of at least the bundle's ``coarse_min_q_step`` go to its coarse-sampling specialist, as in the predictor."""
+    """The bundle sized through the same :class:`~qdots_bluesky.predictor.Predictor` users run (on the CPU): patterns
+    with a source Q step of at least the bundle's ``coarse_min_q_step`` go to its coarse-sampling specialist."""
 
     def __init__(self, bundle_path: str | Path):
-        from ..models.bundle import load_bundle
+        from ..predictor import Predictor
 
-        self.bundle = load_bundle(bundle_path)
-        self.meta = self.bundle.metadata
-        self.coarse_min_q_step = self.bundle.coarse_min_q_step
+        self.predictor = Predictor.from_bundle(bundle_path, device="cpu", batch_size=2048)
+        self.contents = self.predictor.contents
+        self.meta = self.contents.metadata
+        self.coarse_min_q_step = self.predictor.coarse_min_q_step
+        self.has_coarse = self.predictor.coarse is not None
 
     def coarse_rows(self, q_step: np.ndarray | float | None, n: int) -> np.ndarray:
         """Which of ``n`` patterns with source Q step ``q_step`` (one per pattern or one for all; None: fine) the
         coarse-sampling specialist sizes (all False without one)."""
-        if q_step is None or self.bundle.coarse is None:
+        if q_step is None or not self.has_coarse:
             return np.zeros(n, dtype=bool)
         return np.broadcast_to(np.asarray(q_step, float) >= self.coarse_min_q_step, (n,))
 
+    def estimates(self, x: np.ndarray, q_step: np.ndarray | float | None = None, main_only: bool = False) -> list:
+        """The predictor's SizeEstimates; ``q_step``: source Q step per pattern (or one; None: fine) for the routing;
+        ``main_only``: every pattern to the main network."""
+        if main_only or q_step is None:
+            return self.predictor.predict_standardized(x)
+        steps = np.broadcast_to(np.asarray(q_step, float), (len(x),))
+        return self.predictor.predict_standardized(x, [{"source_q_step": float(v)} for v in steps])
+
     def __call__(self, x: np.ndarray, q_step: np.ndarray | float | None = None,
                  main_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Calibrated size and dispersion probabilities, and the nanocrystal probability (None without that head).
-
-        ``q_step``: the source Q step of each pattern (or one for all; None: fine) for the routing;
-        ``main_only``: every pattern to the main network.
-        """
-        coarse = self.coarse_rows(None if main_only else q_step, len(x))
-        if not coarse.any():
-            return self._outputs(self.bundle, x)
-        if coarse.all():
-            return self._outputs(self.bundle.coarse, x)
-        merged = []
-        for main, spec in zip(self._outputs(self.bundle, x[~coarse]), self._outputs(self.bundle.coarse, x[coarse])):
-            if main is None:
-                merged.append(None)
-                continue
-            full = np.empty((len(x),) + main.shape[1:], main.dtype)
-            full[~coarse], full[coarse] = main, spec
-            merged.append(full)
-        return merged[0], merged[1], merged[2]
+        """Size and dispersion probabilities as the predictor reports them, and the nanocrystal probability (None
+        without that head)."""
+        return self.arrays(self.estimates(x, q_step, main_only))[:3]
 
     @staticmethod
-    def _outputs(bundle, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        import torch
-
-        t_size = float(bundle.tensors["calibration.temperature_size"][0])
-        t_disp = float(bundle.tensors["calibration.temperature_dispersion"][0])
-        ps, pd, pn = [], [], []
-        with torch.inference_mode():
-            for s in range(0, len(x), 2048):
-                out = bundle.model(torch.as_tensor(x[s:s + 2048]))
-                ps.append(torch.softmax(out["size_logits"] / t_size, 1).numpy())
-                pd.append(torch.softmax(out["dispersion_logits"] / t_disp, 1).numpy())
-                if "nanocrystal_logit" in out:
-                    pn.append(torch.sigmoid(out["nanocrystal_logit"]).numpy())
-        return np.concatenate(ps), np.concatenate(pd), (np.concatenate(pn) if pn else None)
+    def arrays(estimates: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """(size probabilities, dispersion probabilities, nanocrystal probability or None, size_nm, size_std_nm)."""
+        ps = np.array([list(e.probabilities.values()) for e in estimates])
+        pd = np.array([list(e.dispersion_probabilities.values()) for e in estimates])
+        pn = None if not estimates or estimates[0].nanocrystal_probability is None else \
+            np.array([e.nanocrystal_probability for e in estimates])
+        return ps, pd, pn, np.array([e.size_nm for e in estimates]), np.array([e.size_std_nm for e in estimates])
 
 
 def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
@@ -165,9 +152,8 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
 
     # reference conditions
     x, idx, cond = reference_test_set(augmenter, test, seed)
-    ps, pd, pn = model(x)
+    ps, pd, pn, size_nm, size_std = model.arrays(model.estimates(x))
     pred, truth = ps.argmax(1), y_size[idx]
-    size_nm = ps @ size_classes
     ece = expected_calibration_error(ps, truth)
     acc_bins, conf_bins, count_bins = _reliability_bins(ps, truth)
     report["reference"] = {
@@ -186,6 +172,14 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
         "dispersion_confusion": np.bincount(y_disp[idx] * len(disp_classes) + pd.argmax(1), minlength=len(disp_classes) ** 2).reshape(len(disp_classes), -1).tolist(),
         "reliability": {"accuracy": np.nan_to_num(acc_bins).tolist(), "confidence": np.nan_to_num(conf_bins).tolist(), "counts": count_bins.tolist()},
     }
+    # the stated uncertainty: share of patterns within 1 and 2 size_std_nm of the true mean diameter, per condition
+    err = np.abs(size_nm - lib.mean_diameter_nm[idx])
+    within = {"1": err <= size_std, "2": err <= 2.0 * size_std}
+    report["reference"]["size_within_std"] = {
+        k: {"all": float(v.mean()),
+            "by_area_fraction": {f"{f:g}": float(v[cond["fraction"] == f].mean()) for f in REFERENCE_FRACTIONS},
+            "by_snr": {f"{q:g}": float(v[cond["snr"] == q].mean()) for q in REFERENCE_SNRS}}
+        for k, v in within.items()}
 
     blank_set = blank_test_set(augmenter, seed + 2, repeats=256) if pn is not None else None
     if blank_set is not None:
@@ -228,7 +222,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 xs.append((sims[sel], xr, source_q_step(m)))
             for ids, xr, step in xs:
                 p, _, pr = model(xr, step)
-                if key == "n_points" and model.bundle.coarse is not None:  # what the specialist adds, on the same draws
+                if key == "n_points" and model.has_coarse:  # what the specialist adds, on the same draws
                     routed = model.coarse_rows(step, len(xr)).any()
                     if routed:
                         routed_points.add(int(value))
@@ -248,11 +242,11 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 float(np.mean(np.concatenate(flagged)))
     report["robustness"] = curves
     report["robustness_standard_error"] = errors
-    if model.bundle.coarse is not None:
+    if model.has_coarse:
         report["coarse_specialist"] = {
             "min_source_q_step": model.coarse_min_q_step,
             "n_points_routed": [n for n in ROBUSTNESS["n_points"] if n in routed_points],
-            "training_metrics": model.bundle.coarse.metadata.get("metrics", {}),
+            "training_metrics": model.contents.coarse.metadata.get("metrics", {}),
         }
     report["robustness_patterns_per_point"] = int(sims.size * len(REFERENCE_SOLVENTS))
     report["learning_curve"] = meta.get("history", [])

@@ -29,7 +29,7 @@ class TrainingSettings:
     """Everything that defines a training run; stored in the bundle."""
 
     seed: int = 0
-    max_epochs: int = 150
+    max_epochs: int = 110
     samples_per_epoch: int = 32_000
     batch_size: int = 256
     learning_rate: float = 3e-3
@@ -57,7 +57,7 @@ class TrainingSettings:
     # the coarse-sampling specialist: a copy of the trained network fine-tuned on synchrotron patterns resampled to
     # coarse_points points over their measured range (Q steps about one peak width of the largest dots), which sizes
     # the patterns whose source Q step is at least coarse_min_q_step (1/A); coarse_epochs = 0: no specialist
-    coarse_epochs: int = 40
+    coarse_epochs: int = 30
     coarse_learning_rate: float = 3e-3
     coarse_points: list[int] = field(default_factory=lambda: [201, 226, 251, 276, 301, 351])
     coarse_truncate_high_fraction: float = 0.2
