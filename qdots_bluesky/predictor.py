@@ -503,6 +503,9 @@ def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: n
     fig.colorbar(image, ax=ax, pad=0.01, label="class activation (size)")
     head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
             f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
+    if estimate.size_volume_nm is not None:
+        head += (f" ± {estimate.dispersion_std:.2f}\nD_V = {estimate.size_volume_nm:.2f} ± "
+                 f"{estimate.size_volume_std_nm:.2f} nm, strain {100 * estimate.strain:+.2f} ± {100 * estimate.strain_std:.2f} %")
     flags = ", ".join(estimate.flags) or "no flags"
     if estimate.network != "main":
         flags += f" ({estimate.network}-sampling network)"

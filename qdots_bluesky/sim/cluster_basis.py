@@ -164,7 +164,7 @@ class PopulationRanges:
     # inhomogeneous strain: FWHM of the spread of d-spacings (a fraction), peaks broadened in proportion to Q;
     # drawn for a share microstrain_share of the populations, the others have none
     microstrain: tuple[float, float] = (0.0, 0.01)
-    microstrain_share: float = 0.5
+    microstrain_share: float = 0.0
     # a synchrotron instrument profile in Q (1/A): detector pixels, a 0.3-1 mm capillary seen from ~0.76 m and the
     # beam's divergence give ~0.005-0.035 deg 2theta at 0.5-0.6 A (~0.001-0.006 1/A), Gaussian and Lorentzian
     # parts; drawn for a share instrument_share of the populations, the others are ideal

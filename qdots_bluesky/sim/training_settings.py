@@ -70,7 +70,7 @@ class TrainingSettings:
     populations_per_epoch: int = 2048
     population_ranges: dict = field(default_factory=lambda: {
         "mean_diameter_nm": [1.5, 11.0], "dispersion": [0.03, 0.30], "strain": [-0.01, 0.01], "microstrain": [0.0, 0.01],
-        "microstrain_share": 0.5, "instrument_gauss_fwhm_q": [0.0, 0.005], "instrument_lorentz_fwhm_q": [0.0, 0.005],
+        "microstrain_share": 0.0, "instrument_gauss_fwhm_q": [0.0, 0.005], "instrument_lorentz_fwhm_q": [0.0, 0.005],
         "instrument_share": 0.7})
     continuous_weight: float = 1.0
 
