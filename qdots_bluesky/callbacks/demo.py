@@ -93,8 +93,9 @@ def format_table(table: dict[str, np.ndarray]) -> str:
         size, std = float(table["size_nm"][i]), float(table["size_std_nm"][i])
         pred = f"{size:6.2f} ± {std:4.2f}" if np.isfinite(size) else "-"
         if continuous:
-            pm = [(float(table[k][i]) * f, float(table[k + "_std" if k != "size_volume_nm" else "size_volume_std_nm"][i]) * f)
-                  for k, f in (("size_volume_nm", 1.0), ("dispersion", 1.0), ("strain", 100.0))]
+            pm = [(float(table[k][i]) * f, float(table[k_std][i]) * f) for k, k_std, f in
+                  (("size_volume_nm", "size_volume_std_nm", 1.0), ("dispersion", "dispersion_std", 1.0),
+                   ("strain", "strain_std", 100.0))]
             pred = pred.rjust(17) + " " + " ".join((f"{v:.2f} ± {e:.2f}" if np.isfinite(v) else "-").rjust(w)
                                    for (v, e), w in zip(pm, (15, 12, 13)))
         status = str(table["status"][i])

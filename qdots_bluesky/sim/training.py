@@ -127,9 +127,6 @@ class PopulationSource:
         self.augmenter, self.basis, self.ranges, self.size = augmenter, basis, ranges, int(size)
         self.classes = (size_classes, dispersion_classes)
 
-    def with_augmenter(self, augmenter: Augmenter) -> "PopulationSource":
-        return PopulationSource(augmenter, self.basis, self.ranges, self.size, *self.classes)
-
     def __call__(self, rng: np.random.Generator) -> tuple[Augmenter, np.ndarray, dict[str, np.ndarray]]:
         pops = draw_populations(rng, self.size, self.ranges)
         mean, disp, strain = pops["mean_diameter_nm"], pops["dispersion"], pops["strain"]
@@ -503,7 +500,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         metrics["continuous_interval_calibration"] = tensors[T_CONTINUOUS_INTERVAL].numpy().tolist()
         metrics["test_continuous"] = continuous_metrics(model, tensors, x_test, lib.mean_diameter_nm[test_idx],
                                                         {"fraction": test_meta["fraction"], "snr": test_meta["snr"]})
-        x_pop, t_pop, nc_pop = draw_set(sources(augmenter)[1], settings.seed + 6)
+        x_pop, t_pop, nc_pop = draw_set(val_source, settings.seed + 6)
         metrics["test_continuous_populations"] = continuous_metrics(model, tensors, x_pop[nc_pop],
                                                                     np.exp(t_pop["continuous"][nc_pop, 0]))
     if presence:
