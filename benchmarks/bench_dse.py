@@ -19,11 +19,11 @@ import numpy as np
 
 os.environ["QDOTS_CACHE_DIR"] = "off"
 
-from qdots_bluesky.sim.clusters import build_series_cluster, build_sphere_cluster  # noqa: E402
-from qdots_bluesky.sim.dse import debye_pattern  # noqa: E402
-from qdots_bluesky.sim.library import LibrarySettings, build_library  # noqa: E402
-from qdots_bluesky.sim.materials import CrystalStructure, get_structure  # noqa: E402
-from qdots_bluesky.sim.pair_histogram import lattice_pair_histogram  # noqa: E402
+from qdots_bluesky.sim.physics.clusters import build_series_cluster, build_sphere_cluster  # noqa: E402
+from qdots_bluesky.sim.physics.dse import debye_pattern  # noqa: E402
+from qdots_bluesky.sim.physics.library import LibrarySettings, build_library  # noqa: E402
+from qdots_bluesky.sim.physics.materials import CrystalStructure, get_structure  # noqa: E402
+from qdots_bluesky.sim.physics.pair_histogram import lattice_pair_histogram  # noqa: E402
 
 Q = np.linspace(1.0, 15.0, 5004)
 PBS = get_structure("PbS")

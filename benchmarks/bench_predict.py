@@ -22,8 +22,8 @@ import numpy as np
 
 from qdots_bluesky.models.bundle import default_bundle_path, read_bundle
 from qdots_bluesky.predictor import Predictor
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.population import simulate_population
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.population import simulate_population
 from qdots_bluesky.units import q_to_tth
 
 TARGETS = {"size_accuracy": 0.98, "size_within_one_class": 0.995, "dispersion_accuracy": 0.90, "ece_size": 0.03,
@@ -87,7 +87,7 @@ def stored_metrics(model: Path) -> None:
 
 
 def full_evaluation(model: Path, library: Path, report_dir: Path, repeats: int) -> None:
-    from qdots_bluesky.sim.evaluation import evaluate_model, weight_to_area_fraction
+    from qdots_bluesky.sim.learning.evaluation import evaluate_model, weight_to_area_fraction
 
     t0 = time.perf_counter()
     report = evaluate_model(model, library, report_dir, progress=False, robustness_repeats=repeats)

@@ -19,7 +19,7 @@ import numpy as np
 
 
 def _library(path: str | None):
-    from qdots_bluesky.sim.library import LibrarySettings, build_library, load_library
+    from qdots_bluesky.sim.physics.library import LibrarySettings, build_library, load_library
 
     if path:
         return load_library(path)
@@ -35,7 +35,7 @@ def figure(lib, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qdots_bluesky.sim.augment import AugmentationSettings, Augmenter
+    from qdots_bluesky.sim.learning.augment import AugmentationSettings, Augmenter
     from qdots_bluesky.standardize import QGrid, standardize_batch
 
     aug = Augmenter.from_library(lib, AugmentationSettings())
@@ -99,7 +99,7 @@ def figure(lib, out: Path) -> None:
     sel = (q > 5.0) & (q < 6.5)
     ax.plot(q[sel], sync[0, sel] / sync[0, sel].max(), "k", lw=1, label="synchrotron (Q 1-7.2)")
     ax.plot(q[sel], labj[0, sel] / labj[0, sel].max(), lw=1, label="lab Cu Ka1 + 0.5 Ka2")
-    from qdots_bluesky.sim.augment import CU_KA1_A, CU_KA2_A
+    from qdots_bluesky.sim.learning.augment import CU_KA1_A, CU_KA2_A
     for qq in (2 * np.pi * np.sqrt(h) / 5.934 for h in (24, 27)):
         ax.axvline(qq, color="0.6", lw=0.5)
         ax.axvline(qq * CU_KA2_A / CU_KA1_A, color="C1", lw=0.5, ls="--")
@@ -121,7 +121,7 @@ def figure(lib, out: Path) -> None:
 
 def bench(lib, batches: int = 20, warm: int = 60) -> None:
     from qdots_bluesky import standardize as std
-    from qdots_bluesky.sim.augment import AugmentationSettings, Augmenter
+    from qdots_bluesky.sim.learning.augment import AugmentationSettings, Augmenter
 
     cases = {
         "synchrotron, full range only": dict(lab_fraction=0.0, truncate_high_fraction=0.0, truncate_low_fraction=0.0,

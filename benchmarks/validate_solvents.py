@@ -1,4 +1,4 @@
-"""Validate the built-in solvent models (qdots_bluesky.sim.solvents) against measured blanks.
+"""Validate the built-in solvent models (qdots_bluesky.sim.physics.solvents) against measured blanks.
 
 Compares the physics model of liquid n-hexane and toluene with the measured blanks of the
 reference work (X04SA, lambda = 0.564162 A, borosilicate capillaries) on Q 1-15 1/A after
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qdots_bluesky.sim import solvents as S
+from qdots_bluesky.sim.physics import solvents as S
 
 WAVELENGTH_A = 0.564162
 Q_RANGE = (1.0, 15.0)

@@ -29,7 +29,7 @@ def detector_metadata(detector) -> dict[str, Any]:
     """Start-document hints describing a WAXS detector's data keys and x axis.
 
     Uses ``detector.qdots_metadata()`` when the detector has it (the simulated
-    :class:`~qdots_bluesky.sim.beamline.WaxsDetector` does); otherwise takes ``<name>_intensity``
+    :class:`~qdots_bluesky.sim.beamline.devices.WaxsDetector` does); otherwise takes ``<name>_intensity``
     as the pattern and the ``tth`` / ``q`` / ``wavelength`` / ``solvent`` signals when present.
     """
     getter = getattr(detector, "qdots_metadata", None)

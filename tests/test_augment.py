@@ -1,4 +1,4 @@
-"""Tests of the physics-informed augmentation (sim/augment.py) and the reflection list (sim/reflections.py)."""
+"""Tests of the physics-informed augmentation (sim/learning/augment.py) and the reflection list (sim/physics/reflections.py)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.augment import (
+from qdots_bluesky.sim.learning.augment import (
     CU_KA1_A,
     CU_KA2_A,
     AugmentationSettings,
@@ -19,11 +19,11 @@ from qdots_bluesky.sim.augment import (
     polarization_factor,
     scherrer_fwhm_q,
 )
-from qdots_bluesky.sim.lattice_jitter import mean_squared_form_factor, rescale_lattice
-from qdots_bluesky.sim.library import LibrarySettings, build_library, load_library
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.reflections import bragg_reflections, family_march_dollase, march_dollase
-from qdots_bluesky.sim.solvents import solvent_pattern
+from qdots_bluesky.sim.physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
+from qdots_bluesky.sim.physics.library import LibrarySettings, build_library, load_library
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.reflections import bragg_reflections, family_march_dollase, march_dollase
+from qdots_bluesky.sim.physics.solvents import solvent_pattern
 from qdots_bluesky.standardize import QGrid, standardize_batch
 from qdots_bluesky.units import q_to_tth, tth_to_q
 
@@ -479,7 +479,7 @@ def test_axis_draws_are_shared_by_blocks(library):
 
 
 def test_instrument_profile_keeps_area_and_adds_lorentzian_widths():
-    from qdots_bluesky.sim.augment import instrument_profile
+    from qdots_bluesky.sim.learning.augment import instrument_profile
 
     x = np.arange(-20.0, 20.0, 0.01)
 

@@ -11,13 +11,13 @@ from qdots_bluesky.sim.beamline import (
     GrowthLaw,
     SynthesisReactor,
     WaxsDetector,
-    _union_dse,
     make_simulated_beamline,
 )
-from qdots_bluesky.sim.cache import series_histogram
-from qdots_bluesky.sim.dse import debye_pattern
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.solvents import solvent_pattern
+from qdots_bluesky.sim.beamline.devices import _union_dse
+from qdots_bluesky.sim.physics.cache import series_histogram
+from qdots_bluesky.sim.physics.dse import debye_pattern
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.solvents import solvent_pattern
 
 COARSE_STEP = 0.0168  # deg, 4971 points over 0.5-84 deg
 MAX_D = 12.0  # nm: clusters n = 1..25

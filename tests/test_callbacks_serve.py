@@ -59,7 +59,7 @@ def test_serve_sizes_runs_from_a_0mq_proxy(store, bundle):  # noqa: F811
     proxy = subprocess.Popen([PROXY, "--in-address", f"127.0.0.1:{port_in}", "--out-address", f"127.0.0.1:{port_out}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "qdots_bluesky.callbacks.cli_commands", "serve", "--zmq", f"127.0.0.1:{port_out}",
+        [sys.executable, "-m", "qdots_bluesky.cli", "serve", "--zmq", f"127.0.0.1:{port_out}",
          "--tiled-uri", store.uri, "--model", str(bundle), "--device", "cpu", "--max-runs", "2", "-v"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue = queue.Queue()
@@ -98,7 +98,7 @@ def test_serve_sizes_runs_from_a_0mq_proxy(store, bundle):  # noqa: F811
 
 
 def test_serve_refuses_bad_options(bundle, capsys):  # noqa: F811
-    from qdots_bluesky.callbacks import cli_commands
+    from qdots_bluesky import cli as cli_commands
 
     assert cli_commands.main(["serve", "--model", str(bundle), "--zmq", "127.0.0.1:1"]) == 2
     assert "--tiled-uri URI, --directory DIR or --catalog NAME" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from bluesky import RunEngine
 
 from _callbacks_helpers import bundle, fast_beamline, free_port, sabotage, shared_bundle, store  # noqa: F401
 from _model_helpers import make_bundle
-from qdots_bluesky.callbacks import cli_commands
+from qdots_bluesky import cli as cli_commands
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME, LiveSizer
 from qdots_bluesky.callbacks.replay import REPLAY_OF, replay_run
 from qdots_bluesky.callbacks.tiled_store import (

@@ -154,7 +154,7 @@ def test_predict_does_not_import_torch(files):
     # start-up time: neither PyTorch nor the training and simulation stack (ase, augmentation) is loaded
     code = ("import sys; from qdots_bluesky.cli import main; "
             f"rc = main(['predict', {str(files['q1'])!r}, '--x-unit', 'q', '--model', {str(files['model'])!r}]); "
-            "heavy = [m for m in ('torch', 'ase', 'qdots_bluesky.sim.augment', 'qdots_bluesky.sim.training') "
+            "heavy = [m for m in ('torch', 'ase', 'qdots_bluesky.sim.learning.augment', 'qdots_bluesky.sim.learning.train') "
             "if m in sys.modules]; assert not heavy, f'imported: {heavy}'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[1])

@@ -9,8 +9,8 @@ import pytest
 
 from qdots_bluesky.cli import main
 from qdots_bluesky.io import read_pattern
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.population import simulate_population
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.population import simulate_population
 from qdots_bluesky.units import tth_to_q
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.cluster_basis import (
+from qdots_bluesky.sim.physics.cluster_basis import (
     PopulationRanges,
     build_cluster_basis,
     draw_populations,
     lognormal_weight_matrix,
     population_targets,
 )
-from qdots_bluesky.sim.distribution import lognormal_number_weights
-from qdots_bluesky.sim.library import LibrarySettings
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.population import simulate_population
+from qdots_bluesky.sim.physics.distribution import lognormal_number_weights
+from qdots_bluesky.sim.physics.library import LibrarySettings
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.population import simulate_population
 
 Q = np.linspace(1.0, 15.0, 700)
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from ase.cluster import Icosahedron
 
-from qdots_bluesky.sim.clusters import build_series_cluster, build_sphere_cluster
-from qdots_bluesky.sim.dse import debye_pattern, sin_over_x
-from qdots_bluesky.sim.form_factors import complex_form_factor, incoherent_scattering_function, breit_dirac_recoil
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.pair_histogram import atoms_pair_histogram, lattice_pair_histogram
+from qdots_bluesky.sim.physics.clusters import build_series_cluster, build_sphere_cluster
+from qdots_bluesky.sim.physics.dse import debye_pattern, sin_over_x
+from qdots_bluesky.sim.physics.form_factors import complex_form_factor, incoherent_scattering_function, breit_dirac_recoil
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.pair_histogram import atoms_pair_histogram, lattice_pair_histogram
 
 Q = np.linspace(0.3, 15.0, 400)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.cache import series_histogram
-from qdots_bluesky.sim.dse import debye_pattern
-from qdots_bluesky.sim.lattice_jitter import mean_squared_form_factor, rescale_lattice
-from qdots_bluesky.sim.materials import get_structure
+from qdots_bluesky.sim.physics.cache import series_histogram
+from qdots_bluesky.sim.physics.dse import debye_pattern
+from qdots_bluesky.sim.physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
+from qdots_bluesky.sim.physics.materials import get_structure
 
 Q = np.linspace(1.0, 15.0, 5004)
 PBS = get_structure("PbS")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.clusters import build_sphere_cluster
-from qdots_bluesky.sim.dse import debye_pattern
-from qdots_bluesky.sim.form_factors import anomalous_dispersion, atomic_number
-from qdots_bluesky.sim.materials import builtin_materials, get_structure, load_cif
-from qdots_bluesky.sim.pair_histogram import lattice_pair_histogram
+from qdots_bluesky.sim.physics.clusters import build_sphere_cluster
+from qdots_bluesky.sim.physics.dse import debye_pattern
+from qdots_bluesky.sim.physics.form_factors import anomalous_dispersion, atomic_number
+from qdots_bluesky.sim.physics.materials import builtin_materials, get_structure, load_cif
+from qdots_bluesky.sim.physics.pair_histogram import lattice_pair_histogram
 
 PBS_CIF = """data_PbS
 _cell_length_a 5.934

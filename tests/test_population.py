@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.clusters import build_series_cluster, equal_volume_diameter_nm
-from qdots_bluesky.sim.distribution import clusters_needed, lognormal_number_weights
-from qdots_bluesky.sim.dse import debye_pattern
-from qdots_bluesky.sim.library import LibrarySettings, build_library, library_content_sha256, load_library, reference_lattice_ratios
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.pair_histogram import lattice_pair_histogram
-from qdots_bluesky.sim.population import population_weights, simulate_population
+from qdots_bluesky.sim.physics.clusters import build_series_cluster, equal_volume_diameter_nm
+from qdots_bluesky.sim.physics.distribution import clusters_needed, lognormal_number_weights
+from qdots_bluesky.sim.physics.dse import debye_pattern
+from qdots_bluesky.sim.physics.library import LibrarySettings, build_library, library_content_sha256, load_library, reference_lattice_ratios
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.pair_histogram import lattice_pair_histogram
+from qdots_bluesky.sim.physics.population import population_weights, simulate_population
 
 PBS = get_structure("PbS")
 

@@ -14,9 +14,9 @@ import pytest
 from qdots_bluesky.io import read_pattern
 from qdots_bluesky.models.bundle import default_bundle_path, read_bundle
 from qdots_bluesky.predictor import Predictor
-from qdots_bluesky.sim.materials import get_structure
-from qdots_bluesky.sim.population import simulate_population
-from qdots_bluesky.sim.solvents import solvent_pattern
+from qdots_bluesky.sim.physics.materials import get_structure
+from qdots_bluesky.sim.physics.population import simulate_population
+from qdots_bluesky.sim.physics.solvents import solvent_pattern
 from qdots_bluesky.units import q_to_tth
 
 SOLVENTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "solvents"
@@ -42,7 +42,7 @@ def test_bundle_is_small_and_carries_its_provenance():
 def test_sizes_continuous_populations_within_their_uncertainty(predictor):
     """Recomputed, not read from the bundle: 60 simulated populations of continuous size (2.5-9.5 nm, dispersion
     5-20 %) with counting noise, sized through the Predictor; the errors are small and within the stated uncertainty."""
-    from qdots_bluesky.sim.cluster_basis import build_cluster_basis
+    from qdots_bluesky.sim.physics.cluster_basis import build_cluster_basis
 
     basis = build_cluster_basis()
     rng = np.random.default_rng(7)

@@ -1,4 +1,4 @@
-"""Tests of the built-in solvent scattering models (qdots_bluesky.sim.solvents)."""
+"""Tests of the built-in solvent scattering models (qdots_bluesky.sim.physics.solvents)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim import solvents as S
-from qdots_bluesky.sim.form_factors import complex_form_factor
+from qdots_bluesky.sim.physics import solvents as S
+from qdots_bluesky.sim.physics.form_factors import complex_form_factor
 from qdots_bluesky.units import tth_to_q
 
 SOLVENT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "solvents"

@@ -8,9 +8,9 @@ import pytest
 
 from qdots_bluesky.models.bundle import file_sha256, load_bundle
 from qdots_bluesky.predictor import Predictor
-from qdots_bluesky.sim.library import LibrarySettings, build_library
-from qdots_bluesky.sim.splits import kfold_by_simulation, split_by_simulation
-from qdots_bluesky.sim.training import TrainingSettings, train_model
+from qdots_bluesky.sim.physics.library import LibrarySettings, build_library
+from qdots_bluesky.sim.learning.splits import kfold_by_simulation, split_by_simulation
+from qdots_bluesky.sim.learning.train import TrainingSettings, train_model
 
 
 def test_split_by_simulation_is_disjoint_stratified_and_seeded():
@@ -106,7 +106,7 @@ def test_library_populations_only_trains_the_class_model(small_library, tmp_path
 def test_focal_loss():
     import torch
 
-    from qdots_bluesky.sim.training import classification_loss
+    from qdots_bluesky.sim.learning.train import classification_loss
 
     logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 3.0]])
     target = torch.tensor([0, 0, 1])  # confident right, unsure, confident wrong
@@ -120,7 +120,7 @@ def test_focal_loss():
 
 
 def test_training_settings_and_precision():
-    from qdots_bluesky.sim.training import resolve_precision
+    from qdots_bluesky.sim.learning.train import resolve_precision
 
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") in ("bf16", "fp32")
@@ -141,7 +141,7 @@ def test_training_settings_and_precision():
 
 
 def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
-    from qdots_bluesky.sim.augment import AugmentationSettings
+    from qdots_bluesky.sim.learning.augment import AugmentationSettings
 
     settings = TrainingSettings(seed=2, max_epochs=1, samples_per_epoch=256, batch_size=128, validation_repeats=1,
                                 precision="fp32", coarse_epochs=0)
@@ -173,7 +173,7 @@ def test_library_too_small_to_split(tmp_path):
 
 
 def test_evaluation_report(trained, small_library, tmp_path):
-    from qdots_bluesky.sim.evaluation import evaluate_model
+    from qdots_bluesky.sim.learning.evaluation import evaluate_model
 
     report = evaluate_model(trained.bundle_path, small_library, tmp_path / "report", progress=False)
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
@@ -243,7 +243,7 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
 
 
 def test_balanced_draws_give_every_simulation_every_condition():
-    from qdots_bluesky.sim.evaluation import balanced_draws
+    from qdots_bluesky.sim.learning.evaluation import balanced_draws
 
     values = (122.0, 46.0, 24.0, 14.0)
     drawn = balanced_draws(values, 5, 8, np.random.default_rng(0)).reshape(8, 5)  # as np.tile(sims, 8)
@@ -256,7 +256,7 @@ def test_balanced_draws_give_every_simulation_every_condition():
 def test_time_cap_leaves_the_coarse_specialist_its_epochs(small_library, tmp_path, monkeypatch):
     """Under --max-minutes the main network stops early enough for the specialist to run all its epochs at the speed
     measured so far (a clock that advances 10 s at every reading makes the cap bind after a few epochs)."""
-    import qdots_bluesky.sim.training as training
+    import qdots_bluesky.sim.learning.train as training
 
     class TenSecondClock:
         def __init__(self):

@@ -1,6 +1,6 @@
 """The end-to-end demonstration behind ``qdots demo``: a simulated synthesis, sized live, stored in Tiled.
 
-:func:`run_demo` builds the simulated beamline (:func:`qdots_bluesky.sim.beamline.make_simulated_beamline`),
+:func:`run_demo` builds the simulated beamline (:func:`qdots_bluesky.sim.beamline.devices.make_simulated_beamline`),
 subscribes ``LiveSizer -> TiledWriter`` to a RunEngine, runs
 :func:`qdots_bluesky.plans.insitu_synthesis`, reads the run back from Tiled and returns
 :class:`DemoResult` (the joined table of truth and estimates); :func:`format_table` and
@@ -190,7 +190,7 @@ def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: fl
     from bluesky import RunEngine
 
     from ..plans import insitu_synthesis
-    from ..sim.beamline import make_simulated_beamline, use_virtual_time
+    from ..sim.beamline.devices import make_simulated_beamline, use_virtual_time
 
     options = dict(clock="manual" if virtual_time else "real", time_scale=time_scale, temperature=temperature,
                    x_unit=x_unit, seed=seed, progress=echo is not None)

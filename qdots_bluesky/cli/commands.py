@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
 
 
 def _float_list(text: str) -> list[float]:
@@ -53,10 +53,10 @@ def _add_simulate(sub) -> None:
 def _cmd_simulate(args) -> int:
     import numpy as np
 
-    from .io import write_xy
-    from .sim.grids import simulation_grid
-    from .sim.materials import get_structure
-    from .sim.population import population_weights, simulate_population
+    from ..io import write_xy
+    from ..sim.physics.grids import simulation_grid
+    from ..sim.physics.materials import get_structure
+    from ..sim.physics.population import population_weights, simulate_population
 
     q, tth = simulation_grid(args.tth, args.q, args.wavelength)
     wavelength = 0.56 if args.wavelength is None else args.wavelength
@@ -93,7 +93,7 @@ def _cmd_simulate(args) -> int:
     print(f"wrote {args.output}: {structure.name}, mean diameter {args.diameter} nm, dispersion {args.dispersion}, "
           f"strain {args.strain}, {x.size} points, clusters n={int(pop.n.min())}..{int(pop.n.max())}, {elapsed:.2f} s")
     if args.plot:
-        from .plotting import plot_simulated_pattern
+        from ..plotting import plot_simulated_pattern
 
         xlabel = "2theta (deg)" if tth is not None else "Q (1/A)"
         title = f"{structure.name}: D = {args.diameter} nm, dispersion {args.dispersion:.0%}, strain {args.strain:+.2%}"
@@ -131,8 +131,8 @@ def _add_library(sub) -> None:
 
 
 def _cmd_library_build(args) -> int:
-    from .sim.grids import parse_range, q_grid, tth_grid
-    from .sim.library import LibrarySettings, build_library
+    from ..sim.physics.grids import parse_range, q_grid, tth_grid
+    from ..sim.physics.library import LibrarySettings, build_library
 
     settings = LibrarySettings(material=args.material, wavelength_a=args.wavelength, compton=not args.no_compton,
                                max_diameter_nm=args.max_diameter)
@@ -165,7 +165,7 @@ def _cmd_library_info(args) -> int:
     import h5py
     import numpy as np
 
-    from .sim.library import LIBRARY_FORMAT
+    from ..sim.physics.library import LIBRARY_FORMAT
 
     try:
         f = h5py.File(args.path, "r")
@@ -233,11 +233,11 @@ def _cmd_predict(args) -> int:
 
     import numpy as np
 
-    from .io import read_pattern
-    from .models.bundle import BundleError
-    from .predictor import Predictor, plot_prediction
-    from .standardize import standardize_pattern
-    from .units import check_wavelength
+    from ..io import read_pattern
+    from ..models.bundle import BundleError
+    from ..predictor import Predictor, plot_prediction
+    from ..standardize import standardize_pattern
+    from ..units import check_wavelength
 
     def fail(msg: str) -> int:
         print(f"qdots predict: error: {msg}", file=sys.stderr)
@@ -341,8 +341,8 @@ def _add_train(sub) -> None:
                    help="build the reference library (Q grid only, ~10 s) at --library first if the file does not exist")
     p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights (default 0)")
-    from .models.engine import INPUT_TRANSFORMS
-    from .sim.training_settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER, PRECISIONS
+    from ..models.engine import INPUT_TRANSFORMS
+    from ..sim.learning.settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER, PRECISIONS
 
     d = _training_defaults()
     p.add_argument("--epochs", type=int, default=d.max_epochs,
@@ -405,7 +405,7 @@ def _add_train(sub) -> None:
 
 
 def _training_defaults():
-    from .sim.training_settings import TrainingSettings
+    from ..sim.learning.settings import TrainingSettings
 
     return TrainingSettings()
 
@@ -414,7 +414,7 @@ def _per_convolution(name: str, default: list[int]):
     """An argparse type for five comma-separated positive integers (``--filters``, ``--kernels``); errors quote
     ``default`` as the example."""
     def parse(text: str) -> list[int]:
-        from .sim.training_settings import check_per_convolution
+        from ..sim.learning.settings import check_per_convolution
 
         try:
             return check_per_convolution(name, [int(v) for v in text.split(",")])
@@ -426,7 +426,7 @@ def _per_convolution(name: str, default: list[int]):
 
 
 def _strain_jitter(text: str) -> float:
-    from .sim.training_settings import MAX_STRAIN_JITTER
+    from ..sim.learning.settings import MAX_STRAIN_JITTER
 
     try:
         value = float(text)
@@ -458,15 +458,15 @@ def _parse_blank(text: str) -> tuple[str, str, float | None]:
 
 
 def _cmd_train(args) -> int:
-    from .sim.augment import AugmentationSettings
-    from .sim.training import TrainingSettings, cross_validate, train_model
+    from ..sim.learning.augment import AugmentationSettings
+    from ..sim.learning.train import TrainingSettings, cross_validate, train_model
 
     library = Path(args.library)
     if not library.exists():
         if not args.build_library:
             raise ValueError(f"library {library} does not exist; build it with `qdots library build --no-tth -o {library}` "
                              "or add --build-library")
-        from .sim.library import LibrarySettings, build_library
+        from ..sim.physics.library import LibrarySettings, build_library
 
         print(f"building the reference library (1292 patterns, Q grid) at {library}")
         build_library(LibrarySettings(tth_grid_deg=None), library, progress=True)
@@ -519,8 +519,8 @@ def _add_evaluate(sub) -> None:
 
 
 def _cmd_evaluate(args) -> int:
-    from .models.bundle import default_bundle_path
-    from .sim.evaluation import evaluate_model
+    from ..models.bundle import default_bundle_path
+    from ..sim.learning.evaluation import evaluate_model
 
     model = args.model or default_bundle_path()
     report = evaluate_model(model, args.library, args.output, seed=args.seed, progress=True,
@@ -551,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_train(sub)
     _add_evaluate(sub)
-    from .callbacks.cli_commands import add_demo, add_replay, add_serve
+    from .bluesky_commands import add_demo, add_replay, add_serve
 
     add_demo(sub)
     add_replay(sub)
@@ -567,7 +567,3 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"qdots {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

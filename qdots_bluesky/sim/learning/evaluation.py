@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..models.calibration import expected_calibration_error
+from ...models.calibration import expected_calibration_error
 from .augment import AugmentationSettings, Augmenter
-from .library import load_library
-from .training import (
+from ..physics.library import load_library
+from .train import (
     REFERENCE_FRACTIONS,
     REFERENCE_SNRS,
     REFERENCE_SOLVENTS,
@@ -72,7 +72,7 @@ class _Model:
     with a source Q step of at least the bundle's ``coarse_min_q_step`` go to its coarse-sampling specialist."""
 
     def __init__(self, bundle_path: str | Path):
-        from ..predictor import Predictor
+        from ...predictor import Predictor
 
         self.predictor = Predictor.from_bundle(bundle_path, device="cpu", batch_size=2048)
         self.contents = self.predictor.contents

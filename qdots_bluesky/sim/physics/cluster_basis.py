@@ -1,11 +1,11 @@
 """Per-cluster DSE patterns of a cluster series, and population patterns drawn from continuous distributions.
 
-The library (:mod:`~qdots_bluesky.sim.library`) holds populations on a grid (17 mean sizes x 4 dispersions
+The library (:mod:`~qdots_bluesky.sim.physics.library`) holds populations on a grid (17 mean sizes x 4 dispersions
 x 19 lattice parameters). That grid is a sampling of a continuous space: every population pattern is a
 number-weighted sum of the patterns of the series clusters (n^3 cells, D_n = n x unit, 0.4638 n nm for PbS).
 A :class:`ClusterBasis` holds those per-cluster patterns once (coherent and Compton parts, at bulk lattice);
 then a batch of populations with any mean diameter, dispersion and lattice parameter is one matrix product
-(log-normal weights x basis) and one Q rescaling per row (:func:`~qdots_bluesky.sim.lattice_jitter.rescale_lattice`).
+(log-normal weights x basis) and one Q rescaling per row (:func:`~qdots_bluesky.sim.physics.lattice_jitter.rescale_lattice`).
 
 Population targets (what a network trained on these patterns learns to report):
 
@@ -64,8 +64,8 @@ class ClusterBasis:
         The coherent part of each population is its weighted sum of cluster patterns with Q rescaled by 1 + strain
         (exact for the self terms, first order for the pair terms; see ``lattice_jitter``); Compton is not rescaled.
         Optional per population: ``microstrain`` (FWHM of the spread of d-spacings, a fraction;
-        :func:`~qdots_bluesky.sim.profiles.microstrain_broadening`) and an instrument profile of Gaussian and
-        Lorentzian FWHMs in Q (1/A; :func:`~qdots_bluesky.sim.profiles.instrument_profile`), both on the coherent part.
+        :func:`~qdots_bluesky.sim.physics.profiles.microstrain_broadening`) and an instrument profile of Gaussian and
+        Lorentzian FWHMs in Q (1/A; :func:`~qdots_bluesky.sim.physics.profiles.instrument_profile`), both on the coherent part.
         """
         weights = lognormal_weight_matrix(self.n, self.unit_nm, mean_nm, dispersion)
         crystal = (weights @ self.crystal).astype(np.float32)
@@ -86,7 +86,7 @@ class ClusterBasis:
 def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bool = False) -> ClusterBasis:
     """Per-cluster patterns of ``settings.material``'s series up to ``settings.max_diameter_nm`` on ``q`` (default:
     the settings' Q grid), with the settings' wavelength, Compton and precision (a
-    :class:`~qdots_bluesky.sim.library.LibrarySettings`; default the reference library's). One exact DSE pass over
+    :class:`~qdots_bluesky.sim.physics.library.LibrarySettings`; default the reference library's). One exact DSE pass over
     every cluster's pair histogram (cached on disk like the library's): a few seconds for PbS up to 21 nm."""
     from .library import LibrarySettings, _grid_patterns, series_pair_table
 
@@ -107,7 +107,7 @@ def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bo
 def lognormal_weight_matrix(n: np.ndarray, unit_nm: float, mean_nm: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
     """Number weights (populations x clusters) of log-normal distributions over series clusters n.
 
-    Row by row the same as :func:`~qdots_bluesky.sim.distribution.lognormal_number_weights` for dispersions > 0:
+    Row by row the same as :func:`~qdots_bluesky.sim.physics.distribution.lognormal_number_weights` for dispersions > 0:
     each cluster takes the probability of [(n - 1/2), (n + 1/2)] unit_nm, weights below ``WEIGHT_CUTOFF`` are
     dropped and each row is renormalised (the distribution is truncated at the largest cluster).
     """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..units import check_wavelength, tth_to_q
+from ...units import check_wavelength, tth_to_q
 
 
 def parse_range(text: str, what: str) -> tuple[float, float, float]:

@@ -2,7 +2,7 @@
 
 ``add_demo(sub)``, ``add_replay(sub)``, ``add_serve(sub)`` add them to an argparse subparsers
 object (each sets ``func``; the function returns the exit status: 0 ok, 1 failed check, 2 bad
-input or unreachable service). Also runnable alone: ``python -m qdots_bluesky.callbacks.cli_commands demo ...``.
+input or unreachable service).
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _add_store_options(p: argparse.ArgumentParser, *, default_directory: str | N
 
 
 def _open_store(args, command: str):
-    from .tiled_store import connect
+    from ..callbacks.tiled_store import connect
 
     uri, directory, catalog = args.tiled_uri, args.directory, getattr(args, "catalog", None)
     if sum(bool(v) for v in (uri, directory, catalog)) > 1:
@@ -75,7 +75,7 @@ def _open_store(args, command: str):
 
 def _make_sizer(args, **options):
     from ..models.bundle import BundleError, default_bundle_path
-    from .live_sizer import LiveSizer
+    from ..callbacks.live_sizer import LiveSizer
 
     if args.model is None and not default_bundle_path().is_file():
         raise ValueError(f"no model: the shipped model {default_bundle_path()} is not there yet; train one with "
@@ -94,7 +94,7 @@ def _make_sizer(args, **options):
 
 
 def _errors():
-    from .tiled_store import RunNotFoundError, TiledUnavailableError
+    from ..callbacks.tiled_store import RunNotFoundError, TiledUnavailableError
 
     return (ValueError, TiledUnavailableError, RunNotFoundError)
 
@@ -135,7 +135,7 @@ def add_demo(sub) -> argparse.ArgumentParser:
 
 
 def cmd_demo(args) -> int:
-    from .demo import format_table, run_demo
+    from ..callbacks.demo import format_table, run_demo
 
     if args.points < 1:
         return _fail("demo", f"--points {args.points}; accepted: an integer >= 1")
@@ -208,8 +208,8 @@ def add_replay(sub) -> argparse.ArgumentParser:
 def cmd_replay(args) -> int:
     import numpy as np
 
-    from .replay import replay_run
-    from .tiled_store import read_sizes, select_runs
+    from ..callbacks.replay import replay_run
+    from ..callbacks.tiled_store import read_sizes, select_runs
 
     try:
         sizer = _make_sizer(args)
@@ -296,8 +296,8 @@ def add_serve(sub) -> argparse.ArgumentParser:
 
 
 def cmd_serve(args) -> int:
-    from .demo import live_printer
-    from .serve import serve
+    from ..callbacks.demo import live_printer
+    from ..callbacks.serve import serve
 
     if args.max_runs is not None and args.max_runs < 1:
         return _fail("serve", f"--max-runs {args.max_runs}; accepted: an integer >= 1")
@@ -329,22 +329,3 @@ def cmd_serve(args) -> int:
         if store is not None:
             store.close()
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A parser with the three subcommands (for running this module alone)."""
-    parser = argparse.ArgumentParser(prog="qdots", description="Live quantum-dot sizing in Bluesky")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_demo(sub)
-    add_replay(sub)
-    add_serve(sub)
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

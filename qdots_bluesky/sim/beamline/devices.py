@@ -56,7 +56,7 @@ Detector (:class:`WaxsDetector`)
 --------------------------------
 The DSE patterns (crystal + Compton, electron units per cluster, fixed strain) of every series
 cluster up to ``max_diameter_nm`` are computed once on the detector's grid (exact pair histograms,
-:func:`~qdots_bluesky.sim.cache.series_histogram`, + :func:`~qdots_bluesky.sim.dse.debye_pattern`).
+:func:`~qdots_bluesky.sim.physics.cache.series_histogram`, + :func:`~qdots_bluesky.sim.physics.dse.debye_pattern`).
 Each trigger then takes the reactor's state and computes
 
     NC = sum_n w_n(mean, dispersion) I_n            (log-normal number weights)
@@ -64,7 +64,7 @@ Each trigger then takes the reactor's state and computes
     N  = Y / max(Y) * count_rate * exposure          (expected counts; strongest point = rate x time)
     intensity = Poisson(N)                           (seeded)
 
-with S the built-in solvent model (:func:`~qdots_bluesky.sim.solvents.solvent_pattern`). The
+with S the built-in solvent model (:func:`~qdots_bluesky.sim.physics.solvents.solvent_pattern`). The
 signal-to-noise ratio of the strongest point is sqrt(count_rate * exposure) (100 by default), the
 definition used by the training augmentation. Intensities are given at the grid points
 (no polarization or Lorentz factor: a synchrotron DSE pattern I(Q) is recorded as I(Q(2theta))).
@@ -90,15 +90,15 @@ from ophyd.status import DeviceStatus
 from ophyd.utils import LimitError, ReadOnlyError
 from tqdm.auto import tqdm
 
-from ..units import check_wavelength, q_to_tth, tth_to_q
-from .cache import series_histogram, structure_key
-from .clusters import equal_volume_diameter_nm
-from .distribution import DEFAULT_MAX_DIAMETER_NM, lognormal_number_weights
-from .dse import compton_intensity, pair_factors, sinc_sums
-from .grids import q_grid, tth_grid
-from .materials import get_structure
-from .population import check_strain
-from .solvents import solvent_names, solvent_pattern
+from ...units import check_wavelength, q_to_tth, tth_to_q
+from ..physics.cache import series_histogram, structure_key
+from ..physics.clusters import equal_volume_diameter_nm
+from ..physics.distribution import DEFAULT_MAX_DIAMETER_NM, lognormal_number_weights
+from ..physics.dse import compton_intensity, pair_factors, sinc_sums
+from ..physics.grids import q_grid, tth_grid
+from ..physics.materials import get_structure
+from ..physics.population import check_strain
+from ..physics.solvents import solvent_names, solvent_pattern
 
 __all__ = [
     "GrowthLaw",
@@ -567,7 +567,7 @@ def _cluster_patterns(material: str, q: np.ndarray, wavelength_a: float, strain:
 def _union_dse(structure, q: np.ndarray, wavelength_a: float, strain: float, n: np.ndarray, progress: bool) -> np.ndarray:
     """Crystal + Compton of many series clusters in one pass over their union of pair distances.
 
-    Same equation as :func:`~qdots_bluesky.sim.dse.debye_pattern` (the sinc sums of all clusters
+    Same equation as :func:`~qdots_bluesky.sim.physics.dse.debye_pattern` (the sinc sums of all clusters
     share one sin(Qd)/(Qd) matrix, as the clusters of a lattice share their distances), which makes
     it about 10x faster than one debye_pattern call per cluster.
     """

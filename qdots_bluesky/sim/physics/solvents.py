@@ -60,7 +60,7 @@ from ase import Atoms
 from scipy.fft import dst
 from scipy.interpolate import CubicSpline
 
-from ..units import check_wavelength, tth_to_q
+from ...units import check_wavelength, tth_to_q
 from .form_factors import breit_dirac_recoil, complex_form_factor, incoherent_scattering_function
 
 __all__ = [
@@ -775,7 +775,7 @@ def load_solvent_blank(path, *, x_unit: str = "tth", wavelength_a: float | None 
     ``wavelength`` / ``lambda`` key of the file header. Raises ValueError (io.PatternFileError
     for unreadable files) for bad content, a bad unit or a missing/bad wavelength.
     """
-    from ..io import read_pattern  # the project's shared pattern reader
+    from ...io import read_pattern  # the project's shared pattern reader
 
     if x_unit not in _X_UNITS:
         raise ValueError(f"unknown x_unit {x_unit!r}; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")

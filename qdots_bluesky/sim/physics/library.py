@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..units import tth_to_q
+from ... import __version__
+from ...units import tth_to_q
 from .cache import series_histogram
 from .clusters import equal_volume_diameter_nm
 from .distribution import DEFAULT_MAX_DIAMETER_NM

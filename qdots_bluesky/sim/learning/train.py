@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..standardize import QGrid
+from ... import __version__
+from ...standardize import QGrid
 from .augment import AugmentationSettings, Augmenter
-from .cluster_basis import ClusterBasis, PopulationRanges, build_cluster_basis, draw_populations, population_targets
-from .library import LibrarySettings, library_content_sha256, load_library
+from ..physics.cluster_basis import ClusterBasis, PopulationRanges, build_cluster_basis, draw_populations, population_targets
+from ..physics.library import LibrarySettings, library_content_sha256, load_library
 from .splits import Split, kfold_by_simulation, split_by_simulation
-from .training_settings import TrainingSettings  # noqa: F401  (re-exported)
+from .settings import TrainingSettings  # noqa: F401  (re-exported)
 
 #: The reference test conditions: 2 solvents x 4 nanocrystal area fractions x 4 signal-to-noise ratios.
 REFERENCE_SOLVENTS = ("hexane", "toluene")
@@ -255,11 +255,11 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     import torch
     import torch.nn.functional as F
 
-    from ..models.bundle import T_CONTINUOUS_INTERVAL, CoarseSpecialist, file_sha256, save_bundle
-    from ..models.calibration import expected_calibration_error, fit_feature_statistics, fit_temperature
-    from ..models.continuous import calibrated_std, class_probabilities, fit_interval_calibration
-    from ..models.engine import LOG_SIGMA_BOUNDS, continuous_estimates
-    from ..models.network import QDotsNet
+    from ...models.bundle import T_CONTINUOUS_INTERVAL, CoarseSpecialist, file_sha256, save_bundle
+    from ...models.calibration import expected_calibration_error, fit_feature_statistics, fit_temperature
+    from ...models.continuous import calibrated_std, class_probabilities, fit_interval_calibration
+    from ...models.engine import LOG_SIGMA_BOUNDS, continuous_estimates
+    from ...models.network import QDotsNet
 
     settings = settings or TrainingSettings()
     augmentation = augmentation or AugmentationSettings()

@@ -7,7 +7,7 @@ order applied:
 
 0. **Lattice parameter** (training only): :meth:`Augmenter.with_lattice_jitter` gives, once per
    epoch, every training pattern its own lattice parameter a (1 + e), e ~ U[-``strain_jitter``,
-   ``strain_jitter``], by rescaling Q (:func:`~qdots_bluesky.sim.lattice_jitter.rescale_lattice`:
+   ``strain_jitter``], by rescaling Q (:func:`~qdots_bluesky.sim.physics.lattice_jitter.rescale_lattice`:
    the coherent part of the same clusters with every distance times 1 + e; Compton unchanged).
    The library holds each population at 19 lattice parameters from -0.25 to +0.51 % of bulk;
    real dots leave that range (thermal expansion, 2e-5 /K: +0.25 % at 150 C in an in-situ
@@ -48,7 +48,7 @@ order applied:
    them up front (about 770 axes, 1130 operators, ~190 MiB and ~1.5 s with the defaults).
 
 2. **Nanocrystal pattern** NC = crystal + Compton of the library pattern (electron units). (The
-   continuous populations of training, :mod:`~qdots_bluesky.sim.cluster_basis`, come with their
+   continuous populations of training, :mod:`~qdots_bluesky.sim.physics.cluster_basis`, come with their
    microstrain and synchrotron instrument profile already applied.)
 
 3. **Laboratory instrument** (lab samples only), on the crystal part before step 4:
@@ -94,9 +94,9 @@ order applied:
    * The form factors stay those of the library's wavelength (Pb f' differs at Cu K-alpha).
 
 4. **Solvent**: a solvent S drawn from ``solvents`` (built-in models of
-   :func:`~qdots_bluesky.sim.solvents.solvent_pattern`, at the library's wavelength, or at
+   :func:`~qdots_bluesky.sim.physics.solvents.solvent_pattern`, at the library's wavelength, or at
    K-alpha through step 3 for lab samples) and the measured blanks (``solvent_blanks`` files,
-   read with :func:`~qdots_bluesky.sim.solvents.load_solvent_blank`, and blanks passed to the
+   read with :func:`~qdots_bluesky.sim.physics.solvents.load_solvent_blank`, and blanks passed to the
    Augmenter). As in the reference work, NC and S are each normalised to equal area on the
    measured axis (mean over the measured points = 1) and mixed as ::
 
@@ -148,15 +148,15 @@ from typing import Any, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from .. import standardize as _std
-from ..standardize import QGrid, standardize_batch
-from ..units import tth_to_q
-from .lattice_jitter import mean_squared_form_factor, rescale_lattice
-from .profiles import instrument_profile
-from .materials import CrystalStructure, get_structure
-from .reflections import bragg_reflections, family_cosines, family_march_dollase
-from .solvents import load_solvent_blank, solvent_names, solvent_pattern
-from .training_settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER
+from ... import standardize as _std
+from ...standardize import QGrid, standardize_batch
+from ...units import tth_to_q
+from ..physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
+from ..physics.profiles import instrument_profile
+from ..physics.materials import CrystalStructure, get_structure
+from ..physics.reflections import bragg_reflections, family_cosines, family_march_dollase
+from ..physics.solvents import load_solvent_blank, solvent_names, solvent_pattern
+from .settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER
 
 __all__ = [
     "AugmentationSettings",
@@ -572,7 +572,7 @@ class Augmenter:
     @classmethod
     def from_library(cls, library, settings: AugmentationSettings | None = None,
                      solvent_blanks: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> "Augmenter":
-        """An Augmenter for a :class:`~qdots_bluesky.sim.library.Library` read on its 'q' grid."""
+        """An Augmenter for a :class:`~qdots_bluesky.sim.physics.library.Library` read on its 'q' grid."""
         if getattr(library, "grid", "q") != "q":
             raise ValueError(f"the augmenter needs the library's 'q' grid, got {library.grid!r}; load_library(path, grid='q')")
         lib_settings = getattr(library, "settings", {}) or {}
@@ -763,7 +763,7 @@ class Augmenter:
     def with_lattice_change(self, change: np.ndarray | float, indices: np.ndarray | None = None) -> "Augmenter":
         """A copy of this augmenter in which library patterns ``indices`` (default: all) have their lattice
         parameter multiplied by 1 + ``change`` (one fraction for all, or one per index), by rescaling Q
-        (:func:`~qdots_bluesky.sim.lattice_jitter.rescale_lattice`; Compton unchanged); the others are unchanged.
+        (:func:`~qdots_bluesky.sim.physics.lattice_jitter.rescale_lattice`; Compton unchanged); the others are unchanged.
         The copy shares the caches and threads and draws patterns as this one does. ``strain`` follows."""
         rows = np.arange(self.n_patterns) if indices is None else np.asarray(indices, dtype=np.int64)
         change = np.broadcast_to(np.asarray(change, dtype=float), rows.shape)
@@ -786,7 +786,7 @@ class Augmenter:
     def with_patterns(self, crystal: np.ndarray, compton: np.ndarray, mean_diameter_nm: np.ndarray,
                       strain: np.ndarray) -> "Augmenter":
         """A copy of this augmenter that augments other clean patterns on the same Q grid (e.g. continuous
-        populations from :class:`~qdots_bluesky.sim.cluster_basis.ClusterBasis`): ``crystal`` and ``compton``
+        populations from :class:`~qdots_bluesky.sim.physics.cluster_basis.ClusterBasis`): ``crystal`` and ``compton``
         (patterns x Q, electron units), the mean diameter (nm, the preferred-orientation windows) and strain
         (reflection positions) of each. It shares the caches, solvents and threads of this one."""
         crystal = np.asarray(crystal, dtype=np.float32)

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import xraylib
 
-from ..units import COMPTON_WAVELENGTH_A, wavelength_to_energy_kev
+from ...units import COMPTON_WAVELENGTH_A, wavelength_to_energy_kev
 
 
 def atomic_number(element: str) -> int:

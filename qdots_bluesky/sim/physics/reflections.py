@@ -1,9 +1,9 @@
 """Bragg reflections of a crystal structure: families, multiplicities, Q positions, |F|^2.
 
-Used by the augmentation (``sim/augment.py``) to place the preferred-orientation correction of
+Used by the augmentation (``sim/learning/augment.py``) to place the preferred-orientation correction of
 a Debye-scattering-equation pattern, which is not itself a list of reflections.
 
-How the list is built, for any :class:`~qdots_bluesky.sim.materials.CrystalStructure`:
+How the list is built, for any :class:`~qdots_bluesky.sim.physics.materials.CrystalStructure`:
 
 1. Reciprocal-lattice vectors G = 2 pi A^-T h (A: rows are the cell vectors; h integer) with
    q_min <= |G| <= q_max are enumerated on the cell as given (primitive or conventional).
@@ -157,7 +157,7 @@ def bragg_reflections(structure: CrystalStructure | str, q_max: float, q_min: fl
     """Reflection families with q_min <= Q <= q_max (1/A), sorted by Q, then by index.
 
     ``structure``: a CrystalStructure or a material name / CIF path for
-    :func:`~qdots_bluesky.sim.materials.get_structure`. ``wavelength_a`` adds anomalous
+    :func:`~qdots_bluesky.sim.physics.materials.get_structure`. ``wavelength_a`` adds anomalous
     dispersion to the form factors (A; None: f0 only). Raises ValueError for q_max <= q_min.
     """
     if isinstance(structure, str):
