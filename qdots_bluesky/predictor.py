@@ -41,6 +41,13 @@ report gives a source Q step of at least the bundle's ``coarse_min_q_step`` to i
 calibration and out-of-distribution statistics; ``SizeEstimate.network`` says which network sized
 a pattern ("main" or "coarse").
 
+Status (:data:`STATUSES`): ``"sized"``; ``"no_nanocrystals"`` (the presence head finds no nanocrystal scattering:
+no size is given, ``size_nm`` and the size class are NaN, ``null`` in JSON); ``"above_range"`` / ``"below_range"``
+(the estimate lies beyond the sizes the model was trained on, ``trained_range_nm``: no size is given, the summary
+says ``> 11.0 nm`` or ``< 1.5 nm``). The class probabilities stay the network's reading in every case. Where a
+pattern is flagged ``out_of_distribution`` or ``size_at_range_edge``, or has no size, ``confidence`` is NaN: a
+calibrated class probability only holds for patterns like the training data, inside the trained range.
+
 Flags (:data:`FLAGS`): ``no_nanocrystals``, ``out_of_distribution``, ``low_confidence``,
 ``truncated_q_range``, ``padded``, ``coarse_sampling``, ``size_at_range_edge``; ``flag_details``
 says why in words.
@@ -95,6 +102,13 @@ FLAGS: dict[str, str] = {
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
                           "lie outside the trained range",
 }
+#: Every status a SizeEstimate can have, and what it means.
+STATUSES: dict[str, str] = {
+    "sized": "nanocrystals found and sized within the trained range",
+    "no_nanocrystals": "no nanocrystal scattering detected (pure solvent, empty capillary, background): no size",
+    "above_range": "the dots are larger than the model's trained range: no size, only the bound",
+    "below_range": "the dots are smaller than the model's trained range: no size, only the bound",
+}
 #: Default threshold of the ``low_confidence`` flag (calibrated max probability).
 LOW_CONFIDENCE = 0.5
 #: Coverage of the grid below which ``truncated_q_range`` (rather than ``padded``) is raised.
@@ -125,45 +139,60 @@ class SizeEstimate:
     strain: float | None = None
     strain_std: float | None = None
     network: str = "main"
+    status: str = "sized"
+    trained_range_nm: tuple[float, float] | None = None
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
     standardization: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; class values become string keys ("5.5", "0.10")."""
+        def finite(v: float | None) -> float | None:
+            return None if v is None or not np.isfinite(v) else v
+
         return {
-            "size_nm": self.size_nm,
-            "size_std_nm": self.size_std_nm,
-            "size_class_nm": self.size_class_nm,
+            "status": self.status,
+            "size_nm": finite(self.size_nm),
+            "size_std_nm": finite(self.size_std_nm),
+            "size_class_nm": finite(self.size_class_nm),
             "size_regression_nm": self.size_regression_nm,
-            "confidence": self.confidence,
+            "confidence": finite(self.confidence),
             "probabilities": {_size_key(k): v for k, v in self.probabilities.items()},
             "dispersion": self.dispersion,
             "dispersion_confidence": self.dispersion_confidence,
             "dispersion_probabilities": {_disp_key(k): v for k, v in self.dispersion_probabilities.items()},
             "ood_distance": self.ood_distance,
             "nanocrystal_probability": self.nanocrystal_probability,
-            "size_volume_nm": self.size_volume_nm,
-            "size_volume_std_nm": self.size_volume_std_nm,
+            "size_volume_nm": finite(self.size_volume_nm),
+            "size_volume_std_nm": finite(self.size_volume_std_nm),
             "dispersion_std": self.dispersion_std,
             "strain": self.strain,
             "strain_std": self.strain_std,
             "network": self.network,
+            "trained_range_nm": None if self.trained_range_nm is None else list(self.trained_range_nm),
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
             "standardization": None if self.standardization is None else dict(self.standardization),
         }
 
     def summary(self) -> str:
-        """One line for people: size +- std, class, dispersion, confidence, flags."""
+        """One line for people: size +- std, class, dispersion, confidence, flags (or why there is no size)."""
         flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
+        if self.status != "sized":
+            lo, hi = self.trained_range_nm or (float("nan"), float("nan"))
+            what = {"no_nanocrystals": "no nanocrystals detected",
+                    "above_range": f"> {hi:.1f} nm: larger than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
+                    "below_range": f"< {lo:.1f} nm: smaller than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
+                    }[self.status]
+            return f"{what}; flags: {flags or 'none'}"
+        confidence = "not assessed" if not np.isfinite(self.confidence) else f"{self.confidence:.2f}"
         if self.size_volume_nm is None:
             return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (class {self.size_class_nm:.1f} nm), "
-                    f"dispersion {self.dispersion:.2f}, confidence {self.confidence:.2f}, flags: {flags or 'none'}")
+                    f"dispersion {self.dispersion:.2f}, confidence {confidence}, flags: {flags or 'none'}")
         return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (volume-weighted {self.size_volume_nm:.2f} ± "
                 f"{self.size_volume_std_nm:.2f} nm, class {self.size_class_nm:.1f} nm), dispersion {self.dispersion:.2f} "
                 f"± {self.dispersion_std:.2f}, strain {100 * self.strain:+.2f} ± {100 * self.strain_std:.2f} %, "
-                f"confidence {self.confidence:.2f}, flags: {flags or 'none'}")
+                f"confidence {confidence}, flags: {flags or 'none'}")
 
 
 def _size_key(value: float) -> str:
@@ -194,6 +223,19 @@ def resolve_device(device: Any = None) -> str:
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError(f"device {device!r}: MPS is not available here; use 'cpu' or 'numpy'")
     return str(dev)
+
+
+def trained_range_nm(training: Mapping[str, Any], size_classes_nm: np.ndarray, continuous: bool) -> tuple[float, float]:
+    """Number-weighted mean diameters (nm) the network was trained on.
+
+    Continuous bundles: the ``population_ranges.mean_diameter_nm`` of their training; class-only bundles (and
+    continuous ones without that record): the size classes widened by half a class step on each side.
+    """
+    ranges = (training.get("population_ranges") or {}).get("mean_diameter_nm") if continuous else None
+    if ranges is not None:
+        return float(ranges[0]), float(ranges[1])
+    half = 0.5 * float(np.min(np.diff(size_classes_nm))) if size_classes_nm.size > 1 else 0.0
+    return float(size_classes_nm[0]) - half, float(size_classes_nm[-1]) + half
 
 
 class _TorchEngine:
@@ -254,6 +296,7 @@ class Predictor:
         self.n_points_seen = int(length * span)
         training = contents.metadata.get("training") or {}
         self.combine_regression = bool(training.get("regression_head_trained", True))
+        self.trained_range_nm = trained_range_nm(training, self.size_classes_nm, self.continuous_calibration is not None)
         self.network = "main"
         # the bundle's coarse-sampling specialist sizes the patterns whose source Q step is at least coarse_min_q_step
         self.coarse_min_q_step = contents.coarse_min_q_step
@@ -261,6 +304,7 @@ class Predictor:
         if contents.coarse is not None:
             self.coarse = Predictor(contents.coarse, self.device, batch_size=batch_size, low_confidence=low_confidence)
             self.coarse.network = "coarse"
+            self.coarse.trained_range_nm = self.trained_range_nm
         self._engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
 
     @classmethod
@@ -410,15 +454,29 @@ class Predictor:
             rep = report.to_dict() if isinstance(report, StandardizationReport) else (dict(report) if report else None)
             if rep is not None:
                 self._report_flags(rep, flags, details)
-            if k[i] == 0 or k[i] == last:
+            lo, hi = self.trained_range_nm
+            status = ("no_nanocrystals" if "no_nanocrystals" in flags else "above_range" if mean[i] > hi
+                      else "below_range" if mean[i] < lo else "sized")
+            edge = (mean[i] - 2 * std[i] < lo or mean[i] + 2 * std[i] > hi) if cont else k[i] in (0, last)
+            if status == "sized" and edge:
                 flags.append("size_at_range_edge")
-                details["size_at_range_edge"] = (f"class {sizes[k[i]]:.1f} nm is the edge of the trained range "
-                                                 f"{sizes[0]:.1f}-{sizes[-1]:.1f} nm; the true size may be outside")
+                details["size_at_range_edge"] = (f"{mean[i]:.2f} +- 2 x {std[i]:.2f} nm reaches the edge of the trained "
+                                                 f"range {lo:.1f}-{hi:.1f} nm; the true size may be outside")
             extra = {key: float(values[i]) for key, values in cont.items()}
             extra.setdefault("dispersion", disps[kd[i]])
+            size, size_std, size_class, confidence = float(mean[i]), float(std[i]), sizes[k[i]], float(conf[i])
+            if status != "sized":  # no size where there are no dots, nor beyond what the model knows
+                if "low_confidence" in flags:  # a class confidence says nothing without a size
+                    flags.remove("low_confidence")
+                    details.pop("low_confidence")
+                size = size_std = size_class = np.nan
+                extra = {key: np.nan for key in extra}
+            if status != "sized" or "out_of_distribution" in flags or "size_at_range_edge" in flags:
+                confidence = np.nan  # a calibrated class probability holds only for patterns like the training data
             estimates.append(SizeEstimate(
-                size_nm=float(mean[i]), size_std_nm=float(std[i]), size_class_nm=sizes[k[i]],
-                size_regression_nm=float(reg[i]), confidence=float(conf[i]),
+                size_nm=size, size_std_nm=size_std, size_class_nm=size_class, status=status,
+                trained_range_nm=self.trained_range_nm,
+                size_regression_nm=float(reg[i]), confidence=confidence,
                 probabilities=dict(zip(sizes, p[i].tolist())),
                 dispersion_confidence=float(pd[i, kd[i]]), dispersion_probabilities=dict(zip(disps, pd[i].tolist())),
                 ood_distance=float(dist[i]), nanocrystal_probability=None if p_nc is None else float(p_nc[i]),

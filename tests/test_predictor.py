@@ -17,7 +17,7 @@ from qdots_bluesky.models.calibration import (
     mahalanobis_distance,
     softmax,
 )
-from qdots_bluesky.predictor import FLAGS, Predictor, SizeEstimate, resolve_device
+from qdots_bluesky.predictor import FLAGS, STATUSES, Predictor, SizeEstimate, resolve_device
 from qdots_bluesky.units import q_to_tth
 
 
@@ -72,13 +72,23 @@ def test_one_estimate_per_pattern(predictor):
     for e in est:
         assert sum(e.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
         assert sum(e.dispersion_probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+        assert set(e.flags) <= set(FLAGS) and e.status in STATUSES
+        d = json.loads(json.dumps(e.to_dict()))
+        assert d["status"] == e.status
+        if e.status != "sized":  # no size, no class and no confidence where the model finds no dots
+            assert "no_nanocrystals" in e.flags and e.status == "no_nanocrystals"
+            assert np.isnan(e.size_nm) and np.isnan(e.size_class_nm) and np.isnan(e.confidence)
+            assert d["size_nm"] is None and d["confidence"] is None
+            assert e.summary().startswith("no nanocrystals detected")
+            continue
         assert 2.0 <= e.size_nm <= 10.0
         assert e.size_class_nm in predictor.size_classes_nm
         assert e.dispersion in (0.05, 0.10, 0.15, 0.20)
-        assert e.size_std_nm >= 0 and 0 < e.confidence <= 1
-        assert e.confidence == max(e.probabilities.values())
-        assert set(e.flags) <= set(FLAGS)
-        d = json.loads(json.dumps(e.to_dict()))
+        assert e.size_std_nm >= 0
+        if "size_at_range_edge" in e.flags or "out_of_distribution" in e.flags:
+            assert np.isnan(e.confidence) and "not assessed" in e.summary()
+        else:
+            assert e.confidence == max(e.probabilities.values())
         assert list(d["probabilities"])[:3] == ["2.0", "2.5", "3.0"]
         assert list(d["dispersion_probabilities"]) == ["0.05", "0.10", "0.15", "0.20"]
 
@@ -168,7 +178,8 @@ def test_confidence_and_edge_flags(tmp_path):
     path = make_bundle(tmp_path / "edge.safetensors", model=sure, calibration_X=X)
     est = Predictor.from_bundle(path, device="numpy").predict_standardized(X)
     assert all(e.size_class_nm == 2.0 and "size_at_range_edge" in e.flags and "low_confidence" not in e.flags for e in est)
-    p0 = est[0].confidence  # calibrated (T > 1 here: 30 % of the calibration labels are random)
+    assert all(np.isnan(e.confidence) for e in est)  # no confidence printed beside the edge warning
+    p0 = est[0].probabilities[2.0]  # calibrated (T > 1 here: 30 % of the calibration labels are random)
     others = np.mean(np.arange(1, 17) * 0.5 + 2.0)
     assert est[0].size_nm == pytest.approx(2.0 * p0 + (1 - p0) * others, rel=1e-6)
     unsure = make_model()
@@ -177,7 +188,7 @@ def test_confidence_and_edge_flags(tmp_path):
         unsure.size_head.bias.zero_()
     path = make_bundle(tmp_path / "flat.safetensors", model=unsure, calibration_X=X)
     est = Predictor.from_bundle(path, device="numpy").predict_standardized(X)
-    assert all("low_confidence" in e.flags and e.confidence == pytest.approx(1 / 17) for e in est)
+    assert all("low_confidence" in e.flags and max(e.probabilities.values()) == pytest.approx(1 / 17) for e in est)
     assert est[0].size_nm == pytest.approx(6.0)
     assert est[0].size_std_nm >= np.sqrt(np.mean((np.arange(17) * 0.5 + 2 - 6.0) ** 2)) - 1e-9
 
@@ -268,6 +279,8 @@ def test_continuous_head_gives_sizes_with_uncertainties(tmp_path):
 
     torch.manual_seed(3)
     model = QDotsNet(continuous_head=True).eval()
+    with torch.no_grad():
+        model.presence_head.bias.fill_(4.0)  # sees dots
     path = make_bundle(tmp_path / "continuous.safetensors", seed=3, model=model)
     X = synthetic_patterns(6, seed=11)
     results = {dev: Predictor.from_bundle(path, device=dev).predict_standardized(X) for dev in ("numpy", "cpu")}
@@ -282,7 +295,9 @@ def test_continuous_head_gives_sizes_with_uncertainties(tmp_path):
         assert a.dispersion_std == pytest.approx(1.5 * std[i, 2], rel=1e-3) and a.strain_std > 0
         p = class_probabilities(mean[i:i + 1, 0], 1.5 * std[i:i + 1, 0], np.array(list(a.probabilities)))[0]
         assert np.allclose(list(a.probabilities.values()), p, atol=1e-5) and sum(p) == pytest.approx(1.0)
-        assert a.confidence == pytest.approx(p.max(), abs=1e-5)
+        assert a.status == "sized"
+        if "size_at_range_edge" not in a.flags:
+            assert a.confidence == pytest.approx(p.max(), abs=1e-5)
         assert b.size_nm == pytest.approx(a.size_nm, rel=1e-4) and b.size_std_nm == pytest.approx(a.size_std_nm, rel=1e-3)
         assert "volume-weighted" in a.summary()
         d = a.to_dict()

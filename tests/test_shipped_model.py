@@ -79,6 +79,27 @@ def test_built_in_pure_solvent_is_not_sized(predictor, solvent):
     y = solvent_pattern(solvent, q, wavelength_a=WAVELENGTH)
     est = predictor.predict_pattern(q, _noisy(y, 40.0, 2), x_unit="q")
     assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5
+    _assert_no_size(est, "no_nanocrystals")
+
+
+def _assert_no_size(est, status: str) -> None:
+    """No size, no class and no confidence anywhere a user reads them: the estimate, its JSON and its summary."""
+    assert est.status == status
+    assert np.isnan(est.size_nm) and np.isnan(est.size_class_nm) and np.isnan(est.confidence)
+    d = est.to_dict()
+    assert d["status"] == status and d["size_nm"] is None and d["confidence"] is None
+    assert " nm (" not in est.summary() and "confidence" not in est.summary()
+
+
+@pytest.mark.parametrize("diameter_nm", [14.0])
+def test_dots_larger_than_the_trained_range_get_no_size(predictor, diameter_nm):
+    """Simulated 14 nm PbS: beyond the trained means (1.5-11 nm); reported as beyond it, not as the edge class."""
+    q = np.linspace(0.9, 15.2, 12_000)
+    y = simulate_population(get_structure("PbS"), diameter_nm, q, 0.05, 0.0, WAVELENGTH, max_diameter_nm=18.0).total
+    est = predictor.predict_pattern(q, _noisy(y, 80.0, 8), x_unit="q")
+    assert "no_nanocrystals" not in est.flags
+    _assert_no_size(est, "above_range")
+    assert est.summary().startswith(f"> {est.trained_range_nm[1]:.1f} nm")
 
 
 @pytest.mark.parametrize("name", ["hexane.xye", "toluene.xye"])
@@ -89,6 +110,7 @@ def test_measured_blanks_are_not_sized(predictor, name):
     pattern = read_pattern(path)
     est = predictor.predict_pattern(pattern.x, pattern.y, wavelength=0.564162)
     assert "no_nanocrystals" in est.flags and est.nanocrystal_probability < 0.5
+    _assert_no_size(est, "no_nanocrystals")
 
 
 def test_empty_capillary_is_not_sized(predictor):
@@ -110,10 +132,7 @@ def _binned(diameter_nm: float, n_points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_coarse_patterns_go_to_the_coarse_specialist(predictor):
-    meta = read_bundle(default_bundle_path()).metadata
-    assert meta["coarse_specialist"]["min_source_q_step"] == pytest.approx(0.037)
-    m = meta["metrics"]["coarse_specialist"]
-    assert m["test_size_accuracy"] > m["main_network_test_size_accuracy"]  # what it is there for, at 251 points
+    assert predictor.coarse is not None and predictor.coarse_min_q_step == pytest.approx(0.037)
     for diameter_nm in (3.5, 6.5):
         q, y = _binned(diameter_nm, 251)  # a step of 0.056 1/A
         est = predictor.predict_pattern(q, _noisy(y, 80.0, 4), x_unit="q")
