@@ -148,8 +148,8 @@ from typing import Any, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from ... import standardize as _std
-from ...standardize import QGrid, standardize_batch
+from ...lru import LRUCache
+from ...standardize import MIN_OVERLAP_Q, QGrid, reserve_operator_cache, standardize_batch
 from ...units import tth_to_q
 from ..physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
 from ..physics.profiles import instrument_profile
@@ -561,12 +561,12 @@ class Augmenter:
         # reflections for the preferred orientation (up to the largest lab Q, K-alpha1)
         self._po_cache: dict[tuple, np.ndarray] = {}
         self._lab_cache: dict[tuple, Any] = {}
-        self._axis_solvent_cache: dict[tuple, np.ndarray] = {}
+        self._axis_solvent_cache: LRUCache[np.ndarray] = LRUCache(4 * self.n_axes() * max(len(self.solvent_names), 1))
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = -1
         self._reflections = None
-        _ensure_cache_size(self.n_axes() * 2 + 16)
+        reserve_operator_cache(self.n_axes() * 2 + 16)
 
     # ---------------------------------------------------------------- construction helpers
     @classmethod
@@ -632,7 +632,7 @@ class Augmenter:
         if s.lab_fraction > 0:
             monos = [m for m, ok in ((False, s.lab_monochromator_fraction < 1), (True, s.lab_monochromator_fraction > 0)) if ok]
             keys.update(("lab", float(e), m) for e in self._lab_ends for m in monos)
-        _ensure_cache_size(2 * len(keys) + 16)
+        reserve_operator_cache(2 * len(keys) + 16)
         all_solvents = np.arange(len(self.solvent_names))
         for key in sorted(keys):
             axis = self._synchrotron_axis(key) if key[0] == "syn" else self._lab_axis_info(key)
@@ -704,11 +704,11 @@ class Augmenter:
     @property
     def _min_span(self) -> int:
         """Library steps that make up the standardization's least Q overlap (plus one)."""
-        return int(np.ceil(_std.MIN_OVERLAP_Q / self.h)) + 1
+        return int(np.ceil(MIN_OVERLAP_Q / self.h)) + 1
 
     def _fit_low_end(self, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
         """Drawn ranges shorter than the standardization's MIN_OVERLAP_Q (2 1/A) give way at the low end."""
-        return np.where(self.q[i1] - self.q[i0] < _std.MIN_OVERLAP_Q, np.maximum(i1 - self._min_span, 0), i0)
+        return np.where(self.q[i1] - self.q[i0] < MIN_OVERLAP_Q, np.maximum(i1 - self._min_span, 0), i0)
 
     def _resolve(self, p: dict[str, np.ndarray], fixed_q: dict[str, Any]) -> None:
         """Turn raw draws into measured axes: library index range [i0, i1] and point count per sample."""
@@ -733,16 +733,16 @@ class Augmenter:
         i0 = np.clip(np.round((qmin - q0) / self.h), 0, self.q.size - 1).astype(int)
         i1 = np.clip(np.round((qmax - q0) / self.h), 0, self.q.size - 1).astype(int)
         if fixed_q.get("q_max") is not None or fixed_q.get("q_min") is not None:
-            short = (self.q[i1] - self.q[i0] < _std.MIN_OVERLAP_Q) & ~p["lab"]
+            short = (self.q[i1] - self.q[i0] < MIN_OVERLAP_Q) & ~p["lab"]
             if short.any() and fixed_q.get("q_max") is not None and fixed_q.get("q_min") is not None:
                 raise ValueError(f"Q range {fixed_q['q_min']}-{fixed_q['q_max']} 1/A is shorter than "
-                                 f"{_std.MIN_OVERLAP_Q} 1/A and cannot be standardized; accepted: q_max - q_min >= 2")
+                                 f"{MIN_OVERLAP_Q} 1/A and cannot be standardized; accepted: q_max - q_min >= 2")
             if short.any() and fixed_q.get("q_max") is None:
                 i1 = np.where(short, np.minimum(i0 + self._min_span, self.q.size - 1), i1)
         i0 = self._fit_low_end(i0, i1)
-        if np.any(self.q[i1] - self.q[i0] < _std.MIN_OVERLAP_Q):
-            raise ValueError(f"q_max must be at least {self.q[0] + _std.MIN_OVERLAP_Q:.3g} 1/A "
-                             f"(the standardization needs {_std.MIN_OVERLAP_Q} 1/A of data)")
+        if np.any(self.q[i1] - self.q[i0] < MIN_OVERLAP_Q):
+            raise ValueError(f"q_max must be at least {self.q[0] + MIN_OVERLAP_Q:.3g} 1/A "
+                             f"(the standardization needs {MIN_OVERLAP_Q} 1/A of data)")
         p["_i0"], p["_i1"] = i0, i1
         p["q_min"] = self.q[i0]
         p["q_max"] = self.q[i1]
@@ -1022,10 +1022,7 @@ class Augmenter:
             if v is None:
                 v = np.asarray(transform(self._solvent_source(key, int(j))[None, :])[0], dtype=np.float32)
                 v = v / v.mean()
-                with self._lock:
-                    self._axis_solvent_cache[ck] = v
-                    if len(self._axis_solvent_cache) > 4 * self.n_axes() * max(len(self.solvent_names), 1):
-                        self._axis_solvent_cache.pop(next(iter(self._axis_solvent_cache)))
+                self._axis_solvent_cache.put(ck, v)
             vecs.append((j, v))
         out = np.empty((solvent_index.size, vecs[0][1].size), dtype=np.float32)
         for j, v in vecs:
@@ -1168,10 +1165,5 @@ class Augmenter:
     def __setstate__(self, d):
         self.__dict__.update(d)
         self._lock = threading.Lock()
-        _ensure_cache_size(self.n_axes() * 2 + 16)
+        reserve_operator_cache(self.n_axes() * 2 + 16)
 
-
-def _ensure_cache_size(n: int) -> None:
-    """Let the standardization cache hold every axis of the augmentation (its behaviour is unchanged)."""
-    if getattr(_std, "_CACHE_SIZE", 0) < n:
-        _std._CACHE_SIZE = int(n)
