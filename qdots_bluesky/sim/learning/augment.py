@@ -57,7 +57,7 @@ order applied:
      ``po_directions`` (conventional indices of the plate normal) with r ~ U[``po_r_range``].
      A DSE pattern is not a list of reflections, so the texture enters as a smooth
      multiplicative correction C(Q) of the crystal (coherent) part; Compton is untextured.
-     With the reflection families k of the structure (``sim/reflections.py``), at Q_k/(1+strain),
+     With the reflection families k of the structure (:func:`~qdots_bluesky.sim.physics.instrument.powder_reflections`), at Q_k/(1+strain),
      their powder intensities I_k = m_k |F_k|^2 / Q_k^2 and Gaussian windows
      w_k(Q) = exp(-(Q - Q_k)^2 / (2 s^2)) whose width s = ``po_window_fwhm_factor`` x the
      expected peak FWHM (Scherrer for spheres, FWHM_Q = 2 pi 1.0747 / D, D the population's
@@ -90,7 +90,7 @@ order applied:
      1 / (sin^2 theta cos theta) of the flat-plate LP factor is *not* applied by default
      (``lab_lorentz=False``): a DSE pattern I(Q) already holds it (the 1/Q^2 of the powder
      average and the Jacobian dQ / d2theta ~ cos theta); applying it again would double it.
-     :func:`lp_factor` gives the full LP factor for other uses.
+     :func:`~qdots_bluesky.sim.physics.instrument.lp_factor` gives the full LP factor for other uses.
    * The form factors stay those of the library's wavelength (Pb f' differs at Cu K-alpha).
 
 4. **Solvent**: a solvent S drawn from ``solvents`` (built-in models of
@@ -134,6 +134,10 @@ order applied:
    interpolation of bin averages (coarse axes: the bin averages of step 1) / cell average onto
    5004 points, mean 1.
 
+The instrument physics of step 3 (intensity factors, K-alpha doublet, Scherrer width, preferred-orientation
+correction) lives in :mod:`qdots_bluesky.sim.physics.instrument`, the peak profiles in
+:mod:`qdots_bluesky.sim.physics.profiles`; this module draws their parameters and applies them.
+
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm.
 """
 from __future__ import annotations
@@ -146,15 +150,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import scipy.sparse as sp
 
 from ...lru import LRUCache
 from ...standardize import MIN_OVERLAP_Q, QGrid, reserve_operator_cache, standardize_batch
 from ...units import tth_to_q
 from ..physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
-from ..physics.profiles import instrument_profile
+from ..physics.instrument import (CU_KA1_A, CU_KA2_A, CU_KA2_RATIO, flat_plate_factor,
+                                  kalpha_doublet_matrix, lp_factor, po_correction, polarization_factor,
+                                  powder_reflections, scherrer_fwhm_q)
 from ..physics.materials import CrystalStructure, get_structure
-from ..physics.reflections import bragg_reflections, family_cosines, family_march_dollase
+from ..physics.profiles import instrument_profile
+from ..physics.reflections import family_cosines, family_march_dollase
 from ..physics.solvents import load_solvent_blank, solvent_names, solvent_pattern
 from .settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER
 
@@ -170,12 +176,6 @@ __all__ = [
     "scherrer_fwhm_q",
 ]
 
-#: Cu K-alpha1 and K-alpha2 wavelengths (A) and their intensity ratio.
-CU_KA1_A = 1.540562
-CU_KA2_A = 1.544390
-CU_KA2_RATIO = 0.5
-#: Scherrer constant of a sphere for the FWHM with D the diameter (Langford & Wilson 1978).
-SCHERRER_K_SPHERE = 1.0747
 #: Largest fractional change of the lattice parameter :meth:`Augmenter.with_lattice_change` accepts.
 MAX_LATTICE_CHANGE = 0.05
 #: Noise is drawn in blocks of rows of about this many points, each with its own generator
@@ -378,80 +378,6 @@ class AugmentationSettings:
                 v = [int(x) for x in v]
             kw[k] = v
         return cls(**kw)
-
-
-# --------------------------------------------------------------------------------------------
-# Instrument factors
-# --------------------------------------------------------------------------------------------
-def polarization_factor(tth_deg: np.ndarray, monochromator_tth_deg: float | None = None) -> np.ndarray:
-    """Polarization factor of an unpolarized tube beam, normalised to 1 at 2theta = 0.
-
-    (1 + cos^2 2theta) / 2 without, (1 + cos^2 2theta_M cos^2 2theta) / (1 + cos^2 2theta_M) with a
-    monochromator at 2theta_M (deg) in the diffracted beam (parallel geometry).
-    """
-    c2 = np.cos(np.radians(np.asarray(tth_deg, dtype=float))) ** 2
-    m2 = 1.0 if monochromator_tth_deg is None else np.cos(np.radians(monochromator_tth_deg)) ** 2
-    return (1.0 + m2 * c2) / (1.0 + m2)
-
-
-def lp_factor(tth_deg: np.ndarray, monochromator_tth_deg: float | None = None) -> np.ndarray:
-    """Flat-plate (Bragg-Brentano) Lorentz-polarization factor (1 + cos^2 2theta) / (sin^2 theta cos theta).
-
-    With a monochromator: (1 + cos^2 2theta_M cos^2 2theta) / ((1 + cos^2 2theta_M) sin^2 theta cos theta),
-    which reduces to the above divided by 2 for 2theta_M = 0. Not applied to DSE patterns by
-    default (see the module docstring, ``lab_lorentz``).
-    """
-    tth = np.asarray(tth_deg, dtype=float)
-    th = np.radians(tth) / 2.0
-    if monochromator_tth_deg is None:
-        pol = 1.0 + np.cos(2.0 * th) ** 2
-    else:
-        pol = polarization_factor(tth, monochromator_tth_deg)
-    return pol / (np.sin(th) ** 2 * np.cos(th))
-
-
-def scherrer_fwhm_q(diameter_nm: np.ndarray | float) -> np.ndarray:
-    """Expected FWHM in Q (1/A) of a size-broadened peak of spheres of the diameter (nm): 2 pi 1.0747 / D."""
-    return 2.0 * np.pi * SCHERRER_K_SPHERE / (10.0 * np.asarray(diameter_nm, dtype=float))
-
-
-def po_correction(q: np.ndarray, refl_q: np.ndarray, refl_intensity: np.ndarray, p_family: np.ndarray,
-                  window_sigma: np.ndarray, strain: np.ndarray | None = None,
-                  samples_per_sigma: float = 10.0) -> np.ndarray:
-    """Multiplicative preferred-orientation correction C (n, len(q)) of crystal patterns.
-
-    ``refl_q`` (K,): unstrained reflection positions (1/A); ``refl_intensity`` (K,): powder
-    intensities m |F|^2 / Q^2; ``p_family`` (n, K): family March-Dollase factors per pattern;
-    ``window_sigma`` (n,): window width (1/A); ``strain`` (n,): fractional strain (Q_k / (1 + e)).
-    C = 1 + min(1, sum w) * sum (P - 1) I w / sum I w (module docstring). C is smooth on the scale of sigma:
-    it is evaluated every ~sigma / ``samples_per_sigma`` (at least every point of ``q``) and interpolated
-    linearly: with the default 10 within 0.8 % of C evaluated at every point for 2 nm dots, 0.2 % for 4 nm and
-    less for larger ones (with 20: 0.35 % for 2 nm, at up to 3x the cost).
-    """
-    q = np.asarray(q, dtype=np.float64)
-    p = np.atleast_2d(p_family)
-    n = p.shape[0]
-    sig = np.broadcast_to(np.asarray(window_sigma, dtype=float), (n,))
-    e = np.zeros(n) if strain is None else np.broadcast_to(np.asarray(strain, dtype=float), (n,))
-    qk = np.asarray(refl_q, dtype=float)[None, :] / (1.0 + e[:, None])  # (n, K)
-    out = np.ones((n, q.size), dtype=np.float32)
-    step = float(np.median(np.diff(q))) if q.size > 1 else 1.0
-    for i in range(n):
-        # only reflections within 5 sigma of the Q range matter
-        near = (qk[i] > q[0] - 5 * sig[i]) & (qk[i] < q[-1] + 5 * sig[i])
-        if not near.any() or np.all(p[i, near] == 1.0):
-            continue
-        stride = max(1, int(sig[i] / (samples_per_sigma * step)))
-        qs = q[::stride] if (q.size - 1) % stride == 0 else np.append(q[::stride], q[-1])
-        z = ((qs[None, :] - qk[i, near, None]) / sig[i]).astype(np.float32)
-        w = np.exp(-0.5 * z * z)
-        iw = refl_intensity[near, None].astype(np.float32) * w
-        num = (p[i, near] - 1.0).astype(np.float32) @ iw
-        den = iw.sum(axis=0)
-        cover = np.minimum(1.0, w.sum(axis=0))
-        c = 1.0 + cover * np.divide(num, den, out=np.zeros_like(num), where=den > 1e-30)
-        out[i] = c if stride == 1 else np.interp(q, qs, c)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1059,21 +985,8 @@ class Augmenter:
         j0 = max(int(np.floor((q2[0] - self.q[0]) / self.h)) - 1, 0)
         j1 = min(int(np.ceil((q1[-1] - self.q[0]) / self.h)) + 2, self.q.size)
         cols = j1 - j0
-        pol = polarization_factor(tth, s.lab_monochromator_tth_deg if mono else None)
-        if s.lab_lorentz:
-            th = np.radians(tth) / 2
-            pol = pol / (np.sin(th) ** 2 * np.cos(th))
-        rows_l, cols_l, vals_l = [], [], []
-        for qq, weight in ((q1, 1.0), (q2, s.lab_ka2_ratio)):
-            pos = (qq - self.q[j0]) / self.h
-            k = np.clip(np.floor(pos).astype(int), 0, cols - 2)
-            t = pos - k
-            r = np.arange(n)
-            rows_l += [r, r]
-            cols_l += [k, k + 1]
-            vals_l += [weight * (1 - t) * pol, weight * t * pol]
-        W = sp.csr_matrix((np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l))), shape=(n, cols))
-        W.sum_duplicates()
+        factor = flat_plate_factor(tth, s.lab_monochromator_tth_deg if mono else None, lorentz=s.lab_lorentz)
+        W = kalpha_doublet_matrix(q1, q2, s.lab_ka2_ratio, self.q[j0], self.h, cols, factor)
         value = {"tth": tth, "q1": q1, "j0": j0, "j1": j1, "W": W}
         with self._lock:
             self._lab_cache[key] = value
@@ -1082,10 +995,7 @@ class Augmenter:
     def _reflection_table(self):
         if self._reflections is None:
             qmax = float(min(self.q[-1], 4 * np.pi / min(self.settings.lab_wavelengths_a))) + 0.5
-            refl = bragg_reflections(self.structure, qmax)
-            q = np.array([r.q for r in refl])
-            inten = np.array([r.multiplicity * r.f_squared / r.q**2 for r in refl])
-            self._reflections = (refl, q, inten / inten.max())
+            self._reflections = powder_reflections(self.structure, qmax)
         return self._reflections
 
     def _family_factors(self, direction, r: np.ndarray) -> np.ndarray:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
 from ... import __version__
 from ...units import tth_to_q
