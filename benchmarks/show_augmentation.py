@@ -99,7 +99,7 @@ def figure(lib, out: Path) -> None:
     sel = (q > 5.0) & (q < 6.5)
     ax.plot(q[sel], sync[0, sel] / sync[0, sel].max(), "k", lw=1, label="synchrotron (Q 1-7.2)")
     ax.plot(q[sel], labj[0, sel] / labj[0, sel].max(), lw=1, label="lab Cu Ka1 + 0.5 Ka2")
-    from qdots_bluesky.sim.learning.augment import CU_KA1_A, CU_KA2_A
+    from qdots_bluesky.sim.physics.instrument import CU_KA1_A, CU_KA2_A
     for qq in (2 * np.pi * np.sqrt(h) / 5.934 for h in (24, 27)):
         ax.axvline(qq, color="0.6", lw=0.5)
         ax.axvline(qq * CU_KA2_A / CU_KA1_A, color="C1", lw=0.5, ls="--")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from qdots_bluesky.sim.physics import solvents as S
+from qdots_bluesky.sim.physics.solvents import blanks, liquid
 
 WAVELENGTH_A = 0.564162
 Q_RANGE = (1.0, 15.0)
@@ -54,7 +55,7 @@ def main() -> None:
         for _ in range(100):
             S.solvent_pattern(name, q5004)
         cached = (time.perf_counter() - t0) / 100
-        print(f"  {name:8s} first call {cold:6.3f} s (incl. RISM, {S._solve_rism(name).iterations} iterations), "
+        print(f"  {name:8s} first call {cold:6.3f} s (incl. RISM, {liquid.solve_rism(name).iterations} iterations), "
               f"new grid {warm * 1e3:6.1f} ms, cached {cached * 1e6:6.1f} us")
 
     # ---- agreement with the measured blanks
@@ -79,7 +80,7 @@ def main() -> None:
         curves[name] = (qs, d, m, md)
         r = S.compare_to_blank(name, q, y, WAVELENGTH_A, Q_RANGE)
         qd = np.linspace(0.8, 2.5, 1701)
-        peak_dec = S._peak_position(qd, S.solvent_components(name, qd, WAVELENGTH_A, liquid_model="decoupling")["total"],
+        peak_dec = blanks.peak_position(qd, S.solvent_components(name, qd, WAVELENGTH_A, liquid_model="decoupling")["total"],
                                     0.8, 2.5, smooth_a=0.002)
         print(f"  {name:8s} RISM model:       correlation {r['correlation']:.4f}  relative RMS {r['relative_rms']:.4f}  "
               f"(scale + constant fitted: {r['relative_rms_fit']:.4f}, constant = {r['background_fraction']:+.3f} x mean)  "
@@ -103,8 +104,8 @@ def main() -> None:
     (qh, dh, mh, _), (qt, dt, mt, _) = curves["hexane"], curves["toluene"]
     if qh.shape == qt.shape and np.allclose(qh, qt):
         print(f"  measured blanks: |hexane - toluene| / RMS = {_rel_rms(dt, dh):.4f} (models: {_rel_rms(mt, mh):.4f}); "
-              f"main-peak separation data {S._peak_position(qh, dh, 0.8, 2.5) - S._peak_position(qt, dt, 0.8, 2.5):.3f}, "
-              f"model {S._peak_position(qh, mh, 0.8, 2.5) - S._peak_position(qt, mt, 0.8, 2.5):.3f} 1/A")
+              f"main-peak separation data {blanks.peak_position(qh, dh, 0.8, 2.5) - blanks.peak_position(qt, dt, 0.8, 2.5):.3f}, "
+              f"model {blanks.peak_position(qh, mh, 0.8, 2.5) - blanks.peak_position(qt, mt, 0.8, 2.5):.3f} 1/A")
 
     # ---- figure
     import matplotlib

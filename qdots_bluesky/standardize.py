@@ -15,15 +15,13 @@ sparse matrix, built once and cached; a batch of patterns is one sparse-dense pr
 """
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
+from .lru import LRUCache, array_key
 from .units import check_wavelength, tth_to_q
 
 #: The fewest points a pattern may have.
@@ -32,7 +30,8 @@ MIN_POINTS = 50
 MIN_OVERLAP_Q = 2.0
 #: Number of outermost data points averaged for padding.
 N_PAD_MEAN = 5
-_CACHE_SIZE = 32
+#: Operators (one per x axis) the cache holds by default; see :func:`reserve_operator_cache`.
+DEFAULT_OPERATOR_CACHE_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -171,8 +170,22 @@ def standardize_batch(
 
 
 # --------------------------------------------------------------------------------------------
-_cache: "OrderedDict[tuple, tuple[sp.csr_matrix, StandardizationReport]]" = OrderedDict()
-_cache_lock = threading.Lock()
+_cache: "LRUCache[tuple[sp.csr_matrix, StandardizationReport]]" = LRUCache(DEFAULT_OPERATOR_CACHE_SIZE)
+
+
+def operator_cache_size() -> int:
+    """Number of x axes whose standardization operators are kept (least recently used dropped first)."""
+    return _cache.maxsize
+
+
+def reserve_operator_cache(n_axes: int) -> None:
+    """Let the operator cache hold at least ``n_axes`` x axes (it never shrinks here); results are unchanged.
+
+    A training loop that cycles through a fixed set of axes (the augmentation) reserves room for all of them
+    so that no operator is built twice.
+    """
+    if int(n_axes) > _cache.maxsize:
+        _cache.resize(int(n_axes))
 
 
 def _operator(x: np.ndarray, x_unit: str, wavelength: float | None, grid: QGrid) -> tuple[sp.csr_matrix, StandardizationReport]:
@@ -185,19 +198,8 @@ def _operator(x: np.ndarray, x_unit: str, wavelength: float | None, grid: QGrid)
             raise ValueError("2theta data (x_unit='tth') need a wavelength in A; pass wavelength= or use x_unit='q'")
         wavelength = float(wavelength)
         check_wavelength(wavelength)
-    key = (hashlib.blake2b(x.tobytes(), digest_size=16).digest(), x.size, unit,
-           wavelength if unit == "tth" else None, grid)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    value = _build_operator(x, unit, wavelength, grid)
-    with _cache_lock:
-        _cache[key] = value
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return value
+    key = (array_key(x), unit, wavelength if unit == "tth" else None, grid)
+    return _cache.get_or_compute(key, lambda: _build_operator(x, unit, wavelength, grid))
 
 
 def _build_operator(x: np.ndarray, unit: str, wavelength: float | None, grid: QGrid) -> tuple[sp.csr_matrix, StandardizationReport]:

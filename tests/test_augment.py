@@ -7,22 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.learning.augment import (
-    CU_KA1_A,
-    CU_KA2_A,
-    AugmentationSettings,
-    Augmenter,
-    _poisson_block,
-    _standard_normal_f32,
-    lp_factor,
-    po_correction,
-    polarization_factor,
-    scherrer_fwhm_q,
-)
+from qdots_bluesky.sim.learning.augment import AugmentationSettings, Augmenter, _poisson_block, _standard_normal_f32
 from qdots_bluesky.sim.physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
 from qdots_bluesky.sim.physics.library import LibrarySettings, build_library, load_library
 from qdots_bluesky.sim.physics.materials import get_structure
-from qdots_bluesky.sim.physics.reflections import bragg_reflections, family_march_dollase, march_dollase
+from qdots_bluesky.sim.physics.instrument import CU_KA1_A, CU_KA2_A, lp_factor, polarization_factor
+from qdots_bluesky.sim.physics.reflections import bragg_reflections, family_march_dollase
 from qdots_bluesky.sim.physics.solvents import solvent_pattern
 from qdots_bluesky.standardize import QGrid, standardize_batch
 from qdots_bluesky.units import q_to_tth, tth_to_q
@@ -298,19 +288,6 @@ def test_kalpha2_shoulder_at_wavelength_ratio():
     assert bool(meta["lab"][0]) and meta["n_points"][0] == 5251
 
 
-def test_lp_and_polarization_factor_shapes():
-    tth = np.array([20.0, 45.0, 90.0, 120.0])
-    th = np.radians(tth) / 2
-    lp = (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
-    np.testing.assert_allclose(lp_factor(tth), lp)
-    np.testing.assert_allclose(lp_factor(tth, monochromator_tth_deg=0.0), lp / 2)
-    np.testing.assert_allclose(polarization_factor(tth), (1 + np.cos(np.radians(tth)) ** 2) / 2)
-    assert polarization_factor(90.0) == pytest.approx(0.5)
-    m2 = np.cos(np.radians(26.57)) ** 2
-    assert polarization_factor(90.0, 26.57) == pytest.approx(1 / (1 + m2))
-    assert np.all(np.diff(lp_factor(np.linspace(20, 95, 50))) < 0)  # falls to its minimum near 2theta = 98 deg
-
-
 @pytest.mark.parametrize("lorentz", [False, True])
 def test_lab_intensity_follows_the_instrument_factor(lorentz):
     """A flat pattern measured in the lab comes out as the polarization (or full LP) factor over Q."""
@@ -325,31 +302,6 @@ def test_lab_intensity_follows_the_instrument_factor(lorentz):
 
 
 # ---------------------------------------------------------------- preferred orientation
-def test_march_dollase_normalised_and_identity():
-    c = np.linspace(-1, 1, 200001)  # uniform in cos(alpha) = uniform over the sphere
-    for r in (0.6, 0.8, 1.0, 1.3):
-        assert np.trapezoid(march_dollase(c, r), c) / 2 == pytest.approx(1.0, rel=1e-4)
-    np.testing.assert_allclose(march_dollase(c, 1.0), 1.0)
-    refl = bragg_reflections("PbS", 8.0)
-    p = np.ones((1, len(refl)))
-    C = po_correction(Q, np.array([r.q for r in refl]), np.ones(len(refl)), p, np.array([0.1]))
-    np.testing.assert_array_equal(C, 1.0)
-
-
-def test_po_correction_sampled_every_tenth_of_sigma_matches_every_point():
-    """C is evaluated every ~sigma/10 and interpolated: within 1 % of evaluating it at every Q point (0.8 % for
-    the widest windows, 2 nm dots; 0.2 % from 4 nm on)."""
-    refl = bragg_reflections("PbS", 9.0)
-    rq = np.array([r.q for r in refl])
-    ri = np.array([r.multiplicity * r.f_squared / r.q**2 for r in refl])
-    diameters = np.array([2.0, 4.0, 6.0, 10.0])
-    p = family_march_dollase("PbS", refl, (1, 1, 1), np.array([0.6, 0.7, 0.8, 0.9]))
-    sigma = scherrer_fwhm_q(diameters)
-    sampled = po_correction(Q, rq, ri / ri.max(), p, sigma, np.full(4, 0.01))
-    every_point = po_correction(Q, rq, ri / ri.max(), p, sigma, np.full(4, 0.01), samples_per_sigma=np.inf)
-    assert np.ptp(every_point) > 0.3  # a real texture
-    np.testing.assert_allclose(sampled, every_point, atol=1e-2)
-    np.testing.assert_allclose(sampled[1:], every_point[1:], atol=2.5e-3)
 
 
 def test_po_along_100_raises_200_over_111(aug, library):
@@ -380,26 +332,6 @@ def test_po_along_100_raises_200_over_111(aug, library):
     assert ratio_tex > 1.1 * ratio_rand
     X_one, _ = aug.fixed([i], np.random.default_rng(0), **{**opts, "po_r": 1.0, "po_direction": "111"})
     np.testing.assert_array_equal(X_one, X_rand)  # r = 1 is the identity, whatever the direction
-
-
-# ---------------------------------------------------------------- reflections
-def test_pbs_reflections():
-    refl = bragg_reflections(get_structure("PbS"), 3.6)
-    table = {r.hkl: r for r in refl}
-    assert list(table)[:4] == [(1, 1, 1), (2, 0, 0), (2, 2, 0), (3, 1, 1)]
-    for hkl, m in (((1, 1, 1), 8), ((2, 0, 0), 6), ((2, 2, 0), 12), ((3, 1, 1), 24)):
-        assert table[hkl].multiplicity == m
-        assert table[hkl].q == pytest.approx(2 * np.pi * np.sqrt(sum(v * v for v in hkl)) / A_PBS, rel=1e-9)
-    assert (1, 0, 0) not in table and (1, 1, 0) not in table and (2, 1, 0) not in table  # mixed parity absent
-    # 333 and 511 share Q but are separate families (different texture factors)
-    hi = {r.hkl: r.multiplicity for r in bragg_reflections("PbS", 5.6, 5.4)}
-    assert hi == {(5, 1, 1): 24, (3, 3, 3): 8}
-
-
-def test_zincblende_reflections_from_primitive_cell():
-    refl = bragg_reflections("CdSe", 3.0)
-    assert [(r.hkl, r.multiplicity) for r in refl] == [((1, 1, 1), 8), ((2, 0, 0), 6), ((2, 2, 0), 12)]
-    assert refl[1].f_squared < 0.1 * refl[0].f_squared  # (200) weak: Cd - Se
 
 
 # ---------------------------------------------------------------- measured blanks
@@ -476,30 +408,6 @@ def test_axis_draws_are_shared_by_blocks(library):
         AugmentationSettings(axis_block_size=0)
     with pytest.raises(ValueError, match="blank_fraction"):
         AugmentationSettings(blank_fraction=1.5)
-
-
-def test_instrument_profile_keeps_area_and_adds_lorentzian_widths():
-    from qdots_bluesky.sim.learning.augment import instrument_profile
-
-    x = np.arange(-20.0, 20.0, 0.01)
-
-    def lorentz(fwhm):
-        return (fwhm / 2) / np.pi / (x**2 + (fwhm / 2) ** 2)
-
-    def fwhm_of(y):
-        above = x[y >= y.max() / 2]
-        return above[-1] - above[0]
-
-    y = lorentz(0.5)[None, :].repeat(3, axis=0)
-    out = instrument_profile(y, 0.01, np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.2, 0.0]))
-    assert np.allclose(out[0], y[0], atol=1e-6)  # no profile: unchanged
-    assert np.allclose(out.sum(axis=1) / y.sum(axis=1), 1.0, atol=2e-3)  # areas kept (far tails aside)
-    assert fwhm_of(out[1]) == pytest.approx(0.7, abs=0.02)  # Lorentzians add their widths
-    assert np.allclose(out[1], lorentz(0.7), atol=2e-3 * lorentz(0.7).max())
-    # a Gaussian of 0.3 widens a Lorentzian of 0.5 less: the Voigt FWHM (Olivero & Longbothum 1977, within 0.02 %)
-    assert fwhm_of(out[2]) == pytest.approx(0.5346 * 0.5 + np.sqrt(0.2166 * 0.25 + 0.09), abs=0.02)
-    with pytest.raises(ValueError, match="FWHM"):
-        instrument_profile(y, 0.01, -1.0, 0.0)
 
 
 def test_free_texture_scales_each_reflection_family(library):

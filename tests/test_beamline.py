@@ -1,4 +1,4 @@
-"""Simulated in-situ beamline: growth law, reactor device, WAXS detector (coarse grids, few clusters)."""
+"""Simulated beamline devices (sim/beamline/devices.py): reactor and WAXS detector (coarse grids, few clusters)."""
 from __future__ import annotations
 
 import time
@@ -8,12 +8,11 @@ import pytest
 from ophyd.utils import ReadOnlyError
 
 from qdots_bluesky.sim.beamline import (
-    GrowthLaw,
     SynthesisReactor,
     WaxsDetector,
     make_simulated_beamline,
 )
-from qdots_bluesky.sim.beamline.devices import _union_dse
+from qdots_bluesky.sim.beamline.devices import _cluster_patterns
 from qdots_bluesky.sim.physics.cache import series_histogram
 from qdots_bluesky.sim.physics.dse import debye_pattern
 from qdots_bluesky.sim.physics.materials import get_structure
@@ -44,62 +43,6 @@ def _fwhm_200(q, y):
         j += 1
     q_half = q[j - 1] + (half - y[j - 1]) * (q[j] - q[j - 1]) / (y[j] - y[j - 1])
     return q[i], 2.0 * (q_half - q[i])
-
-
-# ------------------------------------------------------------------------------------------------
-# growth law
-# ------------------------------------------------------------------------------------------------
-def test_growth_monotonic_in_range_and_hotter_is_bigger():
-    law = GrowthLaw()
-    t = np.linspace(0, 3600, 121)
-    previous = None
-    for temp in (80.0, 120.0, 150.0, 180.0):
-        tr = law.trajectory(t, temp, 30.0)
-        d = tr["mean_nm"]
-        assert d[0] == pytest.approx(2.0)
-        assert np.all(np.diff(d) >= -1e-12)
-        assert np.all((d >= 2.0) & (d <= 10.0))
-        assert np.all(np.diff(tr["fraction"]) >= -1e-12) and tr["fraction"][-1] <= 1.0
-        if previous is not None:
-            assert np.all(d[1:] >= previous[1:])
-        previous = d
-    end = {temp: law.trajectory([3600.0], temp, 30.0)["mean_nm"][0] for temp in (80.0, 120.0, 150.0)}
-    assert 3.0 < end[80.0] < 4.5 and 5.5 < end[120.0] < 7.5 and 8.5 < end[150.0] <= 10.0
-
-
-def test_dispersion_narrows_then_broadens():
-    law = GrowthLaw()
-    t = np.linspace(0, 3600, 361)
-    for temp in (100.0, 120.0, 150.0):
-        s = law.trajectory(t, temp, 30.0)["dispersion"]
-        i = int(np.argmin(s))
-        assert 0 < i < len(t) - 1
-        assert s[0] > s[i] + 0.08  # size focusing from ~19 %
-        assert s[i] < 0.09
-        assert s[-1] > s[i] + 0.04  # Ostwald ripening broadens again
-        assert np.all(np.diff(s[: i + 1]) <= 1e-12) and np.all(np.diff(s[i:]) >= -1e-12)
-        assert s[-1] <= law.ripening_dispersion + 1e-9
-
-
-def test_late_growth_follows_lsw_and_arrhenius():
-    law = GrowthLaw(max_diameter_nm=50.0)
-    assert law.ripening_rate(150) > law.ripening_rate(120) > law.ripening_rate(80)
-    assert law.conversion_time(150) < law.conversion_time(120) < law.conversion_time(80)
-    t = np.array([2000.0, 3000.0, 4000.0])
-    d3 = law.trajectory(t, 120.0, 30.0)["mean_nm"] ** 3
-    slopes = np.diff(d3) / np.diff(t)
-    assert slopes == pytest.approx([law.ripening_rate(120.0)] * 2, rel=1e-3)  # D^3 - D0^3 = K t
-
-
-def test_evolve_is_exact_under_splitting():
-    law = GrowthLaw()
-    s0 = law.start(130.0, 40.0)
-    once = law.observe(law.evolve(s0, 900.0, 130.0))
-    split = law.observe(law.evolve(law.evolve(law.evolve(s0, 100.0, 130.0), 300.0, 130.0), 500.0, 130.0))
-    assert split.mean_nm == pytest.approx(once.mean_nm, rel=1e-12)
-    assert split.dispersion == pytest.approx(once.dispersion, rel=1e-12)
-    with pytest.raises(ValueError):
-        GrowthLaw(nucleation_dispersion=0.7)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,11 +99,11 @@ def test_reactor_real_clock_scales_wall_time():
 # ------------------------------------------------------------------------------------------------
 # detector
 # ------------------------------------------------------------------------------------------------
-def test_union_dse_equals_debye_pattern():
+def test_detector_cluster_patterns_equal_debye_pattern():
     pbs = get_structure("PbS")
     q = np.linspace(0.5, 14.0, 900)
     n = np.arange(1, 9)
-    patterns = _union_dse(pbs, q, 0.5646, 0.003, n, progress=False)
+    patterns = _cluster_patterns("PbS", q, 0.5646, 0.003, n, progress=False)
     for k in (1, 4, 8):
         ref = debye_pattern(series_histogram(pbs, k), q, 0.5646, 0.003).total
         np.testing.assert_allclose(patterns[k - 1], ref, rtol=1e-9, atol=1e-9 * ref.max())

@@ -110,3 +110,31 @@ def test_rebuilt_library_has_the_same_content_checksum(tmp_path):
     settings.dispersions = [0.15]
     c = library_content_sha256(build_library(settings, tmp_path / "c.h5", progress=False))
     assert a == b and a != c
+
+
+def test_population_kernel_gives_each_cluster_its_debye_pattern_and_sums_populations():
+    """One kernel for every caller: with identity weights the rows are the clusters' own DSE patterns (crystal and
+    Compton), any weight row is the weighted sum of those, and each strain rescales the distances."""
+    from qdots_bluesky.sim.physics.cache import series_histogram
+    from qdots_bluesky.sim.physics.population import population_patterns, series_pair_table
+
+    q = np.linspace(0.8, 14.0, 600)
+    n = np.arange(1, 7)
+    clusters = series_pair_table(PBS, n)
+    assert clusters.n_clusters == n.size and clusters.table.shape[1] == n.size * len(clusters.pairs)
+    strains = np.array([0.0, 0.004])
+    crystal, compton = population_patterns(q, clusters, np.eye(n.size), strains, 0.56, dtype=np.float64)
+    assert crystal.shape == (n.size * 2, q.size)
+    for k in (1, 3, 6):
+        for i, e in enumerate(strains):
+            ref = debye_pattern(series_histogram(PBS, k), q, 0.56, e)
+            row = (k - 1) * 2 + i
+            np.testing.assert_allclose(crystal[row], ref.crystal, rtol=1e-9, atol=1e-9 * ref.crystal.max())
+            np.testing.assert_allclose(compton[row], ref.compton, rtol=1e-12)
+    w = np.array([[0.1, 0.2, 0.3, 0.2, 0.1, 0.1]])
+    mixed, _ = population_patterns(q, clusters, w, strains[:1], 0.56, dtype=np.float64)
+    np.testing.assert_allclose(mixed[0], w[0] @ crystal[::2], rtol=1e-12)
+    f32, _ = population_patterns(q, clusters, w, strains[:1], 0.56)
+    assert f32.dtype == np.float32
+    with pytest.raises(ValueError, match="wavelength"):
+        population_patterns(q, clusters, w, strains[:1], None)

@@ -190,7 +190,7 @@ def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: fl
     from bluesky import RunEngine
 
     from ..plans import insitu_synthesis
-    from ..sim.beamline.devices import make_simulated_beamline, use_virtual_time
+    from ..sim.beamline import make_simulated_beamline, use_virtual_time
 
     options = dict(clock="manual" if virtual_time else "real", time_scale=time_scale, temperature=temperature,
                    x_unit=x_unit, seed=seed, progress=echo is not None)

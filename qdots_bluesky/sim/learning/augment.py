@@ -57,7 +57,7 @@ order applied:
      ``po_directions`` (conventional indices of the plate normal) with r ~ U[``po_r_range``].
      A DSE pattern is not a list of reflections, so the texture enters as a smooth
      multiplicative correction C(Q) of the crystal (coherent) part; Compton is untextured.
-     With the reflection families k of the structure (``sim/reflections.py``), at Q_k/(1+strain),
+     With the reflection families k of the structure (:func:`~qdots_bluesky.sim.physics.instrument.powder_reflections`), at Q_k/(1+strain),
      their powder intensities I_k = m_k |F_k|^2 / Q_k^2 and Gaussian windows
      w_k(Q) = exp(-(Q - Q_k)^2 / (2 s^2)) whose width s = ``po_window_fwhm_factor`` x the
      expected peak FWHM (Scherrer for spheres, FWHM_Q = 2 pi 1.0747 / D, D the population's
@@ -90,7 +90,7 @@ order applied:
      1 / (sin^2 theta cos theta) of the flat-plate LP factor is *not* applied by default
      (``lab_lorentz=False``): a DSE pattern I(Q) already holds it (the 1/Q^2 of the powder
      average and the Jacobian dQ / d2theta ~ cos theta); applying it again would double it.
-     :func:`lp_factor` gives the full LP factor for other uses.
+     :func:`~qdots_bluesky.sim.physics.instrument.lp_factor` gives the full LP factor for other uses.
    * The form factors stay those of the library's wavelength (Pb f' differs at Cu K-alpha).
 
 4. **Solvent**: a solvent S drawn from ``solvents`` (built-in models of
@@ -134,6 +134,10 @@ order applied:
    interpolation of bin averages (coarse axes: the bin averages of step 1) / cell average onto
    5004 points, mean 1.
 
+The instrument physics of step 3 (intensity factors, K-alpha doublet, Scherrer width, preferred-orientation
+correction) lives in :mod:`qdots_bluesky.sim.physics.instrument`, the peak profiles in
+:mod:`qdots_bluesky.sim.physics.profiles`; this module draws their parameters and applies them.
+
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm.
 """
 from __future__ import annotations
@@ -146,15 +150,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import scipy.sparse as sp
 
-from ... import standardize as _std
-from ...standardize import QGrid, standardize_batch
+from ...lru import LRUCache
+from ...standardize import MIN_OVERLAP_Q, QGrid, reserve_operator_cache, standardize_batch
 from ...units import tth_to_q
 from ..physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
-from ..physics.profiles import instrument_profile
+from ..physics.instrument import (CU_KA1_A, CU_KA2_A, CU_KA2_RATIO, flat_plate_factor,
+                                  kalpha_doublet_matrix, lp_factor, po_correction, polarization_factor,
+                                  powder_reflections, scherrer_fwhm_q)
 from ..physics.materials import CrystalStructure, get_structure
-from ..physics.reflections import bragg_reflections, family_cosines, family_march_dollase
+from ..physics.profiles import instrument_profile
+from ..physics.reflections import family_cosines, family_march_dollase
 from ..physics.solvents import load_solvent_blank, solvent_names, solvent_pattern
 from .settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER
 
@@ -170,12 +176,6 @@ __all__ = [
     "scherrer_fwhm_q",
 ]
 
-#: Cu K-alpha1 and K-alpha2 wavelengths (A) and their intensity ratio.
-CU_KA1_A = 1.540562
-CU_KA2_A = 1.544390
-CU_KA2_RATIO = 0.5
-#: Scherrer constant of a sphere for the FWHM with D the diameter (Langford & Wilson 1978).
-SCHERRER_K_SPHERE = 1.0747
 #: Largest fractional change of the lattice parameter :meth:`Augmenter.with_lattice_change` accepts.
 MAX_LATTICE_CHANGE = 0.05
 #: Noise is drawn in blocks of rows of about this many points, each with its own generator
@@ -381,80 +381,6 @@ class AugmentationSettings:
 
 
 # --------------------------------------------------------------------------------------------
-# Instrument factors
-# --------------------------------------------------------------------------------------------
-def polarization_factor(tth_deg: np.ndarray, monochromator_tth_deg: float | None = None) -> np.ndarray:
-    """Polarization factor of an unpolarized tube beam, normalised to 1 at 2theta = 0.
-
-    (1 + cos^2 2theta) / 2 without, (1 + cos^2 2theta_M cos^2 2theta) / (1 + cos^2 2theta_M) with a
-    monochromator at 2theta_M (deg) in the diffracted beam (parallel geometry).
-    """
-    c2 = np.cos(np.radians(np.asarray(tth_deg, dtype=float))) ** 2
-    m2 = 1.0 if monochromator_tth_deg is None else np.cos(np.radians(monochromator_tth_deg)) ** 2
-    return (1.0 + m2 * c2) / (1.0 + m2)
-
-
-def lp_factor(tth_deg: np.ndarray, monochromator_tth_deg: float | None = None) -> np.ndarray:
-    """Flat-plate (Bragg-Brentano) Lorentz-polarization factor (1 + cos^2 2theta) / (sin^2 theta cos theta).
-
-    With a monochromator: (1 + cos^2 2theta_M cos^2 2theta) / ((1 + cos^2 2theta_M) sin^2 theta cos theta),
-    which reduces to the above divided by 2 for 2theta_M = 0. Not applied to DSE patterns by
-    default (see the module docstring, ``lab_lorentz``).
-    """
-    tth = np.asarray(tth_deg, dtype=float)
-    th = np.radians(tth) / 2.0
-    if monochromator_tth_deg is None:
-        pol = 1.0 + np.cos(2.0 * th) ** 2
-    else:
-        pol = polarization_factor(tth, monochromator_tth_deg)
-    return pol / (np.sin(th) ** 2 * np.cos(th))
-
-
-def scherrer_fwhm_q(diameter_nm: np.ndarray | float) -> np.ndarray:
-    """Expected FWHM in Q (1/A) of a size-broadened peak of spheres of the diameter (nm): 2 pi 1.0747 / D."""
-    return 2.0 * np.pi * SCHERRER_K_SPHERE / (10.0 * np.asarray(diameter_nm, dtype=float))
-
-
-def po_correction(q: np.ndarray, refl_q: np.ndarray, refl_intensity: np.ndarray, p_family: np.ndarray,
-                  window_sigma: np.ndarray, strain: np.ndarray | None = None,
-                  samples_per_sigma: float = 10.0) -> np.ndarray:
-    """Multiplicative preferred-orientation correction C (n, len(q)) of crystal patterns.
-
-    ``refl_q`` (K,): unstrained reflection positions (1/A); ``refl_intensity`` (K,): powder
-    intensities m |F|^2 / Q^2; ``p_family`` (n, K): family March-Dollase factors per pattern;
-    ``window_sigma`` (n,): window width (1/A); ``strain`` (n,): fractional strain (Q_k / (1 + e)).
-    C = 1 + min(1, sum w) * sum (P - 1) I w / sum I w (module docstring). C is smooth on the scale of sigma:
-    it is evaluated every ~sigma / ``samples_per_sigma`` (at least every point of ``q``) and interpolated
-    linearly: with the default 10 within 0.8 % of C evaluated at every point for 2 nm dots, 0.2 % for 4 nm and
-    less for larger ones (with 20: 0.35 % for 2 nm, at up to 3x the cost).
-    """
-    q = np.asarray(q, dtype=np.float64)
-    p = np.atleast_2d(p_family)
-    n = p.shape[0]
-    sig = np.broadcast_to(np.asarray(window_sigma, dtype=float), (n,))
-    e = np.zeros(n) if strain is None else np.broadcast_to(np.asarray(strain, dtype=float), (n,))
-    qk = np.asarray(refl_q, dtype=float)[None, :] / (1.0 + e[:, None])  # (n, K)
-    out = np.ones((n, q.size), dtype=np.float32)
-    step = float(np.median(np.diff(q))) if q.size > 1 else 1.0
-    for i in range(n):
-        # only reflections within 5 sigma of the Q range matter
-        near = (qk[i] > q[0] - 5 * sig[i]) & (qk[i] < q[-1] + 5 * sig[i])
-        if not near.any() or np.all(p[i, near] == 1.0):
-            continue
-        stride = max(1, int(sig[i] / (samples_per_sigma * step)))
-        qs = q[::stride] if (q.size - 1) % stride == 0 else np.append(q[::stride], q[-1])
-        z = ((qs[None, :] - qk[i, near, None]) / sig[i]).astype(np.float32)
-        w = np.exp(-0.5 * z * z)
-        iw = refl_intensity[near, None].astype(np.float32) * w
-        num = (p[i, near] - 1.0).astype(np.float32) @ iw
-        den = iw.sum(axis=0)
-        cover = np.minimum(1.0, w.sum(axis=0))
-        c = 1.0 + cover * np.divide(num, den, out=np.zeros_like(num), where=den > 1e-30)
-        out[i] = c if stride == 1 else np.interp(q, qs, c)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # The augmenter
 # --------------------------------------------------------------------------------------------
 def _quantize(v: np.ndarray, lo: float, hi: float, step: float) -> np.ndarray:
@@ -561,12 +487,12 @@ class Augmenter:
         # reflections for the preferred orientation (up to the largest lab Q, K-alpha1)
         self._po_cache: dict[tuple, np.ndarray] = {}
         self._lab_cache: dict[tuple, Any] = {}
-        self._axis_solvent_cache: dict[tuple, np.ndarray] = {}
+        self._axis_solvent_cache: LRUCache[np.ndarray] = LRUCache(4 * self.n_axes() * max(len(self.solvent_names), 1))
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = -1
         self._reflections = None
-        _ensure_cache_size(self.n_axes() * 2 + 16)
+        reserve_operator_cache(self.n_axes() * 2 + 16)
 
     # ---------------------------------------------------------------- construction helpers
     @classmethod
@@ -632,7 +558,7 @@ class Augmenter:
         if s.lab_fraction > 0:
             monos = [m for m, ok in ((False, s.lab_monochromator_fraction < 1), (True, s.lab_monochromator_fraction > 0)) if ok]
             keys.update(("lab", float(e), m) for e in self._lab_ends for m in monos)
-        _ensure_cache_size(2 * len(keys) + 16)
+        reserve_operator_cache(2 * len(keys) + 16)
         all_solvents = np.arange(len(self.solvent_names))
         for key in sorted(keys):
             axis = self._synchrotron_axis(key) if key[0] == "syn" else self._lab_axis_info(key)
@@ -704,11 +630,11 @@ class Augmenter:
     @property
     def _min_span(self) -> int:
         """Library steps that make up the standardization's least Q overlap (plus one)."""
-        return int(np.ceil(_std.MIN_OVERLAP_Q / self.h)) + 1
+        return int(np.ceil(MIN_OVERLAP_Q / self.h)) + 1
 
     def _fit_low_end(self, i0: np.ndarray, i1: np.ndarray) -> np.ndarray:
         """Drawn ranges shorter than the standardization's MIN_OVERLAP_Q (2 1/A) give way at the low end."""
-        return np.where(self.q[i1] - self.q[i0] < _std.MIN_OVERLAP_Q, np.maximum(i1 - self._min_span, 0), i0)
+        return np.where(self.q[i1] - self.q[i0] < MIN_OVERLAP_Q, np.maximum(i1 - self._min_span, 0), i0)
 
     def _resolve(self, p: dict[str, np.ndarray], fixed_q: dict[str, Any]) -> None:
         """Turn raw draws into measured axes: library index range [i0, i1] and point count per sample."""
@@ -733,16 +659,16 @@ class Augmenter:
         i0 = np.clip(np.round((qmin - q0) / self.h), 0, self.q.size - 1).astype(int)
         i1 = np.clip(np.round((qmax - q0) / self.h), 0, self.q.size - 1).astype(int)
         if fixed_q.get("q_max") is not None or fixed_q.get("q_min") is not None:
-            short = (self.q[i1] - self.q[i0] < _std.MIN_OVERLAP_Q) & ~p["lab"]
+            short = (self.q[i1] - self.q[i0] < MIN_OVERLAP_Q) & ~p["lab"]
             if short.any() and fixed_q.get("q_max") is not None and fixed_q.get("q_min") is not None:
                 raise ValueError(f"Q range {fixed_q['q_min']}-{fixed_q['q_max']} 1/A is shorter than "
-                                 f"{_std.MIN_OVERLAP_Q} 1/A and cannot be standardized; accepted: q_max - q_min >= 2")
+                                 f"{MIN_OVERLAP_Q} 1/A and cannot be standardized; accepted: q_max - q_min >= 2")
             if short.any() and fixed_q.get("q_max") is None:
                 i1 = np.where(short, np.minimum(i0 + self._min_span, self.q.size - 1), i1)
         i0 = self._fit_low_end(i0, i1)
-        if np.any(self.q[i1] - self.q[i0] < _std.MIN_OVERLAP_Q):
-            raise ValueError(f"q_max must be at least {self.q[0] + _std.MIN_OVERLAP_Q:.3g} 1/A "
-                             f"(the standardization needs {_std.MIN_OVERLAP_Q} 1/A of data)")
+        if np.any(self.q[i1] - self.q[i0] < MIN_OVERLAP_Q):
+            raise ValueError(f"q_max must be at least {self.q[0] + MIN_OVERLAP_Q:.3g} 1/A "
+                             f"(the standardization needs {MIN_OVERLAP_Q} 1/A of data)")
         p["_i0"], p["_i1"] = i0, i1
         p["q_min"] = self.q[i0]
         p["q_max"] = self.q[i1]
@@ -1022,10 +948,7 @@ class Augmenter:
             if v is None:
                 v = np.asarray(transform(self._solvent_source(key, int(j))[None, :])[0], dtype=np.float32)
                 v = v / v.mean()
-                with self._lock:
-                    self._axis_solvent_cache[ck] = v
-                    if len(self._axis_solvent_cache) > 4 * self.n_axes() * max(len(self.solvent_names), 1):
-                        self._axis_solvent_cache.pop(next(iter(self._axis_solvent_cache)))
+                self._axis_solvent_cache.put(ck, v)
             vecs.append((j, v))
         out = np.empty((solvent_index.size, vecs[0][1].size), dtype=np.float32)
         for j, v in vecs:
@@ -1062,21 +985,8 @@ class Augmenter:
         j0 = max(int(np.floor((q2[0] - self.q[0]) / self.h)) - 1, 0)
         j1 = min(int(np.ceil((q1[-1] - self.q[0]) / self.h)) + 2, self.q.size)
         cols = j1 - j0
-        pol = polarization_factor(tth, s.lab_monochromator_tth_deg if mono else None)
-        if s.lab_lorentz:
-            th = np.radians(tth) / 2
-            pol = pol / (np.sin(th) ** 2 * np.cos(th))
-        rows_l, cols_l, vals_l = [], [], []
-        for qq, weight in ((q1, 1.0), (q2, s.lab_ka2_ratio)):
-            pos = (qq - self.q[j0]) / self.h
-            k = np.clip(np.floor(pos).astype(int), 0, cols - 2)
-            t = pos - k
-            r = np.arange(n)
-            rows_l += [r, r]
-            cols_l += [k, k + 1]
-            vals_l += [weight * (1 - t) * pol, weight * t * pol]
-        W = sp.csr_matrix((np.concatenate(vals_l), (np.concatenate(rows_l), np.concatenate(cols_l))), shape=(n, cols))
-        W.sum_duplicates()
+        factor = flat_plate_factor(tth, s.lab_monochromator_tth_deg if mono else None, lorentz=s.lab_lorentz)
+        W = kalpha_doublet_matrix(q1, q2, s.lab_ka2_ratio, self.q[j0], self.h, cols, factor)
         value = {"tth": tth, "q1": q1, "j0": j0, "j1": j1, "W": W}
         with self._lock:
             self._lab_cache[key] = value
@@ -1085,10 +995,7 @@ class Augmenter:
     def _reflection_table(self):
         if self._reflections is None:
             qmax = float(min(self.q[-1], 4 * np.pi / min(self.settings.lab_wavelengths_a))) + 0.5
-            refl = bragg_reflections(self.structure, qmax)
-            q = np.array([r.q for r in refl])
-            inten = np.array([r.multiplicity * r.f_squared / r.q**2 for r in refl])
-            self._reflections = (refl, q, inten / inten.max())
+            self._reflections = powder_reflections(self.structure, qmax)
         return self._reflections
 
     def _family_factors(self, direction, r: np.ndarray) -> np.ndarray:
@@ -1168,10 +1075,5 @@ class Augmenter:
     def __setstate__(self, d):
         self.__dict__.update(d)
         self._lock = threading.Lock()
-        _ensure_cache_size(self.n_axes() * 2 + 16)
+        reserve_operator_cache(self.n_axes() * 2 + 16)
 
-
-def _ensure_cache_size(n: int) -> None:
-    """Let the standardization cache hold every axis of the augmentation (its behaviour is unchanged)."""
-    if getattr(_std, "_CACHE_SIZE", 0) < n:
-        _std._CACHE_SIZE = int(n)

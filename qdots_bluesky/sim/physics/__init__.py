@@ -1,3 +1,11 @@
-"""Physics core: crystal structures, clusters, pair histograms, form factors, the Debye scattering equation,
-size distributions, peak profiles, solvents and the library of simulated patterns. Imports no torch, ophyd or
-Bluesky; depends only on NumPy, SciPy, ASE, xraylib, h5py and :mod:`qdots_bluesky.units`."""
+"""Physics core: from a crystal structure to the X-ray powder pattern of a population of quantum dots, with the
+solvent around them and the instrument that measures them.
+
+Structures (:mod:`.materials`) -> clusters (:mod:`.clusters`) -> exact pair histograms (:mod:`.pair_histogram`,
+cached by :mod:`.cache`) -> the Debye scattering equation (:mod:`.dse`, form factors in :mod:`.form_factors`) ->
+populations (:mod:`.population`: the one population kernel; :mod:`.distribution` gives the log-normal weights) ->
+the training library (:mod:`.library`) and the per-cluster basis for continuous populations (:mod:`.cluster_basis`,
+:mod:`.lattice_jitter`). Measured-pattern physics: peak profiles (:mod:`.profiles`), laboratory-instrument effects
+(:mod:`.instrument`, :mod:`.reflections`), solvents (:mod:`.solvents`); Q and 2theta grids in :mod:`.grids`.
+Imports no torch, ophyd or Bluesky; depends only on NumPy, SciPy, ASE, xraylib, h5py and :mod:`qdots_bluesky.units`.
+"""

@@ -28,6 +28,7 @@ from .clusters import equal_volume_diameter_nm
 from .distribution import WEIGHT_CUTOFF, check_distribution
 from .lattice_jitter import mean_squared_form_factor, rescale_lattice
 from .materials import CrystalStructure, get_structure
+from .population import series_pair_table
 from .profiles import instrument_profile, microstrain_broadening
 
 __all__ = ["ClusterBasis", "PopulationRanges", "build_cluster_basis", "lognormal_weight_matrix",
@@ -88,7 +89,7 @@ def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bo
     the settings' Q grid), with the settings' wavelength, Compton and precision (a
     :class:`~qdots_bluesky.sim.physics.library.LibrarySettings`; default the reference library's). One exact DSE pass over
     every cluster's pair histogram (cached on disk like the library's): a few seconds for PbS up to 21 nm."""
-    from .library import LibrarySettings, _grid_patterns, series_pair_table
+    from .library import LibrarySettings, library_patterns
 
     settings = settings or LibrarySettings()
     structure = get_structure(settings.material)
@@ -97,10 +98,8 @@ def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bo
     q = np.asarray(q, dtype=float)
     unit = float(equal_volume_diameter_nm(structure, 1))
     n_all = np.arange(1, max(1, int(np.floor(settings.max_diameter_nm / unit + 1e-9))) + 1)
-    species, distances, table, cluster_atoms = series_pair_table(structure, n_all, progress)
-    eye = np.eye(n_all.size)
-    crystal, compton = _grid_patterns(q, settings, species, distances, table, cluster_atoms, eye, np.zeros(1),
-                                      progress, "cluster basis")
+    clusters = series_pair_table(structure, n_all, progress)
+    crystal, compton = library_patterns(q, settings, clusters, np.eye(n_all.size), np.zeros(1), progress, "cluster basis")
     return ClusterBasis(q, n_all, unit, crystal, compton, structure, float(settings.wavelength_a))
 
 

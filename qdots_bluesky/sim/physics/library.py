@@ -2,7 +2,8 @@
 
 Per-cluster work is done once: every series cluster's exact pair histogram is computed (or read
 from the cache) and merged onto one set of distances; each strain then needs one pass of sinc sums
-over all clusters, and every population is a number-weighted sum of cluster patterns. Patterns,
+over all clusters, and every population is a number-weighted sum of cluster patterns (the population
+kernel :func:`~qdots_bluesky.sim.physics.population.population_patterns`). Patterns,
 their coherent (crystal) part and their Compton part are stored in one HDF5 file together with
 every parameter; see ``LIBRARY_FORMAT`` for the layout.
 """
@@ -10,24 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
 from ... import __version__
 from ...units import tth_to_q
-from .cache import series_histogram
 from .clusters import equal_volume_diameter_nm
 from .distribution import DEFAULT_MAX_DIAMETER_NM
-from .dse import BLOCK_ELEMENTS, check_q, compton_per_species, sin_over_x, species_factors
+from .dse import check_q
 from .materials import get_structure
-from .pair_histogram import _merge_distances, _species_pairs
-from .population import population_weights
+from .population import population_patterns, population_weights, series_pair_table
 
 LIBRARY_FORMAT = "qdots-library/1"
 _LAYOUT = """
@@ -79,62 +76,13 @@ class LibrarySettings:
         return out
 
 
-def _grid_patterns(q: np.ndarray, settings: LibrarySettings, species, distances, table, cluster_atoms, weights, strains,
-                   progress: bool, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """Crystal (patterns x Q) and Compton (patterns x Q) parts for one grid; patterns ordered population-major."""
-    n_clusters = cluster_atoms.shape[0]
-    n_pairs = table.shape[1] // n_clusters
-    pf, self_sp = species_factors(species, _species_pairs(len(species)), q, settings.wavelength_a)  # (Q, K), (Q, S)
-    atoms_pop = weights @ cluster_atoms  # (P, S)
-    self_pop = self_sp @ atoms_pop.T  # (Q, P)
-    if settings.compton:
-        compton_pop = compton_per_species(species, q, settings.wavelength_a, settings.recoil_exponent) @ atoms_pop.T
-    else:
-        compton_pop = np.zeros_like(self_pop)
-    n_pop, n_strain = weights.shape[0], len(strains)
-    crystal = np.empty((n_pop, n_strain, q.size), dtype=np.float32)
-    rows = max(1, BLOCK_ELEMENTS // max(distances.size, 1))
-    blocks = [(i, s) for i in range(n_strain) for s in range(0, q.size, rows)]
-    # small clusters have no long distances: multiply each group of clusters only by the distances it has
-    last_row = np.array([np.flatnonzero(table[:, c * n_pairs:(c + 1) * n_pairs].any(axis=1)).max(initial=0) + 1
-                         for c in range(n_clusters)])
-    groups = [g for g in np.array_split(np.argsort(last_row), min(6, n_clusters)) if g.size]
-    group_rows = [int(last_row[g].max()) for g in groups]
-    group_cols = [(g[:, None] * n_pairs + np.arange(n_pairs)).ravel() for g in groups]
-    group_tables = [np.ascontiguousarray(table[:r, cols]) for r, cols in zip(group_rows, group_cols)]
-
-    def work(job):
-        i, start = job
-        qb = q[start:start + rows]
-        sinc = sin_over_x(np.outer(qb * (1.0 + strains[i]), distances), settings.precision)
-        sums = np.empty((qb.size, n_clusters * n_pairs))
-        for r, cols, t in zip(group_rows, group_cols, group_tables):
-            sums[:, cols] = sinc[:, :r] @ t  # (Qb, clusters*pairs), cluster-major
-        per_cluster = np.einsum("qck,qk->qc", sums.reshape(qb.size, n_clusters, n_pairs), pf[start:start + rows])
-        crystal[:, i, start:start + rows] = (per_cluster @ weights.T + self_pop[start:start + rows]).T
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(tqdm(pool.map(work, blocks), total=len(blocks), desc=f"DSE {label}", disable=not progress, leave=False))
-    compton = np.repeat(compton_pop.T[:, None, :], n_strain, axis=1).astype(np.float32)
-    return crystal.reshape(n_pop * n_strain, q.size), compton.reshape(n_pop * n_strain, q.size)
-
-
-def series_pair_table(structure, n_all: np.ndarray, progress: bool = False):
-    """Pair histograms of series clusters ``n_all`` merged onto one set of distances.
-
-    Returns (species, distances (A), table (distances x clusters*pairs, columns cluster-major, pair-minor),
-    atoms per cluster and species (clusters x species)): what :func:`_grid_patterns` multiplies by sinc sums.
-    """
-    hists = [series_histogram(structure, int(n)) for n in tqdm(n_all, desc="cluster histograms", disable=not progress)]
-    n_pairs = len(hists[0].pairs)
-    d2_list, count_list = [], []
-    for h in hists:
-        for k in range(n_pairs):
-            d2_list.append(h.distances**2)
-            count_list.append(h.counts[:, k])
-    distances, table = _merge_distances(d2_list, count_list, len(d2_list))
-    cluster_atoms = np.stack([h.atoms_per_species for h in hists]).astype(float)
-    return hists[0].species, distances, table, cluster_atoms
+def library_patterns(q: np.ndarray, settings: LibrarySettings, clusters, weights: np.ndarray, strains: np.ndarray,
+                     progress: bool = False, label: str = "q") -> tuple[np.ndarray, np.ndarray]:
+    """Crystal and Compton parts (float32, patterns x Q) of populations ``weights`` at ``strains`` with the
+    settings' wavelength, Compton switch, precision and recoil exponent: :func:`~.population.population_patterns`."""
+    return population_patterns(q, clusters, weights, strains, settings.wavelength_a, compton=settings.compton,
+                               precision=settings.precision, recoil_exponent=settings.recoil_exponent,
+                               dtype=np.float32, progress=progress, label=label)
 
 
 def build_library(settings: LibrarySettings, path: str | Path, progress: bool = True) -> Path:
@@ -152,12 +100,10 @@ def build_library(settings: LibrarySettings, path: str | Path, progress: bool = 
     weights = np.zeros((len(populations), n_all.size))
     for row, (_, _, p) in enumerate(populations):
         weights[row, np.searchsorted(n_all, p.n)] = p.weights
-    species, distances, table, cluster_atoms = series_pair_table(structure, n_all, progress)
-    results = {}
-    for name, g in grids.items():
-        results[name] = _grid_patterns(g["q"], settings, species, distances, table, cluster_atoms, weights,
-                                       strains, progress, name)
-    _write_library(path, settings, structure, populations, n_all, cluster_atoms, weights, strains, grids, results)
+    clusters = series_pair_table(structure, n_all, progress)
+    results = {name: library_patterns(g["q"], settings, clusters, weights, strains, progress, name)
+               for name, g in grids.items()}
+    _write_library(path, settings, structure, populations, n_all, clusters.cluster_atoms, weights, strains, grids, results)
     return path
 
 

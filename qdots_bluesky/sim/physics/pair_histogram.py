@@ -59,12 +59,19 @@ class PairHistogram:
         return float((q_max * self.bin_width_a) ** 2 / 6.0)
 
 
-def _species_pairs(n_species: int) -> list[tuple[int, int]]:
+def species_pairs(n_species: int) -> list[tuple[int, int]]:
+    """Unordered species pairs (s, t), s <= t, in the column order of :class:`PairHistogram` counts."""
     return [(s, t) for s in range(n_species) for t in range(s, n_species)]
 
 
-def _merge_distances(d2_list: list[np.ndarray], count_list: list[np.ndarray], n_pairs: int, tol_a2: float = 1e-6):
-    """Group squared distances equal within tol_a2 and sum counts per pair class."""
+def merge_distances(d2_list: list[np.ndarray], count_list: list[np.ndarray], n_pairs: int,
+                    tol_a2: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Merge lists of squared distances (A^2) onto one set of distances.
+
+    ``d2_list[c]`` and ``count_list[c]`` are the squared distances and pair counts of column ``c``
+    (``n_pairs`` columns). Squared distances equal within ``tol_a2`` form one group whose distance is
+    the count-weighted mean. Returns (distances (A), table (groups x n_pairs) of summed counts).
+    """
     d2 = np.concatenate(d2_list)
     counts = np.concatenate(count_list)
     cls = np.concatenate([np.full(len(x), k, dtype=np.int64) for k, x in enumerate(d2_list)])
@@ -96,7 +103,7 @@ def lattice_pair_histogram(cluster: LatticeCluster) -> PairHistogram:
         spectra.append(fft.rfftn(grid, workers=-1))
     # lattice displacement of every FFT cell, wrapped to [-(n-1), n-1]
     disp_axes = [np.where(np.arange(m) < m // 2 + 1, np.arange(m), np.arange(m) - m) for m in fft_shape]
-    pairs = _species_pairs(st.n_sites)
+    pairs = species_pairs(st.n_sites)
     d2_list, count_list = [], []
     for s, t in pairs:
         corr = fft.irfftn(np.conj(spectra[s]) * spectra[t], s=fft_shape, workers=-1)
@@ -116,7 +123,7 @@ def lattice_pair_histogram(cluster: LatticeCluster) -> PairHistogram:
         cart = vec @ st.cell
         d2_list.append(np.einsum("ij,ij->i", cart, cart))
         count_list.append(c)
-    distances, table = _merge_distances(d2_list, count_list, len(pairs))
+    distances, table = merge_distances(d2_list, count_list, len(pairs))
     species = [Species(e, float(o), float(b)) for e, o, b in zip(st.elements, st.occupancies, st.b_iso)]
     return PairHistogram(species, cluster.site_counts(), distances, table, pairs, exact=True,
                          info={"cluster": cluster.label, "diameter_nm": cluster.diameter_nm, "fft_shape": fft_shape})
@@ -143,7 +150,7 @@ def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[st
         b = float(b_iso.get(e, 0.0)) if isinstance(b_iso, dict) else float(b_iso)
         species.append(Species(e, occ, b))
     n_sp = len(elements)
-    pairs = _species_pairs(n_sp)
+    pairs = species_pairs(n_sp)
     pair_id = {p: k for k, p in enumerate(pairs)}
     cls_of = np.zeros((n_sp, n_sp), dtype=np.int64)
     for (s, t), k in pair_id.items():
@@ -176,7 +183,7 @@ def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[st
     if sum(len(x) for x in d_list) == 0:
         distances, table = np.zeros(0), np.zeros((0, len(pairs)))
     else:
-        distances, table = _merge_distances(d_list, c_list, len(pairs), tol_a2=0.0)
+        distances, table = merge_distances(d_list, c_list, len(pairs), tol_a2=0.0)
     atoms_per = np.bincount(sp_index, minlength=n_sp)
     return PairHistogram(species, atoms_per, distances, table, pairs, exact=False, bin_width_a=bin_width_a,
                          info={"cluster": atoms.info.get("label", atoms.get_chemical_formula())})

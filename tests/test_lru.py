@@ -1,0 +1,58 @@
+"""The shared LRU cache and array keys (qdots_bluesky/lru.py)."""
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.lru import LRUCache, array_key
+
+
+def test_least_recently_used_entry_is_evicted_first():
+    c = LRUCache(2)
+    c.put("a", 1)
+    c.put("b", 2)
+    assert c.get("a") == 1  # "a" is now the most recent
+    c.put("c", 3)
+    assert "b" not in c and c.keys() == ["a", "c"]
+    c.resize(1)
+    assert c.keys() == ["c"] and c.maxsize == 1
+    with pytest.raises(ValueError, match=">= 1"):
+        c.resize(0)
+
+
+def test_get_or_compute_calls_once_per_key_and_survives_pickling():
+    calls = []
+    c = LRUCache(4)
+    for _ in range(3):
+        assert c.get_or_compute("k", lambda: calls.append(1) or 42) == 42
+    assert len(calls) == 1
+    d = pickle.loads(pickle.dumps(c))
+    assert d.get("k") == 42 and d.maxsize == 4
+    d.put("x", 1)  # a working lock after unpickling
+
+
+def test_array_keys_hash_values_shape_and_rounding():
+    q = np.linspace(1.0, 15.0, 101)
+    assert array_key(q) == array_key(q.copy())
+    assert array_key(q) != array_key(q + 1e-12)
+    assert array_key(q, decimals=9) == array_key(q + 1e-12, decimals=9)
+    assert array_key(q[:100]) != array_key(q)
+    assert array_key(q[::2]) == array_key(np.ascontiguousarray(q[::2]))  # views key by their values
+
+
+def test_concurrent_use_keeps_the_size_bound():
+    c = LRUCache(8)
+
+    def work(offset):
+        for i in range(500):
+            c.get_or_compute((offset, i % 20), lambda: i)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(c) == 8

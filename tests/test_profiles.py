@@ -1,0 +1,29 @@
+"""Peak profiles (sim/physics/profiles.py): instrument resolution."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.sim.physics.profiles import instrument_profile
+
+
+def test_instrument_profile_keeps_area_and_adds_lorentzian_widths():
+    x = np.arange(-20.0, 20.0, 0.01)
+
+    def lorentz(fwhm):
+        return (fwhm / 2) / np.pi / (x**2 + (fwhm / 2) ** 2)
+
+    def fwhm_of(y):
+        above = x[y >= y.max() / 2]
+        return above[-1] - above[0]
+
+    y = lorentz(0.5)[None, :].repeat(3, axis=0)
+    out = instrument_profile(y, 0.01, np.array([0.0, 0.0, 0.3]), np.array([0.0, 0.2, 0.0]))
+    assert np.allclose(out[0], y[0], atol=1e-6)  # no profile: unchanged
+    assert np.allclose(out.sum(axis=1) / y.sum(axis=1), 1.0, atol=2e-3)  # areas kept (far tails aside)
+    assert fwhm_of(out[1]) == pytest.approx(0.7, abs=0.02)  # Lorentzians add their widths
+    assert np.allclose(out[1], lorentz(0.7), atol=2e-3 * lorentz(0.7).max())
+    # a Gaussian of 0.3 widens a Lorentzian of 0.5 less: the Voigt FWHM (Olivero & Longbothum 1977, within 0.02 %)
+    assert fwhm_of(out[2]) == pytest.approx(0.5346 * 0.5 + np.sqrt(0.2166 * 0.25 + 0.09), abs=0.02)
+    with pytest.raises(ValueError, match="FWHM"):
+        instrument_profile(y, 0.01, -1.0, 0.0)
