@@ -3,8 +3,10 @@
 Plans only move and read devices and describe the experiment in the start document; sizing is
 done by a separate subscriber (the live sizing callback), which finds the pattern through the
 ``qdots_pattern_key`` hint (and the x axis through ``qdots_x_key`` / ``x_unit`` / ``wavelength``).
+
+The annotations are evaluated (no ``from __future__ import annotations``): the Bluesky queue server
+validates queued plan parameters against them and cannot resolve names such as ``Any`` from strings.
 """
-from __future__ import annotations
 
 from typing import Any, Mapping
 

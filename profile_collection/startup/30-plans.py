@@ -4,6 +4,10 @@
   RE(synthesis(10, 5, temperature=120))   ... at another temperature (deg C)
   show_sizes()                            the table of true and predicted sizes of the latest run
   show_sizes(-2, plot="sizes.png")        of an earlier run, with a plot
+
+In the queue server the plans are queue items (allowed by user_group_permissions.yaml), e.g.
+  qserver queue add plan '{"name": "insitu_synthesis", "args": ["waxs", "reactor", 30, 2.0]}'
+  qserver queue add plan '{"name": "synthesis", "kwargs": {"num": 30, "delay": 2.0}}'
 """
 from qdots_bluesky.callbacks.demo import format_table, plot_demo, sizes_with_truth
 from qdots_bluesky.plans import insitu_synthesis
@@ -24,4 +28,7 @@ def show_sizes(run=-1, plot=None):
     return table
 
 
-print(__doc__)
+if QUEUE_SERVER:  # noqa: F821 - from 00-base
+    print("plans for the queue: insitu_synthesis(detector, reactor, num, delay, ...), synthesis(num, delay, ...)")
+else:
+    print(__doc__)
