@@ -196,6 +196,24 @@ def resolve_device(device: Any = None) -> str:
     return str(dev)
 
 
+def default_device() -> str:
+    """The device the ``qdots`` commands use by default ("auto"): "cuda" where PyTorch is installed and sees a GPU,
+    else "numpy" (the same network and weights evaluated with NumPy on the CPU; PyTorch not needed).
+
+    PyTorch is imported only where an NVIDIA driver is present, so the check costs nothing on a CPU machine.
+    """
+    import importlib.util
+    import os
+    import shutil
+
+    driver = os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+    if not driver or importlib.util.find_spec("torch") is None:
+        return "numpy"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "numpy"
+
+
 class _TorchEngine:
     """Runs a QDotsNet with PyTorch: one ``inference_mode`` forward call per batch."""
 
