@@ -80,18 +80,16 @@ FLAGS: dict[str, str] = {
                            "do not trust the size",
     "low_confidence": "the calibrated probability of the most probable size class is below the predictor's "
                       "low_confidence threshold (default 0.5)",
-    "truncated_q_range": "the data cover less than 95 % of the model's Q grid (e.g. Q_max below 14.3 1/A); the missing "
-                         "part was padded with the mean of the outermost points; accuracy drops for Q_max below ~4.4 "
-                         "or Q_min above ~1.7 1/A",
+    "truncated_q_range": "the data cover less than 95 % of the model's Q grid; the missing part was padded with the "
+                         "mean of the outermost points; accuracy drops as Q_max falls or Q_min rises (the evaluation "
+                         "report's q_max and q_min curves give it for a model: qdots evaluate)",
     "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless (padding only "
-              "above the last Q the network reads, 14.43 1/A for the reference network, is not flagged)",
-    "coarse_sampling": "the data's median Q step is more than 10 times the grid step (fewer than ~500 points over "
-                       "1-15 1/A), so the grid was rebuilt from bins nearly as wide as the peaks of the largest dots; "
-                       "accuracy drops for the largest sizes, whose peaks then span one or two bins. Steps of the bundle's "
-                       "coarse_min_q_step or more (0.037 1/A, under ~380 points, in the shipped model) are sized by its "
-                       "coarse-sampling specialist (shipped model: 94 % of simulated patterns sized right at 251 points "
-                       "over 1-15 1/A, 66 % with the main network alone, against 99 % at 501; see the evaluation report's "
-                       "n_points curves)",
+              "above the last Q the network reads is not flagged)",
+    "coarse_sampling": "the data's median Q step is more than 10 times the grid step, so the grid was rebuilt from "
+                       "bins nearly as wide as the peaks of the largest dots; accuracy drops for the largest sizes, "
+                       "whose peaks then span one or two bins. Steps of the bundle's coarse_min_q_step or more are "
+                       "sized by its coarse-sampling specialist where the bundle has one (the evaluation report's "
+                       "n_points curves give the accuracy for a model: qdots evaluate)",
     "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
                           "lie outside the trained range",
 }

@@ -40,12 +40,21 @@ def fail(command: str, message: str) -> int:
     return 2
 
 
-def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
-    """A one-line message naming the extra to install for a missing third-party module, or None."""
+#: Commands -> the extras they need as a whole (predict needs none: its options name theirs by module).
+COMMAND_EXTRAS: dict[str, str] = {
+    "simulate": "sim", "library": "sim", "train": "train", "evaluate": "train",
+    "demo": "bluesky,sim", "replay": "bluesky", "serve": "bluesky",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError, command: str | None = None) -> str | None:
+    """A one-line message naming the extra to install for a missing third-party module, or None when the module
+    is not one an extra provides (then it is a real error)."""
     name = (exc.name or "").split(".")[0]
     extra = EXTRAS.get(name)
     if extra is None:
         return None
+    extra = COMMAND_EXTRAS.get(command or "", extra)
     return (f"this needs the Python package {name!r}, which is not installed; install it with "
             f"pip install 'qdots-bluesky[{extra}]' (or [all])")
 

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as exc:
-        message = missing_extra_message(exc)
+        message = missing_extra_message(exc, args.command)
         if message is None:
             raise
         return fail(args.command, message)

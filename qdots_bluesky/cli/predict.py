@@ -14,9 +14,9 @@ _DESCRIPTION = (
     "come from the options or from the file header (qdots simulate's wavelength_a and x_unit, pyFAI's 2th_deg, "
     "q_A^-1, q_nm^-1 column headers; Q in 1/nm is converted). A file that cannot be read or standardized is "
     "reported on stderr as 'qdots predict: FILE: reason' (what the reader accepts is printed once) and the other "
-    "files are still sized. How accurate the shipped model is on measured data: run "
-    "benchmarks/bench_measured.py (see benchmarks/README). Exit status: 0 all files sized, 1 some file failed, "
-    "2 bad model or option."
+    "files are still sized. How accurate a model is on measured patterns of known size: "
+    "python benchmarks/bench_measured.py DIR --model PATH (in the source tree; its docstring gives the file naming). "
+    "Exit status: 0 all files sized, 1 some file failed, 2 bad model or option."
 )
 
 
