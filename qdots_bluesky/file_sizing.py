@@ -132,7 +132,7 @@ def plot_names(plot: str | Path, paths: Sequence[str | Path]) -> list[Path]:
 def plot_files(predictor: Predictor, results: Sequence[FileResult], plot: str | Path, *, layer: int = -1) -> None:
     """Save the Grad-CAM figure of every sized file (``FileResult.plot``); a figure that cannot be written turns
     the file's result into an error that says so (the estimate stays)."""
-    from .predictor import plot_prediction
+    from .plotting import plot_prediction
 
     good = [i for i, r in enumerate(results) if r.estimate is not None]
     if not good:

@@ -5,10 +5,9 @@ and sizes standardized patterns (``predict_standardized``), one pattern on any x
 (``predict_pattern``) or many patterns sharing an x axis (``predict_batch``); each result is a
 :class:`SizeEstimate`.
 
-Devices: ``None``/"auto" -> "cuda" if PyTorch sees a GPU, else "cpu"; any torch device string
-("cpu", "cuda", "cuda:1", "mps"); or "numpy": the same network evaluated with NumPy
-(:class:`~qdots_bluesky.models.engine.NumpyQDotsNet`) without importing PyTorch — identical
-results to float32 rounding, used by ``qdots predict`` to start fast.
+Devices: ``None``/"auto" -> "cuda" if PyTorch sees a GPU, else "cpu"; any torch device string; or "numpy": the
+same network evaluated with NumPy (:class:`~qdots_bluesky.models.engine.NumpyQDotsNet`) without PyTorch, equal
+to float32 rounding. The ``qdots`` commands' "auto" is :func:`default_device` (cuda, else numpy).
 
 Estimates of bundles whose network has a continuous head (trained on continuous populations; the shipped
 model): the head gives a Gaussian mean and standard deviation for ln D (number-weighted mean diameter),
@@ -97,8 +96,7 @@ FLAGS: dict[str, str] = {
 LOW_CONFIDENCE = 0.5
 #: Coverage of the grid below which ``truncated_q_range`` (rather than ``padded``) is raised.
 TRUNCATION_COVERAGE = 0.95
-#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised (10: a step
-#: over 0.028 1/A, fewer than ~500 points over 1-15 1/A, where the accuracy starts to drop).
+#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised.
 COARSE_FACTOR = 10.0
 
 
@@ -200,15 +198,15 @@ def default_device() -> str:
 
     PyTorch is imported only where an NVIDIA driver is present, so the check costs nothing on a CPU machine.
     """
-    import importlib.util
     import os
     import shutil
 
-    driver = os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
-    if not driver or importlib.util.find_spec("torch") is None:
+    if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
         return "numpy"
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        return "numpy"
     return "cuda" if torch.cuda.is_available() else "numpy"
 
 
@@ -496,53 +494,7 @@ class Predictor:
 
 def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: np.ndarray, estimate: SizeEstimate,
                     title: str = "") -> Path:
-    """Save a figure: the standardized pattern over Q shaded by the class activation map, and the class probabilities."""
-    import matplotlib
+    """Save the Grad-CAM figure of one estimate (:func:`qdots_bluesky.plotting.plot_prediction`; needs matplotlib)."""
+    from .plotting import plot_prediction as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6.5), height_ratios=[3, 2], constrained_layout=True)
-    lo, hi = float(np.min(pattern)), float(np.max(pattern))
-    pad = 0.05 * (hi - lo if hi > lo else 1.0)
-    image = ax.imshow(np.asarray(cam, dtype=float)[None, :], extent=(float(q[0]), float(q[-1]), lo - pad, hi + pad),
-                      aspect="auto", origin="lower", cmap="Oranges", vmin=0.0, vmax=1.0, alpha=0.55,
-                      interpolation="nearest")
-    ax.plot(q, pattern, lw=0.8, color="k")
-    if not np.any(cam):
-        ax.text(0.99, 0.97, "no Q region raises this class's logit (map all zero)", transform=ax.transAxes,
-                ha="right", va="top", fontsize=8, color="0.3")
-    ax.set_xlim(float(q[0]), float(q[-1]))
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("Q (1/A)")
-    ax.set_ylabel("standardized intensity (mean 1)")
-    fig.colorbar(image, ax=ax, pad=0.01, label="class activation (size)")
-    head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
-            f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
-    if estimate.size_volume_nm is not None:
-        head += (f" ± {estimate.dispersion_std:.2f}\nD_V = {estimate.size_volume_nm:.2f} ± "
-                 f"{estimate.size_volume_std_nm:.2f} nm, strain {100 * estimate.strain:+.2f} ± {100 * estimate.strain_std:.2f} %")
-    flags = ", ".join(estimate.flags) or "no flags"
-    if estimate.network != "main":
-        flags += f" ({estimate.network}-sampling network)"
-    ax.set_title(f"{title}\n{head}; {flags}" if title else f"{head}; {flags}", fontsize=10)
-
-    classes = np.array(list(estimate.probabilities))
-    probs = np.array(list(estimate.probabilities.values()))
-    width = 0.8 * (np.min(np.diff(classes)) if classes.size > 1 else 0.5)
-    bx.bar(classes, probs, width=width, color="tab:blue", alpha=0.8, label="calibrated probability")
-    bx.axvline(estimate.size_nm, color="tab:red", lw=1.5, label=f"mean {estimate.size_nm:.2f} nm")
-    bx.axvspan(estimate.size_nm - estimate.size_std_nm, estimate.size_nm + estimate.size_std_nm, color="tab:red",
-               alpha=0.15, label=f"± {estimate.size_std_nm:.2f} nm")
-    bx.axvline(estimate.size_regression_nm, color="tab:green", lw=1.0, ls="--",
-               label=f"regression {estimate.size_regression_nm:.2f} nm")
-    bx.set_xlabel("mean diameter (nm)")
-    bx.set_ylabel("probability")
-    bx.set_ylim(0, 1.05)
-    bx.set_xticks(classes)
-    bx.tick_params(axis="x", labelsize=8)
-    bx.legend(fontsize=8, loc="upper right")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
+    return plot(path, q, pattern, cam, estimate, title=title)

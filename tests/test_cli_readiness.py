@@ -162,3 +162,18 @@ def test_missing_extra_is_a_one_line_error(tmp_path, capsys, monkeypatch, model,
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     rc, _, err = run(capsys, "predict", q_files["a"], "--x-unit", "q", "--plot", tmp_path / "f.png", "--model", model)
     assert rc == 2 and "qdots-bluesky[sim]" in err and err.count("\n") == 1
+
+
+def test_predict_runs_without_the_heavy_extras(model, q_files):
+    """The light install: predict works with torch, bluesky, tiled, ase, matplotlib... absent (import blocked)."""
+    import subprocess
+    from pathlib import Path
+
+    blocked = ["torch", "bluesky", "ophyd", "tiled", "event_model", "databroker", "zmq", "ase", "xraylib",
+               "matplotlib", "tqdm", "bluesky_tiled_plugins"]
+    code = (f"import sys; sys.modules.update({{m: None for m in {blocked!r}}}); from qdots_bluesky.cli import main; "
+            f"sys.exit(main(['predict', {str(q_files['a'])!r}, '--x-unit', 'q', '--model', {str(model)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert " nm " in proc.stdout
