@@ -177,3 +177,8 @@ def test_predict_runs_without_the_heavy_extras(model, q_files):
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     assert " nm " in proc.stdout
+
+
+def test_predict_plot_to_a_bad_folder_fails_before_sizing(capsys, model, q_files):
+    rc, out, err = run(capsys, "predict", q_files["a"], "--x-unit", "q", "--plot", "/no/such/dir/f.png", "--model", model)
+    assert rc == 2 and out == "" and "--plot" in err and err.count("\n") == 1

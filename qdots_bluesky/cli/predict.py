@@ -78,13 +78,16 @@ def _load(args):
 
 
 def cmd_predict(args) -> int:
-    from ..file_sizing import json_record, plot_files, size_files
+    from ..file_sizing import json_record, plot_files, plot_names, size_files
+    from ..io import check_output_path
 
+    if args.plot:
+        for name in set(plot_names(args.plot, args.files)):
+            check_output_path(name, "--plot")
+        import matplotlib  # noqa: F401  (a missing [sim] extra fails here, before the sizing)
     predictor = _load(args)
     if isinstance(predictor, int):
         return predictor
-    if args.plot:
-        import matplotlib  # noqa: F401  (a missing [sim] extra fails here, before the sizing)
     results = size_files(predictor, args.files, x_unit=args.x_unit, wavelength=args.wavelength)
     if args.plot:
         plot_files(predictor, results, args.plot, layer=args.cam_layer)
