@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,3 +27,53 @@ def plot_simulated_pattern(path: str | Path, x: np.ndarray, total: np.ndarray, c
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: np.ndarray, estimate: Any,
+                    title: str = "") -> Path:
+    """Save a figure of a prediction (``estimate``: a :class:`~qdots_bluesky.predictor.SizeEstimate`): the standardized
+    pattern over Q shaded by the class activation map, and the class probabilities."""
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6.5), height_ratios=[3, 2], constrained_layout=True)
+    lo, hi = float(np.min(pattern)), float(np.max(pattern))
+    pad = 0.05 * (hi - lo if hi > lo else 1.0)
+    image = ax.imshow(np.asarray(cam, dtype=float)[None, :], extent=(float(q[0]), float(q[-1]), lo - pad, hi + pad),
+                      aspect="auto", origin="lower", cmap="Oranges", vmin=0.0, vmax=1.0, alpha=0.55,
+                      interpolation="nearest")
+    ax.plot(q, pattern, lw=0.8, color="k")
+    if not np.any(cam):
+        ax.text(0.99, 0.97, "no Q region raises this class's logit (map all zero)", transform=ax.transAxes,
+                ha="right", va="top", fontsize=8, color="0.3")
+    ax.set_xlim(float(q[0]), float(q[-1]))
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("Q (1/A)")
+    ax.set_ylabel("standardized intensity (mean 1)")
+    fig.colorbar(image, ax=ax, pad=0.01, label="class activation (size)")
+    head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
+            f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
+    if estimate.size_volume_nm is not None:
+        head += (f" ± {estimate.dispersion_std:.2f}\nD_V = {estimate.size_volume_nm:.2f} ± "
+                 f"{estimate.size_volume_std_nm:.2f} nm, strain {100 * estimate.strain:+.2f} ± {100 * estimate.strain_std:.2f} %")
+    flags = ", ".join(estimate.flags) or "no flags"
+    if estimate.network != "main":
+        flags += f" ({estimate.network}-sampling network)"
+    ax.set_title(f"{title}\n{head}; {flags}" if title else f"{head}; {flags}", fontsize=10)
+
+    classes = np.array(list(estimate.probabilities))
+    probs = np.array(list(estimate.probabilities.values()))
+    width = 0.8 * (np.min(np.diff(classes)) if classes.size > 1 else 0.5)
+    bx.bar(classes, probs, width=width, color="tab:blue", alpha=0.8, label="calibrated probability")
+    bx.axvline(estimate.size_nm, color="tab:red", lw=1.5, label=f"mean {estimate.size_nm:.2f} nm")
+    bx.axvspan(estimate.size_nm - estimate.size_std_nm, estimate.size_nm + estimate.size_std_nm, color="tab:red",
+               alpha=0.15, label=f"± {estimate.size_std_nm:.2f} nm")
+    bx.axvline(estimate.size_regression_nm, color="tab:green", lw=1.0, ls="--",
+               label=f"regression {estimate.size_regression_nm:.2f} nm")
+    bx.set_xlabel("mean diameter (nm)")
+    bx.set_ylabel("probability")
+    bx.set_ylim(0, 1.05)
+    bx.set_xticks(classes)
+    bx.tick_params(axis="x", labelsize=8)
+    bx.legend(fontsize=8, loc="upper right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+

@@ -5,10 +5,9 @@ and sizes standardized patterns (``predict_standardized``), one pattern on any x
 (``predict_pattern``) or many patterns sharing an x axis (``predict_batch``); each result is a
 :class:`SizeEstimate`.
 
-Devices: ``None``/"auto" -> "cuda" if PyTorch sees a GPU, else "cpu"; any torch device string
-("cpu", "cuda", "cuda:1", "mps"); or "numpy": the same network evaluated with NumPy
-(:class:`~qdots_bluesky.models.engine.NumpyQDotsNet`) without importing PyTorch — identical
-results to float32 rounding, used by ``qdots predict`` to start fast.
+Devices: ``None``/"auto" -> "cuda" if PyTorch sees a GPU, else "cpu"; any torch device string; or "numpy": the
+same network evaluated with NumPy (:class:`~qdots_bluesky.models.engine.NumpyQDotsNet`) without PyTorch, equal
+to float32 rounding. The ``qdots`` commands' "auto" is :func:`default_device` (cuda, else numpy).
 
 Estimates of bundles whose network has a continuous head (trained on continuous populations; the shipped
 model): the head gives a Gaussian mean and standard deviation for ln D (number-weighted mean diameter),
@@ -54,7 +53,6 @@ says why in words.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -73,134 +71,15 @@ from .models.bundle import (
 from .models.calibration import mahalanobis_distance, softmax
 from .models.continuous import calibrated_std, class_probabilities
 from .models.engine import continuous_estimates, receptive_fields
+from .estimate import FLAGS, STATUSES, SizeEstimate  # noqa: F401  (re-exported: the predictor's answers)
 from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
 
-#: Every flag a SizeEstimate can carry, and what it means.
-FLAGS: dict[str, str] = {
-    "no_nanocrystals": "the presence head gives a probability below 0.5 that the pattern holds any nanocrystal "
-                       "scattering of the trained kind: it looks like pure solvent, an empty capillary or "
-                       "background, or (together with out_of_distribution) like a crystal other than the model's; "
-                       "the size is meaningless",
-    "out_of_distribution": "the Mahalanobis distance of the pooled network features to the training features exceeds "
-                           "the bundle's threshold: the pattern is unlike the training data (empty or pure solvent, "
-                           "not a rock-salt crystal, sizes far outside the classes, another instrument or processing); "
-                           "do not trust the size",
-    "low_confidence": "the calibrated probability of the most probable size class is below the predictor's "
-                      "low_confidence threshold (default 0.5)",
-    "truncated_q_range": "the data cover less than 95 % of the model's Q grid (e.g. Q_max below 14.3 1/A); the missing "
-                         "part was padded with the mean of the outermost points; accuracy drops for Q_max below ~4.4 "
-                         "or Q_min above ~1.7 1/A",
-    "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless (padding only "
-              "above the last Q the network reads, 14.43 1/A for the reference network, is not flagged)",
-    "coarse_sampling": "the data's median Q step is more than 10 times the grid step (fewer than ~500 points over "
-                       "1-15 1/A), so the grid was rebuilt from bins nearly as wide as the peaks of the largest dots; "
-                       "accuracy drops for the largest sizes, whose peaks then span one or two bins. Steps of the bundle's "
-                       "coarse_min_q_step or more (0.037 1/A, under ~380 points, in the shipped model) are sized by its "
-                       "coarse-sampling specialist (shipped model: 94 % of simulated patterns sized right at 251 points "
-                       "over 1-15 1/A, 66 % with the main network alone, against 99 % at 501; see the evaluation report's "
-                       "n_points curves)",
-    "size_at_range_edge": "the most probable size class is the smallest or largest the model knows; the true size may "
-                          "lie outside the trained range",
-}
-#: Every status a SizeEstimate can have, and what it means.
-STATUSES: dict[str, str] = {
-    "sized": "nanocrystals found and sized within the trained range",
-    "no_nanocrystals": "no nanocrystal scattering detected (pure solvent, empty capillary, background): no size",
-    "above_range": "the dots are larger than the model's trained range: no size, only the bound",
-    "below_range": "the dots are smaller than the model's trained range: no size, only the bound",
-}
 #: Default threshold of the ``low_confidence`` flag (calibrated max probability).
 LOW_CONFIDENCE = 0.5
 #: Coverage of the grid below which ``truncated_q_range`` (rather than ``padded``) is raised.
 TRUNCATION_COVERAGE = 0.95
-#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised (10: a step
-#: over 0.028 1/A, fewer than ~500 points over 1-15 1/A, where the accuracy starts to drop).
+#: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised.
 COARSE_FACTOR = 10.0
-
-
-@dataclass
-class SizeEstimate:
-    """The size of the quantum dots in one pattern (diameters in nm); see the module docstring."""
-
-    size_nm: float
-    size_std_nm: float
-    size_class_nm: float
-    size_regression_nm: float
-    confidence: float
-    probabilities: dict[float, float]
-    dispersion: float
-    dispersion_confidence: float
-    dispersion_probabilities: dict[float, float]
-    ood_distance: float
-    nanocrystal_probability: float | None = None
-    size_volume_nm: float | None = None
-    size_volume_std_nm: float | None = None
-    dispersion_std: float | None = None
-    strain: float | None = None
-    strain_std: float | None = None
-    network: str = "main"
-    status: str = "sized"
-    trained_range_nm: tuple[float, float] | None = None
-    flags: list[str] = field(default_factory=list)
-    flag_details: dict[str, str] = field(default_factory=dict)
-    standardization: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; class values become string keys ("5.5", "0.10")."""
-        def finite(v: float | None) -> float | None:
-            return None if v is None or not np.isfinite(v) else v
-
-        return {
-            "status": self.status,
-            "size_nm": finite(self.size_nm),
-            "size_std_nm": finite(self.size_std_nm),
-            "size_class_nm": finite(self.size_class_nm),
-            "size_regression_nm": self.size_regression_nm,
-            "confidence": finite(self.confidence),
-            "probabilities": {_size_key(k): v for k, v in self.probabilities.items()},
-            "dispersion": self.dispersion,
-            "dispersion_confidence": self.dispersion_confidence,
-            "dispersion_probabilities": {_disp_key(k): v for k, v in self.dispersion_probabilities.items()},
-            "ood_distance": self.ood_distance,
-            "nanocrystal_probability": self.nanocrystal_probability,
-            "size_volume_nm": finite(self.size_volume_nm),
-            "size_volume_std_nm": finite(self.size_volume_std_nm),
-            "dispersion_std": self.dispersion_std,
-            "strain": self.strain,
-            "strain_std": self.strain_std,
-            "network": self.network,
-            "trained_range_nm": None if self.trained_range_nm is None else list(self.trained_range_nm),
-            "flags": list(self.flags),
-            "flag_details": dict(self.flag_details),
-            "standardization": None if self.standardization is None else dict(self.standardization),
-        }
-
-    def summary(self) -> str:
-        """One line for people: size +- std, class, dispersion, confidence, flags (or why there is no size)."""
-        flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
-        if self.status != "sized":
-            lo, hi = self.trained_range_nm or (float("nan"), float("nan"))
-            what = {"no_nanocrystals": "no nanocrystals detected",
-                    "above_range": f"> {hi:.1f} nm: larger than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
-                    "below_range": f"< {lo:.1f} nm: smaller than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
-                    }[self.status]
-            return f"{what}; flags: {flags or 'none'}"
-        confidence = "not assessed" if not np.isfinite(self.confidence) else f"{self.confidence:.2f}"
-        if self.size_volume_nm is None:
-            return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (class {self.size_class_nm:.1f} nm), "
-                    f"dispersion {self.dispersion:.2f}, confidence {confidence}, flags: {flags or 'none'}")
-        return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (volume-weighted {self.size_volume_nm:.2f} ± "
-                f"{self.size_volume_std_nm:.2f} nm, class {self.size_class_nm:.1f} nm), dispersion {self.dispersion:.2f} "
-                f"± {self.dispersion_std:.2f}, strain {100 * self.strain:+.2f} ± {100 * self.strain_std:.2f} %, "
-                f"confidence {confidence}, flags: {flags or 'none'}")
-
-
-def _size_key(value: float) -> str:
-    return f"{value:.1f}" if abs(value * 10 - round(value * 10)) < 1e-9 else f"{value:g}"
-
-
-def _disp_key(value: float) -> str:
-    return f"{value:.2f}" if abs(value * 100 - round(value * 100)) < 1e-9 else f"{value:g}"
 
 
 def resolve_device(device: Any = None) -> str:
@@ -236,6 +115,24 @@ def trained_range_nm(training: Mapping[str, Any], size_classes_nm: np.ndarray, c
         return float(ranges[0]), float(ranges[1])
     half = 0.5 * float(np.min(np.diff(size_classes_nm))) if size_classes_nm.size > 1 else 0.0
     return float(size_classes_nm[0]) - half, float(size_classes_nm[-1]) + half
+
+
+def default_device() -> str:
+    """The device the ``qdots`` commands use by default ("auto"): "cuda" where PyTorch is installed and sees a GPU,
+    else "numpy" (the same network and weights evaluated with NumPy on the CPU; PyTorch not needed).
+
+    PyTorch is imported only where an NVIDIA driver is present, so the check costs nothing on a CPU machine.
+    """
+    import os
+    import shutil
+
+    if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
+        return "numpy"
+    try:
+        import torch
+    except ImportError:
+        return "numpy"
+    return "cuda" if torch.cuda.is_available() else "numpy"
 
 
 class _TorchEngine:
@@ -538,53 +435,7 @@ class Predictor:
 
 def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: np.ndarray, estimate: SizeEstimate,
                     title: str = "") -> Path:
-    """Save a figure: the standardized pattern over Q shaded by the class activation map, and the class probabilities."""
-    import matplotlib
+    """Save the Grad-CAM figure of one estimate (:func:`qdots_bluesky.plotting.plot_prediction`; needs matplotlib)."""
+    from .plotting import plot_prediction as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(9, 6.5), height_ratios=[3, 2], constrained_layout=True)
-    lo, hi = float(np.min(pattern)), float(np.max(pattern))
-    pad = 0.05 * (hi - lo if hi > lo else 1.0)
-    image = ax.imshow(np.asarray(cam, dtype=float)[None, :], extent=(float(q[0]), float(q[-1]), lo - pad, hi + pad),
-                      aspect="auto", origin="lower", cmap="Oranges", vmin=0.0, vmax=1.0, alpha=0.55,
-                      interpolation="nearest")
-    ax.plot(q, pattern, lw=0.8, color="k")
-    if not np.any(cam):
-        ax.text(0.99, 0.97, "no Q region raises this class's logit (map all zero)", transform=ax.transAxes,
-                ha="right", va="top", fontsize=8, color="0.3")
-    ax.set_xlim(float(q[0]), float(q[-1]))
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("Q (1/A)")
-    ax.set_ylabel("standardized intensity (mean 1)")
-    fig.colorbar(image, ax=ax, pad=0.01, label="class activation (size)")
-    head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
-            f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
-    if estimate.size_volume_nm is not None:
-        head += (f" ± {estimate.dispersion_std:.2f}\nD_V = {estimate.size_volume_nm:.2f} ± "
-                 f"{estimate.size_volume_std_nm:.2f} nm, strain {100 * estimate.strain:+.2f} ± {100 * estimate.strain_std:.2f} %")
-    flags = ", ".join(estimate.flags) or "no flags"
-    if estimate.network != "main":
-        flags += f" ({estimate.network}-sampling network)"
-    ax.set_title(f"{title}\n{head}; {flags}" if title else f"{head}; {flags}", fontsize=10)
-
-    classes = np.array(list(estimate.probabilities))
-    probs = np.array(list(estimate.probabilities.values()))
-    width = 0.8 * (np.min(np.diff(classes)) if classes.size > 1 else 0.5)
-    bx.bar(classes, probs, width=width, color="tab:blue", alpha=0.8, label="calibrated probability")
-    bx.axvline(estimate.size_nm, color="tab:red", lw=1.5, label=f"mean {estimate.size_nm:.2f} nm")
-    bx.axvspan(estimate.size_nm - estimate.size_std_nm, estimate.size_nm + estimate.size_std_nm, color="tab:red",
-               alpha=0.15, label=f"± {estimate.size_std_nm:.2f} nm")
-    bx.axvline(estimate.size_regression_nm, color="tab:green", lw=1.0, ls="--",
-               label=f"regression {estimate.size_regression_nm:.2f} nm")
-    bx.set_xlabel("mean diameter (nm)")
-    bx.set_ylabel("probability")
-    bx.set_ylim(0, 1.05)
-    bx.set_xticks(classes)
-    bx.tick_params(axis="x", labelsize=8)
-    bx.legend(fontsize=8, loc="upper right")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
+    return plot(path, q, pattern, cam, estimate, title=title)

@@ -146,14 +146,14 @@ def standardize_batch(
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
         raise ValueError(
-            f"pattern {row} has a NaN or infinite intensity at index {col}; accepted: finite intensities"
+            f"{_which(row, Y.shape[0])} has a NaN or infinite intensity at index {col}; accepted: finite intensities"
         )
     if Y.shape[0] == 0:
         return np.zeros((0, grid.n_points), dtype=np.float32), report
     zero = ~Y.any(axis=1)
     if zero.any():
         raise ValueError(
-            f"pattern {int(np.flatnonzero(zero)[0])} is all zeros and cannot be scaled to a fixed area; "
+            f"{_which(int(np.flatnonzero(zero)[0]), Y.shape[0])} is all zeros and cannot be scaled to a fixed area; "
             "accepted: a pattern with positive area on the Q grid"
         )
     # (n_grid, n_x) @ (n_x, n): scipy is ~10x faster with a C-contiguous dense operand.
@@ -163,13 +163,18 @@ def standardize_batch(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"pattern {i} has non-positive area ({mean[i] * (grid.q_max - grid.q_min):.4g}) on the Q grid "
+            f"{_which(i, Y.shape[0])} has non-positive area ({mean[i] * (grid.q_max - grid.q_min):.4g}) on the Q grid "
             f"{grid.q_min}-{grid.q_max} 1/A and cannot be scaled; accepted: a pattern with positive area"
         )
     return np.ascontiguousarray((out / mean).T, dtype=np.float32), report
 
 
 # --------------------------------------------------------------------------------------------
+def _which(row: int, n: int) -> str:
+    """'the pattern' for a single pattern, else 'pattern ROW' (0-based row of the batch)."""
+    return "the pattern" if n == 1 else f"pattern {row}"
+
+
 _cache: "LRUCache[tuple[sp.csr_matrix, StandardizationReport]]" = LRUCache(DEFAULT_OPERATOR_CACHE_SIZE)
 
 

@@ -170,7 +170,8 @@ def test_cli_replay_and_databroker_catalog_name(store, live_run, tmp_path, monke
     import tiled.profiles
 
     uid, model, _ = live_run
-    assert cli_commands.main(["replay", "--tiled-uri", store.uri, uid[:10], "--model", str(model), "--quiet"]) == 0
+    assert cli_commands.main(["replay", "--tiled-uri", store.uri, uid[:10], "--model", str(model), "--device", "cpu",
+                              "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"run {uid}: 9 estimates" in out and "identical to the stored live estimates" in out
     # the same through databroker 2.x, by catalog (profile) name
@@ -182,7 +183,8 @@ def test_cli_replay_and_databroker_catalog_name(store, live_run, tmp_path, monke
 
         db = databroker.catalog["qdots_test"]["raw"]  # databroker 2.x: catalogs by name
         assert db[uid].metadata["start"]["uid"] == uid and db[-1] is not None
-        assert cli_commands.main(["replay", "--catalog", "qdots_test", uid, "--model", str(model), "--quiet"]) == 0
+        assert cli_commands.main(["replay", "--catalog", "qdots_test", uid, "--model", str(model), "--device", "cpu",
+                                  "--quiet"]) == 0
         assert "identical to the stored live estimates" in capsys.readouterr().out
         assert cli_commands.main(["replay", "--catalog", "no_such_catalog", uid, "--model", str(model)]) == 2
         assert "no databroker/Tiled profile named" in capsys.readouterr().err

@@ -153,7 +153,8 @@ def test_help_explains_every_option(capsys):
 def test_predict_does_not_import_torch(files):
     # start-up time: neither PyTorch nor the training and simulation stack (ase, augmentation) is loaded
     code = ("import sys; from qdots_bluesky.cli import main; "
-            f"rc = main(['predict', {str(files['q1'])!r}, '--x-unit', 'q', '--model', {str(files['model'])!r}]); "
+            f"rc = main(['predict', {str(files['q1'])!r}, '--x-unit', 'q', '--device', 'numpy', "
+            f"'--model', {str(files['model'])!r}]); "
             "heavy = [m for m in ('torch', 'ase', 'qdots_bluesky.sim.learning.augment', 'qdots_bluesky.sim.learning.train') "
             "if m in sys.modules]; assert not heavy, f'imported: {heavy}'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdots_bluesky.io import Pattern, PatternFileError, read_pattern, write_xy
+from qdots_bluesky.io import (ACCEPTED, Pattern, PatternFileError, check_output_path, check_text_file,
+                              read_pattern, write_xy)
 
 HEXANE = Path(__file__).resolve().parents[2] / "shared" / "data" / "solvents" / "hexane.xye"
 if not HEXANE.exists():
@@ -187,4 +188,75 @@ def test_x_not_strictly_increasing_says_where(tmp_path):
     x = X.copy()
     x[70] = x[69]
     _raises(_write(tmp_path, "d.xy", "\n".join(_rows(x=x))), "not strictly increasing", "line 71")
-    _raises(_write(tmp_path, "r.xy", "\n".join(_rows(x=X[::-1], y=Y[::-1]))), "not strictly increasing", "line 2")
+    x = X[::-1].copy()
+    x[70] = x[69]
+    _raises(_write(tmp_path, "m.xy", "\n".join(_rows(x=x, y=Y[::-1]))), "not strictly increasing")
+
+
+# ---------------------------------------------------------------- beamline readiness
+def test_descending_2theta_is_sorted_not_rejected(tmp_path):
+    p = read_pattern(_write(tmp_path, "r.xye", "\n".join(_rows(x=X[::-1], y=Y[::-1], s=S[::-1], cols=3))))
+    np.testing.assert_array_equal(p.x, X)
+    np.testing.assert_array_equal(p.y, Y)
+    np.testing.assert_array_equal(p.sigma, S)
+
+
+def test_own_header_keys_of_qdots_simulate(tmp_path):
+    path = write_xy(tmp_path / "sim.xy", X, Y, {"wavelength_a": 0.564162, "x_unit": "2theta_deg"})
+    p = read_pattern(path)
+    assert p.wavelength_from_header() == 0.564162 and p.x_unit == "tth"
+    path = write_xy(tmp_path / "simq.xy", X / 4, Y, {"wavelength_a": 0.56, "x_unit": "q_inv_angstrom"})
+    p = read_pattern(path)
+    assert p.x_unit == "q" and p.wavelength_from_header() == 0.56
+    np.testing.assert_allclose(p.x, X / 4)
+
+
+@pytest.mark.parametrize("line,unit,factor", [
+    ("#       2th_deg             I               sigma", "tth", 1.0),           # pyFAI
+    ("#  q_A^-1  I  sigma", "q", 1.0),
+    ("#  q_nm^-1  I  sigma", "q", 0.1),
+    ("# 2th_rad I", "tth", float(np.degrees(1.0))),
+    ("Q (1/A), I", "q", 1.0),
+    ("Q (nm^-1)   I", "q", 0.1),
+    ("# x_unit: q_nm^-1", "q", 0.1),
+    ("# radial unit = 2th_deg", "tth", 1.0),
+    ("2-Theta Angle (Degrees)", "tth", 1.0),
+    ("# sample: PbS", None, 1.0),
+])
+def test_column_headers_of_reducers_give_the_unit(tmp_path, line, unit, factor):
+    p = read_pattern(_write(tmp_path, "u.dat", line + "\n" + "\n".join(_rows(cols=3))))
+    assert p.x_unit == unit
+    np.testing.assert_allclose(p.x, X * factor, rtol=1e-12)
+
+
+@pytest.mark.parametrize("line", ["#  r_mm  I  sigma", "#  chi_deg  I", "# x_unit: d*2_A^-2"])
+def test_other_radial_units_are_refused_with_the_accepted_ones(tmp_path, line):
+    msg = _raises(_write(tmp_path, "r.dat", line + "\n" + "\n".join(_rows())), "neither 2theta nor Q")
+    assert "q_nm^-1" in msg and "2th_deg" in msg
+
+
+def test_one_column_file_says_what_was_found(tmp_path):
+    msg = _raises(_write(tmp_path, "one.xy", "\n".join(f"{v:.3f}" for v in Y)), "single number", "x values")
+    assert f"found {N} line" in msg
+
+
+def test_error_parts_for_callers_reporting_many_files(tmp_path):
+    with pytest.raises(PatternFileError) as info:
+        read_pattern(_write(tmp_path, "e.xy", ""))
+    exc = info.value
+    assert exc.problem == "the file is empty" and exc.accepted == ACCEPTED and str(exc).endswith(ACCEPTED)
+    assert str(exc).startswith(f"{tmp_path / 'e.xy'}: the file is empty")
+
+
+def test_check_output_path_and_text_file(tmp_path):
+    assert check_output_path(tmp_path / "out.xy", "-o") == tmp_path / "out.xy"
+    with pytest.raises(ValueError, match="does not exist"):
+        check_output_path(tmp_path / "no" / "such" / "out.xy", "-o")
+    with pytest.raises(ValueError, match="is a directory"):
+        check_output_path(tmp_path, "-o")
+    with pytest.raises(ValueError, match="empty"):
+        check_text_file(_write(tmp_path, "e.cif", ""), "CIF file")
+    binary = tmp_path / "b.cif"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="binary"):
+        check_text_file(binary, "CIF file")

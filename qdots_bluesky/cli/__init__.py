@@ -1,4 +1,6 @@
-"""The ``qdots`` command: one parser, thin handlers that call library functions."""
-from .commands import build_parser, main
+"""The ``qdots`` command: one parser (:mod:`.main`), thin handlers per command group that call library functions
+(:mod:`.simulate`: simulate, library; :mod:`.predict`; :mod:`.training`: train, evaluate; :mod:`.bluesky_commands`:
+demo, replay, serve; :mod:`.common`: the shared --device option and errors)."""
+from .main import build_parser, main
 
 __all__ = ["build_parser", "main"]

@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from .common import add_device_option, fail as _fail, resolve_cli_device
+
 DEFAULT_DEMO_DIRECTORY = "qdots_demo_data"
-
-
-def _fail(command: str, message: str) -> int:
-    print(f"qdots {command}: error: {message}", file=sys.stderr)
-    return 2
 
 
 # ------------------------------------------------------------------------------------------------ shared options
 def _add_model_options(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
     p.add_argument("--model", metavar="PATH",
                    help="model bundle (.safetensors) to size with (default: the shipped model of qdots-bluesky)")
-    p.add_argument("--device", default="auto",
-                   help="inference device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda', 'cuda:N', "
-                        "'numpy' (default auto)")
+    add_device_option(p)
     p.add_argument("--num-threads", type=int, default=None, metavar="N",
-                   help="PyTorch CPU threads for inference (default: PyTorch's choice; 1 is best on a busy "
-                        "2-core machine)")
+                   help="PyTorch CPU threads for inference with --device cpu (default: PyTorch's choice; "
+                        "fewer threads leave cores to the acquisition)")
     if replay:
         p.add_argument("--chunk-size", type=int, default=None, metavar="N",
                        help="patterns per inference call; results depend on model, device and chunk size only "
@@ -87,7 +81,7 @@ def _make_sizer(args, **options):
     if args.num_threads is not None and args.num_threads < 1:
         raise ValueError(f"--num-threads {args.num_threads}; accepted: an integer >= 1")
     try:
-        return LiveSizer(model=args.model, device=None if args.device == "auto" else args.device,
+        return LiveSizer(model=args.model, device=resolve_cli_device(args.device),
                          num_threads=args.num_threads, chunk_size=args.chunk_size or 8, **options)
     except BundleError as exc:
         raise ValueError(f"the model does not load: {exc}") from None

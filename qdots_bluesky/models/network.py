@@ -33,7 +33,7 @@ is exact: logit_c = b_c + mean_t sum_k w_ck A_k(t).
 With the default config the network has 15 895 parameters (14 816 convolution, 320 BatchNorm,
 759 heads). The shipped model is wider after the first layer (``filters`` 32, 64, 96, 128, 128) and
 reads windows of 20 points in its first layer (``kernels`` 20, 5, 4, 3, 2; both the training
-defaults: 109 399 parameters), which is more accurate on dilute and coarse data and trains ~30 %
+defaults: 109 399 parameters), which is more accurate on dilute and coarse data and trains
 faster (every later layer runs on half as many positions). Windows that do not fill a stride are
 dropped, as in the reference: with either kernels the five layers see the first 4800 of the 5004
 points (Q 1.0 to ~14.43 1/A).

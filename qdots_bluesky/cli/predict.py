@@ -1,0 +1,111 @@
+"""``qdots predict``: size quantum dots in pattern files (light install: NumPy, SciPy, safetensors)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .common import add_device_option, fail
+
+_DESCRIPTION = (
+    "Read powder patterns (columns x, intensity[, sigma]), standardize them onto the model's Q grid and print the "
+    "mean diameter +- its uncertainty, the volume-weighted diameter, dispersion and strain where the model gives "
+    "them, the most probable size class, the confidence and warning flags (no_nanocrystals, out_of_distribution, "
+    "low_confidence, truncated_q_range, padded, coarse_sampling, size_at_range_edge). The x unit and the wavelength "
+    "come from the options or from the file header (qdots simulate's wavelength_a and x_unit, pyFAI's 2th_deg, "
+    "q_A^-1, q_nm^-1 column headers; Q in 1/nm is converted). A file that cannot be read or standardized is "
+    "reported on stderr as 'qdots predict: FILE: reason' (what the reader accepts is printed once) and the other "
+    "files are still sized. How accurate a model is on measured patterns of known size: "
+    "python benchmarks/bench_measured.py DIR --model PATH (in the source tree; its docstring gives the file naming). "
+    "Exit status: 0 all files sized, 1 some file failed, 2 bad model or option."
+)
+
+
+def add_predict(sub) -> None:
+    """Add ``predict``."""
+    p = sub.add_parser("predict", help="size quantum dots in pattern files with a trained model",
+                       description=_DESCRIPTION)
+    p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (.xy, .xye, .dat, .chi, .csv, any column text)")
+    p.add_argument("--wavelength", type=float, default=None, metavar="A",
+                   help="X-ray wavelength in angstrom for 2theta data (default: the file header's 'wavelength', "
+                        "'wavelength_a' or 'lambda' entry; one of the two is needed for 2theta data)")
+    p.add_argument("--x-unit", choices=["tth", "q"], default=None,
+                   help="unit of the first column: 'tth' = 2theta in degrees or 'q' = Q in 1/angstrom (default: the "
+                        "unit the file header declares, else tth)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per file and line (file, size_nm, size_std_nm, size_volume_nm, "
+                        "size_volume_std_nm, size_class_nm, size_regression_nm, dispersion, dispersion_std, strain, "
+                        "strain_std, confidence, probabilities, dispersion_probabilities, ood_distance, flags, "
+                        "flag_details, standardization; diameters in nm, strain as a fraction); a failed file gives "
+                        "{\"file\", \"error\"}")
+    p.add_argument("--plot", metavar="PNG",
+                   help="save a figure of the standardized pattern shaded by the class activation map (the Q regions "
+                        "that drove the size class) with the class probabilities; with several files one figure per "
+                        "file, named PNG's stem + '_' + the file's stem (needs matplotlib: the [sim] extra)")
+    p.add_argument("--cam-layer", type=int, default=-1, metavar="N",
+                   help="conv layer (0-4, or -1 for the last) whose Grad-CAM shades the --plot figure: -1 = the last "
+                        "layer, the classic class activation map, coarse cells (default); lower layers give finer "
+                        "cells")
+    p.add_argument("--model", metavar="PATH", default=None,
+                   help="model bundle (.safetensors) written by `qdots train` (default: the shipped model, "
+                        "qdots_bluesky/models/default_model.safetensors)")
+    add_device_option(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def _load(args):
+    """The predictor, or an exit status 2 with the reason printed."""
+    from ..models.bundle import BundleError
+    from ..predictor import Predictor
+    from ..units import check_wavelength
+    from .common import resolve_cli_device
+
+    if args.wavelength is not None:
+        try:
+            check_wavelength(args.wavelength)
+        except ValueError as exc:
+            return fail("predict", f"--wavelength: {exc}")
+    try:
+        predictor = Predictor.from_bundle(args.model, device=resolve_cli_device(args.device))
+    except BundleError as exc:
+        return fail("predict", str(exc))
+    except ValueError as exc:
+        return fail("predict", f"--device: {exc}")
+    n_layers = len(predictor.contents.config["kernels"])
+    if not -n_layers <= args.cam_layer < n_layers:
+        return fail("predict", f"--cam-layer {args.cam_layer}: the model has {n_layers} conv layers; accepted: "
+                               f"0..{n_layers - 1} or -1..-{n_layers}")
+    return predictor
+
+
+def cmd_predict(args) -> int:
+    from ..file_sizing import json_record, plot_files, plot_names, size_files
+    from ..io import check_output_path
+
+    if args.plot:
+        for name in set(plot_names(args.plot, args.files)):
+            check_output_path(name, "--plot")
+        import matplotlib  # noqa: F401  (a missing [sim] extra fails here, before the sizing)
+    predictor = _load(args)
+    if isinstance(predictor, int):
+        return predictor
+    results = size_files(predictor, args.files, x_unit=args.x_unit, wavelength=args.wavelength)
+    if args.plot:
+        plot_files(predictor, results, args.plot, layer=args.cam_layer)
+    accepted = []
+    for r in results:
+        if r.error is not None:
+            print(f"qdots predict: {r.path}: {r.error}", file=sys.stderr)
+            if r.accepted and r.accepted not in accepted:
+                accepted.append(r.accepted)
+    for text in accepted:
+        print(f"qdots predict: {text}", file=sys.stderr)
+    for r in results:
+        if args.json:
+            print(json.dumps(json_record(r)))
+        elif r.estimate is not None:
+            print(f"{r.path}: {r.estimate.summary()}")
+    if not args.json:
+        for r in results:
+            if r.plot is not None:
+                print(f"{r.path}: plot saved to {r.plot}")
+    return 1 if any(r.error is not None for r in results) else 0

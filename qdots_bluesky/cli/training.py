@@ -1,0 +1,213 @@
+"""``qdots train`` and ``qdots evaluate``: the learning pipeline (needs the [train] extra: PyTorch)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import non_negative_int
+
+
+def add_train(sub) -> None:
+    """Add ``train``: a model bundle from a library file."""
+    p = sub.add_parser("train", help="train a sizing model on a library file",
+                       description="Train the size/dispersion classifier on a DSE library with on-the-fly physics "
+                                   "augmentation (solvents, noise, Q range, sampling, laboratory geometry), calibrate it "
+                                   "and write a model bundle (safetensors + JSON provenance). The shipped model is "
+                                   "retrained with: qdots train --library library_q.h5 --build-library "
+                                   "-o qdots_bluesky/models/default_model.safetensors")
+    p.add_argument("--library", required=True, help="library HDF5 file with the standard Q grid (qdots library build --no-tth)")
+    p.add_argument("--build-library", action="store_true",
+                   help="build the reference library (Q grid only) at --library first if the file does not exist")
+    p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights (default 0)")
+    from ..models.engine import INPUT_TRANSFORMS
+    from ..sim.learning.settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER, PRECISIONS
+
+    d = _training_defaults()
+    p.add_argument("--epochs", type=int, default=d.max_epochs,
+                   help=f"maximum number of epochs (default {d.max_epochs}; early stopping may end sooner)")
+    p.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch,
+                   help=f"augmented patterns drawn per epoch (default {d.samples_per_epoch})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate,
+                   help=f"peak learning rate of the one-cycle schedule (default {d.learning_rate:g})")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="epochs without validation improvement before stopping, counted only in the last "
+                        f"{(1 - d.early_stopping_from) * 100:.0f} %% of the epochs, once the learning rate anneals (default {d.patience})")
+    p.add_argument("--max-minutes", type=float, default=d.max_minutes,
+                   help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
+                        "network stops early enough to leave the specialist its epochs at the speed measured so far "
+                        f"(default {d.max_minutes:g}, a safety net: the README gives the default run's time; a run this "
+                        "cap stops ends where the machine's speed lets it, so it does not reproduce bit for bit)")
+    p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
+                   help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
+                        f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
+    p.add_argument("--input-transform", choices=INPUT_TRANSFORMS, default=d.input_transform,
+                   help="transform of the standardized (mean 1) pattern before the first convolution: center (x - 1), "
+                        "sqrt (2 sqrt(x) - 2: Poisson noise of equal size at every Q), log, none "
+                        f"(default {d.input_transform})")
+    p.add_argument("--filters", type=_per_convolution("filters", d.filters), default=d.filters, metavar="F1,F2,F3,F4,F5",
+                   help="filters of the five convolutions: a wider network is more accurate on coarse and dilute data "
+                        "and slower to train (default " + ",".join(map(str, d.filters)) + "; the reference network has 32)")
+    p.add_argument("--kernels", type=_per_convolution("kernels", d.kernels), default=d.kernels, metavar="K1,K2,K3,K4,K5",
+                   help="kernel = stride of the five convolutions, in grid points; their product is the span of one "
+                        "last-layer position (default " + ",".join(map(str, d.kernels)) + ": a first window of 0.056 1/A, "
+                        "about the peak width of 10 nm dots; the reference network has 10,5,4,3,2)")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="arithmetic of the network's matrix products in training: bf16 (bfloat16 autocast, weights "
+                        "stay float32; faster on CPUs with AVX512-BF16/AMX), fp32, or auto: bf16 where the CPU "
+                        f"has it natively (default {d.precision})")
+    p.add_argument("--coarse-epochs", type=non_negative_int, default=d.coarse_epochs, metavar="N",
+                   help="epochs of fine-tuning a copy of the trained network into the coarse-sampling specialist, "
+                        "which sizes patterns measured with a Q step of at least "
+                        f"{d.coarse_min_q_step:g} 1/A (peaks of the largest dots "
+                        "then span one or two points); 0: no specialist, every pattern goes to the main network "
+                        f"(default {d.coarse_epochs})")
+    p.add_argument("--solvent-blank", action="append", default=[], metavar="FILE[:tth|q[:WAVELENGTH]]",
+                   help="a measured solvent blank to mix in besides the built-in hexane and toluene models; repeatable")
+    p.add_argument("--strain-jitter", type=_strain_jitter, default=DEFAULT_STRAIN_JITTER, metavar="FRACTION",
+                   help="every epoch each training pattern's lattice parameter is changed by a fraction drawn "
+                        f"uniformly within +-FRACTION (0 to {MAX_STRAIN_JITTER:g}), so that the network sizes dots whose lattice "
+                        "parameter lies beyond the library's -0.25..+0.51 %% (heat, strain, a wavelength a little "
+                        f"off); 0: the library's lattice parameters only (default {DEFAULT_STRAIN_JITTER:g}). Used with "
+                        "--library-populations-only: continuous populations (the default) draw their own lattice "
+                        "parameter within +-1 %%")
+    p.add_argument("--library-populations-only", action="store_true",
+                   help="train on the library's grid populations (17 sizes x 4 dispersions x 19 lattice parameters) "
+                        "and their classes only, as models before the continuous head; default: every epoch "
+                        f"{d.populations_per_epoch} fresh populations with continuous mean diameter, dispersion, strain, "
+                        "microstrain and instrument width made from the per-cluster patterns, and a continuous head "
+                        "that reports number- and volume-weighted sizes, dispersion and strain with uncertainties")
+    p.add_argument("--cross-validation", type=int, default=0, metavar="K",
+                   help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
+    p.set_defaults(func=cmd_train)
+
+
+def _training_defaults():
+    from ..sim.learning.settings import TrainingSettings
+
+    return TrainingSettings()
+
+
+def _per_convolution(name: str, default: list[int]):
+    """An argparse type for five comma-separated positive integers (``--filters``, ``--kernels``); errors quote
+    ``default`` as the example."""
+    def parse(text: str) -> list[int]:
+        from ..sim.learning.settings import check_per_convolution
+
+        try:
+            return check_per_convolution(name, [int(v) for v in text.split(",")])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: accepted: five positive integers separated by commas, "
+                                             "e.g. " + ",".join(map(str, default))) from None
+
+    return parse
+
+
+def _strain_jitter(text: str) -> float:
+    from ..sim.learning.settings import MAX_STRAIN_JITTER
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= MAX_STRAIN_JITTER:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: a fraction from 0 to {MAX_STRAIN_JITTER:g} (0.01 = +-1 %)")
+    return value
+
+
+def _parse_blank(text: str) -> tuple[str, str, float | None]:
+    parts = text.split(":")
+    path = parts[0]
+    unit = parts[1] if len(parts) > 1 and parts[1] else "tth"
+    wavelength = float(parts[2]) if len(parts) > 2 and parts[2] else None
+    if unit not in ("tth", "q"):
+        raise ValueError(f"solvent blank {text!r}: the x unit must be tth or q")
+    return path, unit, wavelength
+
+
+def cmd_train(args) -> int:
+    from ..sim.learning.augment import AugmentationSettings
+    from ..io import check_output_path
+    from ..sim.learning.train import TrainingSettings, cross_validate, train_model
+
+    check_output_path(args.output, "-o/--output")
+    library = Path(args.library)
+    if not library.exists():
+        if not args.build_library:
+            raise ValueError(f"library {library} does not exist; build it with `qdots library build --no-tth -o {library}` "
+                             "or add --build-library")
+        from ..sim.physics.library import LibrarySettings, build_library
+
+        print(f"building the reference library (1292 patterns, Q grid) at {library}")
+        build_library(LibrarySettings(tth_grid_deg=None), library, progress=True)
+    settings = TrainingSettings(seed=args.seed, max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
+                                batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+                                max_minutes=args.max_minutes, precision=args.precision,
+                                input_transform=args.input_transform, focal_gamma=args.focal_gamma,
+                                filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
+                                continuous=not args.library_populations_only)
+    augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
+    if args.solvent_blank:
+        augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]
+    result = train_model(library, args.output, settings, augmentation, progress=True)
+    m = result.metrics
+    print(f"wrote {result.bundle_path} ({result.bundle_path.stat().st_size / 1e3:.0f} kB) after {m['epochs_run']} epochs "
+          f"({m['training_minutes']:.1f} min, {m['stopped_by']})")
+    print(f"held-out test ({m['test_patterns']} patterns of {m['test_simulations']} simulations x 32 reference conditions): "
+          f"size accuracy {m['test_size_accuracy']:.2%}, within one class {m['test_size_within_one_class']:.2%}, "
+          f"dispersion accuracy {m['test_dispersion_accuracy']:.2%}, MAE {m['test_size_mae_nm']:.3f} nm, "
+          f"ECE {m['test_ece_size']:.3f} (uncalibrated {m['test_ece_size_uncalibrated']:.3f})")
+    if "coarse_specialist" in m:
+        c = m["coarse_specialist"]
+        print(f"coarse-sampling specialist ({c['epochs_run']} epochs, {c['minutes']:.1f} min; sizes source Q steps >= "
+              f"{settings.coarse_min_q_step:g} 1/A): size accuracy at {c['test_points']} points over 1-15 1/A "
+              f"{c['test_size_accuracy']:.2%} (main network {c['main_network_test_size_accuracy']:.2%})")
+    if "test_blank_detected" in m:
+        print(f"presence head: blank test patterns (pure solvent, empty) flagged no_nanocrystals {m['test_blank_detected']:.1%}, "
+              f"reference patterns with nanocrystals wrongly flagged {m['test_nanocrystals_missed']:.2%}")
+    if args.cross_validation:
+        cv = cross_validate(library, args.cross_validation, settings, augmentation, progress=True)
+        print(f"{args.cross_validation}-fold cross-validation: size accuracy {cv['mean']:.2%} +- {cv['std']:.2%} "
+              f"(folds: {', '.join(f'{a:.2%}' for a in cv['folds'])})")
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    """Add ``evaluate``: figures and report.json of a model on its held-out simulations."""
+    p = sub.add_parser("evaluate", help="write an evaluation report of a model on its held-out simulations",
+                       description="Confusion matrices, error per size and concentration, robustness curves (Qmax, "
+                                   "Qmin, Q step, concentration, SNR, lattice parameter, laboratory data), calibration and "
+                                   "learning curves, as PNG figures and report.json.")
+    p.add_argument("--model", default=None, help="model bundle (default: the shipped model)")
+    p.add_argument("--library", required=True, help="the library file the model was trained on")
+    p.add_argument("-o", "--output", default="evaluation", help="report directory (default ./evaluation)")
+    p.add_argument("--seed", type=int, default=123, help="seed of the test augmentations (default 123)")
+    p.add_argument("--repeats", type=int, default=4,
+                   help="draws of each held-out simulation per solvent for every point of the robustness curves, "
+                        "the reference fractions and SNRs taken in turn (default 4: 2176 patterns per point with the "
+                        "reference library; report.json gives the standard error of every point)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from ..models.bundle import default_bundle_path
+    from ..sim.learning.evaluation import evaluate_model
+
+    model = args.model or default_bundle_path()
+    report = evaluate_model(model, args.library, args.output, seed=args.seed, progress=True,
+                            robustness_repeats=args.repeats)
+    ref = report["reference"]
+    print(f"reference conditions ({ref['patterns']} patterns): size accuracy {ref['size_accuracy']:.2%}, within one class "
+          f"{ref['size_within_one_class']:.2%}, dispersion {ref['dispersion_accuracy']:.2%}, ECE {ref['ece_size']:.3f}")
+    print(f"robustness curves ({report['robustness_patterns_per_point']} patterns per point):")
+    for key, curve in report["robustness"].items():
+        print(f"  {key:>16}: " + ", ".join(f"{k}: {v:.1%}" for k, v in curve.items()))
+    for key, values in report.get("nanocrystal_detection", {}).items():
+        print(f"  no_nanocrystals flag, {key.replace('_', ' ')}: " + ", ".join(f"{k}: {v:.1%}" for k, v in values.items()))
+    if "coarse_specialist" in report:
+        c = report["coarse_specialist"]
+        print(f"the coarse-sampling specialist sized the patterns with a Q step >= {c['min_source_q_step']:g} 1/A (points: "
+              f"{', '.join(map(str, c['n_points_routed'])) or 'none'}); n_points_main_network: the main network alone")
+    print(f"figures and report.json in {args.output}")
+    return 0
