@@ -256,6 +256,7 @@ def test_balanced_draws_give_every_simulation_every_condition():
 def test_time_cap_leaves_the_coarse_specialist_its_epochs(small_library, tmp_path, monkeypatch):
     """Under --max-minutes the main network stops early enough for the specialist to run all its epochs at the speed
     measured so far (a clock that advances 10 s at every reading makes the cap bind after a few epochs)."""
+    import qdots_bluesky.sim.learning.fitting as fitting
     import qdots_bluesky.sim.learning.train as training
 
     class TenSecondClock:
@@ -266,7 +267,9 @@ def test_time_cap_leaves_the_coarse_specialist_its_epochs(small_library, tmp_pat
             self.now += 10.0
             return self.now
 
-    monkeypatch.setattr(training, "time", TenSecondClock())
+    clock = TenSecondClock()  # one clock for the orchestration and the epoch loop
+    monkeypatch.setattr(training, "time", clock)
+    monkeypatch.setattr(fitting, "time", clock)
     settings = TrainingSettings(seed=2, max_epochs=12, samples_per_epoch=256, batch_size=128, validation_repeats=1,
                                 coarse_epochs=3, max_minutes=3.0)
     metrics = train_model(small_library, tmp_path / "capped.safetensors", settings, progress=False).metrics

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ...models.calibration import expected_calibration_error
 from .augment import AugmentationSettings, Augmenter
 from ..physics.library import load_library
-from .train import (
+from .sources import (
     REFERENCE_FRACTIONS,
     REFERENCE_SNRS,
     REFERENCE_SOLVENTS,
