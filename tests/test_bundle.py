@@ -16,16 +16,22 @@ from qdots_bluesky.models.bundle import (
     T_OOD_THRESHOLD,
     BundleError,
     default_bundle_path,
-    load_bundle,
     read_bundle,
     save_bundle,
 )
+from qdots_bluesky.models.network import QDotsNet, load_weights
+from qdots_bluesky.predictor import Predictor
 from qdots_bluesky.standardize import QGrid
 
 
 @pytest.fixture(scope="module")
 def bundle_path(tmp_path_factory):
     return make_bundle(tmp_path_factory.mktemp("bundle") / "tiny.safetensors")
+
+
+def _network(contents):
+    """The torch network of read bundle contents, as the predictor builds it (before folding BatchNorm), eval mode."""
+    return load_weights(QDotsNet(contents.config), contents.weights).eval()
 
 
 def _raw(path):
@@ -36,17 +42,20 @@ def _raw(path):
 def test_round_trip_gives_identical_outputs(bundle_path):
     model = make_model()  # same seed as the bundle's
     X = torch.from_numpy(synthetic_patterns(4, seed=11))
-    loaded = load_bundle(bundle_path)
-    assert not loaded.model.training
+    loaded = read_bundle(bundle_path)
     with torch.no_grad():
         exact = model(X)
         for p in model.parameters():  # the bundle stores kernels and matrices as float16, vectors as float32
             if p.dim() >= 2:
                 p.copy_(p.half().float())
-        a, b = model(X), loaded.model(X)
+        a, b = model(X), _network(loaded)(X)
     for key in ("size_logits", "dispersion_logits", "size_nm", "features", "feature_map"):
         assert torch.equal(a[key], b[key]), key
         torch.testing.assert_close(b[key], exact[key], rtol=2e-3, atol=2e-3)
+    # the predictor users run gives the same outputs (BatchNorm folded into the convolutions: rounding only)
+    raw = Predictor(loaded, device="cpu").raw_outputs(X.numpy())
+    for key in ("size_logits", "dispersion_logits", "size_nm", "features"):
+        np.testing.assert_allclose(raw[key], a[key].numpy(), rtol=1e-4, atol=1e-4, err_msg=key)
     header, tensors = _raw(bundle_path)
     assert tensors["model.convs.0.weight"].dtype == np.float16 and tensors["model.convs.0.bias"].dtype == np.float32
     assert loaded.grid == GRID
@@ -68,12 +77,14 @@ def test_metadata_is_complete_and_json(bundle_path):
 
 def test_torch_free_read_matches(bundle_path):
     contents = read_bundle(bundle_path, grid=QGrid())
-    loaded = load_bundle(bundle_path)
-    for k, v in loaded.model.state_dict().items():
+    for k, v in _network(contents).state_dict().items():  # the torch network holds exactly the weights read
         if not k.endswith("num_batches_tracked"):
             np.testing.assert_array_equal(contents.weights[k], v.numpy())
-    for k in REQUIRED_TENSORS:
-        np.testing.assert_array_equal(contents.tensors[k], loaded.tensors[k].numpy())
+    X = synthetic_patterns(3, seed=13)
+    a = Predictor(contents, device="numpy").raw_outputs(X)
+    b = Predictor(contents, device="cpu").raw_outputs(X)
+    for key in ("size_logits", "dispersion_logits", "size_nm", "features"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-4, err_msg=key)
 
 
 def test_missing_file(tmp_path):
@@ -97,7 +108,7 @@ def test_truncated_bundle(bundle_path, tmp_path, keep):
     with pytest.raises(BundleError, match="truncated.safetensors"):
         read_bundle(bad)
     with pytest.raises(BundleError, match="truncated.safetensors"):
-        load_bundle(bad)
+        Predictor.from_bundle(bad, device="cpu")
 
 
 def test_not_a_safetensors_file(tmp_path):
@@ -156,8 +167,6 @@ def test_wrong_grid(bundle_path):
     other = QGrid(q_min=1.0, q_max=12.0, n_points=5004)
     with pytest.raises(BundleError, match="tiny.safetensors.*Q grid"):
         read_bundle(bundle_path, grid=other)
-    with pytest.raises(BundleError, match="tiny.safetensors"):
-        load_bundle(bundle_path, grid=other)
 
 
 def test_save_refuses_incomplete_or_inconsistent(tmp_path):
@@ -196,15 +205,14 @@ def test_specialist_round_trip(two_network_path):
     assert {"coarse.model.convs.0.weight", "coarse." + T_OOD_THRESHOLD} <= set(tensors)
     assert not any(k.startswith("coarse.") for k in contents.tensors)  # the main network's tensors only
     X = torch.from_numpy(synthetic_patterns(3, seed=12))
-    loaded = load_bundle(two_network_path)
     expected = make_model(seed=5)
     with torch.no_grad():
         for p in expected.parameters():
             if p.dim() >= 2:
                 p.copy_(p.half().float())
-        assert torch.equal(loaded.coarse.model(X)["size_logits"], expected(X)["size_logits"])
-        assert not torch.equal(loaded.model(X)["size_logits"], expected(X)["size_logits"])
-    assert loaded.coarse_min_q_step == 0.04 and set(REQUIRED_TENSORS) <= set(loaded.coarse.tensors)
+        assert torch.equal(_network(contents.coarse)(X)["size_logits"], expected(X)["size_logits"])
+        assert not torch.equal(_network(contents)(X)["size_logits"], expected(X)["size_logits"])
+    assert set(REQUIRED_TENSORS) <= set(contents.coarse.tensors)
 
 
 def test_incomplete_or_bad_specialist(two_network_path, tmp_path):

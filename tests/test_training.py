@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from qdots_bluesky.models.bundle import file_sha256, load_bundle
+from qdots_bluesky.models.bundle import file_sha256, read_bundle
 from qdots_bluesky.predictor import Predictor
 from qdots_bluesky.sim.physics.library import LibrarySettings, build_library
 from qdots_bluesky.sim.learning.splits import kfold_by_simulation, split_by_simulation
@@ -51,7 +51,7 @@ def trained(small_library, tmp_path_factory):
 
 
 def test_training_writes_a_bundle_with_provenance(trained, small_library):
-    bundle = load_bundle(trained.bundle_path)
+    bundle = read_bundle(trained.bundle_path)
     meta = bundle.metadata
     assert meta["training_library"]["sha256"] == file_sha256(small_library)
     assert meta["size_classes_nm"] == [2.0, 4.0, 6.0] and meta["dispersion_classes"] == [0.05, 0.2]
@@ -64,7 +64,7 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
         assert np.isfinite(m[key])
     assert m["test_patterns"] == len(split["test"]) * 32
     # the presence head: trained against blanks (default augmentation), measured on pure-solvent test patterns
-    assert bundle.model.config["presence_head"] is True and meta["augmentation"]["blank_fraction"] > 0
+    assert bundle.config["presence_head"] is True and meta["augmentation"]["blank_fraction"] > 0
     assert 0.0 <= m["test_blank_detected"] <= 1.0 and 0.0 <= m["test_nanocrystals_missed"] <= 1.0
     assert m["precision"] in ("bf16", "fp32")
     assert trained.bundle_path.stat().st_size < 800_000
@@ -76,14 +76,14 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     spec = meta["coarse_specialist"]
     assert spec["augmentation"]["coarsen_fraction"] == 1.0 and spec["augmentation"]["lab_fraction"] == 0.0
     assert spec["augmentation"]["n_points_choices"] == [201, 226, 251, 276, 301, 351] and len(spec["history"]) == 1
-    a, b = bundle.model.state_dict(), bundle.coarse.model.state_dict()
-    assert not np.array_equal(a["convs.0.weight"].numpy(), b["convs.0.weight"].numpy())  # fine-tuned, not a copy
+    a, b = bundle.weights, bundle.coarse.weights
+    assert not np.array_equal(a["convs.0.weight"], b["convs.0.weight"])  # fine-tuned, not a copy
     # the predictor loads it and gives calibrated probabilities
     est = Predictor.from_bundle(trained.bundle_path, device="cpu").predict_standardized(np.ones((2, 5004), np.float32))
     assert len(est) == 2 and abs(sum(est[0].probabilities.values()) - 1) < 1e-5
     assert 0.0 <= est[0].nanocrystal_probability <= 1.0
     # continuous populations (the default): the continuous head, its interval calibration and its figures
-    assert bundle.model.config["continuous_head"] is True and bundle.coarse.model.config["continuous_head"] is True
+    assert bundle.config["continuous_head"] is True and bundle.coarse.config["continuous_head"] is True
     calibration = np.asarray(m["continuous_interval_calibration"])
     assert calibration.shape == (2, 4) and np.all(calibration[1] >= 0.5) and np.all(calibration[1] <= 2.0)
     for key in ("test_continuous", "test_continuous_populations"):
@@ -97,7 +97,7 @@ def test_library_populations_only_trains_the_class_model(small_library, tmp_path
     settings = TrainingSettings(seed=2, max_epochs=1, samples_per_epoch=256, batch_size=128, validation_repeats=1,
                                 precision="fp32", coarse_epochs=0, continuous=False)
     result = train_model(small_library, tmp_path / "classes.safetensors", settings, progress=False)
-    assert load_bundle(result.bundle_path).model.config["continuous_head"] is False
+    assert read_bundle(result.bundle_path).config["continuous_head"] is False
     assert "test_continuous" not in result.metrics
     est = Predictor.from_bundle(result.bundle_path, device="numpy").predict_standardized(np.ones((1, 5004), np.float32))
     assert est[0].size_volume_nm is None and est[0].dispersion in (0.05, 0.2)
@@ -147,9 +147,9 @@ def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
                                 precision="fp32", coarse_epochs=0)
     result = train_model(small_library, tmp_path / "m.safetensors", settings, AugmentationSettings(blank_fraction=0.0),
                          progress=False)
-    assert load_bundle(result.bundle_path).model.config["presence_head"] is False
+    assert read_bundle(result.bundle_path).config["presence_head"] is False
     assert "test_blank_detected" not in result.metrics
-    assert load_bundle(result.bundle_path).coarse is None and "coarse_specialist" not in result.metrics
+    assert read_bundle(result.bundle_path).coarse is None and "coarse_specialist" not in result.metrics
     est = Predictor.from_bundle(result.bundle_path, device="numpy").predict_standardized(np.ones((1, 5004), np.float32))
     assert est[0].nanocrystal_probability is None and "no_nanocrystals" not in est[0].flags
 
@@ -159,10 +159,12 @@ def test_training_is_reproducible(small_library, trained, tmp_path):
                                 coarse_epochs=1)
     again = train_model(small_library, tmp_path / "again.safetensors", settings, progress=False)
     assert again.metrics["test_size_accuracy"] == trained.metrics["test_size_accuracy"]
-    first, second = load_bundle(trained.bundle_path), load_bundle(again.bundle_path)
+    first, second = read_bundle(trained.bundle_path), read_bundle(again.bundle_path)
     for x, y in ((first, second), (first.coarse, second.coarse)):
-        a, b = x.model.state_dict(), y.model.state_dict()
-        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+        assert x.weights.keys() == y.weights.keys()
+        assert all(np.array_equal(x.weights[k], y.weights[k]) for k in x.weights)
+        assert x.tensors.keys() == y.tensors.keys()
+        assert all(np.array_equal(x.tensors[k], y.tensors[k]) for k in x.tensors)
 
 
 def test_library_too_small_to_split(tmp_path):
@@ -214,9 +216,9 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "held-out test" in out and "size accuracy" in out and model.is_file()
     assert "coarse-sampling specialist (1 epochs" in out and "at 251 points over 1-15 1/A" in out
-    bundle = load_bundle(model)
-    assert bundle.model.config["filters"] == [8, 8, 16, 16, 24] and bundle.metadata["training"]["filters"] == [8, 8, 16, 16, 24]
-    assert bundle.model.config["kernels"] == [10, 5, 4, 3, 2] and bundle.metadata["training"]["kernels"] == [10, 5, 4, 3, 2]
+    bundle = read_bundle(model)
+    assert bundle.config["filters"] == [8, 8, 16, 16, 24] and bundle.metadata["training"]["filters"] == [8, 8, 16, 16, 24]
+    assert bundle.config["kernels"] == [10, 5, 4, 3, 2] and bundle.metadata["training"]["kernels"] == [10, 5, 4, 3, 2]
     assert bundle.metadata["augmentation"]["strain_jitter"] == 0.005
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--filters", "32,32"])
