@@ -12,8 +12,14 @@ from safetensors.numpy import save_file
 import qdots_bluesky.models.bundle as bundle_mod
 from _model_helpers import GRID, make_bundle, make_model, synthetic_patterns
 from qdots_bluesky.models.bundle import (
+    COARSE_PREFIX,
     REQUIRED_TENSORS,
+    T_DISPERSION_TEMPERATURE,
+    T_FEATURE_MEAN,
+    T_FEATURE_PRECISION,
     T_OOD_THRESHOLD,
+    T_SIZE_TEMPERATURE,
+    WEIGHT_PREFIX,
     BundleError,
     default_bundle_path,
     read_bundle,
@@ -57,7 +63,8 @@ def test_round_trip_gives_identical_outputs(bundle_path):
     for key in ("size_logits", "dispersion_logits", "size_nm", "features"):
         np.testing.assert_allclose(raw[key], a[key].numpy(), rtol=1e-4, atol=1e-4, err_msg=key)
     header, tensors = _raw(bundle_path)
-    assert tensors["model.convs.0.weight"].dtype == np.float16 and tensors["model.convs.0.bias"].dtype == np.float32
+    assert tensors[WEIGHT_PREFIX + "convs.0.weight"].dtype == np.float16
+    assert tensors[WEIGHT_PREFIX + "convs.0.bias"].dtype == np.float32
     assert loaded.grid == GRID
     assert set(REQUIRED_TENSORS) <= set(loaded.tensors)
 
@@ -153,7 +160,7 @@ def test_missing_tensor_and_metadata_key(bundle_path, tmp_path):
     save_file({k: v for k, v in tensors.items() if k != T_OOD_THRESHOLD}, str(path), metadata=header)
     with pytest.raises(BundleError, match=f"incomplete.safetensors.*{T_OOD_THRESHOLD}"):
         read_bundle(path)
-    save_file({k: v for k, v in tensors.items() if k != "model.convs.2.weight"}, str(path), metadata=header)
+    save_file({k: v for k, v in tensors.items() if k != WEIGHT_PREFIX + "convs.2.weight"}, str(path), metadata=header)
     with pytest.raises(BundleError, match="incomplete.safetensors.*convs.2.weight"):
         read_bundle(path)
     meta = json.loads(header["qdots_metadata"])
@@ -174,12 +181,12 @@ def test_save_refuses_incomplete_or_inconsistent(tmp_path):
     path = tmp_path / "x.safetensors"
     with pytest.raises(BundleError, match="x.safetensors.*lacks the tensors"):
         save_bundle(path, model, {}, {})
-    ok = {"calibration.temperature_size": np.array([1.5]), "calibration.temperature_dispersion": np.array([1.0]),
-          "ood.feature_mean": np.zeros(32), "ood.feature_precision": np.eye(32), "ood.threshold": np.array([10.0])}
+    ok = {T_SIZE_TEMPERATURE: np.array([1.5]), T_DISPERSION_TEMPERATURE: np.array([1.0]),
+          T_FEATURE_MEAN: np.zeros(32), T_FEATURE_PRECISION: np.eye(32), T_OOD_THRESHOLD: np.array([10.0])}
     with pytest.raises(BundleError, match="size_classes_nm"):
         save_bundle(path, model, {"size_classes_nm": [1.0, 2.0]}, ok)
     with pytest.raises(BundleError, match="temperature"):
-        save_bundle(path, model, {}, {**ok, "calibration.temperature_size": np.array([-1.0])})
+        save_bundle(path, model, {}, {**ok, T_SIZE_TEMPERATURE: np.array([-1.0])})
     with pytest.raises(BundleError, match="JSON"):
         save_bundle(path, model, {"training": {"bad": object()}}, ok)
     assert not path.exists()
@@ -202,8 +209,8 @@ def test_specialist_round_trip(two_network_path):
     assert contents.coarse.metadata["training"]["note"] == "untrained test specialist"
     assert contents.coarse.metadata["network"] == spec["network"] and contents.coarse.coarse is None
     header, tensors = _raw(two_network_path)
-    assert {"coarse.model.convs.0.weight", "coarse." + T_OOD_THRESHOLD} <= set(tensors)
-    assert not any(k.startswith("coarse.") for k in contents.tensors)  # the main network's tensors only
+    assert {COARSE_PREFIX + WEIGHT_PREFIX + "convs.0.weight", COARSE_PREFIX + T_OOD_THRESHOLD} <= set(tensors)
+    assert not any(k.startswith(COARSE_PREFIX) for k in contents.tensors)  # the main network's tensors only
     X = torch.from_numpy(synthetic_patterns(3, seed=12))
     expected = make_model(seed=5)
     with torch.no_grad():
@@ -222,11 +229,11 @@ def test_incomplete_or_bad_specialist(two_network_path, tmp_path):
     save_file(tensors, str(tmp_path / "a.safetensors"), metadata=without_meta)
     with pytest.raises(BundleError, match=r"a\.safetensors: the coarse specialist is incomplete"):
         read_bundle(tmp_path / "a.safetensors")
-    save_file({k: v for k, v in tensors.items() if not k.startswith("coarse.")}, str(tmp_path / "b.safetensors"),
+    save_file({k: v for k, v in tensors.items() if not k.startswith(COARSE_PREFIX)}, str(tmp_path / "b.safetensors"),
               metadata=header)
     with pytest.raises(BundleError, match="coarse specialist is incomplete"):
         read_bundle(tmp_path / "b.safetensors")
-    save_file({k: v for k, v in tensors.items() if k != "coarse.ood.threshold"}, str(tmp_path / "c.safetensors"),
+    save_file({k: v for k, v in tensors.items() if k != COARSE_PREFIX + T_OOD_THRESHOLD}, str(tmp_path / "c.safetensors"),
               metadata=header)
     with pytest.raises(BundleError, match=r"c\.safetensors: the coarse specialist's bundle lacks the tensors"):
         read_bundle(tmp_path / "c.safetensors")

@@ -27,7 +27,7 @@ from ... import __version__
 from ...models.bundle import T_CONTINUOUS_INTERVAL
 from ...standardize import QGrid
 from ..physics.cluster_basis import ClusterBasis, PopulationRanges, build_cluster_basis, population_targets
-from ..physics.library import LibrarySettings, library_content_sha256, load_library
+from ..physics.library import Library, LibrarySettings, library_content_sha256, load_library
 from .augment import AugmentationSettings, Augmenter
 from .calibrate import Calibration, blank_metrics, calibrate, continuous_metrics, reference_metrics
 from .fitting import TrainingLoss, fit, network_outputs, resolve_precision
@@ -76,8 +76,8 @@ class PreparedLibrary:
     classes it holds, the split by simulation, the targets of its patterns and (continuous training) the
     per-cluster basis of its material."""
 
-    path: Path
-    lib: object
+    path: str | Path  # as the caller gave it (the bundle's provenance records it so)
+    lib: Library
     grid: QGrid
     size_classes: np.ndarray
     dispersion_classes: np.ndarray
@@ -86,14 +86,15 @@ class PreparedLibrary:
     basis: ClusterBasis | None
 
 
-def _library_settings(lib) -> LibrarySettings:
+def _library_settings(lib: Library) -> LibrarySettings:
     """The LibrarySettings a library file was built with (its stored JSON; unknown keys ignored)."""
     known = {f.name for f in dataclasses.fields(LibrarySettings)}
     return LibrarySettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in (lib.settings or {}).items()
                               if k in known})
 
 
-def prepare_library(library_path: str | Path, settings: TrainingSettings, split: Split | None = None) -> PreparedLibrary:
+def prepare_library(library_path: str | Path, settings: TrainingSettings,
+                    split: Split | None = None) -> PreparedLibrary:
     """Load the library on the standard Q grid, take its classes, split it by simulation (seeded, unless ``split`` is
     given) and make its targets. Raises ValueError for another Q grid or a library too small to split."""
     lib = load_library(library_path, grid="q")
@@ -116,7 +117,7 @@ def prepare_library(library_path: str | Path, settings: TrainingSettings, split:
     else:
         volume = lib.mean_diameter_nm
     targets = row_targets(lib.mean_diameter_nm, volume, lib.dispersion, lib.strain, size_classes, dispersion_classes)
-    return PreparedLibrary(Path(library_path), lib, grid, size_classes, dispersion_classes, split, targets, basis)
+    return PreparedLibrary(library_path, lib, grid, size_classes, dispersion_classes, split, targets, basis)
 
 
 def make_sources(data: PreparedLibrary, augmenter: Augmenter, settings: TrainingSettings) -> tuple[Source, Source]:
