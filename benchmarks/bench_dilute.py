@@ -26,7 +26,7 @@ from qdots_bluesky.predictor import Predictor
 from qdots_bluesky.sim.learning.augment import AugmentationSettings, Augmenter
 from qdots_bluesky.sim.learning.evaluation import binomial_standard_error, weight_to_area_fraction
 from qdots_bluesky.sim.physics.library import load_library
-from qdots_bluesky.sim.learning.train import REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
+from qdots_bluesky.sim.learning.sources import REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
 
 
 def dilute_accuracy(predictor, lib, weight_fraction: float, repeats: int, seed: int, split: str = "test") -> dict:

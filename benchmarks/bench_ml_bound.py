@@ -32,7 +32,7 @@ from qdots_bluesky.models.bundle import default_bundle_path, read_bundle
 from qdots_bluesky.sim.learning.evaluation import weight_to_area_fraction
 from qdots_bluesky.sim.physics.library import load_library
 from qdots_bluesky.sim.physics.solvents import solvent_pattern
-from qdots_bluesky.sim.learning.train import REFERENCE_FRACTIONS, REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
+from qdots_bluesky.sim.learning.sources import REFERENCE_FRACTIONS, REFERENCE_SNRS, REFERENCE_SOLVENTS, class_labels
 from qdots_bluesky.standardize import QGrid, standardize_batch
 
 

@@ -11,10 +11,12 @@ import qdots_bluesky.models.bundle as bundle_mod
 from _model_helpers import GRID, make_bundle, make_model, synthetic_patterns
 from qdots_bluesky.models.bundle import BundleError
 from qdots_bluesky.models.calibration import (
+    calibration_tensors,
     expected_calibration_error,
     fit_feature_statistics,
     fit_temperature,
     mahalanobis_distance,
+    named_calibration_tensors,
     softmax,
 )
 from qdots_bluesky.predictor import FLAGS, STATUSES, Predictor, SizeEstimate, resolve_device
@@ -62,6 +64,20 @@ def test_feature_statistics_and_mahalanobis():
     assert np.mean(d**2) == pytest.approx(3.0, rel=0.05)  # chi-square with 3 degrees of freedom
     far = mahalanobis_distance(np.array([[5.0, 5.0, 6.0]]), stats["feature_mean"], stats["feature_precision"])
     assert far[0] > 2 * stats["threshold"][0]
+
+
+def test_calibration_tensors_under_the_bundle_names():
+    rng = np.random.default_rng(3)
+    size_logits, disp_logits, features = rng.normal(size=(200, 17)), rng.normal(size=(200, 4)), rng.normal(size=(200, 5))
+    size_labels, disp_labels = rng.integers(0, 17, 200), rng.integers(0, 4, 200)
+    tensors = calibration_tensors(size_logits, size_labels, disp_logits, disp_labels, features, quantile=0.99)
+    assert tuple(tensors) == bundle_mod.REQUIRED_TENSORS and all(v.dtype == np.float32 for v in tensors.values())
+    # the trainer's path: the same tensors from the temperatures (kept in float64 for its metrics) and statistics
+    same = named_calibration_tensors(fit_temperature(size_logits, size_labels), fit_temperature(disp_logits, disp_labels),
+                                     fit_feature_statistics(features, quantile=0.99))
+    for name in bundle_mod.REQUIRED_TENSORS:
+        np.testing.assert_array_equal(tensors[name], same[name])
+    assert tensors[bundle_mod.T_SIZE_TEMPERATURE][0] == np.float32(fit_temperature(size_logits, size_labels))
 
 
 # --- predictor ------------------------------------------------------------------------------

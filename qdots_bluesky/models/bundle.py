@@ -58,8 +58,6 @@ from ..standardize import QGrid
 from .engine import NumpyQDotsNet, check_config, state_dict_shapes
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from .network import QDotsNet
 
 BUNDLE_FORMAT = "qdots-bundle"
@@ -133,27 +131,6 @@ class BundleContents:
     def numpy_model(self) -> NumpyQDotsNet:
         """The network as a :class:`NumpyQDotsNet` (no PyTorch needed)."""
         return NumpyQDotsNet(self.config, self.weights)
-
-
-@dataclass
-class ModelBundle:
-    """A loaded bundle: ``model`` (QDotsNet in eval mode), ``metadata`` and extra ``tensors`` (torch)."""
-
-    model: "QDotsNet"
-    metadata: dict[str, Any]
-    tensors: dict[str, "torch.Tensor"] = field(default_factory=dict)
-    path: Path | None = None
-    coarse: "ModelBundle | None" = None
-
-    @property
-    def coarse_min_q_step(self) -> float | None:
-        """Source Q step (1/A) from which patterns go to the coarse-sampling specialist; None without one."""
-        return None if self.coarse is None else float(self.metadata[COARSE_METADATA]["min_source_q_step"])
-
-    @property
-    def grid(self) -> QGrid:
-        """The Q grid the model was trained on."""
-        return QGrid.from_dict(self.metadata["q_grid"])
 
 
 @dataclass
@@ -301,30 +278,6 @@ def read_bundle(path: str | Path | None = None, grid: QGrid | None = None) -> Bu
         raise BundleError(f"{path}: the model was trained on the Q grid {contents.grid.to_dict()}, not on the requested "
                           f"{grid.to_dict()}; standardize to the model's grid or use a model trained on yours")
     return contents
-
-
-def load_bundle(path: str | Path | None = None, grid: QGrid | None = None, device: Any = "cpu") -> ModelBundle:
-    """Load a bundle into a :class:`QDotsNet` in eval mode on ``device`` (``path`` None: the shipped model).
-
-    Executes no code from the file. Raises BundleError as :func:`read_bundle`.
-    """
-    contents = read_bundle(path, grid)
-    return _model_bundle(contents, device)
-
-
-def _model_bundle(contents: BundleContents, device: Any) -> ModelBundle:
-    import torch
-
-    from .network import QDotsNet, load_weights
-
-    try:
-        model = load_weights(QDotsNet(contents.config), contents.weights)
-    except ValueError as exc:
-        raise BundleError(f"{contents.path}: {exc}") from None
-    model.eval().to(device)
-    tensors = {k: torch.from_numpy(v).to(device) for k, v in contents.tensors.items()}
-    coarse = None if contents.coarse is None else _model_bundle(contents.coarse, device)
-    return ModelBundle(model=model, metadata=contents.metadata, tensors=tensors, path=contents.path, coarse=coarse)
 
 
 # --------------------------------------------------------------------------------------------

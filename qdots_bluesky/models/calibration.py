@@ -16,7 +16,7 @@ applies them.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -156,13 +156,21 @@ def calibration_tensors(size_logits: Any, size_labels: Any, dispersion_logits: A
     ``dispersion_logits`` (n, 4), ``features`` (n, 32)) and the true class indices.
     ``feature_options`` go to :func:`fit_feature_statistics`.
     """
-    stats = fit_feature_statistics(features, **feature_options)
+    return named_calibration_tensors(fit_temperature(size_logits, size_labels),
+                                     fit_temperature(dispersion_logits, dispersion_labels),
+                                     fit_feature_statistics(features, **feature_options))
+
+
+def named_calibration_tensors(temperature_size: float, temperature_dispersion: float,
+                              feature_statistics: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fitted calibration under its bundle tensor names, float32: the size and dispersion temperatures
+    (:func:`fit_temperature`) and the out-of-distribution statistics (:func:`fit_feature_statistics`)."""
     return {
-        T_SIZE_TEMPERATURE: np.array([fit_temperature(size_logits, size_labels)], dtype=np.float32),
-        T_DISPERSION_TEMPERATURE: np.array([fit_temperature(dispersion_logits, dispersion_labels)], dtype=np.float32),
-        T_FEATURE_MEAN: stats["feature_mean"],
-        T_FEATURE_PRECISION: stats["feature_precision"],
-        T_OOD_THRESHOLD: stats["threshold"],
+        T_SIZE_TEMPERATURE: np.array([temperature_size], dtype=np.float32),
+        T_DISPERSION_TEMPERATURE: np.array([temperature_dispersion], dtype=np.float32),
+        T_FEATURE_MEAN: np.asarray(feature_statistics["feature_mean"], dtype=np.float32),
+        T_FEATURE_PRECISION: np.asarray(feature_statistics["feature_precision"], dtype=np.float32),
+        T_OOD_THRESHOLD: np.asarray(feature_statistics["threshold"], dtype=np.float32),
     }
 
 

@@ -4,7 +4,9 @@ Confusion matrices, error per size, per concentration and per SNR on the referen
 robustness curves without retraining (Qmax, Qmin, number of points, concentration, SNR, a lattice
 parameter beyond the library's, laboratory data), calibration (reliability diagram, ECE), learning
 curves, and for models with a presence head how often pure solvent and dilute patterns get the
-no_nanocrystals flag; PNG figures plus one JSON.
+no_nanocrystals flag; PNG figures plus one JSON. Every pattern is sized by the same
+:class:`~qdots_bluesky.predictor.Predictor` users run (on the CPU), which routes coarsely sampled patterns to the
+bundle's coarse-sampling specialist.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from tqdm.auto import tqdm
 from ...models.calibration import expected_calibration_error
 from .augment import AugmentationSettings, Augmenter
 from ..physics.library import load_library
-from .train import (
+from .sources import (
     REFERENCE_FRACTIONS,
     REFERENCE_SNRS,
     REFERENCE_SOLVENTS,
@@ -67,48 +69,20 @@ def binomial_standard_error(hits: np.ndarray) -> float:
     return float(np.sqrt(p * (1.0 - p) / hits.size))
 
 
-class _Model:
-    """The bundle sized through the same :class:`~qdots_bluesky.predictor.Predictor` users run (on the CPU): patterns
-    with a source Q step of at least the bundle's ``coarse_min_q_step`` go to its coarse-sampling specialist."""
+def step_reports(q_step: np.ndarray, n: int) -> list[dict[str, float]]:
+    """One standardization report per pattern giving its source Q step (1/A; ``q_step`` one per pattern or one for
+    all): the predictor sends the patterns with a step of at least its ``coarse_min_q_step`` to the specialist."""
+    return [{"source_q_step": float(v)} for v in np.broadcast_to(np.asarray(q_step, float), (n,))]
 
-    def __init__(self, bundle_path: str | Path):
-        from ...predictor import Predictor
 
-        self.predictor = Predictor.from_bundle(bundle_path, device="cpu", batch_size=2048)
-        self.contents = self.predictor.contents
-        self.meta = self.contents.metadata
-        self.coarse_min_q_step = self.predictor.coarse_min_q_step
-        self.has_coarse = self.predictor.coarse is not None
-
-    def coarse_rows(self, q_step: np.ndarray | float | None, n: int) -> np.ndarray:
-        """Which of ``n`` patterns with source Q step ``q_step`` (one per pattern or one for all; None: fine) the
-        coarse-sampling specialist sizes (all False without one)."""
-        if q_step is None or not self.has_coarse:
-            return np.zeros(n, dtype=bool)
-        return np.broadcast_to(np.asarray(q_step, float) >= self.coarse_min_q_step, (n,))
-
-    def estimates(self, x: np.ndarray, q_step: np.ndarray | float | None = None, main_only: bool = False) -> list:
-        """The predictor's SizeEstimates; ``q_step``: source Q step per pattern (or one; None: fine) for the routing;
-        ``main_only``: every pattern to the main network."""
-        if main_only or q_step is None:
-            return self.predictor.predict_standardized(x)
-        steps = np.broadcast_to(np.asarray(q_step, float), (len(x),))
-        return self.predictor.predict_standardized(x, [{"source_q_step": float(v)} for v in steps])
-
-    def __call__(self, x: np.ndarray, q_step: np.ndarray | float | None = None,
-                 main_only: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Size and dispersion probabilities as the predictor reports them, and the nanocrystal probability (None
-        without that head)."""
-        return self.arrays(self.estimates(x, q_step, main_only))[:3]
-
-    @staticmethod
-    def arrays(estimates: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """(size probabilities, dispersion probabilities, nanocrystal probability or None, size_nm, size_std_nm)."""
-        ps = np.array([list(e.probabilities.values()) for e in estimates])
-        pd = np.array([list(e.dispersion_probabilities.values()) for e in estimates])
-        pn = None if not estimates or estimates[0].nanocrystal_probability is None else \
-            np.array([e.nanocrystal_probability for e in estimates])
-        return ps, pd, pn, np.array([e.size_nm for e in estimates]), np.array([e.size_std_nm for e in estimates])
+def estimate_arrays(estimates: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The predictor's SizeEstimates as arrays: (size probabilities, dispersion probabilities, nanocrystal
+    probability or None without that head, size_nm, size_std_nm)."""
+    ps = np.array([list(e.probabilities.values()) for e in estimates])
+    pd = np.array([list(e.dispersion_probabilities.values()) for e in estimates])
+    pn = None if not estimates or estimates[0].nanocrystal_probability is None else \
+        np.array([e.nanocrystal_probability for e in estimates])
+    return ps, pd, pn, np.array([e.size_nm for e in estimates]), np.array([e.size_std_nm for e in estimates])
 
 
 def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
@@ -136,8 +110,11 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
         raise ValueError(f"robustness_repeats={robustness_repeats!r}; accepted: an integer >= 1")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = _Model(bundle_path)
-    meta = model.meta
+    from ...predictor import Predictor
+
+    predictor = Predictor.from_bundle(bundle_path, device="cpu", batch_size=2048)  # as users size their patterns
+    meta = predictor.metadata
+    has_coarse = predictor.coarse is not None
     lib = load_library(library_path, grid="q")
     size_classes = np.asarray(meta["size_classes_nm"])
     disp_classes = np.asarray(meta["dispersion_classes"])
@@ -152,7 +129,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
 
     # reference conditions
     x, idx, cond = reference_test_set(augmenter, test, seed)
-    ps, pd, pn, size_nm, size_std = model.arrays(model.estimates(x))
+    ps, pd, pn, size_nm, size_std = estimate_arrays(predictor.predict_standardized(x))
     pred, truth = ps.argmax(1), y_size[idx]
     ece = expected_calibration_error(ps, truth)
     acc_bins, conf_bins, count_bins = _reliability_bins(ps, truth)
@@ -184,7 +161,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     blank_set = blank_test_set(augmenter, seed + 2, repeats=256) if pn is not None else None
     if blank_set is not None:
         # the presence head: pure-solvent patterns must be flagged, patterns with nanocrystals must not
-        flagged_blank = model(blank_set[0])[2] < 0.5
+        flagged_blank = estimate_arrays(predictor.predict_standardized(blank_set[0]))[2] < 0.5
         labels = blank_set[1]
         blanks = {label: float(np.mean(flagged_blank[labels == label])) for label in dict.fromkeys(labels)}
         report["nanocrystal_detection"] = {
@@ -221,12 +198,13 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 xr, m = drawn_from.fixed(sims[sel], rng, fraction=f, snr=s, solvent=solvent, **kwargs)
                 xs.append((sims[sel], xr, source_q_step(m)))
             for ids, xr, step in xs:
-                p, _, pr = model(xr, step)
-                if key == "n_points" and model.has_coarse:  # what the specialist adds, on the same draws
-                    routed = model.coarse_rows(step, len(xr)).any()
+                reports = step_reports(step, len(xr))
+                p, _, pr = estimate_arrays(predictor.predict_standardized(xr, reports))[:3]
+                if key == "n_points" and has_coarse:  # what the specialist adds, on the same draws
+                    routed = predictor.coarse_rows(reports, len(xr)).any()
                     if routed:
                         routed_points.add(int(value))
-                    p_main = model(xr, step, main_only=True)[0] if routed else p
+                    p_main = estimate_arrays(predictor.predict_standardized(xr))[0] if routed else p
                     correct_main.append(p_main.argmax(1) == y_size[ids])
                 correct.append(p.argmax(1) == y_size[ids])
                 if pr is not None:
@@ -242,11 +220,11 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 float(np.mean(np.concatenate(flagged)))
     report["robustness"] = curves
     report["robustness_standard_error"] = errors
-    if model.has_coarse:
+    if has_coarse:
         report["coarse_specialist"] = {
-            "min_source_q_step": model.coarse_min_q_step,
+            "min_source_q_step": predictor.coarse_min_q_step,
             "n_points_routed": [n for n in ROBUSTNESS["n_points"] if n in routed_points],
-            "training_metrics": model.contents.coarse.metadata.get("metrics", {}),
+            "training_metrics": predictor.contents.coarse.metadata.get("metrics", {}),
         }
     report["robustness_patterns_per_point"] = int(sims.size * len(REFERENCE_SOLVENTS))
     report["learning_curve"] = meta.get("history", [])
