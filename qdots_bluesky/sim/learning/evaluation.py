@@ -75,14 +75,21 @@ def step_reports(q_step: np.ndarray, n: int) -> list[dict[str, float]]:
     return [{"source_q_step": float(v)} for v in np.broadcast_to(np.asarray(q_step, float), (n,))]
 
 
-def estimate_arrays(estimates: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+def estimate_arrays(estimates: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray,
+                                              np.ndarray]:
     """The predictor's SizeEstimates as arrays: (size probabilities, dispersion probabilities, nanocrystal
-    probability or None without that head, size_nm, size_std_nm)."""
+    probability or None without that head, size_nm, size_std_nm, answered size class).
+
+    The answered class is the most probable size class where the predictor gives a size and -1 where it gives
+    none (status no_nanocrystals, above_range, below_range): a pattern the user gets no size for counts as a miss.
+    """
     ps = np.array([list(e.probabilities.values()) for e in estimates])
     pd = np.array([list(e.dispersion_probabilities.values()) for e in estimates])
     pn = None if not estimates or estimates[0].nanocrystal_probability is None else \
         np.array([e.nanocrystal_probability for e in estimates])
-    return ps, pd, pn, np.array([e.size_nm for e in estimates]), np.array([e.size_std_nm for e in estimates])
+    sized = np.array([e.status == "sized" for e in estimates], dtype=bool)
+    answered = np.where(sized, ps.argmax(1), -1) if estimates else np.zeros(0, dtype=np.intp)
+    return ps, pd, pn, np.array([e.size_nm for e in estimates]), np.array([e.size_std_nm for e in estimates]), answered
 
 
 def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
@@ -129,8 +136,8 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
 
     # reference conditions
     x, idx, cond = reference_test_set(augmenter, test, seed)
-    ps, pd, pn, size_nm, size_std = estimate_arrays(predictor.predict_standardized(x))
-    pred, truth = ps.argmax(1), y_size[idx]
+    ps, pd, pn, size_nm, size_std, pred = estimate_arrays(predictor.predict_standardized(x))
+    truth = y_size[idx]
     ece = expected_calibration_error(ps, truth)
     acc_bins, conf_bins, count_bins = _reliability_bins(ps, truth)
     report["reference"] = {
@@ -138,14 +145,15 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
         "size_accuracy": float(np.mean(pred == truth)),
         "size_within_one_class": float(np.mean(np.abs(pred - truth) <= 1)),
         "dispersion_accuracy": float(np.mean(pd.argmax(1) == y_disp[idx])),
-        "size_mae_nm": float(np.mean(np.abs(size_nm - lib.mean_diameter_nm[idx]))),
+        "size_mae_nm": float(np.nanmean(np.abs(size_nm - lib.mean_diameter_nm[idx]))),  # over the patterns given a size
+        "no_size_share": float(np.mean(pred < 0)),
         "ece_size": ece,
         "accuracy_by_size_nm": {f"{c:g}": float(np.mean(pred[truth == i] == i)) for i, c in enumerate(size_classes)},
-        "mae_nm_by_size_nm": {f"{c:g}": float(np.mean(np.abs(size_nm - lib.mean_diameter_nm[idx])[truth == i])) for i, c in enumerate(size_classes)},
+        "mae_nm_by_size_nm": {f"{c:g}": float(np.nanmean(np.abs(size_nm - lib.mean_diameter_nm[idx])[truth == i])) for i, c in enumerate(size_classes)},
         "accuracy_by_area_fraction": {f"{f:g}": float(np.mean((pred == truth)[cond["fraction"] == f])) for f in REFERENCE_FRACTIONS},
         "accuracy_by_snr": {f"{s:g}": float(np.mean((pred == truth)[cond["snr"] == s])) for s in REFERENCE_SNRS},
         "accuracy_by_solvent": {s: float(np.mean((pred == truth)[cond["solvent"] == s])) for s in REFERENCE_SOLVENTS},
-        "size_confusion": np.bincount(truth * len(size_classes) + pred, minlength=len(size_classes) ** 2).reshape(len(size_classes), -1).tolist(),
+        "size_confusion": np.bincount(truth * len(size_classes) + ps.argmax(1), minlength=len(size_classes) ** 2).reshape(len(size_classes), -1).tolist(),
         "dispersion_confusion": np.bincount(y_disp[idx] * len(disp_classes) + pd.argmax(1), minlength=len(disp_classes) ** 2).reshape(len(disp_classes), -1).tolist(),
         "reliability": {"accuracy": np.nan_to_num(acc_bins).tolist(), "confidence": np.nan_to_num(conf_bins).tolist(), "counts": count_bins.tolist()},
     }
@@ -199,14 +207,15 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 xs.append((sims[sel], xr, source_q_step(m)))
             for ids, xr, step in xs:
                 reports = step_reports(step, len(xr))
-                p, _, pr = estimate_arrays(predictor.predict_standardized(xr, reports))[:3]
+                arrays = estimate_arrays(predictor.predict_standardized(xr, reports))
+                pr, answered = arrays[2], arrays[5]
                 if key == "n_points" and has_coarse:  # what the specialist adds, on the same draws
                     routed = predictor.coarse_rows(reports, len(xr)).any()
                     if routed:
                         routed_points.add(int(value))
-                    p_main = estimate_arrays(predictor.predict_standardized(xr))[0] if routed else p
-                    correct_main.append(p_main.argmax(1) == y_size[ids])
-                correct.append(p.argmax(1) == y_size[ids])
+                    answered_main = estimate_arrays(predictor.predict_standardized(xr))[5] if routed else answered
+                    correct_main.append(answered_main == y_size[ids])
+                correct.append(answered == y_size[ids])
                 if pr is not None:
                     flagged.append(pr < 0.5)
         label = f"{value:g}" if key != "lab" else "cu_kalpha_flat_plate"
