@@ -64,7 +64,6 @@ LONG_MODULES: dict[str, str] = {
     "sim/learning/augment.py": "being split (augmentation pipeline vs instrument/texture/solvent parts)",
     "sim/beamline/devices.py": "being split (reactor kinetics vs detector devices)",
     "callbacks/live_sizer.py": "being split (document routing vs worker/queue)",
-    "sim/learning/train.py": "being split (training loop vs calibration and metrics)",
 }
 
 

@@ -19,6 +19,10 @@ BLANK_WAVELENGTH_A = 0.564162
 Q_GRID = np.linspace(1.0, 15.0, 5004)
 
 
+def _unit_area(q, y):
+    return y / np.trapezoid(y, q)
+
+
 def _rel_rms(a, b):
     return np.sqrt(np.mean((a - b) ** 2)) / np.sqrt(np.mean(b**2))
 
