@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from .live_sizer import STREAM_NAME
+from .schema import STREAM_NAME
 
 logger = logging.getLogger(__name__)
 
