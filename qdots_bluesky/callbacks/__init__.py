@@ -3,6 +3,7 @@ estimates to that same run as a ``qdots_size`` stream, stored in Tiled and repla
 
 - :mod:`.live_sizer`: :class:`LiveSizer`, the document router that adds the ``qdots_size`` stream;
 - :mod:`.discovery`: which data key is the pattern, its x axis, unit and wavelength (pure functions);
+- :mod:`.worker`: the worker thread that sizes queued events in fixed chunks through the Predictor;
 - :mod:`.schema`: the layout of the ``qdots_size`` stream (data keys, dtypes, units);
 - :mod:`.tiled_store`: store runs in Tiled (embedded server or URI, databroker catalog names), read them back;
 - :mod:`.replay`: re-size stored runs through the same LiveSizer, write the result back as a new run;

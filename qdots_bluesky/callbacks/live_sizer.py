@@ -46,12 +46,14 @@ pattern gets no ``qdots_size`` stream and a logged warning; its documents still 
 Inference
 ---------
 The predictor is loaded and warmed up once. Events (and event pages, unpacked) go to a
-bounded queue served by one worker thread, so the RunEngine only pays for forwarding and a
-queue put (the put blocks only when the worker is ``queue_size`` events behind: nothing is ever
-dropped). The worker takes whatever is queued (up to ``max_batch``), standardizes and sizes it
-in chunks of exactly ``chunk_size`` patterns (``Predictor.predict_batch``) (short chunks are padded by repeating the last
-pattern), which makes every number independent of how events happened to be batched: a replay
-of stored documents with the same model, device and chunk size gives bit-identical results.
+bounded queue served by one worker thread (:mod:`.worker`), so the RunEngine only pays for
+forwarding and a queue put (the put blocks only when the worker is ``queue_size`` events behind:
+nothing is ever dropped). The worker takes whatever is queued (up to ``max_batch``) and sizes it
+with ``Predictor.predict_batch`` in chunks of exactly ``chunk_size`` patterns (short chunks are
+padded by repeating the last pattern), which makes every number independent of how events
+happened to be batched: a replay of stored documents with the same model, device and chunk size
+gives bit-identical results (``LiveSizer.process(docs, chunk_size=...)`` sizes a replayed run with
+the chunk size of its live estimates).
 Before the stop document is forwarded every pending estimate is emitted (waiting at most
 ``stop_timeout`` s; estimates still missing then are emitted as errors).
 
@@ -74,11 +76,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -101,6 +101,7 @@ from .discovery import (  # noqa: F401 - re-exported for callers of the old sing
     find_source,
     parse_unit,
 )
+from .worker import Job, SizingWorker
 from .schema import OUTPUT_KEYS, SIZER_OBJECT, STATUS_ERROR, STATUS_FLAGGED, STATUS_OK, STREAM_NAME  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -108,33 +109,6 @@ logger = logging.getLogger(__name__)
 #: Document names the sizer dispatches; anything else is forwarded unchanged.
 _DOCUMENT_NAMES = frozenset({"start", "descriptor", "event", "event_page", "stop", "resource", "datum", "datum_page",
                              "stream_resource", "stream_datum"})
-
-
-@dataclass(eq=False)
-class _Job:
-    run: "_RunSizer"
-    source: PatternSource
-    data: Mapping[str, Any]
-    seq_num: int
-    uid: str
-    timestamp: float
-    t_received: float
-    done: bool = False
-
-
-@dataclass(eq=False)
-class _Flush:
-    run: "_RunSizer"
-    event: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(eq=False)
-class _Prepare:
-    source: PatternSource
-    chunk_size: int
-
-
-_SHUTDOWN = object()
 
 
 class _RunSizer:
@@ -157,7 +131,7 @@ class _RunSizer:
         self.compose_event: Callable | None = None
         self.streams: dict[str, Any] = {}
         self.counters: dict[str, int] = {}
-        self.jobs: deque[_Job] = deque()
+        self.jobs: deque[Job] = deque()
         self.ready: deque[tuple[str, dict]] = deque()  # composed, not yet sent (emit_from="caller")
         self.lock = threading.RLock()
         self.abandoned = False
@@ -202,7 +176,7 @@ class _RunSizer:
                 logger.warning("run %s: %s; every event gets status 'error'", self.uid[:8], source.problem)
             sizer._emit_descriptor(self, source)
         if source.problem is None and not source.x_in_event:
-            sizer._put(_Prepare(source, self.chunk_size))
+            sizer._worker.prepare(source, self.chunk_size)
 
     def event(self, doc: Event) -> None:
         self.flush_ready()
@@ -229,9 +203,7 @@ class _RunSizer:
         if self.dropped:
             num_events.pop(sizer.stream_name, None)
         if self.output_descriptor is not None:
-            flush = _Flush(self)
-            sizer._put(flush)
-            if not flush.event.wait(sizer.stop_timeout):
+            if not sizer._worker.flush().wait(sizer.stop_timeout):
                 self.abandon()
             self.flush_ready()
             num_events[sizer.stream_name] = self.emitted
@@ -349,15 +321,12 @@ class LiveSizer(DocumentRouter):
         self._local = threading.local()
         self._runs: dict[str, _RunSizer] = {}  # start uid -> run
         self._by_descriptor: dict[str, _RunSizer] = {}  # descriptor uid -> run (dropped with the run)
-        self._queue: queue.Queue = queue.Queue(maxsize=int(queue_size))
         self._stats_lock = threading.Lock()
         self._status_counts: Counter = Counter()
         self.latencies_ms: deque[float] = deque(maxlen=100_000)
         self.downstream_errors = 0
         self._model_info = self._describe_model()
-        self._worker = threading.Thread(target=self._work, name="qdots-live-sizer", daemon=True)
-        self._closed = False
-        self._worker.start()
+        self._worker = SizingWorker(predictor, self._finish, max_batch=self.max_batch, queue_size=int(queue_size))
 
     # where the pattern is (read-only views of the discovery options)
     pattern_key = property(lambda self: self.discovery.pattern_key)
@@ -382,16 +351,12 @@ class LiveSizer(DocumentRouter):
         """Counts of output events by status, pending events, downstream errors."""
         with self._stats_lock:
             counts = dict(self._status_counts)
-        return {"status": counts, "emitted": sum(counts.values()), "queued": self._queue.qsize(),
+        return {"status": counts, "emitted": sum(counts.values()), "queued": self._worker.queued,
                 "downstream_errors": self.downstream_errors}
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker thread (pending work is finished first; ``timeout`` in s)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_SHUTDOWN)
-        self._worker.join(timeout)
+        self._worker.close(timeout)
 
     def __enter__(self) -> "LiveSizer":
         return self
@@ -500,11 +465,6 @@ class LiveSizer(DocumentRouter):
                     self.downstream_errors += 1
                     logger.exception("downstream callback %r failed on a %r document", cb, name)
 
-    def _put(self, item: Any) -> None:
-        if self._closed:
-            raise RuntimeError("this LiveSizer is closed")
-        self._queue.put(item)
-
     def _submit(self, run: _RunSizer, event: Event) -> None:
         source = run.sources.get(event.get("descriptor"))
         if source is None:
@@ -513,12 +473,12 @@ class LiveSizer(DocumentRouter):
                 run.warn_no_pattern()
             return
         ts = event.get("timestamps", {}).get(source.pattern_key, event.get("time", time.time()))
-        job = _Job(run, source, event.get("data", {}), int(event.get("seq_num", 0)), str(event.get("uid", "")),
+        job = Job(run, source, event.get("data", {}), int(event.get("seq_num", 0)), str(event.get("uid", "")),
                    float(ts if ts is not None else event.get("time", 0.0)), time.perf_counter())
         with run.lock:
             run.jobs.append(job)
             run.submitted += 1
-        self._put(job)
+        self._worker.submit(job)
 
     # ---------------------------------------------------------------- output documents
     def _describe_model(self) -> dict[str, Any]:
@@ -561,7 +521,7 @@ class LiveSizer(DocumentRouter):
         run.compose_event = bundle.compose_event
         self._forward("descriptor", run.output_descriptor)
 
-    def _emit_result(self, job: _Job, result: Any, latency_ms: float | None = None, force: bool = False) -> None:
+    def _emit_result(self, job: Job, result: Any, latency_ms: float | None = None, force: bool = False) -> None:
         """Compose and send (or hold) the output event of ``job``; ``result`` is a SizeEstimate or an error text."""
         run = job.run
         n = len(self.classes)
@@ -586,59 +546,8 @@ class LiveSizer(DocumentRouter):
             else:
                 self._forward("event", doc)
 
-    # ---------------------------------------------------------------- worker thread
-    def _work(self) -> None:
-        pending: list[Any] = []
-        while True:
-            item = self._queue.get()
-            pending.append(item)
-            while len(pending) < self.max_batch:
-                try:
-                    pending.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = False
-            jobs: list[_Job] = []
-            for item in pending:
-                if isinstance(item, _Job):
-                    jobs.append(item)
-                    continue
-                self._process_safely(jobs)
-                jobs = []
-                if item is _SHUTDOWN:
-                    stop = True
-                elif isinstance(item, _Flush):
-                    item.event.set()
-                elif isinstance(item, _Prepare):
-                    self._prepare(item.source, item.chunk_size)
-            self._process_safely(jobs)
-            pending.clear()
-            if stop:
-                return
-
-    def _prepare(self, source: PatternSource, chunk_size: int) -> None:
-        """Before the first event: check the x axis (and warm up) with one chunk of flat patterns; note a bad axis."""
-        try:
-            self.predictor.predict_batch(source.x, np.ones((chunk_size, source.x.size)), x_unit=source.x_unit,
-                                         wavelength=source.wavelength)
-        except ValueError as exc:
-            source.problem = f"the x axis '{source.x_key}' cannot be used: {exc}"
-            logger.warning("stream '%s': %s; every event gets status 'error'", source.stream, source.problem)
-        except Exception:  # pragma: no cover
-            logger.exception("preparing the standardization of '%s' failed", source.x_key)
-
-    def _process_safely(self, jobs: list[_Job]) -> None:
-        if not jobs:
-            return
-        try:
-            self._process(jobs)
-        except Exception as exc:  # pragma: no cover - keep the worker alive, keep the stream complete
-            logger.exception("LiveSizer worker failed on %d events", len(jobs))
-            for job in jobs:
-                if not job.done:
-                    self._finish(job, f"internal error: {type(exc).__name__}: {exc}")
-
-    def _finish(self, job: _Job, result: Any) -> None:
+    def _finish(self, job: Job, result: Any) -> None:
+        """The worker's result for ``job``: emit it, then forget the job (worker thread)."""
         self._emit_result(job, result)
         run = job.run
         with run.lock:
@@ -646,47 +555,6 @@ class LiveSizer(DocumentRouter):
             job.data = {}
             while run.jobs and run.jobs[0].done:
                 run.jobs.popleft()
-
-    def _process(self, jobs: list[_Job]) -> None:
-        results: dict[int, Any] = {}
-        groups: list[tuple[Any, _Job, np.ndarray, list[tuple[int, np.ndarray]]]] = []
-        for i, job in enumerate(jobs):
-            try:
-                x, y = extract_pattern(job.source, job.data, job.seq_num)
-            except PatternError as exc:
-                results[i] = str(exc)
-                continue
-            key = (id(job.source), None if not job.source.x_in_event else x.tobytes())
-            if groups and groups[-1][0] == key:
-                groups[-1][3].append((i, y))
-            else:
-                groups.append((key, job, x, [(i, y)]))
-        for _, first, x, members in groups:
-            chunk_size = first.run.chunk_size
-            for start in range(0, len(members), chunk_size):
-                chunk = members[start:start + chunk_size]
-                results.update(self._size_chunk(first.source, x, chunk, chunk_size))
-        for i, job in enumerate(jobs):
-            self._finish(job, results.get(i, "internal error: no result"))
-
-    def _size_chunk(self, source: PatternSource, x: np.ndarray, chunk: list[tuple[int, np.ndarray]],
-                    chunk_size: int) -> dict[int, Any]:
-        Y = np.stack([y for _, y in chunk])
-        if Y.shape[0] < chunk_size:
-            Y = np.concatenate([Y, np.repeat(Y[-1:], chunk_size - Y.shape[0], axis=0)])
-        try:
-            estimates = self.predictor.predict_batch(x, Y, x_unit=source.x_unit, wavelength=source.wavelength)
-        except ValueError as exc:
-            if len(chunk) > 1:  # isolate the bad pattern(s): each alone, padded (same numbers as in the chunk)
-                out: dict[int, Any] = {}
-                for member in chunk:
-                    out.update(self._size_chunk(source, x, [member], chunk_size))
-                return out
-            return {chunk[0][0]: f"standardization failed: {exc}"}
-        except Exception as exc:
-            logger.exception("inference failed")
-            return {i: f"inference failed: {type(exc).__name__}: {exc}" for i, _ in chunk}
-        return {i: est for (i, _), est in zip(chunk, estimates)}
 
 
 def _check_count(name: str, value: Any) -> None:
