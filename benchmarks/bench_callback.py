@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tiled", action="store_true", help="also write the run to an embedded Tiled server")
     ap.add_argument("--tiled-batch", type=int, default=50, help="TiledWriter batch size with --tiled (default 50)")
     ap.add_argument("--threaded-writer", action="store_true",
-                    help="with --tiled: run the TiledWriter on its own thread (ThreadedCallback)")
+                    help="with --tiled: run the TiledWriter on its own thread (BufferedCallback)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the simulated patterns (default 0)")
     args = ap.parse_args(argv)
     if args.duration <= 0 or args.rate <= 0:

@@ -305,9 +305,9 @@ def test_stop_waits_for_slow_inference_and_caller_emission(predictor):
         def __getattr__(self, name):
             return getattr(self.p, name)
 
-        def predict_standardized(self, X, reports=None):
+        def predict_batch(self, x, Y, **options):
             time.sleep(0.05)
-            return self.p.predict_standardized(X, reports)
+            return self.p.predict_batch(x, Y, **options)
 
     threads = set()
     sizer = LiveSizer(Slow(predictor), emit_from="caller", chunk_size=2, max_batch=2,
@@ -345,9 +345,9 @@ def test_stop_timeout_records_errors(predictor):
         def __getattr__(self, name):
             return getattr(self.p, name)
 
-        def predict_standardized(self, X, reports=None):
+        def predict_batch(self, x, Y, **options):
             gate.wait(10)
-            return self.p.predict_standardized(X, reports)
+            return self.p.predict_batch(x, Y, **options)
 
     pats = _patterns(3)
     _, docs = _manual_run(events=pats)

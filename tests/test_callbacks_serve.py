@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -89,6 +90,8 @@ def test_serve_sizes_runs_from_a_0mq_proxy(store, bundle):  # noqa: F811
             assert set(map(str, sizes["status"])) <= {"ok", "flagged"}
             assert np.isfinite(sizes["size_nm"]).all()
         assert sum("event" in line and "D =" in line for line in seen) == 9  # -v printed every estimate
+        api_key = parse_qs(urlparse(store.uri).query)["api_key"][0]
+        assert api_key not in "\n".join(seen)  # never printed in clear, not even with -v
     finally:
         if publisher is not None:
             publisher.close()

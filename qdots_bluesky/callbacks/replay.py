@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .live_sizer import SIZER_OBJECT, LiveSizer
+from .live_sizer import LiveSizer
+from .schema import SIZER_OBJECT, stored_chunk_size as _descriptor_chunk_size
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +70,9 @@ def stored_chunk_size(docs: list[tuple[str, dict]], stream_name: str) -> int | N
     """The chunk size recorded by the sizer that made the stored ``stream_name`` stream, if any."""
     for name, doc in docs:
         if name == "descriptor" and doc.get("name") == stream_name:
-            value = ((doc.get("configuration") or {}).get(SIZER_OBJECT) or {}).get("data", {}).get("chunk_size")
-            if isinstance(value, (int, float)) and int(value) >= 1:
-                return int(value)
+            value = _descriptor_chunk_size(doc)
+            if value is not None:
+                return value
     return None
 
 
@@ -91,9 +92,6 @@ def replay_run(run: Any, sizer: LiveSizer, *, write_to: Any = None, chunk_size: 
         chunk_size = stored_chunk_size(docs, sizer.stream_name)
     if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
         raise ValueError(f"chunk_size={chunk_size!r}; accepted: 'stored', None or an integer >= 1")
-    previous_chunk = sizer.chunk_size
-    if chunk_size is not None:
-        sizer.chunk_size = int(chunk_size)
     new_stream: dict[str, Any] = {"descriptor": None, "events": [], "start": None, "stop": None}
 
     def collect(name: str, doc: dict) -> None:
@@ -106,22 +104,14 @@ def replay_run(run: Any, sizer: LiveSizer, *, write_to: Any = None, chunk_size: 
         elif name == "stop":
             new_stream["stop"] = doc
 
+    docs = _closed_run(docs)
     tokens = [sizer.subscribe(collect)] + [sizer.subscribe(cb) for cb in callbacks]
     try:
-        saw_stop = False
-        for name, doc in docs:
-            sizer(name, doc)
-            saw_stop = saw_stop or name == "stop"
+        sizer.process(docs, chunk_size=None if chunk_size is None else int(chunk_size))
         start = new_stream["start"]
-        if start is None:
-            raise ValueError("the run has no start document")
-        if not saw_stop:  # an interrupted run: close it so that pending estimates are emitted
-            sizer("stop", {"uid": f"replay-stop-{start['uid']}", "time": time.time(), "run_start": start["uid"],
-                           "exit_status": "fail", "reason": "the stored run has no stop document", "num_events": {}})
     finally:
         for token in tokens:
             sizer.unsubscribe(token)
-        sizer.chunk_size = previous_chunk
     result = ReplayResult(original_uid=start["uid"], new_uid=None, descriptor=new_stream["descriptor"],
                           events=new_stream["events"], original_start=start)
     if write_to is not None and result.descriptor is not None:
@@ -129,6 +119,19 @@ def replay_run(run: Any, sizer: LiveSizer, *, write_to: Any = None, chunk_size: 
     elif write_to is not None:
         logger.warning("run %s: nothing was sized (no pattern found); nothing written back", start["uid"][:8])
     return result
+
+
+def _closed_run(docs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """``docs`` with a stop document at the end when the stored run has none (an interrupted run), so that
+    the sizer emits every pending estimate. Raises ValueError when there is no start document."""
+    start = next((doc for name, doc in docs if name == "start"), None)
+    if start is None:
+        raise ValueError("the run has no start document; accepted: the documents of a run, starting with 'start'")
+    if any(name == "stop" for name, _ in docs):
+        return docs
+    return [*docs, ("stop", {"uid": f"replay-stop-{start['uid']}", "time": time.time(), "run_start": start["uid"],
+                             "exit_status": "fail", "reason": "the stored run has no stop document",
+                             "num_events": {}})]
 
 
 def replay_documents(result: ReplayResult, sizer: LiveSizer) -> list[tuple[str, dict]]:

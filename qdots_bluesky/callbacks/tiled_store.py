@@ -22,9 +22,12 @@ metadata and tables.
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,7 +35,13 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from .live_sizer import STREAM_NAME
+from .schema import STREAM_NAME
+from .writers import (  # noqa: F401 - the writers used to live here
+    ArraySafeTiledWriter,
+    BufferedCallback,
+    make_writer,
+    tiled_writer_pads_numpy_arrays_wrongly,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +77,13 @@ def register_exporters() -> None:
         _exporter_registered = True
 
 
-def start_server(directory: str | Path):
+def start_server(directory: str | Path, *, create: bool = True):
     """Start an embedded Tiled server (background thread, loopback, random port) storing in ``directory``.
 
     Returns the ``tiled.server.SimpleTiledServer``; its ``uri`` carries the API key. Close it with
-    ``close()`` (the data stay in the directory and are served again by a later call).
+    ``close()`` (the data stay in the directory and are served again by a later call); a server
+    still open when the interpreter exits is closed then, so a script ends normally without it.
+    ``create``: make the directory when it is missing (else a ValueError names it).
     """
     register_exporters()
     from tiled.server import SimpleTiledServer
@@ -80,8 +91,75 @@ def start_server(directory: str | Path):
     directory = Path(directory).expanduser()
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"Tiled directory {directory} exists and is not a directory; accepted: a directory path")
+    if not directory.exists() and not create:
+        raise ValueError(f"Tiled directory {directory} does not exist; accepted: the directory of an existing "
+                         "store (as given to --directory when the runs were written)")
     directory.mkdir(parents=True, exist_ok=True)
-    return SimpleTiledServer(directory=directory)
+    # SimpleTiledServer runs uvicorn on a non-daemon thread, which the interpreter waits for before any
+    # atexit handler runs: a script that never closes the server would hang at exit. Threads inherit
+    # daemon status from the thread that starts them, so the server is started from a daemon thread,
+    # and closed cleanly at exit (atexit runs before daemon threads are stopped).
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["server"] = SimpleTiledServer(directory=directory, api_key=_process_api_key())
+        except BaseException as exc:  # re-raised in the caller's thread
+            made["error"] = exc
+
+    starter = threading.Thread(target=make, name="qdots-tiled-start", daemon=True)
+    starter.start()
+    starter.join()
+    if "error" in made:
+        raise made["error"]
+    server = made["server"]
+    closer = _ServerCloser(server)
+    _CLOSERS[server] = closer
+    atexit.register(closer)
+    return server
+
+
+@functools.lru_cache(maxsize=1)
+def _process_api_key() -> str:
+    """One random API key for every embedded server of this process.
+
+    Upstream defect (tiled 0.2.20, ``SimpleTiledServer``): the single-user API key is process-wide
+    state, so starting a second server with its own key makes the first refuse its own key (401);
+    servers that share the key are unaffected.
+    """
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+class _ServerCloser:
+    """Close an embedded server once: from :func:`close_server`, else at interpreter exit."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.done = False
+
+    def __call__(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.server.close()
+        except Exception:  # pragma: no cover - at exit, nothing to report to
+            logger.debug("closing the embedded Tiled server failed", exc_info=True)
+
+
+_CLOSERS: "weakref.WeakKeyDictionary[Any, _ServerCloser]" = weakref.WeakKeyDictionary()
+
+
+def close_server(server: Any) -> None:
+    """Close a server made by :func:`start_server` (at most once; no longer at exit)."""
+    closer = _CLOSERS.pop(server, None)
+    if closer is None:
+        server.close()
+        return
+    atexit.unregister(closer)
+    closer()
 
 
 @dataclass
@@ -108,10 +186,17 @@ class TiledStore:
         """The runs node again (sees runs written since)."""
         return self.runs
 
+    @property
+    def location(self) -> str:
+        """Where the runs are, for messages: the directory, the catalog name or the URI (API key masked)."""
+        if self.server is not None:
+            return f"the Tiled directory {self.server.directory}"
+        return self.description or _strip_key(self.uri)
+
     def close(self) -> None:
         """Stop the embedded server, if any."""
         if not self._closed and self.server is not None:
-            self.server.close()
+            close_server(self.server)
         self._closed = True
 
     def __enter__(self) -> "TiledStore":
@@ -124,7 +209,10 @@ class TiledStore:
 def connect(uri: str | None = None, *, directory: str | Path | None = None, catalog: str | None = None,
             api_key: str | None = None, timeout: float = 10.0, create: bool = True) -> TiledStore:
     """Open where runs are stored: ``uri`` (a Tiled server), ``catalog`` (a databroker/Tiled profile
-    name) or ``directory`` (an embedded server started here). Exactly one of them.
+    name) or ``directory`` (an embedded server started here). Exactly one of them. ``create``: make
+    what is missing (the directory, the runs node); False to only read an existing store.
+    Use it as a context manager (``with connect(directory="my_runs") as store:``) or call ``close()``;
+    an embedded server left open is closed at interpreter exit.
 
     Raises :class:`TiledUnavailableError` for a server that cannot be reached (checked within
     ``timeout`` s, before Tiled's own retries) or that refuses the API key, ValueError for bad
@@ -137,7 +225,7 @@ def connect(uri: str | None = None, *, directory: str | Path | None = None, cata
         return _connect_catalog(catalog)
     server = None
     if directory:
-        server = start_server(directory)
+        server = start_server(directory, create=create)
         uri = server.uri
         description = f"embedded Tiled server on {server.directory} ({_strip_key(server.uri)})"
     else:
@@ -155,13 +243,17 @@ def connect(uri: str | None = None, *, directory: str | Path | None = None, cata
                                         "is the API key allowed to write?") from None
     except BaseException:
         if server is not None:
-            server.close()
+            close_server(server)
         raise
     return TiledStore(client=client, runs=runs, uri=uri, server=server, description=description)
 
 
-def _strip_key(uri: str) -> str:
+def mask_api_key(uri: str) -> str:
+    """``uri`` with the value of its ``api_key`` parameter replaced by ``***`` (for messages and logs)."""
     return re.sub(r"api_key=[^&]+", "api_key=***", uri or "")
+
+
+_strip_key = mask_api_key
 
 
 def check_reachable(uri: str, timeout: float = 10.0) -> None:
@@ -249,145 +341,87 @@ def runs_node(client: Any, *, create: bool = True):
     return client[RUNS_NODE]
 
 
-class ArraySafeTiledWriter:
-    """``bluesky_tiled_plugins.TiledWriter`` that also stores events whose arrays changed length.
-
-    TiledWriter 2.0 pads arrays of inconsistent length with NaN by list concatenation, which fails
-    for the NumPy arrays a RunEngine puts in events; here NumPy arrays in event data are handed over
-    as lists (the documents themselves are not modified). ``writer`` is the TiledWriter.
-    """
-
-    def __init__(self, runs: Any, batch_size: int | None = None) -> None:
-        from bluesky_tiled_plugins import TiledWriter
-
-        self.writer = TiledWriter(runs) if batch_size is None else TiledWriter(runs, batch_size=int(batch_size))
-
-    def __call__(self, name: str, doc: dict) -> None:
-        if name == "event" and any(isinstance(v, np.ndarray) for v in doc.get("data", {}).values()):
-            doc = {**doc, "data": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in doc["data"].items()}}
-        elif name == "event_page" and any(isinstance(x, np.ndarray) for v in doc.get("data", {}).values() for x in v):
-            doc = {**doc, "data": {k: [x.tolist() if isinstance(x, np.ndarray) else x for x in v]
-                                   for k, v in doc["data"].items()}}
-        self.writer(name, doc)
-
-
-class ThreadedCallback:
-    """Run a callback on its own thread: callers only queue documents (in order, none dropped).
-
-    For slow consumers such as a TiledWriter (HTTP requests), so that neither the RunEngine nor the
-    sizer waits for them. :meth:`flush` waits until everything queued so far was handled (e.g.
-    before reading a run back); :meth:`close` flushes and stops the thread. Exceptions of the
-    callback are logged and counted (``errors``).
-    """
-
-    _STOP = object()
-
-    def __init__(self, callback: Any, maxsize: int = 100_000, name: str = "qdots-threaded-callback") -> None:
-        import queue
-
-        self.callback = callback
-        self.errors = 0
-        self._queue: "queue.Queue" = queue.Queue(maxsize=maxsize)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def __call__(self, name: str, doc: dict) -> None:
-        self._queue.put((name, doc))
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is self._STOP:
-                    return
-                if isinstance(item, threading.Event):
-                    item.set()
-                    continue
-                try:
-                    self.callback(*item)
-                except Exception:
-                    self.errors += 1
-                    logger.exception("%r failed on a %r document", self.callback, item[0])
-            finally:
-                self._queue.task_done()
-
-    def flush(self, timeout: float | None = 60.0) -> bool:
-        """Wait until the documents queued so far are handled; False on timeout."""
-        if not self._thread.is_alive():
-            return True
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
-
-    def close(self, timeout: float | None = 60.0) -> None:
-        """Flush, then stop the thread."""
-        if self._thread.is_alive():
-            self.flush(timeout)
-            self._queue.put(self._STOP)
-            self._thread.join(timeout)
-
-
-def make_writer(runs: Any, batch_size: int | None = None, threaded: bool = False):
-    """A TiledWriter (:class:`ArraySafeTiledWriter`) writing into ``runs``; ``threaded``: wrapped in a
-    :class:`ThreadedCallback` (call its ``flush()`` before reading a run back)."""
-    writer = ArraySafeTiledWriter(runs, batch_size=batch_size)
-    return ThreadedCallback(writer, name="qdots-tiled-writer") if threaded else writer
-
-
 # ------------------------------------------------------------------------------------------------
-_INT = re.compile(r"^[+-]?\d+$")
+_NEGATIVE = re.compile(r"^-\d+$")
+#: Candidates listed in the message of an ambiguous run key.
+_SHOW = 5
 
 
-def parse_run_key(text: Any) -> Any:
-    """A command-line run reference: '-1' -> -1 (latest), '42' -> 42 (scan id), else a (partial) uid."""
+def parse_run_key(text: Any) -> int | str:
+    """A run reference as given: an integer stays an integer (negative: index, -1 = latest; positive:
+    scan id); text '-N' becomes the index -N; any other text stays text: a uid, a uid prefix, or - all
+    digits - a scan id when such a scan exists, else a uid prefix (see :func:`select_runs`)."""
     if isinstance(text, (int, np.integer)):
         return int(text)
     s = str(text).strip()
-    return int(s) if _INT.match(s) else s
+    return int(s) if _NEGATIVE.match(s) else s
 
 
-def select_runs(runs: Any, keys: Iterable[Any]) -> list:
-    """Runs by full or partial uid (>= 5 characters), scan id (a positive integer: the latest run with
-    it) or negative index (-1 = the latest). Raises RunNotFoundError naming the key."""
-    out = []
-    for key in keys:
-        key = parse_run_key(key)
-        if key == 0:
-            raise ValueError("run 0 does not exist; accepted: a uid, a scan id >= 1, or a negative index (-1 = latest)")
+def select_runs(runs: Any, keys: Iterable[Any], *, where: str | None = None) -> list:
+    """Runs by full or partial uid (>= 5 characters), scan id (the latest run with it) or negative
+    index (-1 = the latest). A key of digits is a scan id when such a scan exists, else a uid prefix
+    (``12345678-`` forces the uid). Raises RunNotFoundError naming the key (and, for an ambiguous key,
+    the runs it matches); ``where`` names the store in messages (default: the node's URI)."""
+    where = where or _strip_key(str(getattr(runs, "uri", "") or "the catalog"))
+    return [_select_one(runs, parse_run_key(key), where) for key in keys]
+
+
+def _select_one(runs: Any, key: int | str, where: str):
+    if key == 0 or (isinstance(key, str) and key.isdigit() and int(key) == 0):
+        raise ValueError("run 0 does not exist; accepted: a uid, a scan id >= 1, or a negative index (-1 = latest)")
+    if isinstance(key, int) and key < 0:
         try:
-            if _SPEC in {s.name for s in getattr(runs, "specs", [])} or hasattr(runs, "_lookup_by_scan_id"):
-                run = runs[key]
-            else:
-                run = _plain_lookup(runs, key)
-        except (KeyError, IndexError) as exc:
-            what = ("scan id" if isinstance(key, int) and key > 0 else "index" if isinstance(key, int) else "uid")
-            raise RunNotFoundError(f"no run with {what} {key!r} in {getattr(runs, 'uri', 'the catalog')} "
-                                   f"({len(runs)} runs)") from exc
-        except ValueError as exc:
-            raise RunNotFoundError(f"run {key!r}: {exc}") from exc
-        out.append(run)
-    return out
+            return runs.values()[key]
+        except IndexError:
+            raise RunNotFoundError(f"no run with index {key} in {where} ({len(runs)} runs)") from None
+    if isinstance(key, int) or key.isdigit():
+        run = _by_scan_id(runs, int(key))
+        if run is not None:
+            return run
+        if isinstance(key, int) or len(key) < 5:
+            raise RunNotFoundError(f"no run with scan id {int(key)} in {where} ({len(runs)} runs)")
+        not_found = f"no run with scan id {int(key)} or a uid starting with {key!r} in {where} ({len(runs)} runs)"
+    else:
+        if not key:
+            raise ValueError("empty run key; accepted: a uid, a scan id >= 1, or a negative index (-1 = latest)")
+        if key in runs:
+            return runs[key]
+        if len(key) < 5:
+            raise ValueError(f"partial uid {key!r} is too short; accepted: at least 5 characters of a uid")
+        not_found = f"no run with uid {key!r} in {where} ({len(runs)} runs)"
+    matches = _by_uid_prefix(runs, key)
+    if not matches:
+        raise RunNotFoundError(not_found)
+    if len(matches) > 1:
+        shown = ", ".join(f"{r.metadata['start']['uid']} (scan {r.metadata['start'].get('scan_id', '-')})"
+                          for r in matches[:_SHOW])
+        more = ", ..." if len(matches) > _SHOW else ""
+        raise RunNotFoundError(f"run key {key!r} is ambiguous: the uids of {'more than ' if more else ''}"
+                               f"{min(len(matches), _SHOW)} runs in {where} start with it ({shown}{more}); "
+                               "give more characters of the uid")
+    return matches[0]
 
 
-def _plain_lookup(node: Any, key: Any):
-    """Selection on a node without the CatalogOfBlueskyRuns client."""
-    from tiled.queries import Eq, Like
+def _by_scan_id(runs: Any, scan_id: int):
+    """The latest run with ``scan_id``, or None."""
+    from tiled.queries import Eq
 
-    if isinstance(key, int):
-        if key < 0:
-            return node.values()[key]
-        found = node.search(Eq("start.scan_id", key))
-        if not len(found):
-            raise KeyError(key)
-        return found.values()[-1]
-    if key in node:
-        return node[key]
-    if len(key) < 5:
-        raise ValueError(f"partial uid {key!r} is too short; give at least 5 characters")
-    found = node.search(Like("start.uid", f"{key}%"))
-    if len(found) != 1:
-        raise KeyError(key) if not len(found) else ValueError(f"partial uid {key!r} matches {len(found)} runs")
-    return found.values()[0]
+    found = runs.search(Eq("start.scan_id", scan_id))
+    return found.values()[-1] if len(found) else None
+
+
+def _by_uid_prefix(runs: Any, prefix: str) -> list:
+    """The runs whose uid starts with ``prefix`` (at most _SHOW + 1 of them)."""
+    from tiled.queries import Like
+
+    if getattr(runs, "is_sql", True) or not hasattr(runs, "_lookup_by_partial_uid"):
+        return list(runs.search(Like("start.uid", f"{prefix}%")).values()[:_SHOW + 1])
+    try:  # a databroker catalog without SQL: its own partial-uid lookup (no list of candidates)
+        return [runs._lookup_by_partial_uid(prefix)]
+    except KeyError:
+        return []
+    except ValueError as exc:
+        raise RunNotFoundError(f"run key {prefix!r}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------

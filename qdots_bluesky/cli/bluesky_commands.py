@@ -64,7 +64,8 @@ def _open_store(args, command: str):
     import os
 
     api_key = args.api_key or os.environ.get("TILED_API_KEY")
-    return connect(uri, directory=directory, catalog=catalog, api_key=api_key)
+    # replay reads stored runs: a mistyped --directory is an error, not a new empty store
+    return connect(uri, directory=directory, catalog=catalog, api_key=api_key, create=command != "replay")
 
 
 def _make_sizer(args, **options):
@@ -213,7 +214,7 @@ def cmd_replay(args) -> int:
     status = 0
     try:
         store = _open_store(args, "replay")
-        runs = select_runs(store.runs, args.runs)
+        runs = select_runs(store.runs, args.runs, where=store.location)
         for run in runs:
             uid = run.metadata["start"]["uid"]
             live = None
@@ -284,6 +285,8 @@ def add_serve(sub) -> argparse.ArgumentParser:
                    help="exit after N runs (default: run until stopped)")
     p.add_argument("--emit-from", choices=["worker", "caller"], default="worker",
                    help="thread that sends the new events downstream (default worker)")
+    p.add_argument("--idle-log", type=float, default=60.0, metavar="S",
+                   help="log a line when no document has arrived for S seconds (default 60)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every estimate and log at INFO level")
     p.set_defaults(func=cmd_serve, command="serve")
     return p
@@ -291,12 +294,20 @@ def add_serve(sub) -> argparse.ArgumentParser:
 
 def cmd_serve(args) -> int:
     from ..callbacks.demo import live_printer
-    from ..callbacks.serve import serve
+    from ..callbacks.serve import check_zmq_address, serve
 
     if args.max_runs is not None and args.max_runs < 1:
         return _fail("serve", f"--max-runs {args.max_runs}; accepted: an integer >= 1")
     if " " in args.prefix:
         return _fail("serve", "--prefix may not contain spaces")
+    try:
+        for option, address in (("--zmq", args.zmq), ("--publish", args.publish)):
+            if address is not None:
+                check_zmq_address(address, option)
+        if args.idle_log is not None and not args.idle_log > 0:
+            raise ValueError(f"--idle-log {args.idle_log}; accepted: seconds > 0")
+    except ValueError as exc:
+        return _fail("serve", str(exc))
     try:
         sizer = _make_sizer(args, emit_from=args.emit_from)
     except _errors() as exc:
@@ -307,7 +318,7 @@ def cmd_serve(args) -> int:
             store = _open_store(args, "serve")
             print(f"qdots serve: storing runs in {store.description}", flush=True)
             if store.server is not None:
-                print(f"qdots serve: read them at {store.uri}", flush=True)
+                print(f"qdots serve: read them with --directory {store.server.directory}", flush=True)
         elif args.tiled_uri or args.directory or getattr(args, "catalog", None):
             raise ValueError("--no-store and a storage option contradict each other")
         print(f"qdots serve: model {sizer.predictor.path} on {sizer.predictor.device}", flush=True)
@@ -315,7 +326,8 @@ def cmd_serve(args) -> int:
             sizer.subscribe(live_printer(None, sizer.stream_name))
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        serve(args.zmq, sizer, store=store, publish=args.publish, prefix=args.prefix.encode(), max_runs=args.max_runs)
+        serve(args.zmq, sizer, store=store, publish=args.publish, prefix=args.prefix.encode(), max_runs=args.max_runs,
+              idle_log_s=args.idle_log)
     except _errors() as exc:
         return _fail("serve", str(exc))
     finally:

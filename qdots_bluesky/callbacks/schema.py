@@ -1,0 +1,120 @@
+"""The ``qdots_size`` stream: its name, data keys (dtype, shape, units), event data and configuration.
+
+One place for the output layout of :class:`~.live_sizer.LiveSizer`, so that the sizer, the replay
+and readers agree. Units: diameters in nm, dispersion/strain dimensionless (dispersion is the
+relative standard deviation of a log-normal, strain the fractional lattice change), latency in ms,
+wavelength in A.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+#: Name of the stream the sizer adds to each run.
+STREAM_NAME = "qdots_size"
+#: Name of the sizer's object in the descriptor (configuration, object_keys, hints).
+SIZER_OBJECT = "qdots_sizer"
+STATUS_OK, STATUS_FLAGGED, STATUS_ERROR = "ok", "flagged", "error"
+#: Data keys that hold one float each (NaN when unknown or on error), in the order of SizeEstimate.
+FLOAT_KEYS = ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "size_regression_nm",
+              "dispersion", "dispersion_std", "dispersion_confidence", "strain", "strain_std", "confidence",
+              "ood_distance", "nanocrystal_probability")
+#: Fields shown by default (descriptor hints).
+HINT_FIELDS = ["size_nm", "size_std_nm", "status"]
+
+
+def _number_key(units: str | None, description: str) -> dict[str, Any]:
+    return {"dtype": "number", "shape": [], "dtype_numpy": "<f8", "units": units, "source": f"{SIZER_OBJECT}: {description}"}
+
+
+def output_keys(classes: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """Descriptor data keys of the output stream for a model with size classes ``classes`` (nm);
+    ``object_name`` is not set (the sizer adds it)."""
+    n = len(classes)
+    return {
+        "size_nm": _number_key("nm", "number-weighted mean diameter (continuous estimate; class-only models: "
+                                     "probability-weighted over the size classes)"),
+        "size_std_nm": _number_key("nm", "uncertainty (1 sigma) of size_nm"),
+        "size_volume_nm": _number_key("nm", "volume-weighted mean diameter (NaN for class-only models)"),
+        "size_volume_std_nm": _number_key("nm", "uncertainty (1 sigma) of size_volume_nm"),
+        "dispersion_std": _number_key("dimensionless", "uncertainty (1 sigma) of the continuous dispersion"),
+        "strain": _number_key("dimensionless", "fractional change of the lattice parameter from bulk"),
+        "strain_std": _number_key("dimensionless", "uncertainty (1 sigma) of strain"),
+        "size_class_nm": _number_key("nm", "most probable size class (mean diameter)"),
+        "size_regression_nm": _number_key("nm", "regression-head estimate of the mean diameter"),
+        "dispersion": _number_key("dimensionless", "relative standard deviation of the log-normal (continuous "
+                                                   "estimate; class-only models: the most probable class)"),
+        "dispersion_confidence": _number_key("dimensionless", "calibrated probability of the dispersion class"),
+        "confidence": _number_key("dimensionless", "calibrated probability of the most probable size class"),
+        "ood_distance": _number_key("dimensionless", "Mahalanobis distance of the network features to training"),
+        "nanocrystal_probability": _number_key("dimensionless", "probability that the pattern holds nanocrystal "
+                                               "scattering (not pure solvent or background)"),
+        "probabilities": {"dtype": "array", "shape": [n], "dtype_numpy": "<f8", "units": "dimensionless",
+                          "dims": ["size_class"], "size_classes_nm": list(classes),
+                          "source": f"{SIZER_OBJECT}: calibrated probability of each size class (size_classes_nm)"},
+        "status": {"dtype": "string", "shape": [], "dtype_numpy": "<U7", "units": None,
+                   "choices": [STATUS_OK, STATUS_FLAGGED, STATUS_ERROR], "source": f"{SIZER_OBJECT}: ok/flagged/error"},
+        "flags": {"dtype": "string", "shape": [], "dtype_numpy": "<U0", "units": None,
+                  "source": f"{SIZER_OBJECT}: flag names, comma separated"},
+        "message": {"dtype": "string", "shape": [], "dtype_numpy": "<U0", "units": None,
+                    "source": f"{SIZER_OBJECT}: error text, or the flags with their reasons"},
+        "source_seq_num": {"dtype": "integer", "shape": [], "dtype_numpy": "<i8", "units": None,
+                           "source": f"{SIZER_OBJECT}: seq_num of the source event"},
+        "source_uid": {"dtype": "string", "shape": [], "dtype_numpy": "<U0", "units": None,
+                       "source": f"{SIZER_OBJECT}: uid of the source event"},
+        "latency_ms": _number_key("ms", "time from receiving the source event to the estimate"),
+    }
+
+
+#: Data keys of the ``qdots_size`` stream (with 17 size classes as an example of the array shape).
+OUTPUT_KEYS = output_keys([2.0 + 0.5 * i for i in range(17)])
+
+
+def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: float) -> dict[str, Any]:
+    """The data of one output event: ``result`` is a SizeEstimate, or an error text (status "error",
+    NaN numbers); ``seq_num``/``uid`` name the source event; ``latency_ms`` in ms."""
+    if isinstance(result, str):
+        data: dict[str, Any] = {k: math.nan for k in FLOAT_KEYS}
+        data.update(probabilities=[math.nan] * n_classes, status=STATUS_ERROR, flags="", message=result)
+    else:
+        values = {k: getattr(result, k) for k in FLOAT_KEYS}
+        data = {k: math.nan if v is None else float(v) for k, v in values.items()}
+        data["probabilities"] = [float(v) for v in result.probabilities.values()]
+        flags = list(result.flags)
+        data["status"] = STATUS_FLAGGED if flags else STATUS_OK
+        data["flags"] = ",".join(flags)
+        details = getattr(result, "flag_details", {}) or {}
+        data["message"] = "; ".join(f"{f}: {details[f]}" if f in details else f for f in flags)
+    data["source_seq_num"] = int(seq_num)
+    data["source_uid"] = uid
+    data["latency_ms"] = float(latency_ms)
+    return data
+
+
+def configuration(info: dict[str, Any]) -> dict[str, Any]:
+    """The descriptor configuration of the sizer object from flat ``info`` (model, device, chunk size,
+    where the pattern was found): lists become arrays, ints integers, floats numbers, else strings."""
+    now = time.time()
+    data_keys = {}
+    for k, v in info.items():
+        if isinstance(v, list):
+            dk = {"dtype": "array", "shape": [len(v)], "dtype_numpy": "<f8"}
+        elif isinstance(v, bool) or isinstance(v, int):
+            dk = {"dtype": "integer", "shape": [], "dtype_numpy": "<i8"}
+        elif isinstance(v, float):
+            dk = {"dtype": "number", "shape": [], "dtype_numpy": "<f8"}
+        else:
+            dk = {"dtype": "string", "shape": [], "dtype_numpy": "<U0"}
+        dk["source"] = f"{SIZER_OBJECT}: {k}"
+        dk["units"] = {"size_classes_nm": "nm", "wavelength": "angstrom"}.get(k)
+        data_keys[k] = dk
+    return {SIZER_OBJECT: {"data": dict(info), "timestamps": {k: now for k in info}, "data_keys": data_keys}}
+
+
+def stored_chunk_size(descriptor: dict) -> int | None:
+    """The chunk size a sizer recorded in the configuration of its ``qdots_size`` descriptor, if any."""
+    value = ((descriptor.get("configuration") or {}).get(SIZER_OBJECT) or {}).get("data", {}).get("chunk_size")
+    if isinstance(value, (int, float)) and int(value) >= 1:
+        return int(value)
+    return None
