@@ -7,7 +7,9 @@ Pure numerics (numpy, scipy): no Bluesky, no torch. Entry points: :func:`refine_
 from .basis import refinement_basis
 from .data import Blank, load_blank, parse_ranges
 from .fit import refine_pattern
+from .sequential import refine_sequence
+from .plot import plot_refinement
 from .model import Geometry
 from .result import RefinementResult
 
-__all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "refine_pattern", "refinement_basis"]
+__all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "plot_refinement", "refine_pattern", "refine_sequence", "refinement_basis"]
