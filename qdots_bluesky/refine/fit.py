@@ -7,13 +7,16 @@ family), blank_k measured blanks or built-in solvent models
 (:func:`~qdots_bluesky.sim.physics.solvents.solvent_pattern`), T_j Chebyshev polynomials on the fitted Q range
 (default order 3). At every step of :func:`scipy.optimize.least_squares` (bounds, trust region) over the
 nonlinear parameters the linear ones are solved exactly: background coefficients free, scales non-negative
-(:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal equations). Start: a given
-estimate (the network's), else a coarse grid over diameter x dispersion and a scan of the strain.
+(:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal equations). The Jacobian is
+Kaufman's variable-projection approximation with analytic derivatives of the dot column for a capillary,
+finite differences for a flat plate. Start: a given estimate (the network's), else a coarse grid over
+diameter x dispersion and a scan of the strain.
 
 Uncertainties: e.s.d.s from the covariance of all parameters (nonlinear and active linear) scaled by the
 reduced chi^2. The mean diameter's e.s.d. comes from the *profile* over the dispersion: the dispersion is fixed
-at values around the optimum, everything else refitted; a parabola through the profile's chi^2 gives the
-dispersion's e.s.d. (chi^2 + chi2_red), and size_std_nm = sqrt(var(D | dispersion) + (dD/d dispersion x
+at the optimum +- 2 covariance e.s.d.s (at least +-0.005; both on one side at a bound), everything else
+refitted; the parabola through the three chi^2 values gives the dispersion's e.s.d. (where chi^2 rises
+by chi2_red), and size_std_nm = sqrt(var(D | dispersion) + (dD/d dispersion x
 dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the same for the volume-weighted mean.
 
 Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_DCHI2`` x chi2_red (a
@@ -47,6 +50,10 @@ NO_DOTS_DCHI2 = 25.0
 #: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
 DISAGREE_FACTOR = 2.0
 SOLVENT_CHOICES = ("none", "auto")
+#: The profile over the dispersion refits at the optimum +- PROFILE_STEP covariance e.s.d.s (at least 0.005).
+PROFILE_STEP = 2.0
+#: The coarse start grid reads every COARSE_STRIDE-th point.
+COARSE_STRIDE = 4
 _DISPERSION_BOUNDS = (0.02, 0.45)
 _STRAIN_BOUNDS = (-0.03, 0.03)
 _B_BOUNDS = (-1.2, 3.0)
@@ -81,6 +88,7 @@ class _Problem:
 
     def __init__(self, model: DotModel, data: FitData, fixed: np.ndarray, free: np.ndarray) -> None:
         self.model = model
+        self.data, self.fixed, self.free = data, fixed, free
         self.w = 1.0 / data.sigma
         self.yw = data.y * self.w
         self.free_w = free * self.w[:, None]
@@ -89,6 +97,15 @@ class _Problem:
         self.yp = self._proj(self.yw)
         self.fixed_p = self._proj(self.fixed_w)
         self.nfev = 0
+        self._last: tuple | None = None
+
+    def subsampled(self, stride: int) -> "_Problem":
+        """The same problem on every ``stride``-th point (a start search)."""
+        d = self.data
+        sub = FitData(d.q[::stride], None if d.tth is None else d.tth[::stride], d.y[::stride], d.sigma[::stride],
+                      d.n_raw)
+        model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth)
+        return _Problem(model, sub, self.fixed[::stride], self.free[::stride])
 
     def _proj(self, A: np.ndarray) -> np.ndarray:
         return A - self.Qc @ (self.Qc.T @ A)
@@ -99,10 +116,27 @@ class _Problem:
         cols = self.model.columns(theta) if dots else np.zeros((self.yw.size, 0))
         Ap = np.hstack([self._proj(cols * self.w[:, None]), self.fixed_p])
         s = _nnls_projected(Ap, self.yp)
-        return self.yp - Ap @ s, s, cols
+        r = self.yp - Ap @ s
+        if dots:
+            self._last = (theta.tobytes(), r, s, Ap)
+        return r, s, cols
 
     def residual(self, theta: np.ndarray) -> np.ndarray:
         return self.solve(theta)[0]
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """Kaufman's variable-projection Jacobian of :meth:`residual`: -P (dA/dtheta s), P the projector off the
+        active linear columns (capillary: analytic derivatives of the dot column)."""
+        if self._last is None or self._last[0] != theta.tobytes():
+            self.solve(theta)
+        _, _, s, Ap = self._last
+        _, dcol = self.model.columns_jacobian(theta)
+        D = self._proj(dcol * (s[0] * self.w)[:, None])
+        active = Ap[:, s > 0]
+        if active.shape[1]:
+            U = np.linalg.qr(active)[0]
+            D = D - U @ (U.T @ D)
+        return -D
 
     def background(self, scales: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Free coefficients for given scales (least squares on the weighted free columns)."""
@@ -130,7 +164,9 @@ def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | N
 
 
 def _coarse_start(problem: _Problem, lo: np.ndarray, hi: np.ndarray, extra: list[float]) -> np.ndarray:
-    """Best of a grid over diameter x dispersion (strain 0), then a scan of the strain."""
+    """Best of a grid over diameter x dispersion (strain 0), then a scan of the strain; on every
+    ``COARSE_STRIDE``-th point (the grid only has to find the basin)."""
+    problem = problem.subsampled(COARSE_STRIDE)
     best, best_theta = np.inf, None
     for d in np.geomspace(lo[0] * 1.05, hi[0] * 0.95, 26):
         for disp in (0.08, 0.16, 0.28):
@@ -148,7 +184,7 @@ def _coarse_start(problem: _Problem, lo: np.ndarray, hi: np.ndarray, extra: list
 
 
 def _fit(problem: _Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
-         max_nfev: int = 200):
+         max_nfev: int = 200, tol: float = 1e-7):
     """least_squares over the nonlinear parameters not in ``fixed`` (index -> value)."""
     fixed = fixed or {}
     free = np.array([i for i in range(x0.size) if i not in fixed])
@@ -161,10 +197,16 @@ def _fit(problem: _Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixe
         theta[free] = p
         return problem.residual(theta)
 
+    def jac(p):
+        theta = full.copy()
+        theta[free] = p
+        return problem.jacobian(theta)[:, free]
+
     scale = np.array([max(0.05 * abs(x0[0]), 0.02), 0.02, 0.001, 0.2, 0.05])[:x0.size]
     p0 = np.clip(full[free], lo[free] + 1e-9 * (hi[free] - lo[free]), hi[free] - 1e-9 * (hi[free] - lo[free]))
-    sol = least_squares(fun, p0, bounds=(lo[free], hi[free]), x_scale=scale[free], diff_step=1e-4,
-                        method="trf", ftol=1e-7, xtol=1e-7, gtol=1e-8, max_nfev=max_nfev)
+    sol = least_squares(fun, p0, jac=jac if problem.model.analytic else "2-point", bounds=(lo[free], hi[free]),
+                        x_scale=scale[free], diff_step=1e-4,
+                        method="trf", ftol=tol, xtol=tol, gtol=1e-8, max_nfev=max_nfev)
     theta = full.copy()
     theta[free] = sol.x
     return theta, float(2.0 * sol.cost)
@@ -290,16 +332,20 @@ def _covariance(problem: _Problem, theta: np.ndarray, scales: np.ndarray, cols: 
     def calc(th):
         return problem.model.columns(th) @ scales[:cols.shape[1]]
 
-    base = calc(theta)
-    J = []
-    for i in range(theta.size):
-        h = 1e-4 * max(1.0, abs(theta[i]))
-        step = h if theta[i] + h <= hi[i] else -h
-        th = theta.copy()
-        th[i] += step
-        J.append((calc(th) - base) / step)
+    if problem.model.analytic:
+        Jnl = problem.model.columns_jacobian(theta)[1] * scales[0]
+    else:
+        base = calc(theta)
+        J = []
+        for i in range(theta.size):
+            h = 1e-4 * max(1.0, abs(theta[i]))
+            step = h if theta[i] + h <= hi[i] else -h
+            th = theta.copy()
+            th[i] += step
+            J.append((calc(th) - base) / step)
+        Jnl = np.stack(J, axis=1)
     active = scales > 0
-    Jfull = np.hstack([np.stack(J, axis=1), lin_cols[:, active], problem.free_w / w]) * w
+    Jfull = np.hstack([Jnl, lin_cols[:, active], problem.free_w / w]) * w
     norms = np.sqrt(np.einsum("ij,ij->j", Jfull, Jfull))
     norms[norms == 0] = 1.0
     Jn = Jfull / norms
@@ -311,15 +357,13 @@ def _covariance(problem: _Problem, theta: np.ndarray, scales: np.ndarray, cols: 
 
 def _profile(problem: _Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis):
     """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails."""
-    delta = max(disp_std, 0.004)
+    delta = max(PROFILE_STEP * disp_std, 0.005)
     pts = [(theta[1], cost, theta[0], _volume(basis, theta))]
-    for direction in (-1, 1):
-        current = theta.copy()
-        for k in (1, 2):
-            value = theta[1] + direction * k * delta
-            if not lo[1] < value < hi[1]:
-                break
-            current, c = _fit(problem, current, lo, hi, fixed={1: value}, max_nfev=40)
+    for value in (theta[1] - delta, theta[1] + delta, theta[1] + 2 * delta, theta[1] - 2 * delta):
+        if len(pts) == 3:
+            break
+        if lo[1] < value < hi[1]:  # at a bound: one side at 1 and 2 steps
+            current, c = _fit(problem, theta, lo, hi, fixed={1: value}, max_nfev=30, tol=1e-6)
             pts.append((value, c, current[0], _volume(basis, current)))
     if len(pts) < 3:
         return None

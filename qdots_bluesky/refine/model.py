@@ -150,7 +150,12 @@ class DotModel:
             self.pol = None
             self.wavelengths = (self.wavelength_a,)
             self.ratios = (1.0,)
-        self._f_true = [np.interp(q, basis.q, self.f_sq) for q in self.observed_q(np.zeros(5))]
+        # per wavelength of the beam, at zero displacement: F(Q) and every cluster's Compton part on the points
+        # (Compton is smooth: linear interpolation; on a flat plate the displacement's shift of it is neglected)
+        q_zero = self.observed_q(np.zeros(5))
+        self._f_true = [np.interp(q, basis.q, self.f_sq) for q in q_zero]
+        self._compton_q = [np.stack([np.interp(q, basis.q, row) for row in basis.compton]) for q in q_zero]
+        self._f_grad = np.gradient(self.f_sq, self.step)
         self.families: list[str] = []
         self._fam_q = np.zeros(0)
         self._fam_i = np.zeros(0)
@@ -201,16 +206,16 @@ class DotModel:
         w = self.weights(size_nm, dispersion)
         return w @ self.basis.crystal, w @ self.basis.compton
 
-    def _read(self, crystal: np.ndarray, compton: np.ndarray, q: np.ndarray, f_true: np.ndarray,
-              strain: float, b_offset: float) -> tuple[np.ndarray, np.ndarray]:
-        """Crystal part at Q (1 + strain) with the form-factor ratio and the Debye-Waller offset; Compton at Q."""
+    def _read(self, crystal: np.ndarray, q: np.ndarray, f_true: np.ndarray, strain: float,
+              b_offset: float) -> np.ndarray:
+        """Crystal part at Q (1 + strain) with the form-factor ratio and the Debye-Waller offset."""
         qs = q * (1.0 + strain)
         crys = _cubic_row(self.q0, self.step, crystal, qs)
         f_at = np.interp(qs, self.basis.q, self.f_sq)
         crys *= f_true / np.maximum(f_at, 1e-30)
         if b_offset != 0.0:
             crys *= np.exp(-b_offset * q * q / (16.0 * np.pi**2))
-        return crys, _cubic_row(self.q0, self.step, compton, q)
+        return crys
 
     def columns(self, theta: np.ndarray) -> np.ndarray:
         """Dot components (points x columns, see :attr:`column_names`) for theta = (D nm, dispersion, strain,
@@ -219,13 +224,13 @@ class DotModel:
         w = self.weights(theta[0], theta[1])
         live = np.flatnonzero(w)
         crystal = w[live] @ self.basis.crystal[live]
-        compton = w[live] @ self.basis.compton[live]
         qs = self.observed_q(theta)
         n_fam = len(self.families)
         out = np.zeros((self.q.size, 1 + n_fam))
-        for q, ratio, f_zero in zip(qs, self.ratios, self._f_true):
+        for q, ratio, f_zero, comp_q in zip(qs, self.ratios, self._f_true, self._compton_q):
             f_true = f_zero if not self.geometry.flat_plate else np.interp(q, self.basis.q, self.f_sq)
-            crys, comp = self._read(crystal, compton, q, f_true, theta[2], theta[3])
+            crys = self._read(crystal, q, f_true, theta[2], theta[3])
+            comp = w[live] @ comp_q[live]
             if n_fam:
                 g, cover = self._windows(q, theta[0], theta[2])
                 out[:, 0] += ratio * (crys * (1.0 - cover) + comp)
@@ -235,6 +240,53 @@ class DotModel:
         if self.pol is not None:
             out *= self.pol[:, None]
         return out
+
+    @property
+    def analytic(self) -> bool:
+        """Whether :meth:`columns_jacobian` applies (a capillary: one dot column, no texture)."""
+        return not self.geometry.flat_plate
+
+    def columns_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Capillary dot column (points,) and its derivatives (points x 4) by D, dispersion, strain, dB: strain and
+        dB analytic (the cubic kernel's derivative), D and dispersion by forward differences of the weights."""
+        if not self.analytic:
+            raise ValueError("analytic derivatives are available for the capillary geometry only")
+        size, disp, strain, b_offset = (float(v) for v in theta[:4])
+        h_d, h_s = 1e-4 * max(size, 1.0), 1e-4
+        W = lognormal_weight_matrix(self.basis.n, self.basis.unit_nm, np.array([size, size + h_d, size]),
+                                    np.array([disp, disp, disp + h_s]))
+        live = np.flatnonzero(W.any(axis=0))
+        rows = W[:, live] @ self.basis.crystal[live]  # (3, basis points)
+        comp = W[:, live] @ self._compton_q[0][live]  # (3, points)
+        q = self.q
+        qs = q * (1.0 + strain)
+        n = rows.shape[1]
+        padded = np.concatenate([rows[:, :1], rows[:, :1], rows, rows[:, -1:], rows[:, -1:]], axis=1)
+        x = (qs - self.q0) / self.step
+        inside = (x > 0) & (x < n - 1)
+        t = np.clip(x, 0.0, n - 1.0)
+        base = np.minimum(t.astype(np.int64), n - 2)
+        t = t - base
+        t2 = t * t
+        t3 = t2 * t
+        i = base + 1
+        taps = (padded[:, i], padded[:, i + 1], padded[:, i + 2], padded[:, i + 3])
+        wts = (0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2), 0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2))
+        dwts = (0.5 * (-3 * t2 + 4 * t - 1), 0.5 * (9 * t2 - 10 * t), 0.5 * (-9 * t2 + 8 * t + 1), 0.5 * (3 * t2 - 2 * t))
+        values = sum(w * v for w, v in zip(wts, taps))  # (3, points)
+        slope = sum(w * v for w, v in zip(dwts, (tp[0] for tp in taps))) / self.step * inside  # d crystal / dQ
+        f_at = np.maximum(np.interp(qs, self.basis.q, self.f_sq), 1e-30)
+        ratio = self._f_true[0] / f_at
+        damp = np.exp(-b_offset * q * q / (16.0 * np.pi**2))
+        crys = values * (ratio * damp)
+        col = crys[0] + comp[0]
+        d_ratio = -ratio * np.interp(qs, self.basis.q, self._f_grad) / f_at * q
+        jac = np.empty((q.size, 4))
+        jac[:, 0] = (crys[1] + comp[1] - col) / h_d
+        jac[:, 1] = (crys[2] + comp[2] - col) / h_s
+        jac[:, 2] = (slope * q * ratio + values[0] * d_ratio) * damp
+        jac[:, 3] = -q * q / (16.0 * np.pi**2) * crys[0]
+        return col, jac
 
     def _windows(self, q: np.ndarray, size_nm: float, strain: float) -> tuple[np.ndarray, np.ndarray]:
         """g_k (points x families in range) and cover (points,) of the texture split at Q."""
