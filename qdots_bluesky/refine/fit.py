@@ -8,8 +8,8 @@ family), blank_k measured blanks or built-in solvent models
 (default order 3). At every step of :func:`scipy.optimize.least_squares` (bounds, trust region) over the
 nonlinear parameters the linear ones are solved exactly: background coefficients free, scales non-negative
 (:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal equations). The Jacobian is
-Kaufman's variable-projection approximation with analytic derivatives of the dot column for a capillary,
-finite differences for a flat plate. Start: a given estimate (the network's), else a coarse grid over
+Kaufman's variable-projection approximation, with analytic derivatives of the dot column for a capillary and
+forward differences of the dot columns for a flat plate. Start: a given estimate (the network's), else a coarse grid over
 diameter x dispersion and a scan of the strain.
 
 Uncertainties: e.s.d.s from the covariance of all parameters (nonlinear and active linear) scaled by the
@@ -118,7 +118,7 @@ class _Problem:
         s = _nnls_projected(Ap, self.yp)
         r = self.yp - Ap @ s
         if dots:
-            self._last = (theta.tobytes(), r, s, Ap)
+            self._last = (theta.tobytes(), r, s, Ap, cols)
         return r, s, cols
 
     def residual(self, theta: np.ndarray) -> np.ndarray:
@@ -129,9 +129,19 @@ class _Problem:
         active linear columns (capillary: analytic derivatives of the dot column)."""
         if self._last is None or self._last[0] != theta.tobytes():
             self.solve(theta)
-        _, _, s, Ap = self._last
-        _, dcol = self.model.columns_jacobian(theta)
-        D = self._proj(dcol * (s[0] * self.w)[:, None])
+        _, _, s, Ap, cols = self._last
+        m = cols.shape[1]
+        if self.model.analytic:
+            G = self.model.columns_jacobian(theta)[1] * s[0]
+        else:  # forward differences of the dot columns (not of the whole projected solve)
+            base = cols @ s[:m]
+            G = np.empty((base.size, theta.size))
+            for i in range(theta.size):
+                h = 1e-4 * max(1.0, abs(theta[i]))
+                th = theta.copy()
+                th[i] += h
+                G[:, i] = (self.model.columns(th) @ s[:m] - base) / h
+        D = self._proj(G * self.w[:, None])
         active = Ap[:, s > 0]
         if active.shape[1]:
             U = np.linalg.qr(active)[0]
@@ -204,8 +214,7 @@ def _fit(problem: _Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixe
 
     scale = np.array([max(0.05 * abs(x0[0]), 0.02), 0.02, 0.001, 0.2, 0.05])[:x0.size]
     p0 = np.clip(full[free], lo[free] + 1e-9 * (hi[free] - lo[free]), hi[free] - 1e-9 * (hi[free] - lo[free]))
-    sol = least_squares(fun, p0, jac=jac if problem.model.analytic else "2-point", bounds=(lo[free], hi[free]),
-                        x_scale=scale[free], diff_step=1e-4,
+    sol = least_squares(fun, p0, jac=jac, bounds=(lo[free], hi[free]), x_scale=scale[free],
                         method="trf", ftol=tol, xtol=tol, gtol=1e-8, max_nfev=max_nfev)
     theta = full.copy()
     theta[free] = sol.x
@@ -419,7 +428,7 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
             disp_std, slope_d, slope_v = prof
             size_std = float(np.sqrt(max(cond_d, 0.0) + (slope_d * disp_std) ** 2))
             vol_std = float(np.sqrt(max(grad[0] ** 2 * max(cond_d, 0.0), 0.0) + (slope_v * disp_std) ** 2))
-        for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound")):
+        for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound", "b_offset_at_bound")):
             if min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
                 flags.append(flag)
         values = dict(status="sized", size_nm=float(theta[0]), size_std_nm=size_std, size_volume_nm=volume,

@@ -10,8 +10,12 @@ Per population (number weights of :func:`~qdots_bluesky.sim.physics.cluster_basi
     compton(Q) = [w . B_compton](Q)
 
 with F the site-averaged |f|^2 (the lattice rescaling of ``sim/physics/lattice_jitter.py``, here read at any
-Q by cubic convolution). The Debye-Waller offset damps the whole coherent part, self terms included (an
-approximation: DebUsSy damps pair terms only; the difference is smooth and shared with the background).
+Q by cubic convolution). The Debye-Waller offset damps the pair (interference) terms only, as DebUsSy does:
+the self terms of cluster n, n^3 sum_sites(o) F(Q) (n^3 cells per series cluster), stay undamped, so
+
+    crystal = self + (crystal_strained - self) exp(-dB Q^2 / (16 pi^2)),
+
+dB being the offset of B_i + B_j of a pair (twice a common per-atom offset of B).
 
 Geometries (:class:`Geometry`):
 
@@ -156,6 +160,9 @@ class DotModel:
         self._f_true = [np.interp(q, basis.q, self.f_sq) for q in q_zero]
         self._compton_q = [np.stack([np.interp(q, basis.q, row) for row in basis.compton]) for q in q_zero]
         self._f_grad = np.gradient(self.f_sq, self.step)
+        # self terms per cluster and unit F: n^3 cells of sum(occupancy) atoms each
+        self._atoms = np.asarray(basis.n, dtype=float) ** 3 * float(np.sum(basis.structure.occupancies))
+        self._window_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self.families: list[str] = []
         self._fam_q = np.zeros(0)
         self._fam_i = np.zeros(0)
@@ -206,15 +213,17 @@ class DotModel:
         w = self.weights(size_nm, dispersion)
         return w @ self.basis.crystal, w @ self.basis.compton
 
-    def _read(self, crystal: np.ndarray, q: np.ndarray, f_true: np.ndarray, strain: float,
+    def _read(self, crystal: np.ndarray, atoms: float, q: np.ndarray, f_true: np.ndarray, strain: float,
               b_offset: float) -> np.ndarray:
-        """Crystal part at Q (1 + strain) with the form-factor ratio and the Debye-Waller offset."""
+        """Crystal part at Q (1 + strain) with the form-factor ratio; the Debye-Waller offset on the pair terms
+        (``atoms``: mean number of atoms per nanocrystal, whose self terms are atoms x F(Q))."""
         qs = q * (1.0 + strain)
         crys = _cubic_row(self.q0, self.step, crystal, qs)
         f_at = np.interp(qs, self.basis.q, self.f_sq)
         crys *= f_true / np.maximum(f_at, 1e-30)
         if b_offset != 0.0:
-            crys *= np.exp(-b_offset * q * q / (16.0 * np.pi**2))
+            self_terms = atoms * f_true
+            crys = self_terms + (crys - self_terms) * np.exp(-b_offset * q * q / (16.0 * np.pi**2))
         return crys
 
     def columns(self, theta: np.ndarray) -> np.ndarray:
@@ -229,10 +238,16 @@ class DotModel:
         out = np.zeros((self.q.size, 1 + n_fam))
         for q, ratio, f_zero, comp_q in zip(qs, self.ratios, self._f_true, self._compton_q):
             f_true = f_zero if not self.geometry.flat_plate else np.interp(q, self.basis.q, self.f_sq)
-            crys = self._read(crystal, q, f_true, theta[2], theta[3])
+            crys = self._read(crystal, float(w[live] @ self._atoms[live]), q, f_true, theta[2], theta[3])
             comp = w[live] @ comp_q[live]
             if n_fam:
-                g, cover = self._windows(q, theta[0], theta[2])
+                key = (theta[0], theta[2], theta[4], ratio)  # windows depend on D, strain and the points' Q only
+                hit = self._window_cache.get(key)
+                if hit is None:
+                    if len(self._window_cache) > 16:
+                        self._window_cache.clear()
+                    hit = self._window_cache[key] = self._windows(q, theta[0], theta[2])
+                g, cover = hit
                 out[:, 0] += ratio * (crys * (1.0 - cover) + comp)
                 out[:, 1:] += ratio * (crys * cover)[:, None] * g
             else:
@@ -278,14 +293,16 @@ class DotModel:
         f_at = np.maximum(np.interp(qs, self.basis.q, self.f_sq), 1e-30)
         ratio = self._f_true[0] / f_at
         damp = np.exp(-b_offset * q * q / (16.0 * np.pi**2))
-        crys = values * (ratio * damp)
+        self_terms = (W[:, live] @ self._atoms[live])[:, None] * self._f_true[0]
+        pair = values * ratio - self_terms  # interference part (3, points)
+        crys = self_terms + pair * damp
         col = crys[0] + comp[0]
         d_ratio = -ratio * np.interp(qs, self.basis.q, self._f_grad) / f_at * q
         jac = np.empty((q.size, 4))
         jac[:, 0] = (crys[1] + comp[1] - col) / h_d
         jac[:, 1] = (crys[2] + comp[2] - col) / h_s
         jac[:, 2] = (slope * q * ratio + values[0] * d_ratio) * damp
-        jac[:, 3] = -q * q / (16.0 * np.pi**2) * crys[0]
+        jac[:, 3] = -q * q / (16.0 * np.pi**2) * pair[0] * damp
         return col, jac
 
     def _windows(self, q: np.ndarray, size_nm: float, strain: float) -> tuple[np.ndarray, np.ndarray]:

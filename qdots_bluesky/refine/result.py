@@ -23,6 +23,8 @@ FLAGS: dict[str, str] = {
     "size_at_bound": "the mean diameter reached a bound of the refinement (the series' smallest or largest sizes)",
     "dispersion_at_bound": "the dispersion reached a bound (0.02 or 0.45): the size-dispersion split is uncertain",
     "strain_at_bound": "the strain reached its bound (+-3 %)",
+    "b_offset_at_bound": "the Debye-Waller offset reached its bound (-1.2 or +3 A^2): the model lacks something at "
+                         "high Q (disorder, surface, background)",
     "profile_failed": "the profile over the dispersion could not be evaluated; e.s.d.s are from the covariance",
 }
 STATUSES: dict[str, str] = {
