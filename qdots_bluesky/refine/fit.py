@@ -20,7 +20,7 @@ by chi2_red), and size_std_nm = sqrt(var(D | dispersion) + (dD/d dispersion x
 dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the same for the volume-weighted mean.
 
 Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_DCHI2`` x chi2_red (a
-5-sigma significance) or take a zero scale; flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
+5-sigma significance), take a zero scale, or a scale below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
 
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, dB in A^2, displacement in mm.
 """
@@ -47,6 +47,9 @@ __all__ = ["refine_pattern", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR",
 POOR_FIT_RWP = 0.10
 #: Chi^2 gain (in units of chi2_red) the dots must bring to count as present: 25 = 5 sigma.
 NO_DOTS_DCHI2 = 25.0
+#: ... and their scale must exceed this many of its e.s.d.s (from the full covariance): a dot component that
+#: only soaks up the misfit of a solvent model (strongly correlated with the other parameters) does not.
+NO_DOTS_SIGNIFICANCE = 5.0
 #: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
 DISAGREE_FACTOR = 2.0
 SOLVENT_CHOICES = ("none", "auto")
@@ -317,11 +320,20 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
     present = scales[0] > 0 and (cost0 - cost) / chi2_red >= NO_DOTS_DCHI2
+    cov = std_scales = None
+    if present:
+        cov, std_scales = _covariance(problem, theta, scales, cols, chi2_red, lo, hi)
+        # the dot scale must differ from 0 by NO_DOTS_SIGNIFICANCE of its e.s.d. (correlations included)
+        present = bool(std_scales[0] > 0 and scales[0] >= NO_DOTS_SIGNIFICANCE * std_scales[0])
+    if not present:  # report the model without dots: its scales, background and Rwp
+        _, rest, _ = problem.solve(theta, dots=False)
+        cols = np.zeros_like(cols)
+        scales = np.r_[np.zeros(cols.shape[1]), rest]
 
     result = _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile,
-                       material, wavelength_a, geometry, q_range, keep_curves)
+                       material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales)
     result.network_size_nm = net_size
-    if present and net_size is not None and net_std is not None:
+    if result.status == "sized" and net_size is not None and net_std is not None:
         combined = float(np.hypot(result.size_std_nm, net_std))
         if abs(result.size_nm - net_size) > DISAGREE_FACTOR * combined:
             result.flags.append("disagrees_with_network")
@@ -391,7 +403,7 @@ def _volume(basis: ClusterBasis, theta: np.ndarray) -> float:
 
 
 def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile,
-              material, wavelength_a, geometry, q_range, keep_curves) -> RefinementResult:
+              material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales) -> RefinementResult:
     n_dot = cols.shape[1]
     bg_coef = problem.background(scales, cols)
     dots_calc = cols @ scales[:n_dot]
@@ -410,7 +422,6 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
     scale_names = ["dots"] + names
     texture = None
     if present:
-        cov, std_scales = _covariance(problem, theta, scales, cols, chi2_red, lo, hi)
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
         cost = float(np.sum(wr**2))
         volume = _volume(basis, theta)
@@ -460,6 +471,6 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         displacement_std_mm=float(std[4]) if flat and present else None,
         scales={scale_names[i]: float(scales[k]) for i, k in enumerate(keep)},
         scales_std={scale_names[i]: float(std_scales[k]) for i, k in enumerate(keep)},
-        texture=texture, rwp=rwp, rwp_expected=rexp, reduced_chi2=chi2_red, n_points=int(data.q.size),
+        texture=texture, rwp=rwp, rwp_expected=rexp, reduced_chi2=float(np.sum(wr**2)) / n_dof, n_points=int(data.q.size),
         material=str(material), wavelength_a=float(wavelength_a), geometry=geometry.kind,
         q_range=(float(data.q.min()), float(data.q.max())), flags=flags, flag_details=details, curves=curves)
