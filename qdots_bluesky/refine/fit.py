@@ -20,7 +20,7 @@ by chi2_red), and size_std_nm = sqrt(var(D | dispersion) + (dD/d dispersion x
 dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the same for the volume-weighted mean.
 
 Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_DCHI2`` x chi2_red (a
-5-sigma significance), take a zero scale, or a scale below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
+5-sigma significance), take a zero scale, or an intensity below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
 
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, dB in A^2, displacement in mm.
 """
@@ -47,8 +47,8 @@ __all__ = ["refine_pattern", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR",
 POOR_FIT_RWP = 0.10
 #: Chi^2 gain (in units of chi2_red) the dots must bring to count as present: 25 = 5 sigma.
 NO_DOTS_DCHI2 = 25.0
-#: ... and their scale must exceed this many of its e.s.d.s (from the full covariance): a dot component that
-#: only soaks up the misfit of a solvent model (strongly correlated with the other parameters) does not.
+#: ... and their total intensity (sum over the dot columns) must exceed this many of its e.s.d.s (full
+#: covariance): a dot component that only soaks up the misfit of a solvent model does not.
 NO_DOTS_SIGNIFICANCE = 5.0
 #: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
 DISAGREE_FACTOR = 2.0
@@ -322,9 +322,9 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     present = scales[0] > 0 and (cost0 - cost) / chi2_red >= NO_DOTS_DCHI2
     cov = std_scales = None
     if present:
-        cov, std_scales = _covariance(problem, theta, scales, cols, chi2_red, lo, hi)
-        # the dot scale must differ from 0 by NO_DOTS_SIGNIFICANCE of its e.s.d. (correlations included)
-        present = bool(std_scales[0] > 0 and scales[0] >= NO_DOTS_SIGNIFICANCE * std_scales[0])
+        cov, std_scales, significance = _covariance(problem, theta, scales, cols, chi2_red, lo, hi)
+        # the dots' intensity must differ from 0 by NO_DOTS_SIGNIFICANCE of its e.s.d. (correlations included)
+        present = significance >= NO_DOTS_SIGNIFICANCE
     if not present:  # report the model without dots: its scales, background and Rwp
         _, rest, _ = problem.solve(theta, dots=False)
         cols = np.zeros_like(cols)
@@ -372,8 +372,15 @@ def _covariance(problem: _Problem, theta: np.ndarray, scales: np.ndarray, cols: 
     Jn = Jfull / norms
     cov = np.linalg.pinv(Jn.T @ Jn, rcond=1e-12) / np.outer(norms, norms) * chi2_red
     std_scales = np.full(scales.size, np.nan)
-    std_scales[active] = np.sqrt(np.maximum(np.diag(cov)[theta.size:theta.size + active.sum()], 0.0))
-    return cov[:theta.size, :theta.size], std_scales
+    lin = slice(theta.size, theta.size + active.sum())
+    std_scales[active] = np.sqrt(np.maximum(np.diag(cov)[lin], 0.0))
+    # significance of the dots' total intensity (all dot columns: with texture, one per reflection family)
+    m = cols.shape[1]
+    g = np.where(np.arange(scales.size) < m, lin_cols.sum(axis=0), 0.0)[active]
+    total = float(g @ scales[active])
+    var = float(g @ cov[lin, lin] @ g)
+    significance = total / np.sqrt(var) if var > 0 else (np.inf if total > 0 else 0.0)
+    return cov[:theta.size, :theta.size], std_scales, significance
 
 
 def _profile(problem: _Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis):
