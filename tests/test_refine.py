@@ -109,6 +109,34 @@ def test_no_dots_gives_no_size(pbs):
     assert np.isnan(r.size_nm) and r.to_dict()["size_nm"] is None and r.to_dict()["size_std_nm"] is None
 
 
+def test_solvent_model_mismatch_is_not_taken_for_dots(pbs):
+    """A toluene-like liquid refined with the hexane model: the dots must not soak up the mismatch."""
+    rng = np.random.default_rng(10)
+    sel = (pbs.q >= 1.0) & (pbs.q <= 8.0)
+    q = pbs.q[sel]
+    solv = solvent_pattern("toluene", q, WL)
+    y = rng.poisson(3.0e4 * solv / solv.mean() + 2000.0).astype(float)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    assert r.status == "no_nanocrystals", r.summary()
+    assert r.scales["dots"] == 0.0 and r.curves is not None and not np.any(r.curves.components["dots"])
+
+
+def test_basis_cache_round_trip(tmp_path, monkeypatch):
+    from qdots_bluesky.refine import basis as basis_module
+
+    monkeypatch.setenv("QDOTS_CACHE_DIR", str(tmp_path))
+    q = np.linspace(1.0, 6.0, 120)
+    built = refinement_basis("PbSe", WL, q, max_diameter_nm=2.5)
+    files = list(tmp_path.glob("refine-basis-*PbSe*.npz"))
+    assert len(files) == 1
+    monkeypatch.setattr(basis_module, "_MEMORY", {})
+    read = refinement_basis("PbSe", WL, q, max_diameter_nm=2.5)
+    assert read is not built and np.allclose(read.crystal, built.crystal, rtol=1e-6)
+    assert read.unit_nm == built.unit_nm and read.structure.name == "PbSe"
+    with pytest.raises(ValueError, match="equispaced"):
+        refinement_basis("PbSe", WL, q**1.1, max_diameter_nm=2.5)
+
+
 def test_textured_flat_plate_recovered():
     wl = 1.5406
     basis = refinement_basis("PbS", wl, np.linspace(0.9, 6.0, 700), max_diameter_nm=6.0)
