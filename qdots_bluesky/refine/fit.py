@@ -197,7 +197,7 @@ def _coarse_start(problem: _Problem, lo: np.ndarray, hi: np.ndarray, extra: list
 
 
 def _fit(problem: _Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
-         max_nfev: int = 200, tol: float = 1e-7):
+         max_nfev: int = 200, tol: float = 1e-6):
     """least_squares over the nonlinear parameters not in ``fixed`` (index -> value)."""
     fixed = fixed or {}
     free = np.array([i for i in range(x0.size) if i not in fixed])
