@@ -7,6 +7,8 @@ the truth.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,7 @@ def test_recovers_size_dispersion_strain(pbs):
     # the profile carries the mean-dispersion correlation: the size e.s.d. exceeds the one at fixed dispersion
     assert r.size_std_nm > r.size_volume_std_nm
     assert r.reduced_chi2 == pytest.approx(1.0, abs=0.2)
+    assert r.esd_correlation_factor < 1.3  # white residuals: the e.s.d.s need no correlation correction
     d = r.to_dict()
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion", "dispersion_std",
                 "strain", "strain_std", "rwp", "reduced_chi2", "scales"):
@@ -68,7 +71,8 @@ def test_starts_from_estimate_and_flags_disagreement(pbs):
     kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0), profile=False)
     good = refine_pattern(q, y, start={"size_nm": 3.2, "dispersion": 0.1, "size_std_nm": 0.2}, **kw)
     assert abs(good.size_nm - 3.0) < 3 * good.size_std_nm and "disagrees_with_network" not in good.flags
-    bad = refine_pattern(q, y, start={"size_nm": 4.5, "dispersion": 0.1, "size_std_nm": 0.05}, **kw)
+    estimate = SimpleNamespace(status="sized", size_nm=4.5, size_std_nm=0.05, dispersion=0.1, strain=None)
+    bad = refine_pattern(q, y, start=estimate, **kw)  # an object with attributes, like a SizeEstimate
     assert abs(bad.size_nm - 3.0) < 3 * bad.size_std_nm
     assert "disagrees_with_network" in bad.flags and bad.network_size_nm == 4.5
 

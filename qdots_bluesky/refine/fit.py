@@ -424,6 +424,8 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
     rwp = float(np.sqrt(np.sum(wr**2) / np.sum((data.y / data.sigma) ** 2)))
     n_dof = max(data.q.size - (theta.size + scales.size + bg_coef.size), 1)
     rexp = float(np.sqrt(n_dof / np.sum((data.y / data.sigma) ** 2)))
+    rho = float(np.clip(np.sum(wr[1:] * wr[:-1]) / max(np.sum(wr * wr), 1e-300), 0.0, 0.999))
+    correlation_factor = float(np.sqrt((1.0 + rho) / (1.0 - rho)))
     flags, details = [], {}
     nan = float("nan")
     scale_names = ["dots"] + names
@@ -478,6 +480,6 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         displacement_std_mm=float(std[4]) if flat and present else None,
         scales={scale_names[i]: float(scales[k]) for i, k in enumerate(keep)},
         scales_std={scale_names[i]: float(std_scales[k]) for i, k in enumerate(keep)},
-        texture=texture, rwp=rwp, rwp_expected=rexp, reduced_chi2=float(np.sum(wr**2)) / n_dof, n_points=int(data.q.size),
+        texture=texture, rwp=rwp, rwp_expected=rexp, esd_correlation_factor=correlation_factor, reduced_chi2=float(np.sum(wr**2)) / n_dof, n_points=int(data.q.size),
         material=str(material), wavelength_a=float(wavelength_a), geometry=geometry.kind,
         q_range=(float(data.q.min()), float(data.q.max())), flags=flags, flag_details=details, curves=curves)

@@ -5,6 +5,12 @@ Sizes are diameters in nm; ``size_nm`` is the *mean* of the log-normal number di
 and ``size_volume_nm`` its volume-weighted mean over the discrete clusters (sum w D^4 / sum w D^3), as the
 network reports them. ``dispersion`` is the relative standard deviation of the log-normal, ``strain`` the
 fractional change of the lattice parameter, ``b_offset`` the Debye-Waller offset in A^2.
+
+The e.s.d.s are those of the covariance scaled by the reduced chi^2: they hold for a model that describes the
+data up to noise. Where the residuals are systematic (neighbouring residuals correlated, as in most fits of
+measured dots) they understate the uncertainty; ``esd_correlation_factor`` = sqrt((1 + rho) / (1 - rho)), rho
+the lag-1 autocorrelation of the weighted residuals (the AR(1) form of the Berar & Lelann 1991 correction,
+J. Appl. Cryst. 24, 1), is the factor by which they would grow. It is reported, not applied.
 """
 from __future__ import annotations
 
@@ -83,6 +89,7 @@ class RefinementResult:
     q_range: tuple[float, float]
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
+    esd_correlation_factor: float = 1.0
     network_size_nm: float | None = None
     nfev: int = 0
     elapsed_s: float = 0.0
@@ -123,6 +130,7 @@ class RefinementResult:
             "q_range": list(self.q_range),
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
+            "esd_correlation_factor": _finite(self.esd_correlation_factor),
             "network_size_nm": _finite(self.network_size_nm),
             "nfev": int(self.nfev),
             "elapsed_s": float(self.elapsed_s),
