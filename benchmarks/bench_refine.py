@@ -96,7 +96,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         within_bl = [r["size_nm"] is not None and abs(r["size_nm"] - r["reference_nm"])
                      <= 2 * r["size_std_nm"] * r["esd_correlation_factor"] for r in sel]
         out[kind] = {"n": len(sel), "mae_nm": float(np.mean(err)),
-                     "within_2esd_correlation_corrected": float(np.mean(within_bl)), "mae_volume_vs_reference_nm": float(np.mean(err_v)), "within_2esd": float(np.mean(within)),
+                     "within_2esd_correlation_corrected": float(np.mean(within_bl)),
+                     "mae_volume_vs_reference_nm": float(np.mean(err_v)), "within_2esd": float(np.mean(within)),
                      "median_ms": float(np.median([r["ms"] for r in sel])),
                      "median_cpu_ms": float(np.median([r["cpu_ms"] for r in sel])),
                      "median_points": float(np.median([r["n_points"] for r in sel]))}
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(f"{path.name}: error: {exc}", file=sys.stderr)
             rows.append({"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "size_nm": None,
-                         "size_std_nm": None, "ms": math.nan, "cpu_ms": math.nan, "n_points": 0, "status": "error", "error": str(exc)})
+                         "size_std_nm": None, "ms": math.nan, "cpu_ms": math.nan, "n_points": 0, "status": "error",
+                         "error": str(exc)})
     summary = summarize(rows)
     summary["basis_seconds"] = {str(k): v for k, v in basis_s.items()}
     if args.json is not None:

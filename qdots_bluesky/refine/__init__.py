@@ -12,4 +12,5 @@ from .plot import plot_refinement
 from .model import Geometry
 from .result import RefinementResult
 
-__all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "plot_refinement", "refine_pattern", "refine_sequence", "refinement_basis"]
+__all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "plot_refinement", "refine_pattern",
+           "refine_sequence", "refinement_basis"]
