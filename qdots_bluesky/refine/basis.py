@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,8 @@ def _structure_digest(structure: CrystalStructure) -> str:
 def _key(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(_structure_digest(structure).encode())
-    h.update(json.dumps({"wavelength_a": round(float(settings.wavelength_a), 7),
-                         "max_diameter_nm": float(settings.max_diameter_nm), "compton": bool(settings.compton),
-                         "precision": settings.precision, "recoil": float(settings.recoil_exponent)},
-                        sort_keys=True).encode())
+    # every setting (wavelength, largest cluster, Compton, precision, ...): any change makes a new basis
+    h.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
     h.update(np.round(q, 9).tobytes())
     return h.hexdigest()[:20]
 
@@ -104,15 +103,16 @@ def refinement_basis(material: str, wavelength_a: float, q: np.ndarray | None = 
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
-                basis = ClusterBasis(np.asarray(z["q"], float), np.asarray(z["n"]), float(z["unit_nm"]),
-                                     np.asarray(z["crystal"], float), np.asarray(z["compton"], float), structure,
-                                     float(z["wavelength_a"]))
+                basis = ClusterBasis(q=np.asarray(z["q"], float), n=np.asarray(z["n"]), unit_nm=float(z["unit_nm"]),
+                                     crystal=np.asarray(z["crystal"], float), compton=np.asarray(z["compton"], float),
+                                     structure=structure, wavelength_a=float(z["wavelength_a"]))
         except (OSError, KeyError, ValueError):
             basis = None  # a broken cache file is rebuilt below
     if basis is None:
         built = build_cluster_basis(settings, q, progress=progress)
-        basis = ClusterBasis(built.q, built.n, built.unit_nm, np.asarray(built.crystal, float),
-                             np.asarray(built.compton, float), structure, float(wavelength_a))
+        basis = ClusterBasis(q=built.q, n=built.n, unit_nm=built.unit_nm, crystal=np.asarray(built.crystal, float),
+                             compton=np.asarray(built.compton, float), structure=built.structure,
+                             wavelength_a=float(wavelength_a))
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
