@@ -70,7 +70,7 @@ def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, 
     times, cpu, result = [], [], None
     for _ in range(max(1, repeat)):
         t, c = time.perf_counter(), time.process_time()
-        result = refine_pattern(pattern.x, pattern.y, pattern.sigma, start=start, keep_curves=False, **options)
+        result = refine_pattern(pattern.x, pattern.y, pattern.sigma, network=start, keep_curves=False, **options)
         times.append(1e3 * (time.perf_counter() - t))
         cpu.append(1e3 * (time.process_time() - c))
     d = result.to_dict()

@@ -69,12 +69,15 @@ def test_starts_from_estimate_and_flags_disagreement(pbs):
     rng = np.random.default_rng(4)
     q, y, _, _ = _simulate(pbs, 3.0, 0.10, 0.0, rng)
     kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0), profile=False)
-    good = refine_pattern(q, y, start={"size_nm": 3.2, "dispersion": 0.1, "size_std_nm": 0.2}, **kw)
+    good = refine_pattern(q, y, network={"size_nm": 3.2, "dispersion": 0.1, "size_std_nm": 0.2}, **kw)
     assert abs(good.size_nm - 3.0) < 3 * good.size_std_nm and "disagrees_with_network" not in good.flags
     estimate = SimpleNamespace(status="sized", size_nm=4.5, size_std_nm=0.05, dispersion=0.1, strain=None)
-    bad = refine_pattern(q, y, start=estimate, **kw)  # an object with attributes, like a SizeEstimate
+    bad = refine_pattern(q, y, network=estimate, **kw)  # an object with attributes, like a SizeEstimate
     assert abs(bad.size_nm - 3.0) < 3 * bad.size_std_nm
     assert "disagrees_with_network" in bad.flags and bad.network_size_nm == 4.5
+    seeded = refine_pattern(q, y, start=bad.to_dict(), **kw)  # a start is not a network estimate: no comparison
+    assert seeded.network_size_nm is None and "disagrees_with_network" not in seeded.flags
+    assert seeded.size_nm == pytest.approx(bad.size_nm, abs=0.5 * bad.size_std_nm)
 
 
 def test_blank_scale_recovered(pbs):

@@ -113,7 +113,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    wavelength_a: float, x_unit: str = "tth", material: str = "PbS",
                    geometry: Geometry | str = "capillary", blanks: Sequence[Blank] = (), solvent: str = "none",
                    background_order: int = 3, q_range: tuple[float, float] | None = None,
-                   exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None,
+                   exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
                    basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
                    profile: bool = True, keep_curves: bool = True) -> RefinementResult:
     """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
@@ -123,8 +123,11 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     ``blanks``: measured blanks (:class:`~qdots_bluesky.refine.data.Blank`) each with its own scale;
     ``solvent``: a built-in solvent model name, 'auto' (the better of hexane and toluene) or 'none';
     ``q_range`` (1/A): default 1-15 for a capillary, the data's range for a flat plate, within the basis;
-    ``exclude_tth``: 2theta ranges (deg) left out; ``start``: a network estimate (mapping or object with
-    size_nm, dispersion, strain, size_std_nm) to start from and compare with, else a coarse grid;
+    ``exclude_tth``: 2theta ranges (deg) left out; ``start``: values to start from (mapping or object with
+    size_nm, dispersion, strain[, b_offset, displacement_mm], e.g. a previous result's ``to_dict()``);
+    ``network``: the network's estimate (mapping or object with status, size_nm, size_std_nm, dispersion,
+    strain: a :class:`~qdots_bluesky.predictor.SizeEstimate`): the start where ``start`` is None, and the
+    refined size is flagged where it disagrees with it; neither: a coarse grid;
     ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`).
     """
     t0 = time.perf_counter()
@@ -135,7 +138,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     if solvent == "auto":
         results = [refine_pattern(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material,
                                   geometry=geometry, blanks=blanks, solvent=name, background_order=background_order,
-                                  q_range=q_range, exclude_tth=exclude_tth, start=start, basis=basis,
+                                  q_range=q_range, exclude_tth=exclude_tth, start=start, network=network, basis=basis,
                                   max_diameter_nm=max_diameter_nm, profile=profile, keep_curves=keep_curves)
                    for name in ("hexane", "toluene")]
         best = min(results, key=lambda r: r.reduced_chi2)
@@ -182,7 +185,8 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     lo = np.array([d_lo, _DISPERSION_BOUNDS[0], _STRAIN_BOUNDS[0], _B_BOUNDS[0], _DISPLACEMENT_BOUNDS[0]])[:n_p]
     hi = np.array([0.75 * model.max_diameter_nm, _DISPERSION_BOUNDS[1], _STRAIN_BOUNDS[1], _B_BOUNDS[1],
                    _DISPLACEMENT_BOUNDS[1]])[:n_p]
-    given, net_size, net_std = _start_values(start)
+    given, _, _ = _start_values(start if start is not None else network)
+    _, net_size, net_std = _start_values(network)
     if given:
         x0 = np.array([given.get("size_nm"), given.get("dispersion", 0.12), given.get("strain", 0.0),
                        given.get("b_offset", 0.0), given.get("displacement_mm", 0.0)][:n_p], dtype=float)
