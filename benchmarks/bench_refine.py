@@ -1,0 +1,181 @@
+"""DSE refinement of measured patterns whose reference size is known: accuracy, e.s.d. coverage and speed.
+
+    python benchmarks/bench_refine.py DIR [--solvents DIR] [--network] [--no-profile] [--repeat N] [--json [OUT]]
+
+File names carry wavelength and reference size as in ``bench_measured.py`` (whose name parsing is reused):
+``PbS_synchr_wl0p564162A_5p03nm_hexane.xye``. A synchrotron file whose name names a solvent (hexane, toluene)
+is refined with that measured blank from ``--solvents`` (default DIR/../solvents) when it is there, else with
+``--solvent auto`` (the better of the built-in hexane and toluene models); ``_lab_`` files as flat plates
+(K-alpha doublet, displacement, a scale per reflection family) without solvent. ``--network`` starts each
+refinement from the shipped network's estimate (else the coarse grid) and compares with it.
+
+Prints per file: reference, refined D_N +- e.s.d., D_V +- e.s.d., dispersion, strain, Rwp, time, the network's
+estimate, the e.s.d. correlation factor (BL); then the mean absolute error of D_N per instrument kind, the share
+within 2 e.s.d. (and within 2 e.s.d. x the correlation factor), the median time per pattern once the basis
+is cached (each file refined ``--repeat`` times, the median taken), and the time to build the basis of each
+wavelength (pair histograms cached). Timings depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_measured import find_files  # noqa: E402  (file-name parsing shared with the network benchmark)
+
+from qdots_bluesky.io import read_pattern  # noqa: E402
+from qdots_bluesky.refine import load_blank, refine_pattern  # noqa: E402
+from qdots_bluesky.refine.basis import default_q_grid, refinement_basis  # noqa: E402
+from qdots_bluesky.sim.physics.cluster_basis import build_cluster_basis  # noqa: E402
+from qdots_bluesky.sim.physics.library import LibrarySettings  # noqa: E402
+
+SOLVENTS = ("hexane", "toluene")
+
+
+def basis_seconds(material: str, wavelength: float) -> float:
+    """Seconds to build a basis for a new wavelength (pair histograms from their cache, basis cache bypassed)."""
+    t = time.perf_counter()
+    build_cluster_basis(LibrarySettings(material=material, wavelength_a=wavelength), default_q_grid(wavelength))
+    return time.perf_counter() - t
+
+
+def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int) -> dict[str, Any]:
+    pattern = read_pattern(path)
+    lab = info.kind == "laboratory"
+    named = next((s for s in SOLVENTS if s in path.stem.lower()), None)
+    blank_path = solvents_dir / f"{named}.xye" if named else None
+    options: dict[str, Any] = {"wavelength_a": info.wavelength_a, "profile": profile}
+    if lab:
+        options.update(geometry="flat-plate", solvent="none")
+        background = "none"
+    elif blank_path is not None and blank_path.is_file():
+        options.update(blanks=[load_blank(blank_path, info.wavelength_a)], solvent="none")
+        background = f"blank {blank_path.name}"
+    else:
+        options.update(solvent="auto")
+        background = "auto (built-in hexane/toluene)"
+    start, net_ms = None, None
+    if predictor is not None:
+        t = time.perf_counter()
+        start = predictor.predict_pattern(pattern.x, pattern.y, x_unit="tth", wavelength=info.wavelength_a)
+        net_ms = 1e3 * (time.perf_counter() - t)
+    times, cpu, result = [], [], None
+    for _ in range(max(1, repeat)):
+        t, c = time.perf_counter(), time.process_time()
+        result = refine_pattern(pattern.x, pattern.y, pattern.sigma, network=start, keep_curves=False, **options)
+        times.append(1e3 * (time.perf_counter() - t))
+        cpu.append(1e3 * (time.process_time() - c))
+    d = result.to_dict()
+    return {"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "solvent": background,
+            "network_nm": None if start is None else d.get("network_size_nm"), "network_ms": net_ms,
+            "ms": statistics.median(times), "cpu_ms": statistics.median(cpu), **{k: d[k] for k in (
+                "status", "size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion",
+                "dispersion_std", "strain", "strain_std", "b_offset", "rwp", "reduced_chi2", "n_points", "flags",
+                "esd_correlation_factor",
+                "scales", "texture")}}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in ("synchrotron", "laboratory"):
+        sel = [r for r in rows if r["kind"] == kind]
+        if not sel:
+            continue
+        err = [abs(r["size_nm"] - r["reference_nm"]) if r["size_nm"] is not None else math.inf for r in sel]
+        within = [r["size_nm"] is not None and abs(r["size_nm"] - r["reference_nm"]) <= 2 * r["size_std_nm"] for r in sel]
+        err_v = [abs(r["size_volume_nm"] - r["reference_nm"]) if r.get("size_volume_nm") is not None else math.inf
+                 for r in sel]
+        within_bl = [r["size_nm"] is not None and abs(r["size_nm"] - r["reference_nm"])
+                     <= 2 * r["size_std_nm"] * r["esd_correlation_factor"] for r in sel]
+        out[kind] = {"n": len(sel), "mae_nm": float(np.mean(err)),
+                     "within_2esd_correlation_corrected": float(np.mean(within_bl)),
+                     "mae_volume_vs_reference_nm": float(np.mean(err_v)), "within_2esd": float(np.mean(within)),
+                     "median_ms": float(np.median([r["ms"] for r in sel])),
+                     "median_cpu_ms": float(np.median([r["cpu_ms"] for r in sel])),
+                     "median_points": float(np.median([r["n_points"] for r in sel]))}
+    within = [r["size_nm"] is not None and abs(r["size_nm"] - r["reference_nm"]) <= 2 * r["size_std_nm"] for r in rows]
+    out["all"] = {"n": len(rows), "within_2esd": float(np.mean(within)) if rows else None}
+    return out
+
+
+def _f(v, fmt=".3f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("directory", type=Path)
+    ap.add_argument("--solvents", type=Path, default=None, help="measured solvent blanks (default DIR/../solvents)")
+    ap.add_argument("--material", default="PbS")
+    ap.add_argument("--network", action="store_true", help="start from the shipped network's estimate")
+    ap.add_argument("--no-profile", action="store_true", help="e.s.d.s from the covariance only")
+    ap.add_argument("--repeat", type=int, default=3, help="refinements per file for the timing (median; default 3)")
+    ap.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT", help="JSON to OUT (or stdout)")
+    args = ap.parse_args(argv)
+    files, skipped = find_files(args.directory)
+    for path, why in skipped:
+        print(f"skipped {path.name}: {why}", file=sys.stderr)
+    if not files:
+        print(f"no pattern files with wavelength and reference size in {args.directory}; nothing to do")
+        return 0
+    solvents_dir = args.solvents or args.directory.parent / "solvents"
+    predictor = None
+    if args.network:
+        from qdots_bluesky.predictor import Predictor
+
+        predictor = Predictor.from_bundle(device="numpy")
+    basis_s = {}
+    for wl in sorted({info.wavelength_a for _, info in files}):
+        basis_s[wl] = basis_seconds(args.material, wl)
+        refinement_basis(args.material, wl)  # cached from here on: the timings below are per pattern
+    rows = []
+    for path, info in files:
+        try:
+            rows.append(refine_file(path, info, solvents_dir, predictor, not args.no_profile, args.repeat))
+        except ValueError as exc:
+            print(f"{path.name}: error: {exc}", file=sys.stderr)
+            rows.append({"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "size_nm": None,
+                         "size_std_nm": None, "ms": math.nan, "cpu_ms": math.nan, "n_points": 0, "status": "error",
+                         "error": str(exc)})
+    summary = summarize(rows)
+    summary["basis_seconds"] = {str(k): v for k, v in basis_s.items()}
+    if args.json is not None:
+        text = json.dumps({"rows": rows, "summary": summary}, indent=2, default=float)
+        if args.json == "-":
+            print(text)
+            return 0
+        Path(args.json).write_text(text)
+    print(f"{'file':44s} {'ref':>5s} {'D_N':>6s} {'esd':>6s} {'D_V':>6s} {'esd':>6s} {'disp':>6s} {'strain%':>7s} "
+          f"{'Rwp%':>5s} {'ms':>6s} {'net':>5s} {'BL':>5s} flags")
+    for r in rows:
+        if r["status"] == "error":
+            print(f"{r['file']:44s} {r['reference_nm']:5.2f} error: {r['error']}")
+            continue
+        strain = None if r["strain"] is None else 100 * r["strain"]
+        print(f"{r['file']:44s} {r['reference_nm']:5.2f} {_f(r['size_nm'])} {_f(r['size_std_nm'])} "
+              f"{_f(r['size_volume_nm'])} {_f(r['size_volume_std_nm'])} {_f(r['dispersion'])} {_f(strain, '+.3f')} "
+              f"{100 * r['rwp']:5.2f} {r['ms']:6.0f} {_f(r['network_nm'], '.2f'):>5s} "
+              f"{_f(r['esd_correlation_factor'], '.1f'):>5s} {','.join(r['flags']) or '-'}")
+    for kind in ("synchrotron", "laboratory"):
+        if kind in summary:
+            s = summary[kind]
+            print(f"{kind}: n={s['n']}, MAE(D_N) {s['mae_nm']:.3f} nm (D_V against the same reference: "
+                  f"{s['mae_volume_vs_reference_nm']:.3f} nm), within 2 esd {100 * s['within_2esd']:.0f} %, "
+                  f"median {s['median_ms']:.0f} ms wall, {s['median_cpu_ms']:.0f} ms CPU per pattern "
+                  f"({s['median_points']:.0f} points); within 2 esd x esd_correlation_factor "
+                  f"{100 * s['within_2esd_correlation_corrected']:.0f} %")
+    print(f"all: within 2 esd {100 * summary['all']['within_2esd']:.0f} %; basis for a new wavelength: "
+          + ", ".join(f"{k} A {v:.1f} s" for k, v in basis_s.items()) + " (timings indicative: shared machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

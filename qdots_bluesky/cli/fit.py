@@ -1,0 +1,131 @@
+"""``qdots fit``: DSE refinement of measured patterns (size, dispersion, strain with e.s.d.s).
+
+    qdots fit FILE... [--material M | --cif F] [--wavelength A] [--blank FILE ...] [--solvent NAME|auto|none]
+                      [--geometry capillary|flat-plate] [--exclude 2THETA_RANGES] [--json] [--plot PNG] [--csv OUT]
+
+Register with ``add_fit(subparsers)``; the handler is ``cmd_fit(args)`` (returns the exit status: 0, or 2 when
+a file could not be refined; each failure is one line on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+CSV_KEYS = ("status", "size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion",
+            "dispersion_std", "strain", "strain_std", "b_offset", "displacement_mm", "rwp", "reduced_chi2", "n_points")
+
+
+def add_fit(sub) -> argparse.ArgumentParser:
+    """Add the ``fit`` sub-command to an argparse sub-parser collection."""
+    p = sub.add_parser(
+        "fit", help="DSE refinement of measured patterns: size, dispersion, strain with uncertainties",
+        description="Refine the Debye-scattering-equation model of a log-normal population of nanocrystals "
+                    "(mean diameter, dispersion, strain, Debye-Waller offset) with solvent/blank scales and a "
+                    "Chebyshev background against each pattern file (2theta in degrees, or Q with --x-unit q).")
+    p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (x, I[, sigma] columns)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--material", default="PbS", help="built-in material: PbS, PbSe or CdSe (default PbS)")
+    what.add_argument("--cif", default=None, metavar="F", help="crystal structure from a CIF file instead")
+    p.add_argument("--wavelength", type=float, default=None, metavar="A",
+                   help="wavelength in A (K-alpha1 for a flat plate); default: the file header's")
+    p.add_argument("--x-unit", choices=["tth", "q"], default="tth", help="x column: 2theta deg (default) or Q 1/A")
+    p.add_argument("--blank", action="append", default=[], metavar="FILE",
+                   help="measured blank (solvent, capillary) at the same wavelength, its own scale; repeatable")
+    p.add_argument("--solvent", default=None, metavar="NAME",
+                   help="built-in solvent model: hexane, toluene, auto (the better of both) or none "
+                        "(default: none with --blank or a flat plate, else auto)")
+    p.add_argument("--geometry", choices=["capillary", "flat-plate"], default="capillary",
+                   help="capillary (synchrotron, default) or flat-plate (laboratory Bragg-Brentano, Cu K-alpha "
+                        "doublet, polarization, sample displacement, a scale per reflection family)")
+    p.add_argument("--exclude", default=None, metavar="RANGES",
+                   help="2theta ranges to leave out, e.g. '27.5-28.8,47:48' (degrees)")
+    p.add_argument("--q-range", type=float, nargs=2, default=None, metavar=("QMIN", "QMAX"),
+                   help="Q range to fit in 1/A (default 1-15 for a capillary, the data's for a flat plate)")
+    p.add_argument("--background-order", type=int, default=3, metavar="N", help="Chebyshev degree (default 3)")
+    p.add_argument("--max-diameter", type=float, default=21.0, metavar="NM",
+                   help="largest cluster of the basis in nm (default 21)")
+    p.add_argument("--sequential", action="store_true", help="start each file from the previous file's result")
+    p.add_argument("--no-profile", action="store_true",
+                   help="e.s.d.s from the covariance only (faster; no profile over the dispersion)")
+    p.add_argument("--json", action="store_true", help="print one JSON list of results instead of text")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="save a Rietveld-style figure (several files: FILE's stem is added to the name)")
+    p.add_argument("--plot-x", choices=["q", "tth"], default="q", help="x axis of the figure (default q)")
+    p.add_argument("--csv", default=None, metavar="OUT", help="write one row of results per file to a CSV table")
+    p.set_defaults(func=cmd_fit, command="fit")
+    return p
+
+
+def _plot_path(base: str, name: str, several: bool) -> Path:
+    path = Path(base)
+    path = path if path.suffix else path.with_suffix(".png")
+    return path.with_name(f"{path.stem}_{Path(name).stem}{path.suffix}") if several else path
+
+
+def cmd_fit(args) -> int:
+    """Refine every file; print results (text or JSON), optional figures and CSV; 2 if any file failed."""
+    from ..io import read_pattern
+    from ..refine import Geometry, load_blank, parse_ranges, refine_pattern
+    from ..refine.plot import plot_refinement
+    from ..units import check_wavelength
+
+    def fail(msg: str) -> int:
+        print(f"qdots fit: error: {msg}", file=sys.stderr)
+        return 2
+
+    material = args.cif if args.cif else args.material
+    try:
+        exclude = parse_ranges(args.exclude)
+        if args.wavelength is not None:
+            check_wavelength(args.wavelength)
+        geometry = Geometry(kind=args.geometry)
+        if args.cif and not Path(args.cif).is_file():
+            raise ValueError(f"--cif {args.cif!r} does not exist; give the path of a CIF file")
+        if not 0 <= args.background_order <= 12:
+            raise ValueError(f"--background-order {args.background_order}; accepted: 0 to 12")
+    except ValueError as exc:
+        return fail(str(exc))
+    solvent = args.solvent or ("none" if args.blank or geometry.flat_plate else "auto")
+    rows, failed, previous = [], 0, None
+    for name in args.files:
+        try:
+            pattern = read_pattern(name)
+            wavelength = args.wavelength if args.wavelength is not None else pattern.wavelength_from_header()
+            if wavelength is None:
+                raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
+            check_wavelength(wavelength)
+            blanks = [load_blank(b, wavelength, args.x_unit) for b in args.blank]
+            result = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength, x_unit=args.x_unit,
+                                    material=material, geometry=geometry, blanks=blanks, solvent=solvent,
+                                    background_order=args.background_order, q_range=args.q_range,
+                                    exclude_tth=exclude, start=previous if args.sequential else None,
+                                    max_diameter_nm=args.max_diameter, profile=not args.no_profile)
+        except ValueError as exc:  # PatternFileError is a ValueError
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            for prefix in (f"{name}: ", f"{Path(name)}: "):
+                msg = msg[len(prefix):] if msg.startswith(prefix) else msg
+            print(f"qdots fit: {name}: {msg}", file=sys.stderr)
+            failed += 1
+            continue
+        if result.status == "sized":
+            previous = result.to_dict()
+        if args.plot:
+            path = plot_refinement(result, _plot_path(args.plot, name, len(args.files) > 1),
+                                   x=args.plot_x if result.curves.tth is not None else "q")
+            if not args.json:
+                print(f"figure: {path}")
+        rows.append({"file": name, **result.to_dict()})
+        if not args.json:
+            print(f"{name}: {result.summary()}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    if args.csv and rows:
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(("file",) + CSV_KEYS)
+            for row in rows:
+                writer.writerow([row["file"]] + ["" if row.get(k) is None else row.get(k) for k in CSV_KEYS])
+    return 2 if failed else 0

@@ -1,0 +1,300 @@
+"""DSE refinement of one pattern: variable projection over a cluster basis.
+
+    I(Q) = s_dots P(Q; D, dispersion, strain, dB[, displacement]) + sum_k s_k blank_k(Q) + sum_j c_j T_j(x)
+
+P from :class:`~qdots_bluesky.refine.model.DotModel` (a flat plate adds one non-negative scale per reflection
+family), blank_k measured blanks or built-in solvent models
+(:func:`~qdots_bluesky.sim.physics.solvents.solvent_pattern`), T_j Chebyshev polynomials on the fitted Q range
+(default order 3). At every step of :func:`scipy.optimize.least_squares` (bounds, trust region) over the
+nonlinear parameters the linear ones are solved exactly: background coefficients free, scales non-negative
+(:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal equations). The Jacobian is
+Kaufman's variable-projection approximation, with analytic derivatives of the dot column for a capillary and
+forward differences of the dot columns for a flat plate. Start: a given estimate (the network's), else a coarse grid over
+diameter x dispersion and a scan of the strain.
+
+Uncertainties: e.s.d.s from the covariance of all parameters (nonlinear and active linear) scaled by the
+reduced chi^2. The mean diameter's e.s.d. comes from the *profile* over the dispersion: the dispersion is fixed
+at the optimum +- 2 covariance e.s.d.s (at least +-0.005; both on one side at a bound), everything else
+refitted; the parabola through the three chi^2 values gives the dispersion's e.s.d. (where chi^2 rises
+by chi2_red), and size_std_nm = sqrt(var(D | dispersion) + (dD/d dispersion x
+dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the same for the volume-weighted mean.
+
+Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_DCHI2`` x chi2_red (a
+5-sigma significance), take a zero scale, or an intensity below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in
+:data:`~qdots_bluesky.refine.result.FLAGS`.
+
+Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, dB in A^2, displacement in mm.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from ..sim.physics.cluster_basis import ClusterBasis
+from ..sim.physics.solvents import solvent_names, solvent_pattern
+from .basis import refinement_basis
+from .data import Blank, FitData, prepare_data
+from .model import DotModel, Geometry
+from .result import FLAGS, RefinementCurves, RefinementResult
+from .solver import Problem, covariance, dispersion_profile, fit_nonlinear, volume_diameter
+
+__all__ = ["refine_pattern", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
+
+#: Rwp above which a fit is flagged poor (10 %: DSE fits of measured dots reach 2-6 %, see DESIGN.md).
+POOR_FIT_RWP = 0.10
+#: Chi^2 gain (in units of chi2_red) the dots must bring to count as present: 25 = 5 sigma.
+NO_DOTS_DCHI2 = 25.0
+#: ... and their total intensity (sum over the dot columns) must exceed this many of its e.s.d.s (full
+#: covariance): a dot component that only soaks up the misfit of a solvent model does not.
+NO_DOTS_SIGNIFICANCE = 5.0
+#: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
+DISAGREE_FACTOR = 2.0
+SOLVENT_CHOICES = ("none", "auto")
+#: The coarse start grid reads every COARSE_STRIDE-th point.
+COARSE_STRIDE = 4
+_DISPERSION_BOUNDS = (0.02, 0.45)
+_STRAIN_BOUNDS = (-0.03, 0.03)
+_B_BOUNDS = (-1.2, 3.0)
+_DISPLACEMENT_BOUNDS = (-1.0, 1.0)
+
+
+def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | None]:
+    """Start values from a mapping or an object with size_nm / dispersion / strain (e.g. a SizeEstimate)."""
+    if start is None:
+        return {}, None, None
+    get = (lambda k: start.get(k)) if isinstance(start, Mapping) else (lambda k: getattr(start, k, None))
+    status = get("status")
+    out: dict[str, float] = {}
+    for key in ("size_nm", "dispersion", "strain", "b_offset", "displacement_mm"):
+        v = get(key)
+        if v is not None and np.isfinite(float(v)):
+            out[key] = float(v)
+    if status not in (None, "sized") or "size_nm" not in out:
+        return {}, None, None
+    std = get("size_std_nm")
+    return out, out["size_nm"], (float(std) if std is not None and np.isfinite(float(std)) else None)
+
+
+def _coarse_start(problem: Problem, lo: np.ndarray, hi: np.ndarray, extra: list[float]) -> np.ndarray:
+    """Best of a grid over diameter x dispersion (strain 0), then a scan of the strain; on every
+    ``COARSE_STRIDE``-th point (the grid only has to find the basin)."""
+    problem = problem.subsampled(COARSE_STRIDE)
+    best, best_theta = np.inf, None
+    for d in np.geomspace(lo[0] * 1.05, hi[0] * 0.95, 26):
+        for disp in (0.08, 0.16, 0.28):
+            theta = np.array([d, disp, 0.0, 0.0] + extra)
+            cost = float(np.sum(problem.residual(theta) ** 2))
+            if cost < best:
+                best, best_theta = cost, theta
+    for e in np.linspace(-0.012, 0.012, 13):
+        theta = best_theta.copy()
+        theta[2] = e
+        cost = float(np.sum(problem.residual(theta) ** 2))
+        if cost < best:
+            best, best_theta = cost, theta
+    return best_theta
+
+
+def _solvent_columns(solvent: str, data: FitData, wavelength_a: float,
+                     model: DotModel) -> tuple[list[str], list[np.ndarray]]:
+    if solvent == "none":
+        return [], []
+    if data.tth is not None and model.geometry.flat_plate:
+        qs = model.observed_q(np.zeros(5))
+        col = sum(r * solvent_pattern(solvent, q, wl) for q, r, wl in zip(qs, model.ratios, model.wavelengths))
+        return [f"solvent_{solvent}"], [col * model.pol]
+    return [f"solvent_{solvent}"], [solvent_pattern(solvent, data.q, wavelength_a)]
+
+
+def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None, *,
+                   wavelength_a: float, x_unit: str = "tth", material: str = "PbS",
+                   geometry: Geometry | str = "capillary", blanks: Sequence[Blank] = (), solvent: str = "none",
+                   background_order: int = 3, q_range: tuple[float, float] | None = None,
+                   exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
+                   basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
+                   profile: bool = True, keep_curves: bool = True) -> RefinementResult:
+    """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
+    K-alpha1 wavelength for a flat plate).
+
+    ``material``: built-in name or CIF path; ``geometry``: 'capillary', 'flat-plate' or a :class:`Geometry`;
+    ``blanks``: measured blanks (:class:`~qdots_bluesky.refine.data.Blank`) each with its own scale;
+    ``solvent``: a built-in solvent model name, 'auto' (the better of hexane and toluene) or 'none';
+    ``q_range`` (1/A): default 1-15 for a capillary, the data's range for a flat plate, within the basis;
+    ``exclude_tth``: 2theta ranges (deg) left out; ``start``: values to start from (mapping or object with
+    size_nm, dispersion, strain[, b_offset, displacement_mm], e.g. a previous result's ``to_dict()``);
+    ``network``: the network's estimate (mapping or object with status, size_nm, size_std_nm, dispersion,
+    strain: a :class:`~qdots_bluesky.predictor.SizeEstimate`): the start where ``start`` is None, and the
+    refined size is flagged where it disagrees with it; neither: a coarse grid;
+    ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`).
+    """
+    t0 = time.perf_counter()
+    geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
+    solvent = str(solvent).lower()
+    if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
+        raise ValueError(f"solvent {solvent!r}; accepted: {', '.join(SOLVENT_CHOICES + tuple(solvent_names()))}")
+    if solvent == "auto":
+        results = [refine_pattern(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material,
+                                  geometry=geometry, blanks=blanks, solvent=name, background_order=background_order,
+                                  q_range=q_range, exclude_tth=exclude_tth, start=start, network=network, basis=basis,
+                                  max_diameter_nm=max_diameter_nm, profile=profile, keep_curves=keep_curves)
+                   for name in ("hexane", "toluene")]
+        best = min(results, key=lambda r: r.reduced_chi2)
+        best.elapsed_s = time.perf_counter() - t0
+        return best
+    if not 0 <= int(background_order) <= 12:
+        raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+    basis = basis if basis is not None else refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm)
+    if abs(basis.wavelength_a - wavelength_a) > 1e-5:
+        raise ValueError(f"basis at {basis.wavelength_a} A for data at {wavelength_a} A; accepted: the same wavelength")
+    step = float(basis.q[1] - basis.q[0])
+    q_hi = float(basis.q[-1]) / 1.02
+    q_lo = float(basis.q[0]) * (1.02 if not geometry.flat_plate else 1.08)
+    if q_range is None:
+        q_range = (1.0, 15.0) if not geometry.flat_plate else (q_lo, q_hi)
+    q_range = (max(float(q_range[0]), q_lo), min(float(q_range[1]), q_hi))
+    data = prepare_data(x, y, sigma, x_unit=x_unit, wavelength_a=wavelength_a, q_range=q_range,
+                        exclude_tth=exclude_tth, rebin_step=step)
+    if geometry.flat_plate and data.tth is None:
+        raise ValueError("a flat-plate refinement needs 2theta data (or Q within 4 pi / lambda)")
+    for blank in blanks:  # fit only where every blank is measured
+        _, inside = blank.on(data.q)
+        if inside.sum() < 50:
+            raise ValueError(f"blank {blank.name!r} covers Q {blank.q[0]:.3g}-{blank.q[-1]:.3g} 1/A, fewer than 50 "
+                             "of the pattern's points; accepted: a blank measured over the pattern's range")
+        if not inside.all():
+            data = FitData(data.q[inside], None if data.tth is None else data.tth[inside], data.y[inside],
+                           data.sigma[inside], data.n_raw)
+    model = DotModel(basis, data.q, wavelength_a, geometry, data.tth)
+    names, fixed_cols = [], []
+    for blank in blanks:
+        names.append(f"blank_{blank.name}")
+        fixed_cols.append(blank.on(data.q)[0])
+    s_names, s_cols = _solvent_columns(solvent, data, wavelength_a, model)
+    names += s_names
+    fixed_cols += s_cols
+    fixed = np.stack(fixed_cols, axis=1) if fixed_cols else np.zeros((data.q.size, 0))
+    xc = 2.0 * (data.q - data.q.min()) / max(np.ptp(data.q), 1e-12) - 1.0
+    free = chebyshev.chebvander(xc, int(background_order))
+    problem = Problem(model, data, fixed, free)
+
+    n_p = model.n_parameters
+    d_lo = max(1.0, 1.5 * basis.unit_nm)
+    lo = np.array([d_lo, _DISPERSION_BOUNDS[0], _STRAIN_BOUNDS[0], _B_BOUNDS[0], _DISPLACEMENT_BOUNDS[0]])[:n_p]
+    hi = np.array([0.75 * model.max_diameter_nm, _DISPERSION_BOUNDS[1], _STRAIN_BOUNDS[1], _B_BOUNDS[1],
+                   _DISPLACEMENT_BOUNDS[1]])[:n_p]
+    given, _, _ = _start_values(start if start is not None else network)
+    _, net_size, net_std = _start_values(network)
+    if given:
+        x0 = np.array([given.get("size_nm"), given.get("dispersion", 0.12), given.get("strain", 0.0),
+                       given.get("b_offset", 0.0), given.get("displacement_mm", 0.0)][:n_p], dtype=float)
+        x0 = np.clip(x0, lo, hi)
+    else:
+        x0 = _coarse_start(problem, lo, hi, [0.0] * (n_p - 4))
+    theta, cost = fit_nonlinear(problem, x0, lo, hi)
+    r, scales, cols = problem.solve(theta)
+    n_dof = max(data.q.size - (n_p + scales.size + free.shape[1]), 1)
+    chi2_red = float(np.sum(r**2)) / n_dof
+    cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
+    present = scales[0] > 0 and (cost0 - cost) / chi2_red >= NO_DOTS_DCHI2
+    cov = std_scales = None
+    if present:
+        cov, std_scales, significance = covariance(problem, theta, scales, cols, chi2_red, lo, hi)
+        # the dots' intensity must differ from 0 by NO_DOTS_SIGNIFICANCE of its e.s.d. (correlations included)
+        present = significance >= NO_DOTS_SIGNIFICANCE
+    if not present:  # report the model without dots: its scales, background and Rwp
+        _, rest, _ = problem.solve(theta, dots=False)
+        cols = np.zeros_like(cols)
+        scales = np.r_[np.zeros(cols.shape[1]), rest]
+
+    result = _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile,
+                       material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales)
+    result.network_size_nm = net_size
+    if result.status == "sized" and net_size is not None and net_std is not None:
+        combined = float(np.hypot(result.size_std_nm, net_std))
+        if abs(result.size_nm - net_size) > DISAGREE_FACTOR * combined:
+            result.flags.append("disagrees_with_network")
+            result.flag_details["disagrees_with_network"] = (f"refined {result.size_nm:.2f} ± {result.size_std_nm:.2f} "
+                                                             f"nm, network {net_size:.2f} ± {net_std:.2f} nm")
+    result.nfev = problem.nfev
+    result.elapsed_s = time.perf_counter() - t0
+    return result
+
+
+def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile,
+              material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales) -> RefinementResult:
+    n_dot = cols.shape[1]
+    bg_coef = problem.background(scales, cols)
+    dots_calc = cols @ scales[:n_dot]
+    fixed_unw = problem.fixed_w / problem.w[:, None]
+    comp = {"dots": dots_calc}
+    for j, name in enumerate(names):
+        comp[name] = fixed_unw[:, j] * scales[n_dot + j]
+    comp["background"] = (problem.free_w / problem.w[:, None]) @ bg_coef
+    calc = sum(comp.values())
+    wr = (data.y - calc) / data.sigma
+    rwp = float(np.sqrt(np.sum(wr**2) / np.sum((data.y / data.sigma) ** 2)))
+    n_dof = max(data.q.size - (theta.size + scales.size + bg_coef.size), 1)
+    rexp = float(np.sqrt(n_dof / np.sum((data.y / data.sigma) ** 2)))
+    rho = float(np.clip(np.sum(wr[1:] * wr[:-1]) / max(np.sum(wr * wr), 1e-300), 0.0, 0.999))
+    correlation_factor = float(np.sqrt((1.0 + rho) / (1.0 - rho)))
+    flags, details = [], {}
+    nan = float("nan")
+    scale_names = ["dots"] + names
+    texture = None
+    if present:
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        cost = float(np.sum(wr**2))
+        volume = volume_diameter(basis, theta)
+        h = 1e-4 * theta[:2]
+        grad = np.array([(volume_diameter(basis, theta + np.r_[h[0], np.zeros(theta.size - 1)]) - volume) / h[0],
+                         (volume_diameter(basis, theta + np.r_[0.0, h[1], np.zeros(theta.size - 2)]) - volume) / h[1]])
+        cond_d = cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1] if cov[1, 1] > 0 else cov[0, 0]
+        prof = dispersion_profile(problem, theta, cost, float(std[1]), lo, hi, chi2_red, basis) if profile else None
+        if prof is None:
+            if profile:
+                flags.append("profile_failed")
+            size_std, disp_std = float(std[0]), float(std[1])
+            vol_std = float(np.sqrt(max(grad @ cov[:2, :2] @ grad, 0.0)))
+        else:
+            disp_std, slope_d, slope_v = prof
+            size_std = float(np.sqrt(max(cond_d, 0.0) + (slope_d * disp_std) ** 2))
+            vol_std = float(np.sqrt(max(grad[0] ** 2 * max(cond_d, 0.0), 0.0) + (slope_v * disp_std) ** 2))
+        for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound", "b_offset_at_bound")):
+            if min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
+                flags.append(flag)
+        values = dict(status="sized", size_nm=float(theta[0]), size_std_nm=size_std, size_volume_nm=volume,
+                      size_volume_std_nm=vol_std, dispersion=float(theta[1]), dispersion_std=disp_std,
+                      strain=float(theta[2]), strain_std=float(std[2]), b_offset=float(theta[3]),
+                      b_offset_std=float(std[3]))
+        if model.families:
+            base = scales[0] if scales[0] > 0 else nan
+            texture = {label: float(scales[1 + k] / base) for k, label in enumerate(model.families)}
+    else:
+        std_scales = np.full(scales.size, nan)
+        values = dict(status="no_nanocrystals", size_nm=nan, size_std_nm=nan, size_volume_nm=nan,
+                      size_volume_std_nm=nan, dispersion=nan, dispersion_std=nan, strain=nan, strain_std=nan,
+                      b_offset=nan, b_offset_std=nan)
+        std = np.full(theta.size, nan)
+    if rwp > POOR_FIT_RWP:
+        flags.append("poor_fit")
+    details.update({f: FLAGS[f] for f in flags if f not in details})
+    if "poor_fit" in flags:
+        details["poor_fit"] = f"Rwp {100 * rwp:.1f} % > {100 * POOR_FIT_RWP:.0f} %"
+    keep = [0] + list(range(n_dot, scales.size))
+    curves = None
+    if keep_curves:
+        curves = RefinementCurves(q=data.q, tth=data.tth, observed=data.y, sigma=data.sigma, calculated=calc,
+                                  components=comp)
+    flat = geometry.flat_plate
+    return RefinementResult(
+        **values, displacement_mm=float(theta[4]) if flat and present else None,
+        displacement_std_mm=float(std[4]) if flat and present else None,
+        scales={scale_names[i]: float(scales[k]) for i, k in enumerate(keep)},
+        scales_std={scale_names[i]: float(std_scales[k]) for i, k in enumerate(keep)},
+        texture=texture, rwp=rwp, rwp_expected=rexp, esd_correlation_factor=correlation_factor,
+        reduced_chi2=float(np.sum(wr**2)) / n_dof, n_points=int(data.q.size),
+        material=str(material), wavelength_a=float(wavelength_a), geometry=geometry.kind,
+        q_range=(float(data.q.min()), float(data.q.max())), flags=flags, flag_details=details, curves=curves)

@@ -1,0 +1,147 @@
+"""The outcome of one refinement: values, e.s.d.s, quality, flags, and the curves for a figure.
+
+Sizes are diameters in nm; ``size_nm`` is the *mean* of the log-normal number distribution (the
+``mean_diameter_nm`` of :func:`~qdots_bluesky.sim.physics.cluster_basis.population_targets`, not the median)
+and ``size_volume_nm`` its volume-weighted mean over the discrete clusters (sum w D^4 / sum w D^3), as the
+network reports them. ``dispersion`` is the relative standard deviation of the log-normal, ``strain`` the
+fractional change of the lattice parameter, ``b_offset`` the Debye-Waller offset in A^2.
+
+The e.s.d.s are those of the covariance scaled by the reduced chi^2: they hold for a model that describes the
+data up to noise. Where the residuals are systematic (neighbouring residuals correlated, as in most fits of
+measured dots) they understate the uncertainty; ``esd_correlation_factor`` = sqrt((1 + rho) / (1 - rho)), rho
+the lag-1 autocorrelation of the weighted residuals (the AR(1) form of the Berar & Lelann 1991 correction,
+J. Appl. Cryst. 24, 1), is the factor by which they would grow. It is reported, not applied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RefinementCurves", "RefinementResult", "FLAGS", "STATUSES"]
+
+#: What each flag means.
+FLAGS: dict[str, str] = {
+    "poor_fit": "Rwp above the poor-fit threshold: the model does not describe the pattern; read the size with care",
+    "disagrees_with_network": "the refined size and the network's estimate differ by more than twice their combined "
+                              "uncertainty",
+    "size_at_bound": "the mean diameter reached a bound of the refinement (the series' smallest or largest sizes)",
+    "dispersion_at_bound": "the dispersion reached a bound (0.02 or 0.45): the size-dispersion split is uncertain",
+    "strain_at_bound": "the strain reached its bound (+-3 %)",
+    "b_offset_at_bound": "the Debye-Waller offset reached its bound (-1.2 or +3 A^2): the model lacks something at "
+                         "high Q (disorder, surface, background)",
+    "profile_failed": "the profile over the dispersion could not be evaluated; e.s.d.s are from the covariance",
+}
+STATUSES: dict[str, str] = {
+    "sized": "nanocrystal scattering found and refined",
+    "no_nanocrystals": "the dot component is not significant (no nanocrystals): no size",
+}
+
+
+@dataclass
+class RefinementCurves:
+    """Arrays of the fitted points (for plots and CSV): Q (1/A), 2theta (deg, None for Q data), observed,
+    sigma, calculated total and its components (name -> array on the same points)."""
+
+    q: np.ndarray
+    tth: np.ndarray | None
+    observed: np.ndarray
+    sigma: np.ndarray
+    calculated: np.ndarray
+    components: dict[str, np.ndarray]
+
+
+def _finite(v: Any) -> Any:
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+@dataclass
+class RefinementResult:
+    """One refined pattern (see the module docstring for the quantities and units)."""
+
+    status: str
+    size_nm: float
+    size_std_nm: float
+    size_volume_nm: float
+    size_volume_std_nm: float
+    dispersion: float
+    dispersion_std: float
+    strain: float
+    strain_std: float
+    b_offset: float
+    b_offset_std: float
+    displacement_mm: float | None
+    displacement_std_mm: float | None
+    scales: dict[str, float]
+    scales_std: dict[str, float]
+    texture: dict[str, float] | None
+    rwp: float
+    rwp_expected: float
+    reduced_chi2: float
+    n_points: int
+    material: str
+    wavelength_a: float
+    geometry: str
+    q_range: tuple[float, float]
+    flags: list[str] = field(default_factory=list)
+    flag_details: dict[str, str] = field(default_factory=dict)
+    esd_correlation_factor: float = 1.0
+    network_size_nm: float | None = None
+    nfev: int = 0
+    elapsed_s: float = 0.0
+    curves: RefinementCurves | None = field(default=None, repr=False)
+
+    @property
+    def parameters(self) -> np.ndarray:
+        """Nonlinear parameters (D nm, dispersion, strain, dB A^2[, displacement mm]) to start another refinement."""
+        base = [self.size_nm, self.dispersion, self.strain, self.b_offset]
+        return np.array(base + ([self.displacement_mm] if self.displacement_mm is not None else []))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; size keys as in ``qdots predict --json`` (NaN -> None)."""
+        return {
+            "status": self.status,
+            "size_nm": _finite(self.size_nm),
+            "size_std_nm": _finite(self.size_std_nm),
+            "size_volume_nm": _finite(self.size_volume_nm),
+            "size_volume_std_nm": _finite(self.size_volume_std_nm),
+            "dispersion": _finite(self.dispersion),
+            "dispersion_std": _finite(self.dispersion_std),
+            "strain": _finite(self.strain),
+            "strain_std": _finite(self.strain_std),
+            "b_offset": _finite(self.b_offset),
+            "b_offset_std": _finite(self.b_offset_std),
+            "displacement_mm": _finite(self.displacement_mm),
+            "displacement_std_mm": _finite(self.displacement_std_mm),
+            "rwp": _finite(self.rwp),
+            "rwp_expected": _finite(self.rwp_expected),
+            "reduced_chi2": _finite(self.reduced_chi2),
+            "scales": {k: _finite(v) for k, v in self.scales.items()},
+            "scales_std": {k: _finite(v) for k, v in self.scales_std.items()},
+            "texture": None if self.texture is None else {k: _finite(v) for k, v in self.texture.items()},
+            "n_points": int(self.n_points),
+            "material": self.material,
+            "wavelength_a": self.wavelength_a,
+            "geometry": self.geometry,
+            "q_range": list(self.q_range),
+            "flags": list(self.flags),
+            "flag_details": dict(self.flag_details),
+            "esd_correlation_factor": _finite(self.esd_correlation_factor),
+            "network_size_nm": _finite(self.network_size_nm),
+            "nfev": int(self.nfev),
+            "elapsed_s": float(self.elapsed_s),
+        }
+
+    def summary(self) -> str:
+        """One line for people."""
+        flags = ", ".join(self.flags) or "none"
+        if self.status != "sized":
+            return f"no nanocrystals (dot component not significant); Rwp {100 * self.rwp:.2f} %, flags: {flags}"
+        return (f"D_N {self.size_nm:.3f} ± {self.size_std_nm:.3f} nm, D_V {self.size_volume_nm:.3f} ± "
+                f"{self.size_volume_std_nm:.3f} nm, dispersion {self.dispersion:.3f} ± {self.dispersion_std:.3f}, "
+                f"strain {100 * self.strain:+.3f} ± {100 * self.strain_std:.3f} %, Rwp {100 * self.rwp:.2f} % "
+                f"(chi2_red {self.reduced_chi2:.2f}), flags: {flags}")

@@ -1,0 +1,211 @@
+"""Variable projection machinery of the refinement: the weighted linear sub-problem solved exactly at every step
+(background free, scales non-negative), Kaufman's Jacobian, the bounded nonlinear least squares, the covariance
+of all parameters and the profile over the dispersion.
+
+Units as in :mod:`~qdots_bluesky.refine.fit`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.optimize import least_squares, nnls
+
+from ..sim.physics.cluster_basis import ClusterBasis, population_targets
+from .data import FitData
+from .model import DotModel
+
+__all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volume_diameter", "PROFILE_STEP"]
+
+#: The profile over the dispersion refits at the optimum +- PROFILE_STEP covariance e.s.d.s (at least 0.005).
+PROFILE_STEP = 2.0
+
+
+def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin ||A s - y|| with s >= 0, solved on the normal equations (columns normalised): the unconstrained
+    solution where it is non-negative, else :func:`scipy.optimize.nnls` on their Cholesky factor."""
+    norms = np.sqrt(np.einsum("ij,ij->j", A, A))
+    s = np.zeros(A.shape[1])
+    live = norms > 1e-300
+    if not live.any():
+        return s
+    An = A[:, live] / norms[live]
+    G = An.T @ An
+    G[np.diag_indices_from(G)] += 1e-10
+    b = An.T @ y
+    try:
+        x = np.linalg.solve(G, b)
+    except np.linalg.LinAlgError:
+        x = -np.ones(b.size)
+    if np.any(x < 0):
+        L = np.linalg.cholesky(G)
+        x, _ = nnls(L.T, solve_triangular(L, b, lower=True))
+    s[live] = x / norms[live]
+    return s
+
+
+class Problem:
+    """Weighted variable-projection problem: free (background) columns projected out once."""
+
+    def __init__(self, model: DotModel, data: FitData, fixed: np.ndarray, free: np.ndarray) -> None:
+        self.model = model
+        self.data, self.fixed, self.free = data, fixed, free
+        self.w = 1.0 / data.sigma
+        self.yw = data.y * self.w
+        self.free_w = free * self.w[:, None]
+        self.fixed_w = fixed * self.w[:, None]
+        self.Qc = np.linalg.qr(self.free_w)[0] if free.shape[1] else np.zeros((data.y.size, 0))
+        self.yp = self._proj(self.yw)
+        self.fixed_p = self._proj(self.fixed_w)
+        self.nfev = 0
+        self._last: tuple | None = None
+
+    def subsampled(self, stride: int) -> "Problem":
+        """The same problem on every ``stride``-th point (a start search)."""
+        d = self.data
+        sub = FitData(d.q[::stride], None if d.tth is None else d.tth[::stride], d.y[::stride], d.sigma[::stride],
+                      d.n_raw)
+        model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth)
+        return Problem(model, sub, self.fixed[::stride], self.free[::stride])
+
+    def _proj(self, A: np.ndarray) -> np.ndarray:
+        return A - self.Qc @ (self.Qc.T @ A)
+
+    def solve(self, theta: np.ndarray, dots: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Residual (weighted), non-negative scales (dot columns then fixed), dot columns (unweighted)."""
+        self.nfev += 1
+        cols = self.model.columns(theta) if dots else np.zeros((self.yw.size, 0))
+        Ap = np.hstack([self._proj(cols * self.w[:, None]), self.fixed_p])
+        s = _nnls_projected(Ap, self.yp)
+        r = self.yp - Ap @ s
+        if dots:
+            self._last = (theta.tobytes(), r, s, Ap, cols)
+        return r, s, cols
+
+    def residual(self, theta: np.ndarray) -> np.ndarray:
+        return self.solve(theta)[0]
+
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """Kaufman's variable-projection Jacobian of :meth:`residual`: -P (dA/dtheta s), P the projector off the
+        active linear columns (capillary: analytic derivatives of the dot column)."""
+        if self._last is None or self._last[0] != theta.tobytes():
+            self.solve(theta)
+        _, _, s, Ap, cols = self._last
+        m = cols.shape[1]
+        if self.model.analytic:
+            G = self.model.columns_jacobian(theta)[1] * s[0]
+        else:  # forward differences of the dot columns (not of the whole projected solve)
+            base = cols @ s[:m]
+            G = np.empty((base.size, theta.size))
+            for i in range(theta.size):
+                h = 1e-4 * max(1.0, abs(theta[i]))
+                th = theta.copy()
+                th[i] += h
+                G[:, i] = (self.model.columns(th) @ s[:m] - base) / h
+        D = self._proj(G * self.w[:, None])
+        active = Ap[:, s > 0]
+        if active.shape[1]:
+            U = np.linalg.qr(active)[0]
+            D = D - U @ (U.T @ D)
+        return -D
+
+    def background(self, scales: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Free coefficients for given scales (least squares on the weighted free columns)."""
+        if not self.free_w.shape[1]:
+            return np.zeros(0)
+        A = np.hstack([cols, self.fixed_w / self.w[:, None]]) * self.w[:, None]
+        return np.linalg.lstsq(self.free_w, self.yw - A @ scales, rcond=None)[0]
+
+
+def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
+         max_nfev: int = 200, tol: float = 1e-6):
+    """least_squares over the nonlinear parameters not in ``fixed`` (index -> value)."""
+    fixed = fixed or {}
+    free = np.array([i for i in range(x0.size) if i not in fixed])
+    full = x0.copy()
+    for i, v in fixed.items():
+        full[i] = v
+
+    def fun(p):
+        theta = full.copy()
+        theta[free] = p
+        return problem.residual(theta)
+
+    def jac(p):
+        theta = full.copy()
+        theta[free] = p
+        return problem.jacobian(theta)[:, free]
+
+    scale = np.array([max(0.05 * abs(x0[0]), 0.02), 0.02, 0.001, 0.2, 0.05])[:x0.size]
+    p0 = np.clip(full[free], lo[free] + 1e-9 * (hi[free] - lo[free]), hi[free] - 1e-9 * (hi[free] - lo[free]))
+    sol = least_squares(fun, p0, jac=jac, bounds=(lo[free], hi[free]), x_scale=scale[free],
+                        method="trf", ftol=tol, xtol=tol, gtol=1e-8, max_nfev=max_nfev)
+    theta = full.copy()
+    theta[free] = sol.x
+    return theta, float(2.0 * sol.cost)
+
+
+def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np.ndarray, chi2_red: float,
+                lo: np.ndarray, hi: np.ndarray):
+    """Covariance of (nonlinear params, active scales, background) from the full weighted Jacobian x chi2_red."""
+    w = problem.w[:, None]
+    lin_cols = np.hstack([cols, problem.fixed_w / w])
+
+    def calc(th):
+        return problem.model.columns(th) @ scales[:cols.shape[1]]
+
+    if problem.model.analytic:
+        Jnl = problem.model.columns_jacobian(theta)[1] * scales[0]
+    else:
+        base = calc(theta)
+        J = []
+        for i in range(theta.size):
+            h = 1e-4 * max(1.0, abs(theta[i]))
+            step = h if theta[i] + h <= hi[i] else -h
+            th = theta.copy()
+            th[i] += step
+            J.append((calc(th) - base) / step)
+        Jnl = np.stack(J, axis=1)
+    active = scales > 0
+    Jfull = np.hstack([Jnl, lin_cols[:, active], problem.free_w / w]) * w
+    norms = np.sqrt(np.einsum("ij,ij->j", Jfull, Jfull))
+    norms[norms == 0] = 1.0
+    Jn = Jfull / norms
+    cov = np.linalg.pinv(Jn.T @ Jn, rcond=1e-12) / np.outer(norms, norms) * chi2_red
+    std_scales = np.full(scales.size, np.nan)
+    lin = slice(theta.size, theta.size + active.sum())
+    std_scales[active] = np.sqrt(np.maximum(np.diag(cov)[lin], 0.0))
+    # significance of the dots' total intensity (all dot columns: with texture, one per reflection family)
+    m = cols.shape[1]
+    g = np.where(np.arange(scales.size) < m, lin_cols.sum(axis=0), 0.0)[active]
+    total = float(g @ scales[active])
+    var = float(g @ cov[lin, lin] @ g)
+    significance = total / np.sqrt(var) if var > 0 else (np.inf if total > 0 else 0.0)
+    return cov[:theta.size, :theta.size], std_scales, significance
+
+
+def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis):
+    """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails."""
+    delta = max(PROFILE_STEP * disp_std, 0.005)
+    pts = [(theta[1], cost, theta[0], volume_diameter(basis, theta))]
+    for value in (theta[1] - delta, theta[1] + delta, theta[1] + 2 * delta, theta[1] - 2 * delta):
+        if len(pts) == 3:
+            break
+        if lo[1] < value < hi[1]:  # at a bound: one side at 1 and 2 steps
+            current, c = fit_nonlinear(problem, theta, lo, hi, fixed={1: value}, max_nfev=30, tol=1e-6)
+            pts.append((value, c, current[0], volume_diameter(basis, current)))
+    if len(pts) < 3:
+        return None
+    p = np.array(sorted(pts))
+    curv = np.polyfit(p[:, 0] - theta[1], p[:, 1], 2)[0]
+    if not curv > 0:
+        return None
+    disp_esd = float(np.sqrt(chi2_red / curv))
+    slope_d = float(np.polyfit(p[:, 0], p[:, 2], 1)[0])
+    slope_v = float(np.polyfit(p[:, 0], p[:, 3], 1)[0])
+    return disp_esd, slope_d, slope_v
+
+
+def volume_diameter(basis: ClusterBasis, theta: np.ndarray) -> float:
+    return float(population_targets(basis.n, basis.unit_nm, theta[0], theta[1], theta[2])["volume_diameter_nm"][0])
+
+

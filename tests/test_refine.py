@@ -1,0 +1,196 @@
+"""DSE refinement (qdots_bluesky.refine): recovery of known populations from simulated patterns, blanks,
+CdSe, the no-dots outcome, a textured flat plate, sequential refinement, figures and bad input.
+
+Tiny bases (clusters up to 6 nm, ~700 Q points) keep every test fast; patterns are simulated with the
+simulator's own population patterns (``ClusterBasis.patterns``) on the basis grid, so no interpolation enters
+the truth.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.refine import Blank, Geometry, parse_ranges, plot_refinement, refine_pattern, refine_sequence
+from qdots_bluesky.refine.basis import refinement_basis
+from qdots_bluesky.refine.model import DotModel
+from qdots_bluesky.sim.physics.cluster_basis import population_targets
+from qdots_bluesky.sim.physics.solvents import solvent_pattern
+from qdots_bluesky.units import q_to_tth
+
+WL = 0.564162
+Q_GRID = np.linspace(0.8, 8.5, 700)
+
+
+@pytest.fixture(scope="module")
+def pbs():
+    return refinement_basis("PbS", WL, Q_GRID, max_diameter_nm=6.0)
+
+
+def _simulate(basis, size, disp, strain, rng, *, dots=2.0e4, solvent="hexane", solvent_level=0.6, q_lo=1.0, q_hi=8.0):
+    """Counts on the basis nodes within q_lo..q_hi: dots (mean ~``dots``) + solvent + sloped background."""
+    sel = (basis.q >= q_lo) & (basis.q <= q_hi)
+    q = basis.q[sel]
+    crys, comp = basis.patterns(np.array([size]), np.array([disp]), np.array([strain]))
+    nc = (crys + comp)[0, sel].astype(float)
+    nc *= dots / nc.mean()
+    total = nc + 3000.0 + 200.0 * q
+    solv = np.zeros_like(q)
+    if solvent is not None:
+        solv = solvent_pattern(solvent, q, WL)
+        solv *= solvent_level * dots / solv.mean()
+        total = total + solv
+    return q, rng.poisson(total).astype(float), nc, solv
+
+
+def test_recovers_size_dispersion_strain(pbs):
+    rng = np.random.default_rng(3)
+    q, y, _, _ = _simulate(pbs, 3.4, 0.12, 0.003, rng)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    assert r.status == "sized", r.summary()
+    for value, std, truth in ((r.size_nm, r.size_std_nm, 3.4), (r.dispersion, r.dispersion_std, 0.12),
+                              (r.strain, r.strain_std, 0.003)):
+        assert std > 0 and abs(value - truth) < 2.5 * std, r.summary()
+    vol = population_targets(pbs.n, pbs.unit_nm, 3.4, 0.12, 0.003)["volume_diameter_nm"][0]
+    assert abs(r.size_volume_nm - vol) < 2.5 * r.size_volume_std_nm
+    # the profile carries the mean-dispersion correlation: the size e.s.d. exceeds the one at fixed dispersion
+    assert r.size_std_nm > r.size_volume_std_nm
+    assert r.reduced_chi2 == pytest.approx(1.0, abs=0.2)
+    assert r.esd_correlation_factor < 1.3  # white residuals: the e.s.d.s need no correlation correction
+    d = r.to_dict()
+    for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion", "dispersion_std",
+                "strain", "strain_std", "rwp", "reduced_chi2", "scales"):
+        assert key in d
+    assert d["scales"]["dots"] > 0 and d["scales"]["solvent_hexane"] > 0
+
+
+def test_starts_from_estimate_and_flags_disagreement(pbs):
+    rng = np.random.default_rng(4)
+    q, y, _, _ = _simulate(pbs, 3.0, 0.10, 0.0, rng)
+    kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0), profile=False)
+    good = refine_pattern(q, y, network={"size_nm": 3.2, "dispersion": 0.1, "size_std_nm": 0.2}, **kw)
+    assert abs(good.size_nm - 3.0) < 3 * good.size_std_nm and "disagrees_with_network" not in good.flags
+    estimate = SimpleNamespace(status="sized", size_nm=4.5, size_std_nm=0.05, dispersion=0.1, strain=None)
+    bad = refine_pattern(q, y, network=estimate, **kw)  # an object with attributes, like a SizeEstimate
+    assert abs(bad.size_nm - 3.0) < 3 * bad.size_std_nm
+    assert "disagrees_with_network" in bad.flags and bad.network_size_nm == 4.5
+    seeded = refine_pattern(q, y, start=bad.to_dict(), **kw)  # a start is not a network estimate: no comparison
+    assert seeded.network_size_nm is None and "disagrees_with_network" not in seeded.flags
+    assert seeded.size_nm == pytest.approx(bad.size_nm, abs=0.5 * bad.size_std_nm)
+
+
+def test_blank_scale_recovered(pbs):
+    rng = np.random.default_rng(5)
+    blank_q = np.linspace(0.7, 9.0, 3000)
+    blank_i = solvent_pattern("toluene", blank_q, WL)
+    q, y, nc, _ = _simulate(pbs, 4.0, 0.10, 0.0, rng, solvent=None)
+    true_scale = 0.6 * nc.mean() / blank_i.mean()
+    y = y + rng.poisson(true_scale * np.interp(q, blank_q, blank_i))
+    r = refine_pattern(q_to_tth(q, WL), y, wavelength_a=WL, blanks=[Blank("toluene", blank_q, blank_i)],
+                       basis=pbs, q_range=(1.0, 8.0), profile=False)
+    assert r.status == "sized"
+    scale, std = r.scales["blank_toluene"], r.scales_std["blank_toluene"]
+    assert std > 0 and abs(scale - true_scale) < 3 * std + 0.01 * true_scale
+    assert abs(r.size_nm - 4.0) < 3 * r.size_std_nm
+
+
+def test_cdse_size_recovered():
+    cdse = refinement_basis("CdSe", WL, Q_GRID, max_diameter_nm=6.0)
+    rng = np.random.default_rng(6)
+    q, y, _, _ = _simulate(cdse, 3.2, 0.10, 0.0, rng)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", material="CdSe", solvent="hexane", basis=cdse,
+                       q_range=(1.0, 8.0), profile=False)
+    assert r.status == "sized" and r.material == "CdSe"
+    assert abs(r.size_nm - 3.2) < 3 * r.size_std_nm and r.size_std_nm < 0.3
+
+
+def test_no_dots_gives_no_size(pbs):
+    rng = np.random.default_rng(7)
+    sel = (pbs.q >= 1.0) & (pbs.q <= 8.0)
+    q = pbs.q[sel]
+    solv = solvent_pattern("hexane", q, WL)
+    y = rng.poisson(2.0e4 * solv / solv.mean() + 3000.0 + 200.0 * q).astype(float)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    assert r.status == "no_nanocrystals", r.summary()
+    assert np.isnan(r.size_nm) and r.to_dict()["size_nm"] is None and r.to_dict()["size_std_nm"] is None
+
+
+def test_solvent_model_mismatch_is_not_taken_for_dots(pbs):
+    """A toluene-like liquid refined with the hexane model: the dots must not soak up the mismatch."""
+    rng = np.random.default_rng(10)
+    sel = (pbs.q >= 1.0) & (pbs.q <= 8.0)
+    q = pbs.q[sel]
+    solv = solvent_pattern("toluene", q, WL)
+    y = rng.poisson(3.0e4 * solv / solv.mean() + 2000.0).astype(float)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    assert r.status == "no_nanocrystals", r.summary()
+    assert r.scales["dots"] == 0.0 and r.curves is not None and not np.any(r.curves.components["dots"])
+
+
+def test_basis_cache_round_trip(tmp_path, monkeypatch):
+    from qdots_bluesky.refine import basis as basis_module
+
+    monkeypatch.setenv("QDOTS_CACHE_DIR", str(tmp_path))
+    q = np.linspace(1.0, 6.0, 120)
+    built = refinement_basis("PbSe", WL, q, max_diameter_nm=2.5)
+    files = list(tmp_path.glob("refine-basis-*PbSe*.npz"))
+    assert len(files) == 1
+    monkeypatch.setattr(basis_module, "_MEMORY", {})
+    read = refinement_basis("PbSe", WL, q, max_diameter_nm=2.5)
+    assert read is not built and np.allclose(read.crystal, built.crystal, rtol=1e-6)
+    assert read.unit_nm == built.unit_nm and read.structure.name == "PbSe"
+    with pytest.raises(ValueError, match="equispaced"):
+        refinement_basis("PbSe", WL, q**1.1, max_diameter_nm=2.5)
+
+
+def test_textured_flat_plate_recovered():
+    wl = 1.5406
+    basis = refinement_basis("PbS", wl, np.linspace(0.9, 6.0, 700), max_diameter_nm=6.0)
+    tth = np.arange(22.0, 80.0, 0.04)
+    q = 4 * np.pi * np.sin(np.radians(tth) / 2) / wl
+    geometry = Geometry(kind="flat-plate")
+    model = DotModel(basis, q, wl, geometry, tth)
+    cols = model.columns(np.array([4.0, 0.10, 0.002, 0.0, 0.05]))
+    p_true = np.linspace(0.6, 1.8, len(model.families))[::-1]
+    dots = cols[:, 0] + cols[:, 1:] @ p_true
+    rng = np.random.default_rng(8)
+    y = rng.poisson(5000.0 * dots / dots.mean() + 400.0 + 2.0 * (80 - tth)).astype(float)
+    r = refine_pattern(tth, y, wavelength_a=wl, geometry=geometry, basis=basis, profile=False)
+    assert r.status == "sized" and r.geometry == "flat-plate"
+    assert abs(r.size_nm - 4.0) < 3 * r.size_std_nm and r.size_std_nm < 0.3, r.summary()
+    assert abs(r.displacement_mm - 0.05) < 3 * r.displacement_std_mm
+    strong = list(r.texture)[:3]  # 111, 200, 220 carry most of the intensity
+    for label, truth in zip(strong, p_true[:3]):
+        assert r.texture[label] == pytest.approx(truth, rel=0.1)
+
+
+def test_sequential_and_plot(pbs, tmp_path):
+    rng = np.random.default_rng(9)
+    sims = [_simulate(pbs, size, 0.10, 0.0, rng) for size in (2.6, 2.9, 3.2)]
+    q = sims[0][0]
+    results = refine_sequence(q, [s[1] for s in sims], wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs,
+                              q_range=(1.0, 8.0), profile=False)
+    assert [r.status for r in results] == ["sized"] * 3
+    for r, size in zip(results, (2.6, 2.9, 3.2)):
+        assert abs(r.size_nm - size) < 3 * r.size_std_nm
+    path = plot_refinement(results[-1], tmp_path / "fit", x="tth")
+    assert path.suffix == ".png" and path.stat().st_size > 10_000
+
+
+def test_bad_input(pbs):
+    q, y, _, _ = _simulate(pbs, 3.0, 0.1, 0.0, np.random.default_rng(0))
+    kw = dict(wavelength_a=WL, x_unit="q", basis=pbs)
+    with pytest.raises(ValueError, match="solvent"):
+        refine_pattern(q, y, solvent="water", **kw)
+    with pytest.raises(ValueError, match="same length"):
+        refine_pattern(q, y[:-5], **kw)
+    with pytest.raises(ValueError, match="wavelength"):
+        refine_pattern(q, y, wavelength_a=50.0, x_unit="q", basis=pbs)
+    with pytest.raises(ValueError, match="points"):
+        refine_pattern(q, y, q_range=(20.0, 30.0), **kw)
+    with pytest.raises(ValueError, match="geometry"):
+        Geometry(kind="transmission")
+    with pytest.raises(ValueError, match="lo-hi"):
+        parse_ranges("10-")
+    assert parse_ranges("27.5-28.8, 47:48") == [(27.5, 28.8), (47.0, 48.0)]

@@ -1,0 +1,89 @@
+"""``qdots fit`` (qdots_bluesky.cli.fit) through a small parser of its own, and a measured laboratory film."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.cli.fit import add_fit
+from qdots_bluesky.refine.basis import refinement_basis
+from qdots_bluesky.sim.physics.solvents import solvent_pattern
+from qdots_bluesky.units import tth_to_q
+
+WL = 0.564162
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="qdots")
+    add_fit(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["fit"] + argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def pattern_file(tmp_path_factory):
+    """A simulated colloid (3.0 nm PbS, dispersion 0.1, hexane) as 2theta / I / sigma with a wavelength header."""
+    basis = refinement_basis("PbS", WL, max_diameter_nm=6.0)
+    tth = np.arange(5.5, 45.0, 0.01)
+    q = tth_to_q(tth, WL)
+    crys, comp = basis.patterns(np.array([3.0]), np.array([0.10]), np.array([0.0]))
+    dots = np.interp(q, basis.q, (crys + comp)[0])
+    solv = solvent_pattern("hexane", q, WL)
+    y = np.random.default_rng(1).poisson(2e4 * dots / dots.mean() + 1e4 * solv / solv.mean() + 2000.0).astype(float)
+    path = tmp_path_factory.mktemp("fit") / "colloid.xye"
+    np.savetxt(path, np.column_stack([tth, y, np.sqrt(y)]), header=f"wavelength: {WL} A")
+    return path
+
+
+def test_fit_json_csv_plot(pattern_file, tmp_path, capsys):
+    out_csv, png = tmp_path / "fit.csv", tmp_path / "fit.png"
+    status = _run([str(pattern_file), "--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7",
+                   "--exclude", "20-20.5", "--json", "--csv", str(out_csv), "--plot", str(png), "--no-profile"])
+    assert status == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["status"] == "sized"
+    assert abs(rows[0]["size_nm"] - 3.0) < 3 * rows[0]["size_std_nm"]
+    for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion", "dispersion_std",
+                "strain", "strain_std", "rwp", "reduced_chi2", "scales"):
+        assert key in rows[0]
+    table = list(csv.DictReader(out_csv.open()))
+    assert float(table[0]["size_nm"]) == pytest.approx(rows[0]["size_nm"])
+    assert png.stat().st_size > 10_000
+
+
+def test_fit_bad_input_one_line_errors(pattern_file, tmp_path, capsys):
+    assert _run([str(tmp_path / "missing.xy")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qdots fit: ")
+    bad = tmp_path / "short.xy"
+    bad.write_text("1 2\n2 3\n")
+    assert _run([str(bad), "--wavelength", "0.56"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert _run([str(pattern_file), "--exclude", "a-b"]) == 2
+    assert "exclusion range" in capsys.readouterr().err
+    assert _run([str(pattern_file), "--wavelength", "99"]) == 2
+    assert "wavelength" in capsys.readouterr().err
+    assert _run([str(pattern_file), "--solvent", "water", "--max-diameter", "6"]) == 2
+    assert "solvent" in capsys.readouterr().err
+    nowl = tmp_path / "nowl.xy"
+    np.savetxt(nowl, np.column_stack([np.arange(5, 45, 0.1), np.ones(400)]))
+    assert _run([str(nowl)]) == 2
+    assert "wavelength" in capsys.readouterr().err
+
+
+LAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured" / "PbS_lab_wl1p5406_5p03nm_toluene.xy"
+
+
+@pytest.mark.skipif(not LAB.is_file(), reason="measured laboratory pattern not available")
+def test_measured_lab_film_refines(capsys):
+    """A textured laboratory film (checked only for a sane fit: sized, Rwp below the poor-fit threshold)."""
+    status = _run([str(LAB), "--wavelength", "1.5406", "--geometry", "flat-plate", "--max-diameter", "10",
+                   "--json", "--no-profile"])
+    assert status == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["status"] == "sized" and row["rwp"] < 0.10 and 2.0 < row["size_nm"] < 7.0
+    assert row["texture"] and all(v >= 0 for v in row["texture"].values())
