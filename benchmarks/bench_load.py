@@ -168,7 +168,8 @@ def main(argv=None) -> int:
     from event_model import compose_run
 
     from qdots_bluesky.callbacks.live_sizer import LiveSizer
-    from qdots_bluesky.callbacks.tiled_store import connect, read_sizes
+    from qdots_bluesky.callbacks.runs import read_sizes
+    from qdots_bluesky.callbacks.tiled_store import connect
 
     tmp = Path(args.directory) if args.directory else Path(tempfile.mkdtemp(prefix="qdots-load-"))
     tmp.mkdir(parents=True, exist_ok=True)

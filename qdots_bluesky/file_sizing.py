@@ -17,7 +17,7 @@ import numpy as np
 from .io import ACCEPTED_UNITS, Pattern, PatternFileError, read_pattern
 from .predictor import Predictor, SizeEstimate
 from .standardize import StandardizationReport, standardize_pattern
-from .units import check_wavelength
+from .units import XUnit, check_wavelength
 
 #: The largest Q (1/A) taken as plausible for Q data: even total-scattering measurements end below it, while Q
 #: in 1/nm of an ordinary powder pattern (10-150 1/nm) exceeds it.
@@ -45,8 +45,7 @@ def resolve_x_unit(pattern: Pattern, x_unit: str | None) -> str:
     """
     if x_unit is None:
         return pattern.x_unit or "tth"
-    if x_unit not in ("tth", "q"):
-        raise ValueError(f"x unit {x_unit!r} is not known; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")
+    x_unit = XUnit.parse(x_unit).value
     if pattern.x_unit is not None and pattern.x_unit != x_unit:
         raise ValueError(f"the file header declares x in {pattern.x_unit_declared!r} ({pattern.x_unit}) but the x unit "
                          f"given is {x_unit!r}; leave the option out to use the header, or correct the header")

@@ -14,6 +14,8 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 from bluesky.utils import Msg
 
+from .units import XUnit
+
 __all__ = ["insitu_synthesis", "detector_metadata"]
 
 
@@ -39,7 +41,7 @@ def detector_metadata(detector) -> dict[str, Any]:
         return dict(getter())
     md: dict[str, Any] = {"qdots_pattern_key": f"{detector.name}_intensity"}
     x_unit = _config_value(detector, "x_unit")
-    for unit in ((x_unit,) if x_unit in ("tth", "q") else ("tth", "q")):
+    for unit in ((x_unit,) if x_unit in XUnit.choices() else XUnit.choices()):
         sig = getattr(detector, unit, None)
         if sig is not None:
             md["qdots_x_key"] = sig.name

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .lru import LRUCache, array_key
-from .units import check_wavelength, tth_to_q
+from .units import XUnit, check_wavelength, tth_to_q
 
 #: The fewest points a pattern may have.
 MIN_POINTS = 50
@@ -195,9 +195,7 @@ def reserve_operator_cache(n_axes: int) -> None:
 
 def _operator(x: np.ndarray, x_unit: str, wavelength: float | None, grid: QGrid) -> tuple[sp.csr_matrix, StandardizationReport]:
     """The cached (grid.n_points, len(x)) operator and report for an x axis."""
-    unit = x_unit.lower() if isinstance(x_unit, str) else x_unit
-    if unit not in ("tth", "q"):
-        raise ValueError(f"x_unit {x_unit!r} is not known; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")
+    unit = XUnit.parse(x_unit).value
     if unit == "tth":
         if wavelength is None:
             raise ValueError("2theta data (x_unit='tth') need a wavelength in A; pass wavelength= or use x_unit='q'")

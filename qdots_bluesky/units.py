@@ -5,7 +5,37 @@ Q is the modulus of the scattering vector in 1/angstrom, Q = 4 pi sin(theta) / l
 """
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
+
+
+class XUnit(str, Enum):
+    """The x axis of a 1D pattern: 2theta in degrees (``"tth"``) or Q in 1/A (``"q"``).
+
+    A ``str`` enum: ``XUnit.TTH == "tth"``, so plain strings keep working wherever a unit is compared.
+    """
+
+    TTH = "tth"
+    Q = "q"
+
+    @classmethod
+    def parse(cls, value: object) -> "XUnit":
+        """The unit named by ``value`` (case-insensitive); ValueError naming the accepted units otherwise."""
+        try:
+            return cls(value.lower() if isinstance(value, str) else value)
+        except ValueError:
+            raise ValueError(f"x_unit {value!r} is not known; accepted: {cls.accepted()}") from None
+
+    @classmethod
+    def accepted(cls) -> str:
+        """The accepted units, in words, for error messages and help texts."""
+        return "'tth' (2theta, degrees) or 'q' (1/A)"
+
+    @classmethod
+    def choices(cls) -> list[str]:
+        """The unit names, for argparse ``choices``."""
+        return [u.value for u in cls]
 
 #: Compton wavelength of the electron, h / (m_e c), in angstrom.
 COMPTON_WAVELENGTH_A = 0.0242631023867

@@ -10,6 +10,7 @@ for ``__version__``):
 - predictor -> estimate, models, standardize, units, io (plotting lazily, for its figure);
 - models -> standardize, units; standardize -> units, lru; io -> units; estimate, lru, plotting, units -> nothing;
 - sim.learning -> sim.physics, models, predictor, estimate, standardize, units, io, lru;
+- refine (DSE refinement, pure numerics) -> sim.physics, units, io;
 - sim.beamline -> sim.physics, units, lru;
 - sim.physics -> units, io (the leaf file readers, for measured blanks), lru, and of third-party packages only numpy,
   scipy, ase, h5py, xraylib, tqdm, matplotlib.
@@ -42,6 +43,7 @@ RULES: dict[str, set[str]] = {
     "lru": set(),
     "plotting": set(),
     "units": set(),
+    "refine": {"sim.physics", "units", "io"},
     "sim.learning": {"sim.physics", "models", "predictor", "estimate", "standardize", "units", "io", "lru"},
     "sim.beamline": {"sim.physics", "units", "lru"},
     "sim.physics": {"units", "io", "lru"},

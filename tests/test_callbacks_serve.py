@@ -17,7 +17,7 @@ from bluesky.callbacks.zmq import Publisher
 
 from _callbacks_helpers import bundle, fast_beamline, free_port, store  # noqa: F401 - fixtures
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME
-from qdots_bluesky.callbacks.tiled_store import read_sizes
+from qdots_bluesky.callbacks.runs import read_sizes
 from qdots_bluesky.plans import insitu_synthesis
 from qdots_bluesky.sim.beamline import use_virtual_time
 

@@ -14,13 +14,9 @@ from _callbacks_helpers import bundle, store  # noqa: F401 - fixtures
 from qdots_bluesky import cli as cli_commands
 from qdots_bluesky.callbacks.live_sizer import LiveSizer
 from qdots_bluesky.callbacks.serve import SizerService, check_zmq_address
-from qdots_bluesky.callbacks.tiled_store import (
-    RunNotFoundError,
-    connect,
-    mask_api_key,
-    select_runs,
-    tiled_writer_pads_numpy_arrays_wrongly,
-)
+from qdots_bluesky.callbacks.runs import RunNotFoundError, mask_api_key, select_runs
+from qdots_bluesky.callbacks.tiled_store import connect
+from qdots_bluesky.callbacks.writers import tiled_writer_pads_numpy_arrays_wrongly
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

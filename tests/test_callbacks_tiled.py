@@ -13,15 +13,8 @@ from _model_helpers import make_bundle
 from qdots_bluesky import cli as cli_commands
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME, LiveSizer
 from qdots_bluesky.callbacks.replay import REPLAY_OF, replay_run
-from qdots_bluesky.callbacks.tiled_store import (
-    RunNotFoundError,
-    TiledUnavailableError,
-    _rebuild_documents,
-    connect,
-    read_sizes,
-    read_stream,
-    select_runs,
-)
+from qdots_bluesky.callbacks.runs import RunNotFoundError, _rebuild_documents, read_sizes, read_stream, select_runs
+from qdots_bluesky.callbacks.tiled_store import TiledUnavailableError, connect
 from qdots_bluesky.models.bundle import BundleError
 from qdots_bluesky.plans import insitu_synthesis
 from qdots_bluesky.sim.beamline import use_virtual_time

@@ -11,7 +11,7 @@ import pytest
 
 from _callbacks_helpers import bundle, store  # noqa: F401 - fixtures
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME
-from qdots_bluesky.callbacks.tiled_store import read_sizes
+from qdots_bluesky.callbacks.runs import read_sizes
 
 PROFILE = Path(__file__).resolve().parents[1] / "profile_collection"
 STARTUP = sorted((PROFILE / "startup").glob("*.py"))

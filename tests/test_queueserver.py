@@ -181,7 +181,8 @@ def _wait_idle(manager, what: str):
 def test_queue_runs_insitu_synthesis_and_the_sizes_are_in_tiled(re_manager):
     from bluesky_queueserver_api import BPlan
 
-    from qdots_bluesky.callbacks.tiled_store import connect, read_sizes
+    from qdots_bluesky.callbacks.runs import read_sizes
+    from qdots_bluesky.callbacks.tiled_store import connect
 
     api, log, proc = re_manager["api"], re_manager["log"], re_manager["proc"]
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, TextIO
 import numpy as np
 
 from .live_sizer import STREAM_NAME, LiveSizer
-from .tiled_store import TiledStore, read_sizes, read_stream
+from .runs import read_sizes, read_stream
+from .tiled_store import TiledStore
 
 
 @dataclass
@@ -69,7 +70,8 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
     table = {"seq_num": seq, "t_scan_s": t_event - t0, "elapsed_s": pick(elapsed_key),
              "true_size_nm": pick(size_key), "true_dispersion": pick(disp_key)}
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "dispersion",
-                "dispersion_std", "strain", "strain_std", "confidence", "status", "flags", "message", "latency_ms"):
+                "dispersion_std", "strain", "strain_std", "confidence", "outcome", "status", "flags", "message",
+                "latency_ms"):
         if key in sizes:
             table[key] = sizes[key]
     return table
@@ -99,8 +101,11 @@ def format_table(table: dict[str, np.ndarray]) -> str:
             pred = pred.rjust(17) + " " + " ".join((f"{v:.2f} ± {e:.2f}" if np.isfinite(v) else "-").rjust(w)
                                    for (v, e), w in zip(pm, (15, 12, 13)))
         status = str(table["status"][i])
+        outcome = str(table["outcome"][i]) if "outcome" in table else "sized"
         note = ""
-        if status == "flagged":
+        if outcome not in ("sized", "error"):  # no size: say why ("no nanocrystals detected", "> 11.0 nm ...")
+            note = str(table["message"][i]).split(";")[0]
+        elif status == "flagged":
             note = str(table["flags"][i]) if "flags" in table else str(table["message"][i])
         elif status == "error":
             note = str(table["message"][i])
@@ -168,8 +173,10 @@ def live_printer(stream: TextIO | None = None, stream_name: str = STREAM_NAME) -
             state["desc"].add(doc["uid"])
         elif name == "event" and doc.get("descriptor") in state["desc"]:
             d = doc["data"]
-            text = (f"D = {d['size_nm']:5.2f} ± {d['size_std_nm']:4.2f} nm" if d["status"] != "error" else "no estimate")
-            extra = f" ({d['flags'] or d['message'][:60]})" if d["status"] != "ok" else ""
+            outcome = d.get("outcome", "sized")
+            text = (f"D = {d['size_nm']:5.2f} ± {d['size_std_nm']:4.2f} nm" if outcome == "sized"
+                    else "no estimate" if outcome == "error" else d["message"].split(";")[0])
+            extra = f" ({d['flags'] or d['message'][:60]})" if d["status"] != "ok" and outcome == "sized" else ""
             print(f"  event {d['source_seq_num']:3d}: {text}  [{d['status']}]{extra}  {d['latency_ms']:.1f} ms",
                   file=stream or sys.stdout, flush=True)
 

@@ -60,7 +60,7 @@ class ReplayResult:
 
 def _source_documents(run: Any) -> Iterable[tuple[str, dict]]:
     if hasattr(run, "metadata") and hasattr(run, "documents"):
-        from .tiled_store import run_documents
+        from .runs import run_documents
 
         return run_documents(run)
     return run  # already (name, doc) pairs

@@ -21,7 +21,9 @@ FLOAT_KEYS = ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", 
               "dispersion", "dispersion_std", "dispersion_confidence", "strain", "strain_std", "confidence",
               "ood_distance", "nanocrystal_probability")
 #: Fields shown by default (descriptor hints).
-HINT_FIELDS = ["size_nm", "size_std_nm", "status"]
+HINT_FIELDS = ["size_nm", "size_std_nm", "outcome", "status"]
+#: What the predictor answered (SizeEstimate.status), or "error" when the pattern could not be sized.
+OUTCOMES = ("sized", "no_nanocrystals", "above_range", "below_range", "error")
 
 
 def _number_key(units: str | None, description: str) -> dict[str, Any]:
@@ -53,6 +55,9 @@ def output_keys(classes: Sequence[float]) -> dict[str, dict[str, Any]]:
         "probabilities": {"dtype": "array", "shape": [n], "dtype_numpy": "<f8", "units": "dimensionless",
                           "dims": ["size_class"], "size_classes_nm": list(classes),
                           "source": f"{SIZER_OBJECT}: calibrated probability of each size class (size_classes_nm)"},
+        "outcome": {"dtype": "string", "shape": [], "dtype_numpy": "<U15", "units": None, "choices": list(OUTCOMES),
+                    "source": f"{SIZER_OBJECT}: sized, no_nanocrystals (no size: pure solvent or background), "
+                              "above_range / below_range (no size: beyond the trained sizes), or error"},
         "status": {"dtype": "string", "shape": [], "dtype_numpy": "<U7", "units": None,
                    "choices": [STATUS_OK, STATUS_FLAGGED, STATUS_ERROR], "source": f"{SIZER_OBJECT}: ok/flagged/error"},
         "flags": {"dtype": "string", "shape": [], "dtype_numpy": "<U0", "units": None,
@@ -76,16 +81,21 @@ def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: 
     NaN numbers); ``seq_num``/``uid`` name the source event; ``latency_ms`` in ms."""
     if isinstance(result, str):
         data: dict[str, Any] = {k: math.nan for k in FLOAT_KEYS}
-        data.update(probabilities=[math.nan] * n_classes, status=STATUS_ERROR, flags="", message=result)
+        data.update(probabilities=[math.nan] * n_classes, outcome="error", status=STATUS_ERROR, flags="", message=result)
     else:
         values = {k: getattr(result, k) for k in FLOAT_KEYS}
         data = {k: math.nan if v is None else float(v) for k, v in values.items()}
         data["probabilities"] = [float(v) for v in result.probabilities.values()]
         flags = list(result.flags)
-        data["status"] = STATUS_FLAGGED if flags else STATUS_OK
+        outcome = getattr(result, "status", "sized")
+        data["outcome"] = outcome
+        data["status"] = STATUS_FLAGGED if flags or outcome != "sized" else STATUS_OK
         data["flags"] = ",".join(flags)
         details = getattr(result, "flag_details", {}) or {}
-        data["message"] = "; ".join(f"{f}: {details[f]}" if f in details else f for f in flags)
+        message = "; ".join(f"{f}: {details[f]}" if f in details else f for f in flags)
+        if outcome != "sized":  # why there is no size, as the summary says it ("> 11.0 nm: larger than ...")
+            message = result.summary().split("; flags:")[0] + (f"; {message}" if message else "")
+        data["message"] = message
     data["source_seq_num"] = int(seq_num)
     data["source_uid"] = uid
     data["latency_ms"] = float(latency_ms)

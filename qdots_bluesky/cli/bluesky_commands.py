@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from .common import add_device_option, fail as _fail, resolve_cli_device
+from ..units import XUnit
 
 DEFAULT_DEMO_DIRECTORY = "qdots_demo_data"
 
@@ -89,7 +90,8 @@ def _make_sizer(args, **options):
 
 
 def _errors():
-    from ..callbacks.tiled_store import RunNotFoundError, TiledUnavailableError
+    from ..callbacks.runs import RunNotFoundError
+    from ..callbacks.tiled_store import TiledUnavailableError
 
     return (ValueError, TiledUnavailableError, RunNotFoundError)
 
@@ -113,7 +115,7 @@ def add_demo(sub) -> argparse.ArgumentParser:
                    help="do not wait: the plan's sleeps advance the simulated reaction at once")
     p.add_argument("--temperature", type=float, default=140.0, metavar="C",
                    help="reaction temperature in deg C, 60-200 (default 140; hotter grows bigger dots)")
-    p.add_argument("--x-unit", choices=["tth", "q"], default="tth",
+    p.add_argument("--x-unit", choices=XUnit.choices(), default="tth",
                    help="detector x axis: 'tth' (2theta, X04SA-like 0.5-84 deg) or 'q' (1-15 1/A) (default tth)")
     p.add_argument("--tth-step", type=float, default=None, metavar="DEG",
                    help="2theta step of the simulated detector in degrees (default 0.0036, X04SA: 23 195 points; "
@@ -204,7 +206,7 @@ def cmd_replay(args) -> int:
     import numpy as np
 
     from ..callbacks.replay import replay_run
-    from ..callbacks.tiled_store import read_sizes, select_runs
+    from ..callbacks.runs import read_sizes, select_runs
 
     try:
         sizer = _make_sizer(args)

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..units import XUnit
+
 CSV_KEYS = ("status", "size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion",
             "dispersion_std", "strain", "strain_std", "b_offset", "displacement_mm", "rwp", "reduced_chi2", "n_points")
 
@@ -31,7 +33,7 @@ def add_fit(sub) -> argparse.ArgumentParser:
     what.add_argument("--cif", default=None, metavar="F", help="crystal structure from a CIF file instead")
     p.add_argument("--wavelength", type=float, default=None, metavar="A",
                    help="wavelength in A (K-alpha1 for a flat plate); default: the file header's")
-    p.add_argument("--x-unit", choices=["tth", "q"], default="tth", help="x column: 2theta deg (default) or Q 1/A")
+    p.add_argument("--x-unit", choices=XUnit.choices(), default="tth", help="x column: 2theta deg (default) or Q 1/A")
     p.add_argument("--blank", action="append", default=[], metavar="FILE",
                    help="measured blank (solvent, capillary) at the same wavelength, its own scale; repeatable")
     p.add_argument("--solvent", default=None, metavar="NAME",

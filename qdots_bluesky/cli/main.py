@@ -7,6 +7,7 @@ import sys
 from .. import __version__
 from .bluesky_commands import add_demo, add_replay, add_serve
 from .common import fail, missing_extra_message
+from .fit import add_fit
 from .predict import add_predict
 from .simulate import add_library, add_simulate
 from .training import add_evaluate, add_train
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate(sub)
     add_library(sub)
     add_predict(sub)
+    add_fit(sub)
     add_train(sub)
     add_evaluate(sub)
     add_demo(sub)

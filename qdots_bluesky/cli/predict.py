@@ -5,6 +5,7 @@ import json
 import sys
 
 from .common import add_device_option, fail
+from ..units import XUnit
 
 _DESCRIPTION = (
     "Read powder patterns (columns x, intensity[, sigma]), standardize them onto the model's Q grid and print the "
@@ -28,7 +29,7 @@ def add_predict(sub) -> None:
     p.add_argument("--wavelength", type=float, default=None, metavar="A",
                    help="X-ray wavelength in angstrom for 2theta data (default: the file header's 'wavelength', "
                         "'wavelength_a' or 'lambda' entry; one of the two is needed for 2theta data)")
-    p.add_argument("--x-unit", choices=["tth", "q"], default=None,
+    p.add_argument("--x-unit", choices=XUnit.choices(), default=None,
                    help="unit of the first column: 'tth' = 2theta in degrees or 'q' = Q in 1/angstrom (default: the "
                         "unit the file header declares, else tth)")
     p.add_argument("--json", action="store_true",

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from .common import non_negative_int
+from ..units import XUnit
 
 
 def add_train(sub) -> None:
@@ -121,8 +122,8 @@ def _parse_blank(text: str) -> tuple[str, str, float | None]:
     path = parts[0]
     unit = parts[1] if len(parts) > 1 and parts[1] else "tth"
     wavelength = float(parts[2]) if len(parts) > 2 and parts[2] else None
-    if unit not in ("tth", "q"):
-        raise ValueError(f"solvent blank {text!r}: the x unit must be tth or q")
+    if unit not in XUnit.choices():
+        raise ValueError(f"solvent blank {text!r}: the x unit {unit!r} is not known; accepted: {XUnit.accepted()}")
     return path, unit, wavelength
 
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..io import read_pattern
-from ..units import check_wavelength, q_to_tth, tth_to_q
+from ..units import XUnit, check_wavelength, q_to_tth, tth_to_q
 
 __all__ = ["FitData", "Blank", "prepare_data", "load_blank", "parse_ranges"]
 
-X_UNITS = ("tth", "q")
 
 
 @dataclass
@@ -94,8 +93,7 @@ def prepare_data(x, y, sigma=None, *, x_unit: str = "tth", wavelength_a: float,
     """Points of a pattern to refine: finite arrays x (2theta deg or Q 1/A), y, optional sigma; Q within
     ``q_range`` (1/A); 2theta ranges ``exclude_tth`` [(lo, hi) deg] dropped; averaged onto bins of ``rebin_step``
     (1/A) where the data are over 1.5 times finer. Raises ValueError for bad input."""
-    if x_unit not in X_UNITS:
-        raise ValueError(f"x_unit {x_unit!r}; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")
+    x_unit = XUnit.parse(x_unit).value
     check_wavelength(wavelength_a)
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)

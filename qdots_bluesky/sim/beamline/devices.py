@@ -48,7 +48,7 @@ from ophyd.status import DeviceStatus
 from ophyd.utils import LimitError, ReadOnlyError
 
 from ...lru import LRUCache, array_key
-from ...units import check_wavelength, q_to_tth, tth_to_q
+from ...units import XUnit, check_wavelength, q_to_tth, tth_to_q
 from ..physics.cache import structure_key
 from ..physics.clusters import equal_volume_diameter_nm
 from ..physics.distribution import DEFAULT_MAX_DIAMETER_NM, lognormal_number_weights
@@ -391,8 +391,7 @@ class WaxsDetector(Device):
             raise ValueError(f"reactor must be a SynthesisReactor, got {type(reactor).__name__}")
         check_wavelength(wavelength)
         check_strain(strain)
-        if x_unit not in ("tth", "q"):
-            raise ValueError(f"x_unit={x_unit!r}; accepted: 'tth' (2theta in deg) or 'q' (1/A)")
+        x_unit = XUnit.parse(x_unit).value
         self.reactor = reactor
         structure = get_structure(material)
         self._material = structure.name if not str(material).lower().endswith(".cif") else str(material)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ....units import check_wavelength, tth_to_q
+from ....units import XUnit, check_wavelength, tth_to_q
 
 __all__ = ["compare_to_blank", "load_solvent_blank", "peak_position"]
 
-_X_UNITS = ("tth", "q")
 
 
 def load_solvent_blank(path, *, x_unit: str = "tth", wavelength_a: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -24,8 +23,7 @@ def load_solvent_blank(path, *, x_unit: str = "tth", wavelength_a: float | None 
     """
     from ....io import read_pattern  # the project's shared pattern reader
 
-    if x_unit not in _X_UNITS:
-        raise ValueError(f"unknown x_unit {x_unit!r}; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")
+    x_unit = XUnit.parse(x_unit)
     if wavelength_a is not None:
         check_wavelength(wavelength_a)
     pattern = read_pattern(path)
