@@ -15,7 +15,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky.callbacks.zmq import Publisher
 
-from _callbacks_helpers import bundle, fast_beamline, free_port, store  # noqa: F401 - fixtures
+from _callbacks_helpers import fast_beamline, free_port
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME
 from qdots_bluesky.callbacks.runs import read_sizes
 from qdots_bluesky.plans import insitu_synthesis
@@ -54,7 +54,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists(PROXY), reason="bluesky-0MQ-proxy not installed")
-def test_serve_sizes_runs_from_a_0mq_proxy(store, bundle):  # noqa: F811
+def test_serve_sizes_runs_from_a_0mq_proxy(store, bundle):
     port_in, port_out = free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proxy = subprocess.Popen([PROXY, "--in-address", f"127.0.0.1:{port_in}", "--out-address", f"127.0.0.1:{port_out}"],
@@ -100,7 +100,7 @@ def test_serve_sizes_runs_from_a_0mq_proxy(store, bundle):  # noqa: F811
     assert proxy.poll() is not None and serve.poll() is not None
 
 
-def test_serve_refuses_bad_options(bundle, capsys):  # noqa: F811
+def test_serve_refuses_bad_options(bundle, capsys):
     from qdots_bluesky import cli as cli_commands
 
     assert cli_commands.main(["serve", "--model", str(bundle), "--zmq", "127.0.0.1:1"]) == 2

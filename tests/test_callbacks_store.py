@@ -10,7 +10,6 @@ import uuid
 import pytest
 from event_model import compose_run
 
-from _callbacks_helpers import bundle, store  # noqa: F401 - fixtures
 from qdots_bluesky import cli as cli_commands
 from qdots_bluesky.callbacks.live_sizer import LiveSizer
 from qdots_bluesky.callbacks.serve import SizerService, check_zmq_address
@@ -21,7 +20,7 @@ from qdots_bluesky.callbacks.writers import tiled_writer_pads_numpy_arrays_wrong
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_run(store, uid=None, scan_id=None):  # noqa: F811
+def write_run(store, uid=None, scan_id=None):
     """A one-event run with the uid (and scan id) we choose, written through the store's TiledWriter."""
     md = {} if scan_id is None else {"scan_id": scan_id}
     run = compose_run(uid=uid, metadata=md)
@@ -38,7 +37,7 @@ def uid_with_prefix(prefix: str) -> str:
     return prefix + str(uuid.uuid4())[len(prefix):]
 
 
-def test_script_that_never_closes_the_store_exits(tmp_path, store):  # noqa: F811
+def test_script_that_never_closes_the_store_exits(tmp_path, store):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {os.path.join(ROOT, 'tests')!r})
@@ -65,7 +64,7 @@ def test_script_that_never_closes_the_store_exits(tmp_path, store):  # noqa: F81
     assert len(store.runs) >= 0  # the test session's store still accepts its key
 
 
-def test_digit_keys_are_scan_ids_when_such_a_scan_exists_else_uid_prefixes(store):  # noqa: F811
+def test_digit_keys_are_scan_ids_when_such_a_scan_exists_else_uid_prefixes(store):
     # a uid that starts with 8 digits (about 2 % of uuid4), and no scan with that number
     only_uid = write_run(store, uid=uid_with_prefix("93721846"), scan_id=7)
     assert select_runs(store.runs, ["93721846"])[0].metadata["start"]["uid"] == only_uid
@@ -86,7 +85,7 @@ def test_digit_keys_are_scan_ids_when_such_a_scan_exists_else_uid_prefixes(store
     assert select_runs(store.runs, [9])[0].metadata["start"]["uid"] == b  # the latest with scan id 9
 
 
-def test_replay_of_a_missing_directory_names_it(tmp_path, bundle, capsys):  # noqa: F811
+def test_replay_of_a_missing_directory_names_it(tmp_path, bundle, capsys):
     missing = tmp_path / "MISTYPED"
     assert cli_commands.main(["replay", "--directory", str(missing), "-1", "--model", str(bundle)]) == 2
     err = capsys.readouterr().err
@@ -96,7 +95,7 @@ def test_replay_of_a_missing_directory_names_it(tmp_path, bundle, capsys):  # no
         connect(directory=missing, create=False)
 
 
-def test_serve_checks_the_address_before_it_starts(bundle, capsys):  # noqa: F811
+def test_serve_checks_the_address_before_it_starts(bundle, capsys):
     rc = cli_commands.main(["serve", "--zmq", "127.0.0.1:notaport", "--no-store", "--model", str(bundle)])
     captured = capsys.readouterr()
     assert rc == 2 and "ready" not in captured.out
@@ -109,7 +108,7 @@ def test_serve_checks_the_address_before_it_starts(bundle, capsys):  # noqa: F81
     assert cli_commands.main(["serve", "--idle-log", "0", "--no-store", "--model", str(bundle)]) == 2
 
 
-def test_serve_logs_when_no_document_arrives(bundle, caplog):  # noqa: F811
+def test_serve_logs_when_no_document_arrives(bundle, caplog):
     now = [1000.0]
     with LiveSizer(model=bundle, device="cpu") as sizer:
         service = SizerService("127.0.0.1:5999", sizer, echo=False, idle_log_s=30.0, clock=lambda: now[0])

@@ -1,14 +1,13 @@
 """Runs stored through TiledWriter in a real (embedded) Tiled server, read back, replayed; the CLI commands."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 import yaml
 from bluesky import RunEngine
 
-from _callbacks_helpers import bundle, fast_beamline, free_port, sabotage, shared_bundle, store  # noqa: F401
+from _callbacks_helpers import fast_beamline, free_port, sabotage
 from _model_helpers import make_bundle
 from qdots_bluesky import cli as cli_commands
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME, LiveSizer
@@ -22,7 +21,7 @@ from qdots_bluesky.sim.beamline import use_virtual_time
 KEYS = ("size_nm", "size_std_nm", "size_class_nm", "confidence", "dispersion", "probabilities", "ood_distance")
 
 
-def scan_to_tiled(store, sizer, num=8, bad=None, md=None):  # noqa: F811
+def scan_to_tiled(store, sizer, num=8, bad=None, md=None):
     reactor, det = fast_beamline(seed=num)
     if bad:
         sabotage(det, bad)
@@ -38,19 +37,16 @@ def scan_to_tiled(store, sizer, num=8, bad=None, md=None):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def live_run(pytestconfig):
+def live_run(store, bundle):
     """One stored run with bad events (2: NaN, 5: short, 7: zeros) and the sizer's model."""
-    from _callbacks_helpers import shared_store
-
-    store = shared_store(pytestconfig)
-    model = shared_bundle(pytestconfig)
+    model = bundle
     with LiveSizer(model=model, device="cpu") as sizer:
         uid, det = scan_to_tiled(store, sizer, num=9, bad={2: "nan", 5: "short", 7: "zeros"},
                                  md={"sample_name": "PbS batch 7"})
     return uid, model, det
 
 
-def test_stored_run_has_the_qdots_size_stream(store, live_run):  # noqa: F811
+def test_stored_run_has_the_qdots_size_stream(store, live_run):
     uid, _, det = live_run
     run = store.runs[uid]
     assert sorted(run) == ["primary", STREAM_NAME]
@@ -79,7 +75,7 @@ def test_stored_run_has_the_qdots_size_stream(store, live_run):  # noqa: F811
     assert meta["configuration"]["qdots_sizer"]["data"]["pattern_key"] == "waxs_intensity"
 
 
-def test_replay_gives_identical_numbers_and_writes_back(store, live_run):  # noqa: F811
+def test_replay_gives_identical_numbers_and_writes_back(store, live_run):
     uid, model, _ = live_run
     run = store.runs[uid]
     live = read_sizes(run)
@@ -112,7 +108,7 @@ def test_replay_gives_identical_numbers_and_writes_back(store, live_run):  # noq
     assert len(store.runs.search(Eq(REPLAY_OF, uid))) >= 1
 
 
-def test_replay_with_rebuilt_documents_and_another_model(store, live_run, pytestconfig):  # noqa: F811
+def test_replay_with_rebuilt_documents_and_another_model(store, live_run, other_bundle):
     uid, model, _ = live_run
     run = store.runs[uid]
     live = read_sizes(run)
@@ -121,7 +117,7 @@ def test_replay_with_rebuilt_documents_and_another_model(store, live_run, pytest
     with LiveSizer(model=model, device="cpu") as sizer:
         table = replay_run(docs, sizer).table()
     assert np.array_equal(np.asarray(live["size_nm"], float), table["size_nm"], equal_nan=True)
-    other = shared_bundle(pytestconfig, seed=5)
+    other = other_bundle
     with LiveSizer(model=other, device="cpu") as sizer:
         table2 = replay_run(run, sizer).table()
     assert len(table2["size_nm"]) == 9
@@ -129,7 +125,7 @@ def test_replay_with_rebuilt_documents_and_another_model(store, live_run, pytest
     assert not np.array_equal(table["probabilities"][good], table2["probabilities"][good])
 
 
-def test_run_selection_errors(store, live_run):  # noqa: F811
+def test_run_selection_errors(store, live_run):
     with pytest.raises(RunNotFoundError, match="scan id 987654"):
         select_runs(store.runs, ["987654"])
     with pytest.raises(RunNotFoundError, match="uid"):
@@ -138,11 +134,9 @@ def test_run_selection_errors(store, live_run):  # noqa: F811
         select_runs(store.runs, ["0"])
 
 
-def test_unreachable_server_and_bad_model_fail_clearly(tmp_path, capsys, store, live_run):  # noqa: F811
-    t = time.perf_counter()
+def test_unreachable_server_and_bad_model_fail_clearly(tmp_path, capsys, store, live_run):
     with pytest.raises(TiledUnavailableError, match="cannot reach the Tiled server"):
         connect(f"http://127.0.0.1:{free_port()}/api/v1")
-    assert time.perf_counter() - t < 8
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"this is not a model")
     with pytest.raises(BundleError):
@@ -159,7 +153,7 @@ def test_unreachable_server_and_bad_model_fail_clearly(tmp_path, capsys, store, 
     assert "--tiled-uri" in capsys.readouterr().err
 
 
-def test_cli_replay_and_databroker_catalog_name(store, live_run, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_cli_replay_and_databroker_catalog_name(store, live_run, tmp_path, monkeypatch, capsys):
     import tiled.profiles
 
     uid, model, _ = live_run
@@ -185,7 +179,7 @@ def test_cli_replay_and_databroker_catalog_name(store, live_run, tmp_path, monke
         tiled.profiles.load_profiles.cache_clear()
 
 
-def test_cli_demo_end_to_end(store, bundle, tmp_path, capsys):  # noqa: F811
+def test_cli_demo_end_to_end(store, bundle, tmp_path, capsys):
     plot = tmp_path / "demo.png"
     rc = cli_commands.main(["demo", "--model", str(bundle), "--device", "cpu", "--points", "5", "--delay", "60",
                             "--virtual-time", "--tth-step", "0.0168", "--max-diameter", "12", "--tiled-uri", store.uri, "--plot", str(plot)])
@@ -229,7 +223,7 @@ def test_make_bundle_helper_is_deterministic(tmp_path):
         pb.close()
 
 
-def test_threaded_writer_keeps_order_and_flushes(store, bundle):  # noqa: F811
+def test_threaded_writer_keeps_order_and_flushes(store, bundle):
     reactor, det = fast_beamline(seed=21)
     RE = RunEngine({})
     use_virtual_time(RE, reactor)

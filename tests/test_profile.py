@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from _callbacks_helpers import bundle, store  # noqa: F401 - fixtures
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME
 from qdots_bluesky.callbacks.runs import read_sizes
 
@@ -17,12 +16,12 @@ PROFILE = Path(__file__).resolve().parents[1] / "profile_collection"
 STARTUP = sorted((PROFILE / "startup").glob("*.py"))
 
 
-def _env(store, bundle):  # noqa: F811
+def _env(store, bundle):
     return {"QDOTS_TILED_URI": store.uri, "QDOTS_MODEL": str(bundle), "QDOTS_DEVICE": "cpu", "QDOTS_SIM_FAST": "1",
             "QDOTS_VIRTUAL_TIME": "1", "QDOTS_BEC": "1", "QDOTS_BEC_PLOTS": "0", "QDOTS_PRINT_SIZES": "1"}
 
 
-def test_startup_files_in_order_then_a_plan(store, bundle, monkeypatch, capsys):  # noqa: F811
+def test_startup_files_in_order_then_a_plan(store, bundle, monkeypatch, capsys):
     assert [p.name for p in STARTUP] == ["00-base.py", "05-tiled.py", "10-devices.py", "20-sizing.py", "30-plans.py"]
     for key, value in _env(store, bundle).items():
         monkeypatch.setenv(key, value)
@@ -49,7 +48,7 @@ def test_startup_files_in_order_then_a_plan(store, bundle, monkeypatch, capsys):
 
 @pytest.mark.skipif(shutil.which("ipython") is None and not (Path(sys.executable).parent / "ipython").exists(),
                     reason="IPython is not installed")
-def test_ipython_profile_dir_runs_a_plan(store, bundle, tmp_path):  # noqa: F811
+def test_ipython_profile_dir_runs_a_plan(store, bundle, tmp_path):
     profile = tmp_path / "profile_collection"  # a copy: IPython writes history and logs into the profile dir
     shutil.copytree(PROFILE / "startup", profile / "startup")
     ipython = shutil.which("ipython") or str(Path(sys.executable).parent / "ipython")

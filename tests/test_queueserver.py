@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from _callbacks_helpers import bundle, free_port  # noqa: F401 - fixture
+from _callbacks_helpers import free_port
 from qdots_bluesky.callbacks.live_sizer import STREAM_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def _manager_command() -> list[str]:
 
 
 @pytest.fixture
-def re_manager(tmp_path, redis_server, bundle):  # noqa: F811
+def re_manager(tmp_path, redis_server, bundle):
     """A real RE Manager on loopback loading profile_collection/startup (simulated devices, virtual time)."""
     from bluesky_queueserver_api.zmq import REManagerAPI
 

@@ -1,4 +1,4 @@
-"""DSE refinement of measured patterns over a per-cluster basis (issue 17): size, dispersion, strain with e.s.d.s.
+"""DSE refinement of measured patterns over a per-cluster basis: size, dispersion, strain with e.s.d.s.
 
 Pure numerics (numpy, scipy): no Bluesky, no torch. Entry points: :func:`refine_pattern` (one pattern),
 :func:`refine_sequence` (many, each started from the previous result), :func:`plot_refinement` (a figure),
