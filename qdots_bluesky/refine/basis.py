@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sim.physics.cache import cache_dir
+from ..sim.physics.cache import cache_dir, structure_key
 from ..sim.physics.cluster_basis import ClusterBasis, build_cluster_basis
 from ..sim.physics.library import LibrarySettings
 from ..sim.physics.materials import CrystalStructure, get_structure
@@ -51,17 +51,9 @@ def default_q_grid(wavelength_a: float, q_range: tuple[float, float] = DEFAULT_Q
     return q0 + step * np.arange(n)
 
 
-def _structure_digest(structure: CrystalStructure) -> str:
-    h = hashlib.sha256()
-    for arr in (structure.cell, structure.fractional_positions, structure.occupancies, structure.b_iso):
-        h.update(np.round(np.asarray(arr, dtype=float), 9).tobytes())
-    h.update(",".join(structure.elements).encode())
-    return h.hexdigest()[:16]
-
-
 def _key(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray) -> str:
     h = hashlib.sha256()
-    h.update(_structure_digest(structure).encode())
+    h.update(structure_key(structure).encode())
     # every setting (wavelength, largest cluster, Compton, precision, ...): any change makes a new basis
     h.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
     h.update(np.round(q, 9).tobytes())

@@ -12,9 +12,9 @@ order applied:
    The library holds each population at 19 lattice parameters from -0.25 to +0.51 % of bulk;
    real dots leave that range (thermal expansion, 2e-5 /K: +0.25 % at 150 C in an in-situ
    synthesis; size- and ligand-dependent strain; a wavelength calibrated 0.5 % off scales Q the
-   same way). A network trained on the library's lattice alone sizes 43-46 % of the reference
-   conditions correctly with every lattice parameter 1 % larger or smaller; with +-1 % of jitter
-   (the default) it reads size from peak widths and shapes rather than from where the peaks are.
+   same way). A network trained on the library's lattice alone reads size from where the peaks are
+   and fails when the lattice moves; with +-1 % of jitter (the default) it reads size from peak widths
+   and shapes instead (the evaluation report's lattice_change curve measures it for a model).
 
 1. **Measured axis.** Synchrotron samples (X04SA-like, the library's wavelength) are measured on
    the library's Q grid (1-15 1/A, 5004 points) or a part of it:

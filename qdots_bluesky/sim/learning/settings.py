@@ -51,7 +51,7 @@ class TrainingSettings:
     input_transform: str = "center"  # the network's input transform (models.network: center, sqrt, log, none)
     filters: list[int] = field(default_factory=lambda: [32, 64, 96, 128, 128])  # filters of the five convolutions (reference: 32 each)
     # kernel = stride of the five convolutions (reference: 10, 5, 4, 3, 2). A first window of 20 points (0.056 1/A,
-    # about the peak width of the largest dots) halves every later layer's positions: epochs ~30 % faster
+    # about the peak width of the largest dots) halves every later layer's positions, and so the time of an epoch
     kernels: list[int] = field(default_factory=lambda: [20, 5, 4, 3, 2])
     precision: str = "auto"  # "bf16": bfloat16 autocast of the matrix products (weights stay float32); "fp32"; "auto": bf16 where the CPU has native bf16
     # the coarse-sampling specialist: a copy of the trained network fine-tuned on synchrotron patterns resampled to
