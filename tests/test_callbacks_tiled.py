@@ -188,6 +188,7 @@ def test_cli_demo_end_to_end(store, bundle, tmp_path, capsys):
     assert rc == 0, out + captured.err
     assert "read back from Tiled" in out and "'qdots_size': 5" in out
     assert "true D(nm)" in out and "predicted D(nm)" in out and "qdots replay" in out
+    assert "api_key=" not in out or "api_key=***" in out  # the hint never shows the key
     assert plot.is_file() and plot.stat().st_size > 10_000
     # the table rows: 5 events with a true size and a prediction
     rows = [line for line in out.splitlines() if line.strip()[:1].isdigit() and "±" in line]
@@ -236,3 +237,12 @@ def test_threaded_writer_keeps_order_and_flushes(store, bundle):
     run = store.runs[uid]
     assert run.metadata["stop"]["num_events"] == {"primary": 4, STREAM_NAME: 4} and writer.errors == 0
     assert read_sizes(run)["source_seq_num"].tolist() == [1, 2, 3, 4]
+
+
+def test_cli_demo_refuses_a_bad_plot_path_before_the_scan(store, bundle, tmp_path, capsys):
+    rc = cli_commands.main(["demo", "--model", str(bundle), "--device", "cpu", "--points", "3", "--virtual-time",
+                            "--tiled-uri", store.uri, "--plot", str(tmp_path / "no" / "such" / "demo.png")])
+    captured = capsys.readouterr()
+    assert rc == 2 and "read back from Tiled" not in captured.out
+    assert "qdots demo: error: --plot" in captured.err and "does not exist" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1

@@ -229,6 +229,10 @@ def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: fl
     out = DemoResult(uid=uid, table=table, streams=sorted(run), num_events=dict(run.metadata["stop"]["num_events"]),
                      store_description=store.description)
     if plot:
-        out.plot = plot_demo(plot, table, title=f"qdots demo: run {uid[:8]}, {temperature:g} °C, "
-                                                f"model {Path(str(sizer.predictor.path)).name}")
+        out.plot = plot_demo(plot, table, title=demo_title(uid, temperature, sizer.predictor.path))
     return out
+
+
+def demo_title(uid: str, temperature: float, model_path: Any) -> str:
+    """The title of the demo figure: run, reaction temperature (deg C), model file."""
+    return f"qdots demo: run {uid[:8]}, {temperature:g} °C, model {Path(str(model_path)).name}"

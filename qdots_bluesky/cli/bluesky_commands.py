@@ -132,7 +132,9 @@ def add_demo(sub) -> argparse.ArgumentParser:
 
 
 def cmd_demo(args) -> int:
-    from ..callbacks.demo import format_table, run_demo
+    from ..callbacks.demo import demo_title, format_table, plot_demo, run_demo
+    from ..callbacks.runs import mask_api_key
+    from ..io import check_output_path
 
     if args.points < 1:
         return _fail("demo", f"--points {args.points}; accepted: an integer >= 1")
@@ -142,6 +144,11 @@ def cmd_demo(args) -> int:
         return _fail("demo", f"--time-scale {args.time_scale}; accepted: a positive number")
     if args.max_diameter is not None and not args.max_diameter > 2.0:
         return _fail("demo", f"--max-diameter {args.max_diameter}; accepted: a diameter in nm above 2")
+    if args.plot:
+        try:
+            check_output_path(args.plot, "--plot")  # before the scan, not after it
+        except ValueError as exc:
+            return _fail("demo", str(exc))
     beamline = {}
     if args.tth_step is not None:
         beamline["tth_step"] = args.tth_step
@@ -163,18 +170,25 @@ def cmd_demo(args) -> int:
         try:
             result = run_demo(store, sizer, points=args.points, delay=args.delay, temperature=args.temperature,
                               time_scale=args.time_scale, virtual_time=args.virtual_time, seed=args.seed,
-                              x_unit=args.x_unit, plot=args.plot or None,
-                              beamline_options=beamline)
+                              x_unit=args.x_unit, plot=None, beamline_options=beamline)
         except ValueError as exc:
             return _fail("demo", str(exc))
+        # the table and the replay hint first: a figure that cannot be written must not lose them
         print(f"\nrun {result.uid} read back from Tiled: streams {result.streams}, num_events {result.num_events}")
         print(format_table(result.table))
-        if result.plot:
-            print(f"plot saved to {result.plot}")
-        where = (f"--directory {store.server.directory}" if store.server is not None else f"--tiled-uri '{store.uri}'")
+        where = (f"--directory {store.server.directory}" if store.server is not None
+                 else f"--tiled-uri '{mask_api_key(store.uri)}'")
         print(f"re-size it later with: qdots replay {where} {result.uid[:8]} [--model NEWER.safetensors] [--write-back]")
         n_events = result.num_events.get("primary", 0)
-        return 0 if result.num_events.get(sizer.stream_name) == n_events == len(result.table["seq_num"]) else 1
+        status = 0 if result.num_events.get(sizer.stream_name) == n_events == len(result.table["seq_num"]) else 1
+        if args.plot:
+            try:
+                path = plot_demo(args.plot, result.table,
+                                 title=demo_title(result.uid, args.temperature, sizer.predictor.path))
+            except (OSError, ValueError) as exc:
+                return _fail("demo", f"the figure could not be written to {args.plot}: {exc}")
+            print(f"plot saved to {path}")
+        return status
     finally:
         sizer.close()
         store.close()

@@ -140,7 +140,7 @@ def load_cif(path: str | Path, default_b_iso: float = 1.0) -> CrystalStructure:
     try:
         atoms = read(path, format="cif")
     except Exception as exc:  # ase raises many types for broken CIFs
-        raise ValueError(f"cannot read CIF file {str(path)!r}: {exc}; a CIF with cell parameters, symmetry and _atom_site loop is required") from exc
+        raise ValueError(f"cannot read CIF file {str(path)!r}: {exc or type(exc).__name__}; a CIF with cell parameters, symmetry and _atom_site loop is required") from exc
     if len(atoms) == 0 or atoms.cell.volume < 1e-6:
         raise ValueError(f"CIF file {str(path)!r} holds no atoms or no unit cell")
     try:
