@@ -59,3 +59,26 @@ def test_ipython_profile_dir_runs_a_plan(store, bundle, tmp_path):
                           capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "RESULT ['primary', 'qdots_size'] {'primary': 3, 'qdots_size': 3}" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("ipython") is None and not (Path(sys.executable).parent / "ipython").exists(),
+                    reason="IPython is not installed")
+def test_ipython_session_with_the_embedded_server_exits_without_closing_anything(bundle, tmp_path):
+    """The default profile starts an embedded Tiled server in a directory; a session that runs a plan and ends
+    (here: the end of -c, as `exit` does) must end by itself, with no store or sizer closed by the user."""
+    profile = tmp_path / "profile_collection"
+    shutil.copytree(PROFILE / "startup", profile / "startup")
+    ipython = shutil.which("ipython") or str(Path(sys.executable).parent / "ipython")
+    env = {k: v for k, v in os.environ.items() if k != "QDOTS_TILED_URI"}
+    env.update({"QDOTS_TILED_DIR": str(tmp_path / "runs"), "QDOTS_MODEL": str(bundle), "QDOTS_DEVICE": "cpu",
+                "QDOTS_SIM_FAST": "1", "QDOTS_VIRTUAL_TIME": "1", "QDOTS_BEC": "0", "MPLBACKEND": "Agg",
+                "HOME": str(tmp_path)})
+    code = "(uid,) = RE(synthesis(2, 60.0)); print('RESULT', sorted(catalog[uid]))"
+    try:
+        proc = subprocess.run([ipython, f"--profile-dir={profile}", "--no-banner", "--colors=NoColor", "-c", code],
+                              capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    except subprocess.TimeoutExpired as exc:  # a hang guard, not a timing figure
+        pytest.fail(f"the IPython session did not exit: {exc.stdout!r} {exc.stderr!r}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "RESULT ['primary', 'qdots_size']" in proc.stdout
+    assert str(tmp_path / "runs") in proc.stdout  # start-up says where the runs go
