@@ -1,13 +1,13 @@
-"""Tests of the physics-informed augmentation (sim/learning/augment.py) and the reflection list (sim/physics/reflections.py)."""
+"""Tests of the physics-informed augmentation (sim/learning/augment.py and the modules of its steps: augment_draws,
+laboratory, mixing) and the reflection list (sim/physics/reflections.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qdots_bluesky.sim.learning.augment import AugmentationSettings, Augmenter, _poisson_block, _standard_normal_f32
+from qdots_bluesky.sim.learning.augment import AugmentationSettings, Augmenter
 from qdots_bluesky.sim.physics.lattice_jitter import mean_squared_form_factor, rescale_lattice
 from qdots_bluesky.sim.physics.library import LibrarySettings, build_library, load_library
 from qdots_bluesky.sim.physics.materials import get_structure
@@ -118,16 +118,6 @@ def test_pickle_round_trip(aug):
     assert np.array_equal(X1, X2)
 
 
-def test_settings_json_round_trip():
-    s = AugmentationSettings(solvent_blanks=[("blank.xye", "tth", 0.564162)], q_max_step=0.5)
-    d = json.loads(json.dumps(s.to_dict()))
-    assert AugmentationSettings.from_dict(d) == s
-    with pytest.raises(ValueError, match="accepted"):
-        AugmentationSettings(snr_range=(0.0, 10.0))
-    with pytest.raises(ValueError, match="unknown"):
-        AugmentationSettings.from_dict({"bogus": 1})
-
-
 def test_fixed_shares_the_other_draws(aug):
     idx = np.zeros(32, dtype=int)
     _, m1 = aug.sample(idx, np.random.default_rng(5))
@@ -172,30 +162,6 @@ def test_measured_snr_matches_request(aug, snr):
     assert measured == pytest.approx(snr, rel=0.15)
     # the noise is unbiased
     assert abs(np.mean(resid)) < 5 * np.sqrt(k / resid.size)
-
-
-def test_standard_normal_deviates_have_normal_moments_and_are_seeded():
-    z = _standard_normal_f32(np.random.default_rng(0), (1000, 1001))
-    assert z.dtype == np.float32 and z.shape == (1000, 1001)
-    assert abs(z.mean()) < 5e-3 and z.std() == pytest.approx(1.0, abs=3e-3)
-    assert abs((z**3).mean()) < 0.02 and (z.astype(float) ** 4).mean() == pytest.approx(3.0, abs=0.03)
-    assert np.mean(np.abs(z) > 2.0) == pytest.approx(0.0455, abs=1e-3)  # two-sided normal tail
-    np.testing.assert_array_equal(z, _standard_normal_f32(np.random.default_rng(0), (1000, 1001)))
-
-
-@pytest.mark.parametrize("lam", [5.0, 60.0, 2000.0])
-def test_counting_noise_has_poisson_mean_variance_and_skewness(lam):
-    """Below poisson_normal_above exact Poisson, above it the skewness-corrected normal: either way the counts'
-    mean, variance and skewness are those of Poisson(lam) (1 / sqrt(lam)), and they are integers."""
-    n = 1_000_000
-    out = np.empty(n, dtype=np.float32)
-    _poisson_block(np.full(n, lam, dtype=np.float32), out, seed=3, normal_above=50.0)
-    assert np.all(out == np.rint(out)) and out.min() >= 0
-    c = out.astype(float)
-    assert c.mean() == pytest.approx(lam, abs=5 * np.sqrt(lam / n))
-    assert c.var() == pytest.approx(lam, rel=0.01)
-    skew = np.mean((c - c.mean()) ** 3) / c.var() ** 1.5
-    assert skew == pytest.approx(1 / np.sqrt(lam), abs=0.015)
 
 
 def test_lattice_jitter_gives_the_chosen_patterns_their_own_lattice_parameter(aug, library):

@@ -1,6 +1,6 @@
 """Simulated ophyd devices of an in-situ synthesis beamline: a PbS hot-injection reactor and a 1D WAXS detector.
 
-Both are real ophyd Devices (soft signals, no EPICS), so they run under a RunEngine exactly like
+Both are real ophyd Devices (soft signals of :mod:`.signals`, no EPICS), so they run under a RunEngine exactly like
 hardware, and their truth (the reactor's mean size and dispersion) is recorded in the same events
 as the simulated patterns, which lets a live sizing callback be checked against it. The reactor follows the
 closed-form growth law of :mod:`~qdots_bluesky.sim.beamline.growth`; :func:`~qdots_bluesky.sim.beamline.virtual_time.use_virtual_time`
@@ -39,13 +39,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterable
-
 import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
 from ophyd.status import DeviceStatus
-from ophyd.utils import LimitError, ReadOnlyError
 
 from ...lru import LRUCache, array_key
 from ...units import XUnit, check_wavelength, q_to_tth, tth_to_q
@@ -57,6 +54,7 @@ from ..physics.materials import get_structure
 from ..physics.population import check_strain, population_patterns, series_pair_table
 from ..physics.solvents import solvent_names, solvent_pattern
 from .growth import GrowthLaw, GrowthObservation, GrowthState
+from .signals import BoolSignal, ChoiceSignal, ReadOnlySignal, SetpointSignal, finished_status
 
 __all__ = [
     "SynthesisReactor",
@@ -77,112 +75,6 @@ MODEL_Q_POINTS = 5004
 #: Accepted reactor set points.
 TEMPERATURE_LIMITS_C = (60.0, 200.0)
 PRECURSOR_LIMITS_MM = (1.0, 200.0)
-
-
-# --------------------------------------------------------------------------------------------
-# Signals
-# --------------------------------------------------------------------------------------------
-def _describe_value(value) -> dict:
-    arr = np.asarray(value)
-    if isinstance(value, str):
-        return {"dtype": "string", "shape": []}
-    if arr.ndim > 0:
-        return {"dtype": "array", "shape": list(arr.shape), "dtype_numpy": arr.dtype.str}
-    if arr.dtype.kind == "b":
-        return {"dtype": "boolean", "shape": [], "dtype_numpy": arr.dtype.str}
-    if arr.dtype.kind in "iu":
-        return {"dtype": "integer", "shape": [], "dtype_numpy": arr.dtype.str}
-    return {"dtype": "number", "shape": [], "dtype_numpy": np.dtype(float).str}
-
-
-class _SimSignal(Signal):
-    """A soft signal whose describe() gives dtype, shape, dtype_numpy (e.g. '<f8') and units."""
-
-    def __init__(self, *args, units: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._units = units
-
-    def describe(self):
-        desc = {"source": f"SIM:{self.name}", **_describe_value(self._readback)}
-        if self._units:
-            desc["units"] = self._units
-        return {self.name: desc}
-
-
-class _ReadOnlySignal(_SimSignal):
-    """Read-only to users; the owning device publishes new values with _publish()."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._metadata.update(write_access=False)
-
-    def put(self, value, **kwargs):
-        raise ReadOnlyError(f"{self.name} is read-only (simulated truth or fixed configuration)")
-
-    def set(self, value, **kwargs):
-        raise ReadOnlyError(f"{self.name} is read-only (simulated truth or fixed configuration)")
-
-    def _publish(self, value, timestamp: float | None = None) -> None:
-        Signal.put(self, value, timestamp=timestamp, force=True)
-
-
-class _SetpointSignal(_SimSignal):
-    """A settable number with limits; set() checks before it returns a status (ValueError otherwise)."""
-
-    def __init__(self, *args, limits: tuple[float, float] | None = None, **kwargs):
-        self._limits = limits
-        super().__init__(*args, **kwargs)
-
-    @property
-    def limits(self):
-        return self._limits if self._limits is not None else (0, 0)
-
-    def check_value(self, value):
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.name} needs a number, got {value!r}") from None
-        if not np.isfinite(v):
-            raise ValueError(f"{self.name} needs a finite number, got {value!r}")
-        if self._limits is not None and not self._limits[0] <= v <= self._limits[1]:
-            raise LimitError(f"{self.name}={value!r} {self._units or ''} is outside the accepted range "
-                             f"{self._limits[0]} to {self._limits[1]} {self._units or ''}".replace("  ", " "))
-
-    def set(self, value, **kwargs):
-        self.check_value(value)
-        return super().set(value, **kwargs)
-
-
-class _ChoiceSignal(_SimSignal):
-    """A settable string from a fixed set of choices."""
-
-    def __init__(self, *args, choices: Iterable[str] = (), **kwargs):
-        self._choices = tuple(choices)
-        super().__init__(*args, **kwargs)
-
-    def check_value(self, value):
-        if not isinstance(value, str) or value not in self._choices:
-            raise ValueError(f"{self.name}={value!r}; accepted: {', '.join(self._choices)}")
-
-    def set(self, value, **kwargs):
-        self.check_value(value)
-        return super().set(value, **kwargs)
-
-
-class _BoolSignal(_SimSignal):
-    def check_value(self, value):
-        if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{self.name} needs True or False, got {value!r}")
-
-    def set(self, value, **kwargs):
-        self.check_value(value)
-        return super().set(value, **kwargs)
-
-
-def _finished_status(device) -> DeviceStatus:
-    st = DeviceStatus(device)
-    st.set_finished()
-    return st
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,15 +99,15 @@ class SynthesisReactor(Device):
     Triggering (or :meth:`update`) refreshes the readable signals to the current simulated time.
     """
 
-    temperature = Cpt(_SetpointSignal, value=140.0, units="degC", limits=TEMPERATURE_LIMITS_C, kind=Kind.normal)
-    precursor = Cpt(_SetpointSignal, value=30.0, units="mmol/L", limits=PRECURSOR_LIMITS_MM, kind=Kind.config)
-    injection = Cpt(_SetpointSignal, value=0, kind=Kind.omitted)
-    true_size = Cpt(_ReadOnlySignal, value=2.0, units="nm", kind=Kind.hinted)
-    true_dispersion = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
-    concentration = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
-    conversion = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
-    elapsed = Cpt(_ReadOnlySignal, value=0.0, units="s", kind=Kind.normal)
-    time_scale = Cpt(_ReadOnlySignal, value=60.0, units="", kind=Kind.config)
+    temperature = Cpt(SetpointSignal, value=140.0, units="degC", limits=TEMPERATURE_LIMITS_C, kind=Kind.normal)
+    precursor = Cpt(SetpointSignal, value=30.0, units="mmol/L", limits=PRECURSOR_LIMITS_MM, kind=Kind.config)
+    injection = Cpt(SetpointSignal, value=0, kind=Kind.omitted)
+    true_size = Cpt(ReadOnlySignal, value=2.0, units="nm", kind=Kind.hinted)
+    true_dispersion = Cpt(ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
+    concentration = Cpt(ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
+    conversion = Cpt(ReadOnlySignal, value=0.0, units="", kind=Kind.normal)
+    elapsed = Cpt(ReadOnlySignal, value=0.0, units="s", kind=Kind.normal)
+    time_scale = Cpt(ReadOnlySignal, value=60.0, units="", kind=Kind.config)
 
     def __init__(self, prefix: str = "", *, name: str, growth_law: GrowthLaw | None = None, temperature: float = 140.0,
                  precursor: float = 30.0, clock: str = "real", time_scale: float = 60.0, **kwargs):
@@ -314,7 +206,7 @@ class SynthesisReactor(Device):
 
     def trigger(self):
         self.update()
-        return _finished_status(self)
+        return finished_status(self)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,17 +260,17 @@ class WaxsDetector(Device):
     computed once, at construction (``precompute=True``) or at the first trigger.
     """
 
-    intensity = Cpt(_ReadOnlySignal, value=np.zeros(2), units="counts", kind=Kind.normal)
-    tth = Cpt(_ReadOnlySignal, value=np.zeros(2), units="deg", kind=Kind.config)
-    q = Cpt(_ReadOnlySignal, value=np.zeros(2), units="1/A", kind=Kind.config)
-    x_unit = Cpt(_ReadOnlySignal, value="tth", kind=Kind.config)
-    wavelength = Cpt(_ReadOnlySignal, value=X04SA_WAVELENGTH_A, units="A", kind=Kind.config)
-    material = Cpt(_ReadOnlySignal, value="PbS", kind=Kind.config)
-    strain = Cpt(_ReadOnlySignal, value=0.0, units="", kind=Kind.config)
-    solvent = Cpt(_ChoiceSignal, value="hexane", choices=(), kind=Kind.config)
-    exposure = Cpt(_SetpointSignal, value=1.0, units="s", limits=(1e-6, 1e6), kind=Kind.config)
-    count_rate = Cpt(_SetpointSignal, value=1e4, units="counts/s", limits=(1e-3, 1e12), kind=Kind.config)
-    noise = Cpt(_BoolSignal, value=True, kind=Kind.config)
+    intensity = Cpt(ReadOnlySignal, value=np.zeros(2), units="counts", kind=Kind.normal)
+    tth = Cpt(ReadOnlySignal, value=np.zeros(2), units="deg", kind=Kind.config)
+    q = Cpt(ReadOnlySignal, value=np.zeros(2), units="1/A", kind=Kind.config)
+    x_unit = Cpt(ReadOnlySignal, value="tth", kind=Kind.config)
+    wavelength = Cpt(ReadOnlySignal, value=X04SA_WAVELENGTH_A, units="A", kind=Kind.config)
+    material = Cpt(ReadOnlySignal, value="PbS", kind=Kind.config)
+    strain = Cpt(ReadOnlySignal, value=0.0, units="", kind=Kind.config)
+    solvent = Cpt(ChoiceSignal, value="hexane", choices=(), kind=Kind.config)
+    exposure = Cpt(SetpointSignal, value=1.0, units="s", limits=(1e-6, 1e6), kind=Kind.config)
+    count_rate = Cpt(SetpointSignal, value=1e4, units="counts/s", limits=(1e-3, 1e12), kind=Kind.config)
+    noise = Cpt(BoolSignal, value=True, kind=Kind.config)
 
     def __init__(self, prefix: str = "", *, name: str, reactor: SynthesisReactor, x_unit: str = "tth", x=None,
                  tth_step: float = X04SA_TTH_STEP_DEG, q_points: int = MODEL_Q_POINTS,

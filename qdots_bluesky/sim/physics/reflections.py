@@ -1,6 +1,6 @@
 """Bragg reflections of a crystal structure: families, multiplicities, Q positions, |F|^2.
 
-Used by the augmentation (``sim/learning/augment.py``) to place the preferred-orientation correction of
+Used by the augmentation (``sim/learning/laboratory.py``) to place the preferred-orientation correction of
 a Debye-scattering-equation pattern, which is not itself a list of reflections.
 
 How the list is built, for any :class:`~qdots_bluesky.sim.physics.materials.CrystalStructure`:
