@@ -49,8 +49,9 @@ def voigt_convolve(y: np.ndarray, step: float, gauss_fwhm: float, lorentz_fwhm: 
     """Rows of ``y`` (float64, equispaced axis of ``step``) convolved with one Voigt profile of Gaussian and
     Lorentzian FWHMs (unit of ``step``), as :func:`instrument_profile` but in float64 for least squares.
 
-    ``derivatives``: also return d/d(gauss_fwhm) and d/d(lorentz_fwhm) of the result (exact, from the transfer
-    function exp(-2 pi^2 (G / 2.3548)^2 f^2 - pi L |f|)). ``max_fwhm``: pad for this width (a fixed padding keeps
+    ``derivatives``: also return d/d(gauss_fwhm^2) and d/d(lorentz_fwhm) of the result (exact, from the transfer
+    function exp(-2 pi^2 (G / 2.3548)^2 f^2 - pi L |f|); by the Gaussian's squared FWHM, which adds in quadrature
+    and whose derivative stays finite at 0). ``max_fwhm``: pad for this width (a fixed padding keeps
     the result smooth in the widths); default the widths given. The ends are extended by their end values.
     """
     y = np.atleast_2d(np.asarray(y, dtype=float))
@@ -72,7 +73,7 @@ def voigt_convolve(y: np.ndarray, step: float, gauss_fwhm: float, lorentz_fwhm: 
     out = scipy.fft.irfft(spec * transfer, n=n, axis=1)[:, cut]
     if not derivatives:
         return out
-    d_g = scipy.fft.irfft(spec * (transfer * (-2.0 * a * g * f * f)), n=n, axis=1)[:, cut]
+    d_g = scipy.fft.irfft(spec * (transfer * (-a * f * f)), n=n, axis=1)[:, cut]
     d_l = scipy.fft.irfft(spec * (transfer * (-np.pi * f)), n=n, axis=1)[:, cut]
     return out, d_g, d_l
 
