@@ -117,11 +117,12 @@ def size_files(predictor: Predictor, paths: Sequence[str | Path], *, x_unit: str
 
 def refine_files(results: Sequence[FileResult], *, material: str = "PbS", x_unit: str | None = None,
                  wavelength: float | None = None, geometry: str = "capillary", solvent: str | None = None,
-                 instrument_fwhm: Sequence[float] | None = None, profile: bool = True) -> None:
+                 instrument_fwhm: Sequence[float] | None = None, profile: bool = True,
+                 max_diameter_nm: float = 21.0) -> None:
     """Refine every sized file (DSE, :func:`qdots_bluesky.refine.refine_pattern`) seeded by its network estimate;
     sets ``refined`` or ``refine_error`` of each. ``material``: built-in name or CIF path; ``solvent``: default
     'auto' for a capillary, 'none' for a flat plate; ``instrument_fwhm``: held (Gaussian, Lorentzian) FWHMs (1/A
-    capillary, deg flat plate), default refined. The wavelength (A) is needed, also for Q data (form factors)."""
+    capillary, deg flat plate), default refined; ``max_diameter_nm``: largest cluster of the basis. The wavelength (A) is needed, also for Q data (form factors)."""
     from .refine import refine_pattern, refinement_basis
 
     solvent = solvent or ("none" if geometry == "flat-plate" else "auto")
@@ -138,7 +139,7 @@ def refine_files(results: Sequence[FileResult], *, material: str = "PbS", x_unit
                                  "--wavelength A or put 'wavelength: 0.5646 A' in the file header")
             check_wavelength(wl)
             if wl not in bases:
-                bases[wl] = refinement_basis(material, wl)
+                bases[wl] = refinement_basis(material, wl, max_diameter_nm=max_diameter_nm)
             result.refined = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wl, x_unit=unit,
                                             material=material, geometry=geometry, solvent=solvent,
                                             network=result.estimate, basis=bases[wl], instrument_fwhm=instrument_fwhm,

@@ -61,6 +61,8 @@ def add_predict(sub) -> None:
     ref.add_argument("--geometry", choices=["capillary", "flat-plate"], default="capillary",
                      help="refinement geometry: capillary (synchrotron, default, solvent auto) or flat-plate "
                           "(laboratory Bragg-Brentano, Cu K-alpha doublet, texture)")
+    ref.add_argument("--max-diameter", type=float, default=21.0, metavar="NM",
+                     help="largest cluster of the refinement basis in nm (default 21)")
     ref.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
                      help="hold the instrument resolution at these FWHMs (1/A capillary, deg flat plate); default "
                           "refined")
@@ -107,7 +109,8 @@ def cmd_predict(args) -> int:
     results = size_files(predictor, args.files, x_unit=args.x_unit, wavelength=args.wavelength)
     if getattr(args, "refine", False):
         refine_files(results, material=args.material, x_unit=args.x_unit, wavelength=args.wavelength,
-                     geometry=args.geometry, instrument_fwhm=args.instrument_fwhm)
+                     geometry=args.geometry, instrument_fwhm=args.instrument_fwhm,
+                     max_diameter_nm=args.max_diameter)
     if args.plot:
         plot_files(predictor, results, args.plot, layer=args.cam_layer)
     accepted = []
