@@ -27,7 +27,8 @@ def add_fit(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit", help="DSE refinement of measured patterns: size, dispersion, strain with uncertainties",
         description="Refine the Debye-scattering-equation model of a log-normal population of nanocrystals "
-                    "(mean diameter, dispersion, strain, Debye-Waller offset) with solvent/blank scales and a "
+                    "(mean diameter, dispersion, strain, Debye-Waller offset) seen through a Voigt instrument resolution "
+                    "(refined, or held with --instrument-fwhm) with solvent/blank scales and a "
                     "Chebyshev background against each pattern file (2theta in degrees, or Q with --x-unit q).")
     p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (x, I[, sigma] columns)")
     what = p.add_mutually_exclusive_group()

@@ -194,7 +194,7 @@ class DotModel:
         self._aux: DotModel | None = None
         if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
             step = min(AUX_TTH_STEP, float(np.median(np.diff(self.tth)))) if self.tth.size > 1 else AUX_TTH_STEP
-            pad = 8.0 * 5.0 * self.max_instrument_fwhm
+            pad = 10.0 * self.max_instrument_fwhm  # the model beyond the data, for the kernel's reach (deg)
             lo = max(float(self.tth.min()) - pad, 1.0)
             tth_aux = lo + step * np.arange(int(np.ceil((min(float(self.tth.max()) + pad, 179.0) - lo) / step)) + 1)
             q_aux = 4.0 * np.pi * np.sin(np.radians(tth_aux) / 2.0) / self.wavelength_a
