@@ -1,6 +1,7 @@
 """DSE refinement of measured patterns whose reference size is known: accuracy, e.s.d. coverage and speed.
 
-    python benchmarks/bench_refine.py DIR [--solvents DIR] [--network] [--no-profile] [--repeat N] [--json [OUT]]
+    python benchmarks/bench_refine.py DIR [--solvents DIR] [--network] [--no-profile] [--no-instrument] [--repeat N]
+                                          [--json [OUT]]
 
 File names carry wavelength and reference size as in ``bench_measured.py`` (whose name parsing is reused):
 ``PbS_synchr_wl0p564162A_5p03nm_hexane.xye``. A synchrotron file whose name names a solvent (hexane, toluene)
@@ -9,8 +10,9 @@ is refined with that measured blank from ``--solvents`` (default DIR/../solvents
 (K-alpha doublet, displacement, a scale per reflection family) without solvent. ``--network`` starts each
 refinement from the shipped network's estimate (else the coarse grid) and compares with it.
 
-Prints per file: reference, refined D_N +- e.s.d., D_V +- e.s.d., dispersion, strain, Rwp, time, the network's
-estimate, the e.s.d. correlation factor (BL); then the mean absolute error of D_N per instrument kind, the share
+Prints per file: reference, refined D_N +- e.s.d., D_V +- e.s.d., dispersion, strain, the instrument's refined
+Gaussian and Lorentzian FWHM (1/A synchrotron, deg laboratory), Rwp, time, the network's estimate, the e.s.d.
+correlation factor (BL); ``--no-instrument`` holds the instrument widths at 0 (the model without resolution); then the mean absolute error of D_N per instrument kind, the share
 within 2 e.s.d. (and within 2 e.s.d. x the correlation factor), the median time per pattern once the basis
 is cached (each file refined ``--repeat`` times, the median taken), and the time to build the basis of each
 wavelength (pair histograms cached). Timings depend on the machine and its load.
@@ -47,12 +49,13 @@ def basis_seconds(material: str, wavelength: float) -> float:
     return time.perf_counter() - t
 
 
-def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int) -> dict[str, Any]:
+def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int,
+                instrument: tuple[float, float] | None = None) -> dict[str, Any]:
     pattern = read_pattern(path)
     lab = info.kind == "laboratory"
     named = next((s for s in SOLVENTS if s in path.stem.lower()), None)
     blank_path = solvents_dir / f"{named}.xye" if named else None
-    options: dict[str, Any] = {"wavelength_a": info.wavelength_a, "profile": profile}
+    options: dict[str, Any] = {"wavelength_a": info.wavelength_a, "profile": profile, "instrument_fwhm": instrument}
     if lab:
         options.update(geometry="flat-plate", solvent="none")
         background = "none"
@@ -79,7 +82,8 @@ def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, 
             "ms": statistics.median(times), "cpu_ms": statistics.median(cpu), **{k: d[k] for k in (
                 "status", "size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion",
                 "dispersion_std", "strain", "strain_std", "b_offset", "rwp", "reduced_chi2", "n_points", "flags",
-                "esd_correlation_factor",
+                "esd_correlation_factor", "instrument_gauss_fwhm", "instrument_gauss_fwhm_std",
+                "instrument_lorentz_fwhm", "instrument_lorentz_fwhm_std", "instrument_unit",
                 "scales", "texture")}}
 
 
@@ -117,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--material", default="PbS")
     ap.add_argument("--network", action="store_true", help="start from the shipped network's estimate")
     ap.add_argument("--no-profile", action="store_true", help="e.s.d.s from the covariance only")
+    ap.add_argument("--no-instrument", action="store_true", help="hold the instrument widths at 0 (no resolution)")
     ap.add_argument("--repeat", type=int, default=3, help="refinements per file for the timing (median; default 3)")
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT", help="JSON to OUT (or stdout)")
     args = ap.parse_args(argv)
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path, info in files:
         try:
-            rows.append(refine_file(path, info, solvents_dir, predictor, not args.no_profile, args.repeat))
+            rows.append(refine_file(path, info, solvents_dir, predictor, not args.no_profile, args.repeat,
+                                    (0.0, 0.0) if args.no_instrument else None))
         except ValueError as exc:
             print(f"{path.name}: error: {exc}", file=sys.stderr)
             rows.append({"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "size_nm": None,
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         Path(args.json).write_text(text)
     print(f"{'file':44s} {'ref':>5s} {'D_N':>6s} {'esd':>6s} {'D_V':>6s} {'esd':>6s} {'disp':>6s} {'strain%':>7s} "
-          f"{'Rwp%':>5s} {'ms':>6s} {'net':>5s} {'BL':>5s} flags")
+          f"{'instG':>7s} {'instL':>7s} {'Rwp%':>5s} {'ms':>6s} {'net':>5s} {'BL':>5s} flags")
     for r in rows:
         if r["status"] == "error":
             print(f"{r['file']:44s} {r['reference_nm']:5.2f} error: {r['error']}")
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         strain = None if r["strain"] is None else 100 * r["strain"]
         print(f"{r['file']:44s} {r['reference_nm']:5.2f} {_f(r['size_nm'])} {_f(r['size_std_nm'])} "
               f"{_f(r['size_volume_nm'])} {_f(r['size_volume_std_nm'])} {_f(r['dispersion'])} {_f(strain, '+.3f')} "
+              f"{_f(r['instrument_gauss_fwhm'], '7.4f')} {_f(r['instrument_lorentz_fwhm'], '7.4f')} "
               f"{100 * r['rwp']:5.2f} {r['ms']:6.0f} {_f(r['network_nm'], '.2f'):>5s} "
               f"{_f(r['esd_correlation_factor'], '.1f'):>5s} {','.join(r['flags']) or '-'}")
     for kind in ("synchrotron", "laboratory"):

@@ -4,7 +4,9 @@
 (:func:`qdots_bluesky.io.read_pattern`), its x unit and wavelength resolved (:func:`resolve_x_unit`,
 :func:`resolve_wavelength`), checked (:func:`check_x_range`) and standardized onto the model's grid; the
 readable files are sized in one batch; a file that fails gets its reason and the others are still sized.
-``plot_files`` saves one Grad-CAM figure per sized file (names from :func:`plot_names`).
+``plot_files`` saves one Grad-CAM figure per sized file (names from :func:`plot_names`); ``refine_files``
+(``qdots predict --refine``) refines every sized file by DSE, seeded by the network's estimate
+(:func:`qdots_bluesky.refine.refine_pattern`), and keeps the result beside the estimate.
 """
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ class FileResult:
     plot: Path | None = None
     row: np.ndarray | None = field(default=None, repr=False)
     report: StandardizationReport | None = field(default=None, repr=False)
+    #: The DSE refinement (a :class:`qdots_bluesky.refine.RefinementResult`) where asked for, or why it failed.
+    refined: Any = None
+    refine_error: str | None = None
 
 
 def resolve_x_unit(pattern: Pattern, x_unit: str | None) -> str:
@@ -110,6 +115,40 @@ def size_files(predictor: Predictor, paths: Sequence[str | Path], *, x_unit: str
     return results
 
 
+def refine_files(results: Sequence[FileResult], *, material: str = "PbS", x_unit: str | None = None,
+                 wavelength: float | None = None, geometry: str = "capillary", solvent: str | None = None,
+                 instrument_fwhm: Sequence[float] | None = None, profile: bool = True,
+                 max_diameter_nm: float = 21.0) -> None:
+    """Refine every sized file (DSE, :func:`qdots_bluesky.refine.refine_pattern`) seeded by its network estimate;
+    sets ``refined`` or ``refine_error`` of each. ``material``: built-in name or CIF path; ``solvent``: default
+    'auto' for a capillary, 'none' for a flat plate; ``instrument_fwhm``: held (Gaussian, Lorentzian) FWHMs (1/A
+    capillary, deg flat plate), default refined; ``max_diameter_nm``: largest cluster of the basis. The wavelength (A) is needed, also for Q data (form factors)."""
+    from .refine import refine_pattern, refinement_basis
+
+    solvent = solvent or ("none" if geometry == "flat-plate" else "auto")
+    bases: dict[float, Any] = {}
+    for result in results:
+        if result.estimate is None:
+            continue
+        try:
+            pattern = read_pattern(result.path)
+            unit = resolve_x_unit(pattern, x_unit)
+            wl = wavelength if wavelength is not None else pattern.wavelength_from_header()
+            if wl is None:
+                raise ValueError("the refinement needs the wavelength (form factors), also for Q data: pass "
+                                 "--wavelength A or put 'wavelength: 0.5646 A' in the file header")
+            check_wavelength(wl)
+            if wl not in bases:
+                bases[wl] = refinement_basis(material, wl, max_diameter_nm=max_diameter_nm)
+            result.refined = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wl, x_unit=unit,
+                                            material=material, geometry=geometry, solvent=solvent,
+                                            network=result.estimate, basis=bases[wl], instrument_fwhm=instrument_fwhm,
+                                            profile=profile, keep_curves=False)
+        except ValueError as exc:
+            result.refine_error = _without_path(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                                                result.path)
+
+
 def plot_names(plot: str | Path, paths: Sequence[str | Path]) -> list[Path]:
     """Figure path per file: ``plot`` (suffix .png if none) for one file; with several, PNG's stem + '_' + the
     file's stem (+ '_' + its index where two files share a stem)."""
@@ -158,7 +197,13 @@ def _without_path(message: str, path: str) -> str:
 
 
 def json_record(result: FileResult) -> dict[str, Any]:
-    """The JSON object of one file: the estimate's fields, or {"file", "error"}."""
+    """The JSON object of one file: the estimate's fields (and ``refined``: the refinement's ``to_dict()`` or
+    {"error"} where refinement was asked for), or {"file", "error"}."""
     if result.estimate is None:
         return {"file": result.path, "error": result.error}
-    return {"file": result.path, **result.estimate.to_dict()}
+    out = {"file": result.path, **result.estimate.to_dict()}
+    if result.refined is not None:
+        out["refined"] = result.refined.to_dict()
+    elif result.refine_error is not None:
+        out["refined"] = {"error": result.refine_error}
+    return out

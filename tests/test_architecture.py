@@ -4,9 +4,10 @@ Rooms and what each may import inside ``qdots_bluesky`` (a room may always impor
 for ``__version__``):
 
 - cli -> anything;
-- callbacks, plans (Bluesky glue, one room) -> predictor, estimate, models, standardize, io, units, plotting
-  (sim.beamline only in callbacks/demo.py);
-- file_sizing (the files side of the predictor) -> predictor, estimate, models, standardize, io, units, plotting;
+- callbacks, plans (Bluesky glue, one room) -> predictor, estimate, models, standardize, io, units, plotting,
+  refine (the optional refinement after the network; callbacks only) (sim.beamline only in callbacks/demo.py);
+- file_sizing (the files side of the predictor) -> predictor, estimate, models, standardize, io, units, plotting,
+  refine (``qdots predict --refine``);
 - predictor -> estimate, models, standardize, units, io (plotting lazily, for its figure);
 - models -> standardize, units; standardize -> units, lru; io -> units; estimate, lru, plotting, units -> nothing;
 - sim.learning -> sim.physics, models, predictor, estimate, standardize, units, io, lru;
@@ -32,9 +33,9 @@ ROOT = "qdots_bluesky"
 #: Rooms, longest prefix first, and the rooms each may import.
 RULES: dict[str, set[str]] = {
     "cli": {"*"},
-    "callbacks": {"plans", "predictor", "estimate", "models", "standardize", "io", "units", "plotting"},
+    "callbacks": {"plans", "predictor", "estimate", "models", "standardize", "io", "units", "plotting", "refine"},
     "plans": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting"},
-    "file_sizing": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting"},
+    "file_sizing": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting", "refine"},
     "predictor": {"estimate", "models", "standardize", "units", "io", "plotting"},
     "estimate": set(),
     "models": {"standardize", "units"},

@@ -161,3 +161,30 @@ def test_predict_does_not_import_torch(files):
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     assert "nm" in proc.stdout
+
+
+def test_refine_prints_and_writes_the_refinement_beside_the_network(tmp_path, files, capsys):
+    from qdots_bluesky.refine.basis import refinement_basis
+    from qdots_bluesky.sim.physics.solvents import solvent_pattern
+
+    basis = refinement_basis("PbS", WAVELENGTH, max_diameter_nm=6.0)
+    tth = np.arange(5.5, 40.0, 0.01)
+    q = 4 * np.pi * np.sin(np.radians(tth) / 2) / WAVELENGTH
+    crys, comp = basis.patterns(np.array([3.0]), np.array([0.10]), np.array([0.0]))
+    dots = np.interp(q, basis.q, (crys + comp)[0])
+    solv = solvent_pattern("hexane", q, WAVELENGTH)
+    y = np.random.default_rng(2).poisson(2e4 * dots / dots.mean() + 1e4 * solv / solv.mean() + 2000.0).astype(float)
+    path = write_pattern(tmp_path / "colloid.xy", tth, y, {"wavelength": f"{WAVELENGTH} A"})
+    small = ("--max-diameter", "6")  # a small basis keeps the test fast
+    rc, out, err = run(capsys, path, "--refine", *small, "--json", "--model", files["model"])
+    assert rc == 0, err
+    record = json.loads(out)
+    assert "size_nm" in record and record["refined"]["status"] == "sized"
+    refined = record["refined"]
+    assert abs(refined["size_nm"] - 3.0) < 3 * refined["size_std_nm"]
+    for key in ("size_volume_nm", "size_volume_std_nm", "dispersion", "strain", "rwp", "instrument_lorentz_fwhm"):
+        assert refined[key] is not None
+    rc, out, _ = run(capsys, path, "--refine", *small, "--instrument-fwhm", "0", "0", "--model", files["model"])
+    assert rc == 0 and "refined: D_N" in out and "(held)" in out
+    rc, out, _ = run(capsys, files["tth_header"], "--json", "--model", files["model"])
+    assert "refined" not in json.loads(out)  # only where asked for

@@ -194,3 +194,58 @@ def test_bad_input(pbs):
     with pytest.raises(ValueError, match="lo-hi"):
         parse_ranges("10-")
     assert parse_ranges("27.5-28.8, 47:48") == [(27.5, 28.8), (47.0, 48.0)]
+
+
+def _with_instrument(basis, size, disp, gauss, lorentz, rng, q_lo=1.0, q_hi=8.0):
+    """Counts of a population seen through a Voigt instrument (FWHMs in 1/A), plus hexane and a background."""
+    sel = (basis.q >= q_lo) & (basis.q <= q_hi)
+    q = basis.q[sel]
+    dots = DotModel(basis, q, WL).columns(np.array([size, disp, 0.002, 0.0, gauss**2, lorentz]))[:, 0]
+    dots *= 2.0e4 / dots.mean()
+    solv = solvent_pattern("hexane", q, WL)
+    solv *= 1.2e4 / solv.mean()
+    return q, rng.poisson(dots + solv + 3000.0 + 200.0 * q).astype(float)
+
+
+def test_instrument_width_recovered_and_size_unbiased(pbs):
+    rng = np.random.default_rng(21)
+    q, y = _with_instrument(pbs, 4.0, 0.06, 0.0, 0.015, rng)
+    kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    r = refine_pattern(q, y, **kw)
+    assert r.status == "sized" and r.instrument_refined and r.instrument_unit == "1/A"
+    assert abs(r.instrument_lorentz_fwhm - 0.015) < 3 * r.instrument_lorentz_fwhm_std, r.summary()
+    assert 0 < r.instrument_lorentz_fwhm_std < 0.003
+    assert abs(r.size_nm - 4.0) < 2.5 * r.size_std_nm, r.summary()
+    # left out, the instrument's broadening is taken for smaller dots: the refined width is what removes the bias
+    held0 = refine_pattern(q, y, instrument_fwhm=(0.0, 0.0), profile=False, **kw)
+    assert held0.size_nm < r.size_nm and held0.reduced_chi2 > r.reduced_chi2
+    held = refine_pattern(q, y, instrument_fwhm=(0.0, 0.015), profile=False, **kw)
+    assert not held.instrument_refined and held.instrument_lorentz_fwhm == 0.015
+    assert held.instrument_lorentz_fwhm_std == 0.0 and abs(held.size_nm - 4.0) < 2.5 * held.size_std_nm
+    d = r.to_dict()
+    for key in ("instrument_gauss_fwhm", "instrument_gauss_fwhm_std", "instrument_lorentz_fwhm",
+                "instrument_lorentz_fwhm_std", "instrument_unit", "instrument_refined"):
+        assert key in d
+    # a Gaussian resolution: size unbiased, the width within its (large) e.s.d.
+    q, y = _with_instrument(pbs, 4.0, 0.06, 0.012, 0.0, np.random.default_rng(22))
+    r = refine_pattern(q, y, **kw)
+    assert abs(r.size_nm - 4.0) < 2.5 * r.size_std_nm and abs(r.instrument_gauss_fwhm - 0.012) < 3 * r.instrument_gauss_fwhm_std
+    with pytest.raises(ValueError, match="accepted: 0 to 0.02"):
+        refine_pattern(q, y, instrument_fwhm=(0.0, 0.5), **kw)
+    with pytest.raises(ValueError, match="two numbers"):
+        refine_pattern(q, y, instrument_fwhm=0.01, **kw)
+
+
+def test_flat_plate_instrument_in_two_theta():
+    wl = 1.5406
+    basis = refinement_basis("PbS", wl, np.linspace(0.9, 6.0, 700), max_diameter_nm=6.0)
+    tth = np.arange(22.0, 80.0, 0.04)
+    q = 4 * np.pi * np.sin(np.radians(tth) / 2) / wl
+    geometry = Geometry(kind="flat-plate", texture=False)
+    model = DotModel(basis, q, wl, geometry, tth)
+    dots = model.columns(np.array([4.0, 0.08, 0.002, 0.0, 0.0, 0.0, 0.25]))[:, 0]
+    y = np.random.default_rng(23).poisson(2e4 * dots / dots.mean() + 400.0).astype(float)
+    r = refine_pattern(tth, y, wavelength_a=wl, geometry=geometry, basis=basis, profile=False)
+    assert r.instrument_unit == "deg" and r.geometry == "flat-plate"
+    assert abs(r.instrument_lorentz_fwhm - 0.25) < 3 * r.instrument_lorentz_fwhm_std, r.summary()
+    assert abs(r.size_nm - 4.0) < 3 * r.size_std_nm, r.summary()

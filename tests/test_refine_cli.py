@@ -55,6 +55,17 @@ def test_fit_json_csv_plot(pattern_file, tmp_path, capsys):
     assert png.stat().st_size > 10_000
 
 
+def test_fit_instrument_fwhm_held(pattern_file, capsys):
+    status = _run([str(pattern_file), "--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7",
+                   "--instrument-fwhm", "0.001", "0.002", "--json", "--no-profile"])
+    assert status == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["instrument_refined"] is False and row["instrument_unit"] == "1/A"
+    assert row["instrument_gauss_fwhm"] == pytest.approx(0.001) and row["instrument_lorentz_fwhm"] == 0.002
+    assert _run([str(pattern_file), "--instrument-fwhm", "0", "1"]) == 2
+    assert "accepted: 0 to 0.02" in capsys.readouterr().err
+
+
 def test_fit_bad_input_one_line_errors(pattern_file, tmp_path, capsys):
     assert _run([str(tmp_path / "missing.xy")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

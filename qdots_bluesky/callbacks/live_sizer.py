@@ -101,6 +101,7 @@ from .discovery import (  # noqa: F401 - re-exported for callers of the old sing
     find_source,
     parse_unit,
 )
+from .refining import make_refiner
 from .worker import Job, SizingWorker
 from .schema import OUTPUT_KEYS, SIZER_OBJECT, STATUS_ERROR, STATUS_FLAGGED, STATUS_OK, STREAM_NAME  # noqa: F401
 
@@ -279,6 +280,8 @@ class LiveSizer(DocumentRouter):
     stop_timeout : seconds the stop document waits for pending estimates.
     validate : validate the new documents against the event-model schemas.
     callbacks : downstream callbacks, as with :meth:`subscribe`.
+    refine : also refine by DSE on the worker thread (True, options of :class:`~.refining.LiveRefiner`, or one):
+        refined_* keys in the stream, NaN and ``refined`` = 0 for patterns not refined.
     """
 
     def __init__(self, predictor: Any = None, *, model: str | Path | None = None, device: Any = None,
@@ -286,7 +289,7 @@ class LiveSizer(DocumentRouter):
                  x_unit: str | None = None, wavelength: float | None = None, source_stream: str | None = None,
                  stream_name: str = STREAM_NAME, chunk_size: int = 8, max_batch: int = 64,
                  queue_size: int = 1000, emit_from: str = "worker", stop_timeout: float = 120.0,
-                 validate: bool = True, callbacks: Iterable[Callable] = ()) -> None:
+                 validate: bool = True, callbacks: Iterable[Callable] = (), refine: Any = False) -> None:
         super().__init__()
         if x_unit is not None and parse_unit(x_unit) is None:
             raise ValueError(f"x_unit {x_unit!r} is not known; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")
@@ -326,7 +329,9 @@ class LiveSizer(DocumentRouter):
         self.latencies_ms: deque[float] = deque(maxlen=100_000)
         self.downstream_errors = 0
         self._model_info = self._describe_model()
-        self._worker = SizingWorker(predictor, self._finish, max_batch=self.max_batch, queue_size=int(queue_size))
+        self.refiner = make_refiner(refine)
+        self._worker = SizingWorker(predictor, self._finish, max_batch=self.max_batch, queue_size=int(queue_size),
+                                    refiner=self.refiner)
 
     # where the pattern is (read-only views of the discovery options)
     pattern_key = property(lambda self: self.discovery.pattern_key)
@@ -504,13 +509,14 @@ class LiveSizer(DocumentRouter):
     def _emit_descriptor(self, run: _RunSizer, source: PatternSource) -> None:
         from event_model import compose_descriptor
 
-        data_keys = schema.output_keys(self.classes)
+        data_keys = schema.output_keys(self.classes, refine=self.refiner is not None)
         for dk in data_keys.values():
             dk["object_name"] = SIZER_OBJECT
         info = dict(self._model_info)
         info.update({"chunk_size": run.chunk_size, "source_stream": source.stream, "pattern_key": source.pattern_key,
                      "x_key": source.x_key or "", "x_unit": source.x_unit or "",
-                     "wavelength": float(source.wavelength or 0.0)})
+                     "wavelength": float(source.wavelength or 0.0),
+                     "refine": "" if self.refiner is None else repr(self.refiner)})
         bundle = compose_descriptor(
             start=run.start_doc, streams=run.streams, event_counters=run.counters, name=self.stream_name,
             data_keys=data_keys, configuration=schema.configuration(info),
@@ -530,12 +536,13 @@ class LiveSizer(DocumentRouter):
                 return
             if latency_ms is None:
                 latency_ms = (time.perf_counter() - job.t_received) * 1e3
-            data = schema.event_data(result, n, job.seq_num, job.uid, latency_ms)
+            refine = {"refine": self.refiner is not None, "refinement": job.refinement}
+            data = schema.event_data(result, n, job.seq_num, job.uid, latency_ms, **refine)
             try:
                 doc = run.compose_event(data=data, timestamps={k: job.timestamp for k in data}, validate=self.validate)
             except Exception as exc:  # pragma: no cover - a bug; keep the stream complete
                 logger.exception("could not compose the output event of source event %d", job.seq_num)
-                data = schema.event_data(f"internal error: {exc}", n, job.seq_num, job.uid, latency_ms)
+                data = schema.event_data(f"internal error: {exc}", n, job.seq_num, job.uid, latency_ms, refine["refine"])
                 doc = run.compose_event(data=data, timestamps={k: job.timestamp for k in data}, validate=False)
             run.emitted += 1
             with self._stats_lock:

@@ -20,6 +20,21 @@ STATUS_OK, STATUS_FLAGGED, STATUS_ERROR = "ok", "flagged", "error"
 FLOAT_KEYS = ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "size_regression_nm",
               "dispersion", "dispersion_std", "dispersion_confidence", "strain", "strain_std", "confidence",
               "ood_distance", "nanocrystal_probability")
+#: Keys of a refining sizer (``LiveSizer(refine=True)``): the DSE refinement's values (NaN where not refined)
+#: -> the refinement's ``to_dict()`` key, units and description.
+REFINED_KEYS: dict[str, tuple[str, str | None, str]] = {
+    "refined_size_nm": ("size_nm", "nm", "DSE refinement: number-weighted mean diameter"),
+    "refined_size_std_nm": ("size_std_nm", "nm", "DSE refinement: e.s.d. of refined_size_nm (profile over the "
+                                                 "dispersion)"),
+    "refined_size_volume_nm": ("size_volume_nm", "nm", "DSE refinement: volume-weighted mean diameter"),
+    "refined_size_volume_std_nm": ("size_volume_std_nm", "nm", "DSE refinement: e.s.d. of refined_size_volume_nm"),
+    "refined_dispersion": ("dispersion", "dimensionless", "DSE refinement: relative standard deviation of the "
+                                                         "log-normal"),
+    "refined_dispersion_std": ("dispersion_std", "dimensionless", "DSE refinement: e.s.d. of refined_dispersion"),
+    "refined_strain": ("strain", "dimensionless", "DSE refinement: fractional change of the lattice parameter"),
+    "refined_strain_std": ("strain_std", "dimensionless", "DSE refinement: e.s.d. of refined_strain"),
+    "rwp": ("rwp", "dimensionless", "DSE refinement: weighted-profile R factor (fraction, not %)"),
+}
 #: Fields shown by default (descriptor hints).
 HINT_FIELDS = ["size_nm", "size_std_nm", "outcome", "status"]
 #: What the predictor answered (SizeEstimate.status), or "error" when the pattern could not be sized.
@@ -30,9 +45,21 @@ def _number_key(units: str | None, description: str) -> dict[str, Any]:
     return {"dtype": "number", "shape": [], "dtype_numpy": "<f8", "units": units, "source": f"{SIZER_OBJECT}: {description}"}
 
 
-def output_keys(classes: Sequence[float]) -> dict[str, dict[str, Any]]:
-    """Descriptor data keys of the output stream for a model with size classes ``classes`` (nm);
-    ``object_name`` is not set (the sizer adds it)."""
+def output_keys(classes: Sequence[float], refine: bool = False) -> dict[str, dict[str, Any]]:
+    """Descriptor data keys of the output stream for a model with size classes ``classes`` (nm), with the
+    refined keys (:data:`REFINED_KEYS` and ``refined``) where ``refine``; ``object_name`` is not set (the sizer
+    adds it)."""
+    keys = _network_keys(classes)
+    if refine:
+        for key, (_, units, text) in REFINED_KEYS.items():
+            keys[key] = _number_key(units, text + " (NaN where not refined)")
+        keys["refined"] = {"dtype": "integer", "shape": [], "dtype_numpy": "<i8", "units": None,
+                           "source": f"{SIZER_OBJECT}: 1 where this pattern was refined, 0 where not (a worker "
+                                     "behind the scan refines only the newest pattern of each batch)"}
+    return keys
+
+
+def _network_keys(classes: Sequence[float]) -> dict[str, dict[str, Any]]:
     n = len(classes)
     return {
         "size_nm": _number_key("nm", "number-weighted mean diameter (continuous estimate; class-only models: "
@@ -76,9 +103,11 @@ def output_keys(classes: Sequence[float]) -> dict[str, dict[str, Any]]:
 OUTPUT_KEYS = output_keys([2.0 + 0.5 * i for i in range(17)])
 
 
-def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: float) -> dict[str, Any]:
+def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: float, refine: bool = False,
+               refinement: dict[str, Any] | None = None) -> dict[str, Any]:
     """The data of one output event: ``result`` is a SizeEstimate, or an error text (status "error",
-    NaN numbers); ``seq_num``/``uid`` name the source event; ``latency_ms`` in ms."""
+    NaN numbers); ``seq_num``/``uid`` name the source event; ``latency_ms`` in ms; with ``refine`` the refined
+    keys from ``refinement`` (a refinement's ``to_dict()``; None: not refined, NaN and ``refined`` 0)."""
     if isinstance(result, str):
         data: dict[str, Any] = {k: math.nan for k in FLOAT_KEYS}
         data.update(probabilities=[math.nan] * n_classes, outcome="error", status=STATUS_ERROR, flags="", message=result)
@@ -99,6 +128,11 @@ def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: 
     data["source_seq_num"] = int(seq_num)
     data["source_uid"] = uid
     data["latency_ms"] = float(latency_ms)
+    if refine:
+        for key, (name, _, _) in REFINED_KEYS.items():
+            value = None if refinement is None else refinement.get(name)
+            data[key] = math.nan if value is None else float(value)
+        data["refined"] = int(refinement is not None)
     return data
 
 

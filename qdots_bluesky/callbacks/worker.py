@@ -7,6 +7,10 @@ share an x axis and sizes them with ``Predictor.predict_batch`` in chunks of exa
 ``chunk_size`` patterns (short chunks are padded by repeating the last pattern), which makes
 every number independent of how events happened to be batched. Each job's result (a
 ``SizeEstimate`` or an error text) goes to ``finish(job, result)``, in queue order.
+
+With a ``refiner`` (:class:`~.refining.LiveRefiner`) the newest pattern of each run in a batch that the network
+could read is also refined by DSE (seeded by its estimate) before the batch is finished; the refinement's
+``to_dict()`` goes to ``Job.refinement`` (None for the others: see :func:`~.refining.pick_newest`).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .discovery import PatternError, PatternSource, extract_pattern
+from .refining import LiveRefiner, pick_newest
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,8 @@ class Job:
     timestamp: float
     t_received: float
     done: bool = False
+    #: The DSE refinement's ``to_dict()`` where this pattern was refined (worker with a refiner), else None.
+    refinement: dict | None = None
 
 
 @dataclass(eq=False)
@@ -56,8 +63,9 @@ class SizingWorker:
     """The worker thread and its queue; ``finish(job, result)`` is called on the worker thread."""
 
     def __init__(self, predictor: Any, finish: Callable[[Job, Any], None], *, max_batch: int = 64,
-                 queue_size: int = 1000, name: str = "qdots-live-sizer") -> None:
+                 queue_size: int = 1000, name: str = "qdots-live-sizer", refiner: LiveRefiner | None = None) -> None:
         self.predictor = predictor
+        self.refiner = refiner
         self.finish = finish
         self.max_batch = int(max_batch)
         self._queue: queue.Queue = queue.Queue(maxsize=int(queue_size))
@@ -136,6 +144,8 @@ class SizingWorker:
             logger.warning("stream '%s': %s; every event gets status 'error'", source.stream, source.problem)
         except Exception:  # pragma: no cover
             logger.exception("preparing the standardization of '%s' failed", source.x_key)
+        if self.refiner is not None and source.problem is None:
+            self.refiner.prepare(source.wavelength)
 
     def _process_safely(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -151,12 +161,14 @@ class SizingWorker:
     def _process(self, jobs: list[Job]) -> None:
         results: dict[int, Any] = {}
         groups: list[tuple[Any, Job, np.ndarray, list[tuple[int, np.ndarray]]]] = []
+        patterns: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for i, job in enumerate(jobs):
             try:
                 x, y = extract_pattern(job.source, job.data, job.seq_num)
             except PatternError as exc:
                 results[i] = str(exc)
                 continue
+            patterns[i] = (x, y)
             key = (id(job.source), None if not job.source.x_in_event else x.tobytes())
             if groups and groups[-1][0] == key:
                 groups[-1][3].append((i, y))
@@ -167,6 +179,15 @@ class SizingWorker:
             for start in range(0, len(members), chunk_size):
                 chunk = members[start:start + chunk_size]
                 results.update(self._size_chunk(first.source, x, chunk, chunk_size))
+        if self.refiner is not None:
+            sized = [i in results and not isinstance(results[i], str) for i in range(len(jobs))]
+            for i in sorted(pick_newest([job.run for job in jobs], sized)):
+                job = jobs[i]
+                try:
+                    job.refinement = self.refiner.refine(*patterns[i], job.source.x_unit, job.source.wavelength,
+                                                         results[i])
+                except Exception:  # pragma: no cover - the refinement is optional; the estimate is still sent
+                    logger.exception("refinement of source event %d failed", job.seq_num)
         for i, job in enumerate(jobs):
             self.finish(job, results.get(i, "internal error: no result"))
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from ..units import XUnit
 
 CSV_KEYS = ("status", "size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion",
-            "dispersion_std", "strain", "strain_std", "b_offset", "displacement_mm", "rwp", "reduced_chi2", "n_points")
+            "dispersion_std", "strain", "strain_std", "b_offset", "displacement_mm", "instrument_gauss_fwhm",
+            "instrument_gauss_fwhm_std", "instrument_lorentz_fwhm", "instrument_lorentz_fwhm_std", "instrument_unit",
+            "rwp", "reduced_chi2", "n_points")
 
 
 def add_fit(sub) -> argparse.ArgumentParser:
@@ -25,7 +27,8 @@ def add_fit(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "fit", help="DSE refinement of measured patterns: size, dispersion, strain with uncertainties",
         description="Refine the Debye-scattering-equation model of a log-normal population of nanocrystals "
-                    "(mean diameter, dispersion, strain, Debye-Waller offset) with solvent/blank scales and a "
+                    "(mean diameter, dispersion, strain, Debye-Waller offset) seen through a Voigt instrument resolution "
+                    "(refined, or held with --instrument-fwhm) with solvent/blank scales and a "
                     "Chebyshev background against each pattern file (2theta in degrees, or Q with --x-unit q).")
     p.add_argument("files", nargs="+", metavar="FILE", help="pattern files (x, I[, sigma] columns)")
     what = p.add_mutually_exclusive_group()
@@ -49,6 +52,10 @@ def add_fit(sub) -> argparse.ArgumentParser:
     p.add_argument("--background-order", type=int, default=3, metavar="N", help="Chebyshev degree (default 3)")
     p.add_argument("--max-diameter", type=float, default=21.0, metavar="NM",
                    help="largest cluster of the basis in nm (default 21)")
+    p.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
+                   help="hold the instrument's Voigt resolution at these FWHMs (e.g. a measured standard's): in Q "
+                        "(1/A) for a capillary, in 2theta (deg) for a flat plate; default: both refined (0-0.02 1/A, "
+                        "0-0.3 deg)")
     p.add_argument("--sequential", action="store_true", help="start each file from the previous file's result")
     p.add_argument("--no-profile", action="store_true",
                    help="e.s.d.s from the covariance only (faster; no profile over the dispersion)")
@@ -104,7 +111,8 @@ def cmd_fit(args) -> int:
                                     material=material, geometry=geometry, blanks=blanks, solvent=solvent,
                                     background_order=args.background_order, q_range=args.q_range,
                                     exclude_tth=exclude, start=previous if args.sequential else None,
-                                    max_diameter_nm=args.max_diameter, profile=not args.no_profile)
+                                    max_diameter_nm=args.max_diameter, profile=not args.no_profile,
+                                    instrument_fwhm=args.instrument_fwhm)
         except ValueError as exc:  # PatternFileError is a ValueError
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             for prefix in (f"{name}: ", f"{Path(name)}: "):

@@ -49,6 +49,23 @@ def add_predict(sub) -> None:
     p.add_argument("--model", metavar="PATH", default=None,
                    help="model bundle (.safetensors) written by `qdots train` (default: the shipped model, "
                         "qdots_bluesky/models/default_model.safetensors)")
+    ref = p.add_argument_group("DSE refinement (--refine)")
+    ref.add_argument("--refine", action="store_true",
+                     help="after the network, refine each sized file by the Debye scattering equation seeded by the "
+                          "network's estimate (mean and volume-weighted diameter, dispersion, strain with e.s.d.s, "
+                          "Rwp); printed beside the network's values, in JSON as a 'refined' object (qdots fit's "
+                          "fields); the first use of a wavelength builds a basis (seconds, cached)")
+    ref.add_argument("--material", default="PbS",
+                     help="material of the refinement: built-in name (PbS, PbSe, CdSe) or a CIF path (default PbS, "
+                          "the shipped model's)")
+    ref.add_argument("--geometry", choices=["capillary", "flat-plate"], default="capillary",
+                     help="refinement geometry: capillary (synchrotron, default, solvent auto) or flat-plate "
+                          "(laboratory Bragg-Brentano, Cu K-alpha doublet, texture)")
+    ref.add_argument("--max-diameter", type=float, default=21.0, metavar="NM",
+                     help="largest cluster of the refinement basis in nm (default 21)")
+    ref.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
+                     help="hold the instrument resolution at these FWHMs (1/A capillary, deg flat plate); default "
+                          "refined")
     add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
@@ -79,7 +96,7 @@ def _load(args):
 
 
 def cmd_predict(args) -> int:
-    from ..file_sizing import json_record, plot_files, plot_names, size_files
+    from ..file_sizing import json_record, plot_files, plot_names, refine_files, size_files
     from ..io import check_output_path
 
     if args.plot:
@@ -90,6 +107,10 @@ def cmd_predict(args) -> int:
     if isinstance(predictor, int):
         return predictor
     results = size_files(predictor, args.files, x_unit=args.x_unit, wavelength=args.wavelength)
+    if getattr(args, "refine", False):
+        refine_files(results, material=args.material, x_unit=args.x_unit, wavelength=args.wavelength,
+                     geometry=args.geometry, instrument_fwhm=args.instrument_fwhm,
+                     max_diameter_nm=args.max_diameter)
     if args.plot:
         plot_files(predictor, results, args.plot, layer=args.cam_layer)
     accepted = []
@@ -105,6 +126,10 @@ def cmd_predict(args) -> int:
             print(json.dumps(json_record(r)))
         elif r.estimate is not None:
             print(f"{r.path}: {r.estimate.summary()}")
+            if r.refined is not None:
+                print(f"{r.path}: refined: {r.refined.summary()}")
+            elif r.refine_error is not None:
+                print(f"qdots predict: {r.path}: refinement failed: {r.refine_error}", file=sys.stderr)
     if not args.json:
         for r in results:
             if r.plot is not None:

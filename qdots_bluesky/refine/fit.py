@@ -23,6 +23,10 @@ Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_D
 5-sigma significance), take a zero scale, or an intensity below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in
 :data:`~qdots_bluesky.refine.result.FLAGS`.
 
+Instrument resolution (:mod:`~qdots_bluesky.refine.model`): a Voigt profile whose Gaussian and Lorentzian FWHMs
+(1/A for a capillary, deg 2theta for a flat plate) are refined within 0 to ``INSTRUMENT_BOUNDS`` (started at
+``INSTRUMENT_START`` of the bound) or held at given values (``instrument_fwhm``, e.g. a measured standard's).
+
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, dB in A^2, displacement in mm.
 """
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..sim.physics.cluster_basis import ClusterBasis
 from ..sim.physics.solvents import solvent_names, solvent_pattern
 from .basis import refinement_basis
 from .data import Blank, FitData, prepare_data
-from .model import DotModel, Geometry
+from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, DotModel, Geometry
 from .result import FLAGS, RefinementCurves, RefinementResult
 from .solver import Problem, covariance, dispersion_profile, fit_nonlinear, volume_diameter
 
@@ -59,6 +63,32 @@ _DISPERSION_BOUNDS = (0.02, 0.45)
 _STRAIN_BOUNDS = (-0.03, 0.03)
 _B_BOUNDS = (-1.2, 3.0)
 _DISPLACEMENT_BOUNDS = (-1.0, 1.0)
+#: A refined instrument width starts at this fraction of its upper bound (a Gaussian's gradient vanishes at 0).
+INSTRUMENT_START = 0.1
+_INSTRUMENT_KEYS = ("instrument_gauss_fwhm", "instrument_lorentz_fwhm")
+
+
+def _gauss_esd(g: float, var_sq: float) -> float:
+    """e.s.d. of a Gaussian FWHM g refined as g^2 with variance ``var_sq``: sigma(g^2) / (2 g), capped by
+    sqrt(sigma(g^2)) (the width whose square is one e.s.d.: the scale of the uncertainty near g = 0)."""
+    s = float(np.sqrt(max(var_sq, 0.0)))
+    return min(s / (2.0 * g), np.sqrt(s)) if g > 0 else float(np.sqrt(s))
+
+
+def _instrument_fixed(instrument_fwhm: Sequence[float] | None, geometry: Geometry) -> tuple[float, float] | None:
+    """Validated fixed instrument FWHMs (Gaussian, Lorentzian) or None (refined)."""
+    if instrument_fwhm is None:
+        return None
+    hi = INSTRUMENT_BOUNDS[geometry.kind]
+    unit = INSTRUMENT_UNITS[geometry.kind]
+    try:
+        g, lor = (float(v) for v in instrument_fwhm)
+    except (TypeError, ValueError):
+        raise ValueError(f"instrument_fwhm {instrument_fwhm!r}; accepted: two numbers (Gaussian, Lorentzian FWHM "
+                         f"in {unit}) or None to refine them") from None
+    if not (0.0 <= g <= hi and 0.0 <= lor <= hi):
+        raise ValueError(f"instrument FWHMs {g}, {lor} {unit}; accepted: 0 to {hi} {unit} for a {geometry.kind}")
+    return g, lor
 
 
 def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | None]:
@@ -68,7 +98,7 @@ def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | N
     get = (lambda k: start.get(k)) if isinstance(start, Mapping) else (lambda k: getattr(start, k, None))
     status = get("status")
     out: dict[str, float] = {}
-    for key in ("size_nm", "dispersion", "strain", "b_offset", "displacement_mm"):
+    for key in ("size_nm", "dispersion", "strain", "b_offset", "displacement_mm") + _INSTRUMENT_KEYS:
         v = get(key)
         if v is not None and np.isfinite(float(v)):
             out[key] = float(v)
@@ -115,6 +145,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    background_order: int = 3, q_range: tuple[float, float] | None = None,
                    exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
                    basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
+                   instrument_fwhm: Sequence[float] | None = None,
                    profile: bool = True, keep_curves: bool = True) -> RefinementResult:
     """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
     K-alpha1 wavelength for a flat plate).
@@ -128,10 +159,14 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     ``network``: the network's estimate (mapping or object with status, size_nm, size_std_nm, dispersion,
     strain: a :class:`~qdots_bluesky.predictor.SizeEstimate`): the start where ``start`` is None, and the
     refined size is flagged where it disagrees with it; neither: a coarse grid;
-    ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`).
+    ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`);
+    ``instrument_fwhm``: (Gaussian, Lorentzian) FWHM of the instrument's Voigt resolution, in Q (1/A) for a
+    capillary, in 2theta (deg) for a flat plate, held fixed; None (default): both refined within 0 to
+    :data:`~qdots_bluesky.refine.model.INSTRUMENT_BOUNDS`.
     """
     t0 = time.perf_counter()
     geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
+    instrument = _instrument_fixed(instrument_fwhm, geometry)
     solvent = str(solvent).lower()
     if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
         raise ValueError(f"solvent {solvent!r}; accepted: {', '.join(SOLVENT_CHOICES + tuple(solvent_names()))}")
@@ -139,7 +174,8 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
         results = [refine_pattern(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material,
                                   geometry=geometry, blanks=blanks, solvent=name, background_order=background_order,
                                   q_range=q_range, exclude_tth=exclude_tth, start=start, network=network, basis=basis,
-                                  max_diameter_nm=max_diameter_nm, profile=profile, keep_curves=keep_curves)
+                                  max_diameter_nm=max_diameter_nm, instrument_fwhm=instrument_fwhm, profile=profile,
+                                  keep_curves=keep_curves)
                    for name in ("hexane", "toluene")]
         best = min(results, key=lambda r: r.reduced_chi2)
         best.elapsed_s = time.perf_counter() - t0
@@ -178,21 +214,33 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     fixed = np.stack(fixed_cols, axis=1) if fixed_cols else np.zeros((data.q.size, 0))
     xc = 2.0 * (data.q - data.q.min()) / max(np.ptp(data.q), 1e-12) - 1.0
     free = chebyshev.chebvander(xc, int(background_order))
-    problem = Problem(model, data, fixed, free)
+    k_instr = model.instrument_index
+    fixed_params = {} if instrument is None else {k_instr: instrument[0] ** 2, k_instr + 1: instrument[1]}
+    problem = Problem(model, data, fixed, free, fixed_params)
 
     n_p = model.n_parameters
-    d_lo = max(1.0, 1.5 * basis.unit_nm)
-    lo = np.array([d_lo, _DISPERSION_BOUNDS[0], _STRAIN_BOUNDS[0], _B_BOUNDS[0], _DISPLACEMENT_BOUNDS[0]])[:n_p]
-    hi = np.array([0.75 * model.max_diameter_nm, _DISPERSION_BOUNDS[1], _STRAIN_BOUNDS[1], _B_BOUNDS[1],
-                   _DISPLACEMENT_BOUNDS[1]])[:n_p]
+    names_p = model.parameter_names
+    w_hi = model.max_instrument_fwhm
+    bounds = {"size_nm": (max(1.0, 1.5 * basis.unit_nm), 0.75 * model.max_diameter_nm), "dispersion": _DISPERSION_BOUNDS,
+              "strain": _STRAIN_BOUNDS, "b_offset": _B_BOUNDS, "displacement_mm": _DISPLACEMENT_BOUNDS,
+              "instrument_gauss_fwhm_sq": (0.0, w_hi**2), "instrument_lorentz_fwhm": (0.0, w_hi)}
+    lo = np.array([bounds[k][0] for k in names_p])
+    hi = np.array([bounds[k][1] for k in names_p])
+    defaults = {"dispersion": 0.12, "strain": 0.0, "b_offset": 0.0, "displacement_mm": 0.0,
+                "instrument_gauss_fwhm_sq": (INSTRUMENT_START * w_hi) ** 2,
+                "instrument_lorentz_fwhm": INSTRUMENT_START * w_hi}
+    if instrument is not None:
+        defaults.update(instrument_gauss_fwhm_sq=instrument[0] ** 2, instrument_lorentz_fwhm=instrument[1])
     given, _, _ = _start_values(start if start is not None else network)
     _, net_size, net_std = _start_values(network)
+    if instrument is not None:  # held values win over a start's
+        given = {k: v for k, v in given.items() if k not in _INSTRUMENT_KEYS}
+    elif "instrument_gauss_fwhm" in given:
+        given["instrument_gauss_fwhm_sq"] = given["instrument_gauss_fwhm"] ** 2
     if given:
-        x0 = np.array([given.get("size_nm"), given.get("dispersion", 0.12), given.get("strain", 0.0),
-                       given.get("b_offset", 0.0), given.get("displacement_mm", 0.0)][:n_p], dtype=float)
-        x0 = np.clip(x0, lo, hi)
+        x0 = np.clip(np.array([given.get(k, defaults.get(k)) for k in names_p], dtype=float), lo, hi)
     else:
-        x0 = _coarse_start(problem, lo, hi, [0.0] * (n_p - 4))
+        x0 = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]])
     theta, cost = fit_nonlinear(problem, x0, lo, hi)
     r, scales, cols = problem.solve(theta)
     n_dof = max(data.q.size - (n_p + scales.size + free.shape[1]), 1)
@@ -265,6 +313,9 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound", "b_offset_at_bound")):
             if min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
                 flags.append(flag)
+        k = model.instrument_index
+        if k not in problem.fixed_params and (theta[k] > hi[k] * (1 - 1e-3) or theta[k + 1] > hi[k + 1] * (1 - 1e-3)):
+            flags.append("instrument_at_bound")
         values = dict(status="sized", size_nm=float(theta[0]), size_std_nm=size_std, size_volume_nm=volume,
                       size_volume_std_nm=vol_std, dispersion=float(theta[1]), dispersion_std=disp_std,
                       strain=float(theta[2]), strain_std=float(std[2]), b_offset=float(theta[3]),
@@ -289,7 +340,15 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         curves = RefinementCurves(q=data.q, tth=data.tth, observed=data.y, sigma=data.sigma, calculated=calc,
                                   components=comp)
     flat = geometry.flat_plate
-    return RefinementResult(
+    k = model.instrument_index
+    refined_instrument = k not in problem.fixed_params
+    instrument_values = dict(
+        instrument_gauss_fwhm=float(np.sqrt(max(theta[k], 0.0))), instrument_lorentz_fwhm=float(theta[k + 1]),
+        instrument_gauss_fwhm_std=(_gauss_esd(float(np.sqrt(max(theta[k], 0.0))), float(std[k]) ** 2)
+                                   if refined_instrument else 0.0),
+        instrument_lorentz_fwhm_std=float(std[k + 1]) if refined_instrument else 0.0,
+        instrument_unit=INSTRUMENT_UNITS[geometry.kind], instrument_refined=refined_instrument)
+    return RefinementResult(**instrument_values,
         **values, displacement_mm=float(theta[4]) if flat and present else None,
         displacement_std_mm=float(std[4]) if flat and present else None,
         scales={scale_names[i]: float(scales[k]) for i, k in enumerate(keep)},

@@ -1,7 +1,8 @@
 """The dot part of a refinement model: a log-normal population of series clusters, seen by an instrument.
 
 For nonlinear parameters theta = (mean diameter D nm, dispersion, strain, Debye-Waller offset dB A^2
-[, sample displacement mm]) :meth:`DotModel.columns` returns the linear components of the dots on the data
+[, sample displacement mm], instrument Gaussian FWHM squared, instrument Lorentzian FWHM)
+:meth:`DotModel.columns` returns the linear components of the dots on the data
 points; the refinement (:mod:`~qdots_bluesky.refine.fit`) multiplies them by non-negative scales.
 
 Per population (number weights of :func:`~qdots_bluesky.sim.physics.cluster_basis.lognormal_weight_matrix`):
@@ -33,6 +34,14 @@ Geometries (:class:`Geometry`):
   min(1, sum w): one column crystal (1 - cover) + compton (scale s) and one column crystal cover g_k per family
   (scale s P_k >= 0): a free non-negative scale per family.
 
+Instrument resolution: a Voigt profile (Gaussian and Lorentzian FWHM) convolved with the dots' pattern, of
+constant width on the measured axis: in Q (1/A) for a capillary (the population's crystal part is convolved on
+the basis grid, with widths x (1 + strain) so that they hold on the data's Q), in 2theta (deg) for a flat plate
+(the dot columns are computed on an auxiliary equispaced 2theta grid around the data, convolved there and read
+at the data's 2theta by cubic convolution). The Compton part and the blanks are smooth and left as they are.
+The Gaussian enters theta as its squared FWHM (widths of Gaussians add in squares; the derivative stays finite at
+0, where a Gaussian's FWHM has none). Missing instrument entries in theta count as 0 (no instrument broadening).
+
 Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, strain fractional, dB in A^2.
 """
 from __future__ import annotations
@@ -42,17 +51,27 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..sim.physics.cluster_basis import ClusterBasis, lognormal_weight_matrix
+from ..sim.physics.profiles import voigt_convolve
 from ..sim.physics.reflections import bragg_reflections
 
-__all__ = ["Geometry", "DotModel", "cubic_interp", "KA2_WAVELENGTH_A", "SCHERRER_K_SPHERE", "PARAMETERS"]
+__all__ = ["Geometry", "DotModel", "cubic_interp", "KA2_WAVELENGTH_A", "SCHERRER_K_SPHERE", "PARAMETERS",
+           "INSTRUMENT_BOUNDS", "INSTRUMENT_UNITS"]
 
 #: Cu K-alpha2 wavelength (A) and the K-alpha2 / K-alpha1 intensity ratio.
 KA2_WAVELENGTH_A = 1.54443
 KA2_RATIO = 0.5
 #: Scherrer constant of spheres for the integral-breadth-free FWHM estimate used by the texture windows.
 SCHERRER_K_SPHERE = 1.0747
-#: Nonlinear parameters in order: mean diameter (nm), dispersion, strain, Debye-Waller offset (A^2), displacement (mm).
-PARAMETERS = ("size_nm", "dispersion", "strain", "b_offset", "displacement_mm")
+#: Nonlinear parameters in order: mean diameter (nm), dispersion, strain, Debye-Waller offset (A^2), displacement
+#: (mm, flat plate only), instrument Gaussian FWHM squared and Lorentzian FWHM (1/A capillary, deg 2theta flat
+#: plate).
+PARAMETERS = ("size_nm", "dispersion", "strain", "b_offset", "displacement_mm", "instrument_gauss_fwhm_sq",
+              "instrument_lorentz_fwhm")
+#: Upper bounds of the instrument FWHMs per geometry (lower bounds 0) and their units.
+INSTRUMENT_BOUNDS = {"capillary": 0.02, "flat-plate": 0.3}
+INSTRUMENT_UNITS = {"capillary": "1/A", "flat-plate": "deg"}
+#: Step (deg) of the auxiliary 2theta grid of a flat plate's instrument convolution (or the data's, if finer).
+AUX_TTH_STEP = 0.02
 GEOMETRIES = ("capillary", "flat-plate")
 
 
@@ -125,11 +144,13 @@ class DotModel:
     """Linear components of the dots on the data points for given nonlinear parameters.
 
     ``q``: data Q (1/A; for a flat plate the K-alpha1 Q of the observed 2theta); ``tth``: observed 2theta
-    (deg), needed for a flat plate; ``wavelength_a``: the (K-alpha1) wavelength of the data.
+    (deg), needed for a flat plate; ``wavelength_a``: the (K-alpha1) wavelength of the data; ``family_q``: the
+    Q range (1/A) whose reflection families get a texture scale (default that of ``q``).
     """
 
     def __init__(self, basis: ClusterBasis, q: np.ndarray, wavelength_a: float, geometry: Geometry = Geometry(),
-                 tth: np.ndarray | None = None) -> None:
+                 tth: np.ndarray | None = None, family_q: tuple[float, float] | None = None,
+                 _aux: bool = True) -> None:
         self.basis = basis
         self.q = np.asarray(q, dtype=float)
         self.wavelength_a = float(wavelength_a)
@@ -166,13 +187,47 @@ class DotModel:
         self.families: list[str] = []
         self._fam_q = np.zeros(0)
         self._fam_i = np.zeros(0)
+        self.max_instrument_fwhm = INSTRUMENT_BOUNDS[geometry.kind]
+        self._family_q = family_q or (float(self.q.min()), float(self.q.max()))
         if geometry.flat_plate and geometry.texture:
             self._setup_families()
+        self._aux: DotModel | None = None
+        if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
+            step = min(AUX_TTH_STEP, float(np.median(np.diff(self.tth)))) if self.tth.size > 1 else AUX_TTH_STEP
+            pad = 10.0 * self.max_instrument_fwhm  # the model beyond the data, for the kernel's reach (deg)
+            lo = max(float(self.tth.min()) - pad, 1.0)
+            tth_aux = lo + step * np.arange(int(np.ceil((min(float(self.tth.max()) + pad, 179.0) - lo) / step)) + 1)
+            q_aux = 4.0 * np.pi * np.sin(np.radians(tth_aux) / 2.0) / self.wavelength_a
+            self._aux = DotModel(basis, q_aux, wavelength_a, geometry, tth_aux, family_q=self._family_q, _aux=False)
+            self._aux_step = step
+            self.families = self._aux.families
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names of the nonlinear parameters (see :data:`PARAMETERS`)."""
+        return PARAMETERS if self.geometry.flat_plate else PARAMETERS[:4] + PARAMETERS[5:]
+
+    @property
+    def instrument_index(self) -> int:
+        """Index of the instrument Gaussian FWHM squared in theta (the Lorentzian FWHM follows)."""
+        return self.n_parameters - 2
+
+    def instrument_widths(self, theta: np.ndarray) -> tuple[float, float]:
+        """(Gaussian, Lorentzian) instrument FWHM of theta (0 where theta has no instrument entries)."""
+        k = self.instrument_index
+        if len(theta) < k + 2:
+            return 0.0, 0.0
+        return float(np.sqrt(max(float(theta[k]), 0.0))), float(theta[k + 1])
+
+    def x_scale(self, theta: np.ndarray) -> np.ndarray:
+        """Typical steps of the nonlinear parameters (for the trust region's scaling)."""
+        base = [max(0.05 * abs(float(theta[0])), 0.02), 0.02, 0.001, 0.2] + ([0.05] if self.geometry.flat_plate else [])
+        return np.array(base + [(0.1 * self.max_instrument_fwhm) ** 2, 0.05 * self.max_instrument_fwhm])
 
     @property
     def n_parameters(self) -> int:
-        """Number of nonlinear parameters: 4, or 5 with the flat plate's displacement."""
-        return 5 if self.geometry.flat_plate else 4
+        """Number of nonlinear parameters: 6 (with the instrument's two widths), 7 with a flat plate's displacement."""
+        return 7 if self.geometry.flat_plate else 6
 
     @property
     def column_names(self) -> list[str]:
@@ -189,12 +244,12 @@ class DotModel:
                 groups[-1] = (q0, i0 + inten, labels + [r.label])
             else:
                 groups.append((r.q, inten, [r.label]))
-        qmin_data = float(self.q.min())
-        keep = [g for g in groups if qmin_data - 0.3 <= g[0] <= float(self.q.max()) + 0.3]
-        self.families = ["/".join(g[2]) for g in keep if qmin_data <= g[0] <= float(self.q.max())]
+        qmin_data, qmax_data = self._family_q
+        keep = [g for g in groups if qmin_data - 0.3 <= g[0] <= qmax_data + 0.3]
+        self.families = ["/".join(g[2]) for g in keep if qmin_data <= g[0] <= qmax_data]
         self._fam_q = np.array([g[0] for g in keep])
         self._fam_i = np.array([g[1] for g in keep])
-        self._fam_in = np.array([qmin_data <= g[0] <= float(self.q.max()) for g in keep], dtype=bool)
+        self._fam_in = np.array([qmin_data <= g[0] <= qmax_data for g in keep], dtype=bool)
 
     def observed_q(self, theta: np.ndarray) -> list[np.ndarray]:
         """True Q (1/A) of each point for each wavelength of the beam (displacement applied on a flat plate)."""
@@ -228,11 +283,21 @@ class DotModel:
 
     def columns(self, theta: np.ndarray) -> np.ndarray:
         """Dot components (points x columns, see :attr:`column_names`) for theta = (D nm, dispersion, strain,
-        dB A^2[, displacement mm])."""
+        dB A^2[, displacement mm], instrument Gaussian and Lorentzian FWHM)."""
         theta = np.asarray(theta, dtype=float)
+        gauss, lorentz = self.instrument_widths(theta)
+        if self._aux is not None:  # flat plate: on the equispaced 2theta grid, convolved, read at the data's 2theta
+            inner = self._aux.columns(theta[:5]).T
+            if gauss > 0 or lorentz > 0:
+                inner = voigt_convolve(inner, self._aux_step, gauss, lorentz, max_fwhm=self.max_instrument_fwhm)
+            return cubic_interp(float(self._aux.tth[0]), self._aux_step, inner, self.tth).T
         w = self.weights(theta[0], theta[1])
         live = np.flatnonzero(w)
         crystal = w[live] @ self.basis.crystal[live]
+        if not self.geometry.flat_plate and (gauss > 0 or lorentz > 0):
+            stretch = 1.0 + theta[2]  # the widths on the basis grid read at Q (1 + strain)
+            crystal = voigt_convolve(crystal, self.step, gauss * stretch, lorentz * stretch,
+                                     max_fwhm=self.max_instrument_fwhm)[0]
         qs = self.observed_q(theta)
         n_fam = len(self.families)
         out = np.zeros((self.q.size, 1 + n_fam))
@@ -262,16 +327,22 @@ class DotModel:
         return not self.geometry.flat_plate
 
     def columns_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Capillary dot column (points,) and its derivatives (points x 4) by D, dispersion, strain, dB: strain and
-        dB analytic (the cubic kernel's derivative), D and dispersion by forward differences of the weights."""
+        """Capillary dot column (points,) and its derivatives (points x 6) by D, dispersion, strain, dB and the
+        instrument's Gaussian FWHM squared and Lorentzian FWHM: strain and dB analytic (the cubic kernel's derivative), the
+        widths exact (the Voigt transfer function's), D and dispersion by forward differences of the weights."""
         if not self.analytic:
             raise ValueError("analytic derivatives are available for the capillary geometry only")
         size, disp, strain, b_offset = (float(v) for v in theta[:4])
+        gauss, lorentz = self.instrument_widths(theta)
         h_d, h_s = 1e-4 * max(size, 1.0), 1e-4
         W = lognormal_weight_matrix(self.basis.n, self.basis.unit_nm, np.array([size, size + h_d, size]),
                                     np.array([disp, disp, disp + h_s]))
         live = np.flatnonzero(W.any(axis=0))
         rows = W[:, live] @ self.basis.crystal[live]  # (3, basis points)
+        stretch = 1.0 + strain
+        rows, d_g, d_l = voigt_convolve(rows, self.step, gauss * stretch, lorentz * stretch, derivatives=True,
+                                        max_fwhm=self.max_instrument_fwhm)
+        rows = np.vstack([rows, stretch**2 * d_g[:1], stretch * d_l[:1]])  # (5, basis points)
         comp = W[:, live] @ self._compton_q[0][live]  # (3, points)
         q = self.q
         qs = q * (1.0 + strain)
@@ -288,21 +359,23 @@ class DotModel:
         taps = (padded[:, i], padded[:, i + 1], padded[:, i + 2], padded[:, i + 3])
         wts = (0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2), 0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2))
         dwts = (0.5 * (-3 * t2 + 4 * t - 1), 0.5 * (9 * t2 - 10 * t), 0.5 * (-9 * t2 + 8 * t + 1), 0.5 * (3 * t2 - 2 * t))
-        values = sum(w * v for w, v in zip(wts, taps))  # (3, points)
+        values = sum(w * v for w, v in zip(wts, taps))  # (5, points)
         slope = sum(w * v for w, v in zip(dwts, (tp[0] for tp in taps))) / self.step * inside  # d crystal / dQ
         f_at = np.maximum(np.interp(qs, self.basis.q, self.f_sq), 1e-30)
         ratio = self._f_true[0] / f_at
         damp = np.exp(-b_offset * q * q / (16.0 * np.pi**2))
         self_terms = (W[:, live] @ self._atoms[live])[:, None] * self._f_true[0]
-        pair = values * ratio - self_terms  # interference part (3, points)
+        pair = values[:3] * ratio - self_terms  # interference part (3, points)
         crys = self_terms + pair * damp
         col = crys[0] + comp[0]
         d_ratio = -ratio * np.interp(qs, self.basis.q, self._f_grad) / f_at * q
-        jac = np.empty((q.size, 4))
+        jac = np.empty((q.size, 6))
         jac[:, 0] = (crys[1] + comp[1] - col) / h_d
         jac[:, 1] = (crys[2] + comp[2] - col) / h_s
         jac[:, 2] = (slope * q * ratio + values[0] * d_ratio) * damp
         jac[:, 3] = -q * q / (16.0 * np.pi**2) * pair[0] * damp
+        jac[:, 4] = values[3] * ratio * damp
+        jac[:, 5] = values[4] * ratio * damp
         return col, jac
 
     def _windows(self, q: np.ndarray, size_nm: float, strain: float) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,9 @@ Sizes are diameters in nm; ``size_nm`` is the *mean* of the log-normal number di
 ``mean_diameter_nm`` of :func:`~qdots_bluesky.sim.physics.cluster_basis.population_targets`, not the median)
 and ``size_volume_nm`` its volume-weighted mean over the discrete clusters (sum w D^4 / sum w D^3), as the
 network reports them. ``dispersion`` is the relative standard deviation of the log-normal, ``strain`` the
-fractional change of the lattice parameter, ``b_offset`` the Debye-Waller offset in A^2.
+fractional change of the lattice parameter, ``b_offset`` the Debye-Waller offset in A^2;
+``instrument_gauss_fwhm`` and ``instrument_lorentz_fwhm`` the instrument's Voigt FWHMs in ``instrument_unit``
+(1/A for a capillary, deg 2theta for a flat plate), refined (``instrument_refined``) or held (e.s.d. 0).
 
 The e.s.d.s are those of the covariance scaled by the reduced chi^2: they hold for a model that describes the
 data up to noise. Where the residuals are systematic (neighbouring residuals correlated, as in most fits of
@@ -32,6 +34,8 @@ FLAGS: dict[str, str] = {
     "b_offset_at_bound": "the Debye-Waller offset reached its bound (-1.2 or +3 A^2): the model lacks something at "
                          "high Q (disorder, surface, background)",
     "profile_failed": "the profile over the dispersion could not be evaluated; e.s.d.s are from the covariance",
+    "instrument_at_bound": "an instrument FWHM reached its upper bound: broadening the dots' model lacks (strain "
+                           "spread, stacking faults, a wider resolution) is taken as the instrument's",
 }
 STATUSES: dict[str, str] = {
     "sized": "nanocrystal scattering found and refined",
@@ -91,15 +95,23 @@ class RefinementResult:
     flag_details: dict[str, str] = field(default_factory=dict)
     esd_correlation_factor: float = 1.0
     network_size_nm: float | None = None
+    instrument_gauss_fwhm: float = 0.0
+    instrument_gauss_fwhm_std: float = 0.0
+    instrument_lorentz_fwhm: float = 0.0
+    instrument_lorentz_fwhm_std: float = 0.0
+    instrument_unit: str = "1/A"
+    instrument_refined: bool = True
     nfev: int = 0
     elapsed_s: float = 0.0
     curves: RefinementCurves | None = field(default=None, repr=False)
 
     @property
     def parameters(self) -> np.ndarray:
-        """Nonlinear parameters (D nm, dispersion, strain, dB A^2[, displacement mm]) to start another refinement."""
+        """Nonlinear parameters (D nm, dispersion, strain, dB A^2[, displacement mm], instrument Gaussian and
+        Lorentzian FWHM) to start another refinement."""
         base = [self.size_nm, self.dispersion, self.strain, self.b_offset]
-        return np.array(base + ([self.displacement_mm] if self.displacement_mm is not None else []))
+        return np.array(base + ([self.displacement_mm] if self.displacement_mm is not None else [])
+                        + [self.instrument_gauss_fwhm, self.instrument_lorentz_fwhm])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; size keys as in ``qdots predict --json`` (NaN -> None)."""
@@ -117,6 +129,12 @@ class RefinementResult:
             "b_offset_std": _finite(self.b_offset_std),
             "displacement_mm": _finite(self.displacement_mm),
             "displacement_std_mm": _finite(self.displacement_std_mm),
+            "instrument_gauss_fwhm": _finite(self.instrument_gauss_fwhm),
+            "instrument_gauss_fwhm_std": _finite(self.instrument_gauss_fwhm_std),
+            "instrument_lorentz_fwhm": _finite(self.instrument_lorentz_fwhm),
+            "instrument_lorentz_fwhm_std": _finite(self.instrument_lorentz_fwhm_std),
+            "instrument_unit": self.instrument_unit,
+            "instrument_refined": bool(self.instrument_refined),
             "rwp": _finite(self.rwp),
             "rwp_expected": _finite(self.rwp_expected),
             "reduced_chi2": _finite(self.reduced_chi2),
@@ -143,5 +161,7 @@ class RefinementResult:
             return f"no nanocrystals (dot component not significant); Rwp {100 * self.rwp:.2f} %, flags: {flags}"
         return (f"D_N {self.size_nm:.3f} ± {self.size_std_nm:.3f} nm, D_V {self.size_volume_nm:.3f} ± "
                 f"{self.size_volume_std_nm:.3f} nm, dispersion {self.dispersion:.3f} ± {self.dispersion_std:.3f}, "
-                f"strain {100 * self.strain:+.3f} ± {100 * self.strain_std:.3f} %, Rwp {100 * self.rwp:.2f} % "
+                f"strain {100 * self.strain:+.3f} ± {100 * self.strain_std:.3f} %, instrument FWHM G "
+                f"{self.instrument_gauss_fwhm:.4g} L {self.instrument_lorentz_fwhm:.4g} {self.instrument_unit}"
+                f"{'' if self.instrument_refined else ' (held)'}, Rwp {100 * self.rwp:.2f} % "
                 f"(chi2_red {self.reduced_chi2:.2f}), flags: {flags}")

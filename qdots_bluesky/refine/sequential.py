@@ -44,7 +44,9 @@ def refine_sequence(x: Sequence[float] | np.ndarray, patterns: Iterable[Sequence
         results.append(result)
         if result.status == "sized":
             previous = {"size_nm": result.size_nm, "dispersion": result.dispersion, "strain": result.strain,
-                        "b_offset": result.b_offset, "displacement_mm": result.displacement_mm}
+                        "b_offset": result.b_offset, "displacement_mm": result.displacement_mm,
+                        "instrument_gauss_fwhm": result.instrument_gauss_fwhm,
+                        "instrument_lorentz_fwhm": result.instrument_lorentz_fwhm}
         if progress is not None:
             progress(i, result)
     return results

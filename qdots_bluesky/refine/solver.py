@@ -18,6 +18,10 @@ __all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volu
 
 #: The profile over the dispersion refits at the optimum +- PROFILE_STEP covariance e.s.d.s (at least 0.005).
 PROFILE_STEP = 2.0
+#: Trust-region sub-problem solver of least_squares: 'lsmr' (matrix-vector products) rather than 'exact' (an SVD of
+#: the points x parameters Jacobian every iteration: with six parameters a multithreaded BLAS can take 10-30 ms per
+#: SVD on a loaded 2-core machine, 0.5 ms single-threaded; same optima on the tests and the measured set).
+TR_SOLVER = "lsmr"
 
 
 def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -46,8 +50,11 @@ def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
 class Problem:
     """Weighted variable-projection problem: free (background) columns projected out once."""
 
-    def __init__(self, model: DotModel, data: FitData, fixed: np.ndarray, free: np.ndarray) -> None:
+    def __init__(self, model: DotModel, data: FitData, fixed: np.ndarray, free: np.ndarray,
+                 fixed_params: dict[int, float] | None = None) -> None:
         self.model = model
+        #: nonlinear parameters held at given values in every fit (index -> value), e.g. a known instrument
+        self.fixed_params = dict(fixed_params or {})
         self.data, self.fixed, self.free = data, fixed, free
         self.w = 1.0 / data.sigma
         self.yw = data.y * self.w
@@ -65,7 +72,7 @@ class Problem:
         sub = FitData(d.q[::stride], None if d.tth is None else d.tth[::stride], d.y[::stride], d.sigma[::stride],
                       d.n_raw)
         model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth)
-        return Problem(model, sub, self.fixed[::stride], self.free[::stride])
+        return Problem(model, sub, self.fixed[::stride], self.free[::stride], self.fixed_params)
 
     def _proj(self, A: np.ndarray) -> np.ndarray:
         return A - self.Qc @ (self.Qc.T @ A)
@@ -97,6 +104,9 @@ class Problem:
             base = cols @ s[:m]
             G = np.empty((base.size, theta.size))
             for i in range(theta.size):
+                if i in self.fixed_params:
+                    G[:, i] = 0.0
+                    continue
                 h = 1e-4 * max(1.0, abs(theta[i]))
                 th = theta.copy()
                 th[i] += h
@@ -118,8 +128,8 @@ class Problem:
 
 def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
          max_nfev: int = 200, tol: float = 1e-6):
-    """least_squares over the nonlinear parameters not in ``fixed`` (index -> value)."""
-    fixed = fixed or {}
+    """least_squares over the nonlinear parameters not in ``fixed`` (index -> value) nor the problem's own."""
+    fixed = {**problem.fixed_params, **(fixed or {})}
     free = np.array([i for i in range(x0.size) if i not in fixed])
     full = x0.copy()
     for i, v in fixed.items():
@@ -135,10 +145,10 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
         theta[free] = p
         return problem.jacobian(theta)[:, free]
 
-    scale = np.array([max(0.05 * abs(x0[0]), 0.02), 0.02, 0.001, 0.2, 0.05])[:x0.size]
+    scale = problem.model.x_scale(x0)[:x0.size]
     p0 = np.clip(full[free], lo[free] + 1e-9 * (hi[free] - lo[free]), hi[free] - 1e-9 * (hi[free] - lo[free]))
     sol = least_squares(fun, p0, jac=jac, bounds=(lo[free], hi[free]), x_scale=scale[free],
-                        method="trf", ftol=tol, xtol=tol, gtol=1e-8, max_nfev=max_nfev)
+                        method="trf", tr_solver=TR_SOLVER, ftol=tol, xtol=tol, gtol=1e-8, max_nfev=max_nfev)
     theta = full.copy()
     theta[free] = sol.x
     return theta, float(2.0 * sol.cost)
@@ -146,7 +156,8 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
 
 def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np.ndarray, chi2_red: float,
                 lo: np.ndarray, hi: np.ndarray):
-    """Covariance of (nonlinear params, active scales, background) from the full weighted Jacobian x chi2_red."""
+    """Covariance of (nonlinear params, active scales, background) from the full weighted Jacobian x chi2_red;
+    the problem's fixed parameters have no column (their rows and columns of the covariance are 0)."""
     w = problem.w[:, None]
     lin_cols = np.hstack([cols, problem.fixed_w / w])
 
@@ -165,6 +176,8 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
             th[i] += step
             J.append((calc(th) - base) / step)
         Jnl = np.stack(J, axis=1)
+    Jnl = Jnl.copy()
+    Jnl[:, list(problem.fixed_params)] = 0.0  # a zero column: pinv gives it zero variance and no correlation
     active = scales > 0
     Jfull = np.hstack([Jnl, lin_cols[:, active], problem.free_w / w]) * w
     norms = np.sqrt(np.einsum("ij,ij->j", Jfull, Jfull))

@@ -1,0 +1,129 @@
+"""LiveSizer(refine=True): refined keys in the qdots_size stream, computed on the worker thread; a worker behind
+the scan refines only the newest pattern of each batch and nothing is lost."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.callbacks import schema
+from qdots_bluesky.callbacks.live_sizer import LiveSizer
+from qdots_bluesky.callbacks.refining import LiveRefiner, make_refiner, pick_newest
+from qdots_bluesky.predictor import Predictor
+from bluesky import RunEngine
+
+from _callbacks_helpers import fast_beamline
+from qdots_bluesky.plans import insitu_synthesis
+from qdots_bluesky.sim.beamline import use_virtual_time
+from test_callbacks_live import split
+
+#: A small basis and Q range keep the refinements fast.
+SMALL = dict(max_diameter_nm=10.0, q_range=(1.0, 8.0), profile=False)
+
+
+def run_scan(sizer, num: int, delay: float = 5.0):
+    """A simulated synthesis (dots of 2 to ~6.5 nm) with strong counts (1e6 on the strongest point: at the
+    default 1e4 the dots' peaks in Q 1-8 1/A hold ~20 counts a point) with ``sizer`` subscribed."""
+    reactor, det = fast_beamline(seed=0)
+    det.count_rate.set(1e6)
+    RE = RunEngine({})
+    use_virtual_time(RE, reactor)
+    direct, out = [], []
+    RE.subscribe(lambda name, doc: direct.append((name, doc)))
+    token = sizer.subscribe(lambda name, doc: out.append((name, doc)))
+    RE.subscribe(sizer)
+    try:
+        RE(insitu_synthesis(det, reactor, num, delay))
+    finally:
+        sizer.unsubscribe(token)
+    return direct, out
+
+
+@pytest.fixture
+def predictor(bundle):
+    return Predictor.from_bundle(bundle, device="cpu")
+
+
+def test_refined_keys_in_the_stream(predictor):
+    sizer = LiveSizer(predictor, refine=SMALL)
+    try:
+        direct, out = run_scan(sizer, num=4)
+    finally:
+        sizer.close()
+    assert direct[-1][1]["exit_status"] == "success"
+    (desc,), events = split(out)
+    keys = desc["data_keys"]
+    for key, (_, units, _) in schema.REFINED_KEYS.items():
+        assert keys[key]["units"] == units and keys[key]["dtype"] == "number"
+    assert keys["refined_size_nm"]["units"] == "nm" and keys["refined"]["dtype"] == "integer"
+    assert len(events) == 4 and sorted(e["data"]["source_seq_num"] for e in events) == [1, 2, 3, 4]
+    refined = [e["data"] for e in events if e["data"]["refined"] == 1]
+    assert refined, "the newest pattern of every batch is refined"
+    assert any(np.isfinite(d["refined_size_nm"]) for d in refined[1:] or refined)  # the first: few dots yet
+    for d in refined:
+        if np.isfinite(d["refined_size_nm"]):
+            for key in ("refined_size_std_nm", "refined_size_volume_nm", "refined_dispersion", "refined_strain",
+                        "refined_strain_std", "rwp"):
+                assert np.isfinite(d[key]), key
+            assert d["refined_size_std_nm"] > 0 and 0 < d["rwp"] < 1
+        assert np.isfinite(d["rwp"])  # also where the refinement found no dots
+    for e in events:
+        if e["data"]["refined"] == 0:
+            assert all(np.isnan(e["data"][k]) for k in schema.REFINED_KEYS)
+
+
+class _GatedRefiner(LiveRefiner):
+    """Holds its first refinement until ``release`` is set: the scan runs on and the queue fills meanwhile."""
+
+    release: threading.Event
+
+    def refine(self, *args, **kwargs):
+        if not self.release.is_set():
+            self.release.wait(60.0)
+        return super().refine(*args, **kwargs)
+
+
+def test_a_refiner_behind_the_scan_refines_the_newest_and_loses_nothing(predictor):
+    refiner = _GatedRefiner(**SMALL)
+    refiner.release = threading.Event()
+    sizer = LiveSizer(predictor, refine=refiner)
+    watch_done = threading.Event()
+
+    def watch():  # let the first refinement go once three events wait behind it
+        while not watch_done.is_set() and sizer._worker.queued < 3:
+            watch_done.wait(0.01)
+        refiner.release.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        direct, out = run_scan(sizer, num=6)
+    finally:
+        watch_done.set()
+        refiner.release.set()
+        sizer.close()
+    assert direct[-1][1]["exit_status"] == "success"
+    _, events = split(out)
+    assert sorted(e["data"]["source_seq_num"] for e in events) == list(range(1, 7))  # nothing lost
+    flags = {e["data"]["source_seq_num"]: e["data"]["refined"] for e in events}
+    assert flags[6] == 1  # the newest of the last batch
+    assert 0 in flags.values()  # a batch of several: only its newest refined
+    assert {e["data"]["status"] for e in events} <= {"ok", "flagged"}
+
+
+def test_refine_options_and_picking():
+    assert make_refiner(False) is None and make_refiner(None) is None
+    assert make_refiner(True).material == "PbS"
+    assert make_refiner({"material": "CdSe"}).material == "CdSe"
+    with pytest.raises(ValueError, match="accepted"):
+        make_refiner({"colour": "red"})
+    with pytest.raises(ValueError, match="accepted"):
+        make_refiner("yes")
+    a, b = object(), object()
+    assert pick_newest([a, a, b, a, b], [True, True, True, True, False]) == {2, 3}
+    assert pick_newest([a, a], [False, False]) == set()
+    # without refine the stream has no refined keys; with it, unrefined events hold NaN and refined = 0
+    assert "refined_size_nm" not in schema.output_keys([2.0, 3.0])
+    data = schema.event_data("broken", 2, seq_num=1, uid="u", latency_ms=1.0, refine=True)
+    assert data["refined"] == 0 and np.isnan(data["refined_size_nm"]) and np.isnan(data["rwp"])
