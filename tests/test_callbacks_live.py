@@ -265,7 +265,7 @@ def test_run_without_pattern_warns_and_forwards(predictor):
     from ophyd.sim import det
 
     records = _Records()
-    log = logging.getLogger("qdots_bluesky.callbacks.live_sizer")
+    log = logging.getLogger("qdots_bluesky.callbacks")  # the sizer and its per-run state log below it
     log.addHandler(records)
     RE = RunEngine({})
     try:
