@@ -147,7 +147,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             sizer("event", ev)
             call_ms.append((time.perf_counter() - t) * 1e3)
-            max_queue = max(max_queue, sizer._queue.qsize())
+            max_queue = max(max_queue, sizer.queued)
         elapsed = time.perf_counter() - t0
         t = time.perf_counter()
         stop = run.compose_stop()

@@ -143,7 +143,7 @@ def parse_args(argv=None):
                     help="events per TiledWriter write (default 50: one write a second at 50 events/s; "
                          "TiledWriter's own default is 10000)")
     ap.add_argument("--threaded-writer", action="store_true",
-                    help="run the TiledWriter on its own thread (ThreadedCallback) instead of on the caller's "
+                    help="run the TiledWriter on its own thread (BufferedCallback) instead of on the caller's "
                          "and the sizer's threads")
     ap.add_argument("--patterns", type=int, default=64,
                     help="distinct simulated patterns cycled through (default 64)")
@@ -237,13 +237,13 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 sizer("event", ev)
                 call_ms.append((time.perf_counter() - t) * 1e3)
-                max_queue = max(max_queue, sizer._queue.qsize())
+                max_queue = max(max_queue, sizer.queued)
                 elapsed = time.perf_counter() - t0
                 if report and (elapsed >= next_report or i == n_events - 1):
                     calls, lats = call_ms[mark_call:], list(lat_ms[mark_lat:])
                     mark_call, mark_lat = len(call_ms), len(lat_ms)
                     print(f"[{elapsed / 60:5.2f} min] events in {i + 1}, estimates emitted {emitted['n']}, "
-                          f"queue {sizer._queue.qsize()}; callback ms median {statistics.median(calls):.2f} "
+                          f"queue {sizer.queued}; callback ms median {statistics.median(calls):.2f} "
                           f"p99 {pct(calls, 99):.2f}; latency ms median "
                           f"{statistics.median(lats) if lats else float('nan'):.1f} p99 {pct(lats, 99):.1f}; "
                           f"RSS bench {rss_mib():.0f} MiB, Tiled server {rss_mib(server.pid):.0f} MiB", flush=True)

@@ -205,11 +205,16 @@ class LiveSizer(DocumentRouter):
         self._callbacks.pop(token, None)
 
     @property
+    def queued(self) -> int:
+        """Events waiting for the worker (the bounded queue's depth)."""
+        return self._worker.queued
+
+    @property
     def stats(self) -> dict[str, Any]:
         """Counts of output events by status, pending events, downstream errors."""
         with self._stats_lock:
             counts = dict(self._status_counts)
-        return {"status": counts, "emitted": sum(counts.values()), "queued": self._worker.queued,
+        return {"status": counts, "emitted": sum(counts.values()), "queued": self.queued,
                 "downstream_errors": self.downstream_errors}
 
     def close(self, timeout: float = 10.0) -> None:
