@@ -10,7 +10,7 @@ import pytest
 from bluesky import RunEngine
 from event_model import DocumentNames, compose_run, schema_validators
 
-from _callbacks_helpers import fast_beamline, sabotage
+from _callbacks_helpers import fast_beamline, run_scan, split
 from qdots_bluesky.callbacks.live_sizer import OUTPUT_KEYS, SIZER_OBJECT, STREAM_NAME, LiveSizer
 from qdots_bluesky.plans import insitu_synthesis
 from qdots_bluesky.predictor import Predictor
@@ -20,31 +20,6 @@ from qdots_bluesky.sim.beamline import use_virtual_time
 @pytest.fixture
 def predictor(bundle):
     return Predictor.from_bundle(bundle, device="cpu")
-
-
-def run_scan(sizer, num=6, delay=30.0, seed=0, bad=None, x_unit="tth", md=None):
-    """A simulated synthesis with ``sizer`` subscribed; returns (docs seen directly, docs out of the sizer)."""
-    reactor, det = fast_beamline(seed=seed, x_unit=x_unit)
-    if bad:
-        sabotage(det, bad)
-    RE = RunEngine({})
-    use_virtual_time(RE, reactor)
-    direct, out = [], []
-    RE.subscribe(lambda name, doc: direct.append((name, doc)))
-    token = sizer.subscribe(lambda name, doc: out.append((name, doc)))
-    RE.subscribe(sizer)
-    try:
-        RE(insitu_synthesis(det, reactor, num, delay, md=md))
-    finally:
-        sizer.unsubscribe(token)
-    return direct, out
-
-
-def split(out, stream=STREAM_NAME):
-    descs = [d for n, d in out if n == "descriptor" and d["name"] == stream]
-    uids = {d["uid"] for d in descs}
-    events = [d for n, d in out if n == "event" and d["descriptor"] in uids]
-    return descs, events
 
 
 def test_documents_layout_and_forwarding(predictor):

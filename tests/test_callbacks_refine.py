@@ -11,12 +11,9 @@ from qdots_bluesky.callbacks import schema
 from qdots_bluesky.callbacks.live_sizer import LiveSizer
 from qdots_bluesky.callbacks.refining import LiveRefiner, make_refiner, pick_newest
 from qdots_bluesky.predictor import Predictor
-from bluesky import RunEngine
 
-from _callbacks_helpers import fast_beamline
-from qdots_bluesky.plans import insitu_synthesis
-from qdots_bluesky.sim.beamline import use_virtual_time
-from test_callbacks_live import split
+import _callbacks_helpers
+from _callbacks_helpers import split
 
 #: A small basis and Q range keep the refinements fast.
 SMALL = dict(max_diameter_nm=10.0, q_range=(1.0, 8.0), profile=False)
@@ -25,19 +22,7 @@ SMALL = dict(max_diameter_nm=10.0, q_range=(1.0, 8.0), profile=False)
 def run_scan(sizer, num: int, delay: float = 5.0):
     """A simulated synthesis (dots of 2 to ~6.5 nm) with strong counts (1e6 on the strongest point: at the
     default 1e4 the dots' peaks in Q 1-8 1/A hold ~20 counts a point) with ``sizer`` subscribed."""
-    reactor, det = fast_beamline(seed=0)
-    det.count_rate.set(1e6)
-    RE = RunEngine({})
-    use_virtual_time(RE, reactor)
-    direct, out = [], []
-    RE.subscribe(lambda name, doc: direct.append((name, doc)))
-    token = sizer.subscribe(lambda name, doc: out.append((name, doc)))
-    RE.subscribe(sizer)
-    try:
-        RE(insitu_synthesis(det, reactor, num, delay))
-    finally:
-        sizer.unsubscribe(token)
-    return direct, out
+    return _callbacks_helpers.run_scan(sizer, num, delay, count_rate=1e6)
 
 
 @pytest.fixture
