@@ -10,6 +10,8 @@ readable files are sized in one batch; a file that fails gets its reason and the
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -206,4 +208,15 @@ def json_record(result: FileResult) -> dict[str, Any]:
         out["refined"] = result.refined.to_dict()
     elif result.refine_error is not None:
         out["refined"] = {"error": result.refine_error}
-    return out
+    return json_safe(out)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers) with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -48,9 +48,13 @@ def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: n
     ax.set_xlabel("Q (1/A)")
     ax.set_ylabel("standardized intensity (mean 1)")
     fig.colorbar(image, ax=ax, pad=0.01, label="class activation (size)")
+    sized = estimate.status == "sized"
+    confidence = f"{estimate.confidence:.2f}" if np.isfinite(estimate.confidence) else "not assessed"
     head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
-            f"p = {estimate.confidence:.2f}), dispersion {estimate.dispersion:.2f}")
-    if estimate.size_volume_nm is not None:
+            f"p = {confidence}), dispersion {estimate.dispersion:.2f}")
+    if not sized:  # no size to show: say why, as the summary does
+        head = estimate.summary().split("; flags:")[0]
+    elif estimate.size_volume_nm is not None:
         head += (f" ± {estimate.dispersion_std:.2f}\nD_V = {estimate.size_volume_nm:.2f} ± "
                  f"{estimate.size_volume_std_nm:.2f} nm, strain {100 * estimate.strain:+.2f} ± {100 * estimate.strain_std:.2f} %")
     flags = ", ".join(estimate.flags) or "no flags"
@@ -61,12 +65,14 @@ def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: n
     classes = np.array(list(estimate.probabilities))
     probs = np.array(list(estimate.probabilities.values()))
     width = 0.8 * (np.min(np.diff(classes)) if classes.size > 1 else 0.5)
-    bx.bar(classes, probs, width=width, color="tab:blue", alpha=0.8, label="calibrated probability")
-    bx.axvline(estimate.size_nm, color="tab:red", lw=1.5, label=f"mean {estimate.size_nm:.2f} nm")
-    bx.axvspan(estimate.size_nm - estimate.size_std_nm, estimate.size_nm + estimate.size_std_nm, color="tab:red",
-               alpha=0.15, label=f"± {estimate.size_std_nm:.2f} nm")
-    bx.axvline(estimate.size_regression_nm, color="tab:green", lw=1.0, ls="--",
-               label=f"regression {estimate.size_regression_nm:.2f} nm")
+    bx.bar(classes, probs, width=width, color="tab:blue" if sized else "0.6", alpha=0.8,
+           label="calibrated probability" if sized else "the network's class reading (no size given)")
+    if sized:  # the network's class reading is drawn in every case; a size only where one is given
+        bx.axvline(estimate.size_nm, color="tab:red", lw=1.5, label=f"mean {estimate.size_nm:.2f} nm")
+        bx.axvspan(estimate.size_nm - estimate.size_std_nm, estimate.size_nm + estimate.size_std_nm, color="tab:red",
+                   alpha=0.15, label=f"± {estimate.size_std_nm:.2f} nm")
+        bx.axvline(estimate.size_regression_nm, color="tab:green", lw=1.0, ls="--",
+                   label=f"regression {estimate.size_regression_nm:.2f} nm")
     bx.set_xlabel("mean diameter (nm)")
     bx.set_ylabel("probability")
     bx.set_ylim(0, 1.05)

@@ -98,3 +98,20 @@ def test_measured_lab_film_refines(capsys):
     row = json.loads(capsys.readouterr().out)[0]
     assert row["status"] == "sized" and row["rwp"] < 0.10 and 2.0 < row["size_nm"] < 7.0
     assert row["texture"] and all(v >= 0 for v in row["texture"].values())
+
+
+def test_fit_reads_the_x_unit_of_the_header_and_checks_outputs_first(pattern_file, tmp_path, capsys):
+    """The same pattern written on Q with an `x_unit: q` header refines to the same size; output paths that
+    cannot be written fail in one line before any fitting."""
+    tth, y, sigma = np.loadtxt(pattern_file, unpack=True)
+    q_file = tmp_path / "colloid_q.xye"
+    np.savetxt(q_file, np.column_stack([tth_to_q(tth, WL), y, sigma]), header=f"wavelength: {WL} A\nx_unit: q")
+    options = ["--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7", "--json", "--no-profile"]
+    assert _run([str(pattern_file)] + options) == 0
+    on_tth = json.loads(capsys.readouterr().out)[0]
+    assert _run([str(q_file)] + options) == 0
+    on_q = json.loads(capsys.readouterr().out)[0]
+    assert on_q["status"] == "sized" and on_q["size_nm"] == pytest.approx(on_tth["size_nm"], abs=0.05)
+    assert _run([str(pattern_file), "--csv", str(tmp_path / "no" / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--csv" in err and "does not exist" in err and len(err.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ the measured blanks, when ../shared is present) is reported as holding no nanocr
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,8 @@ def _assert_no_size(est, status: str) -> None:
     assert np.isnan(est.size_nm) and np.isnan(est.size_class_nm) and np.isnan(est.confidence)
     d = est.to_dict()
     assert d["status"] == status and d["size_nm"] is None and d["confidence"] is None
+    assert d["dispersion"] is None and d["strain"] is None
+    json.dumps(d, allow_nan=False)  # strict JSON: no NaN anywhere
     assert " nm (" not in est.summary() and "confidence" not in est.summary()
 
 

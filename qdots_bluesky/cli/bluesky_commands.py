@@ -83,7 +83,7 @@ def _make_sizer(args, **options):
     if args.num_threads is not None and args.num_threads < 1:
         raise ValueError(f"--num-threads {args.num_threads}; accepted: an integer >= 1")
     try:
-        return LiveSizer(model=args.model, device=resolve_cli_device(args.device),
+        return LiveSizer(model=args.model, device=resolve_cli_device(args.device, batch_independent=True),
                          num_threads=args.num_threads, chunk_size=args.chunk_size or 8, **options)
     except BundleError as exc:
         raise ValueError(f"the model does not load: {exc}") from None

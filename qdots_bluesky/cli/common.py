@@ -5,11 +5,12 @@ import argparse
 import sys
 
 #: Help of ``--device``, the same for every command that runs the network.
-DEVICE_HELP = ("where the network runs: 'auto' (default) = cuda when PyTorch is installed and sees a GPU, else the "
-               "CPU with the NumPy engine (the same network and weights, no PyTorch needed); 'numpy' = always the "
-               "NumPy engine; 'cpu', 'cuda', 'cuda:N', 'mps' = PyTorch on that device (needs the [train] or [all] "
-               "extra). The engines agree to float32 rounding; a replay reproduces live numbers bit for bit on the "
-               "device that sized them live")
+DEVICE_HELP = ("where the network runs: 'auto' (default) = cuda when PyTorch is installed and sees a GPU; else, for "
+               "predict, the CPU with the NumPy engine (the same network and weights, no PyTorch needed) and, for demo, "
+               "replay and serve, PyTorch on the CPU when it is installed (its numbers do not depend on how events are "
+               "batched, so a replay reproduces live numbers bit for bit); 'numpy' = always the NumPy engine; 'cpu', "
+               "'cuda', 'cuda:N', 'mps' = PyTorch on that device (needs the [train] or [all] extra). The engines agree "
+               "to float32 rounding")
 
 #: Third-party modules -> the extra of ``pip install 'qdots-bluesky[EXTRA]'`` that provides them.
 EXTRAS: dict[str, str] = {
@@ -25,13 +26,24 @@ def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def resolve_cli_device(device: str) -> str:
-    """'auto' -> :func:`qdots_bluesky.predictor.default_device`; anything else unchanged."""
+def resolve_cli_device(device: str, *, batch_independent: bool = False) -> str:
+    """'auto' -> :func:`qdots_bluesky.predictor.default_device`; anything else unchanged.
+
+    ``batch_independent``: the numbers must not depend on which patterns share a batch (live sizing and its replay):
+    then 'auto' on a machine without a GPU is PyTorch on the CPU when PyTorch is installed, not the NumPy engine,
+    whose float32 matrix products change in the last bits with the batch's other rows.
+    """
     if device.lower() != "auto":
         return device
     from ..predictor import default_device
 
-    return default_device()
+    chosen = default_device()
+    if chosen == "numpy" and batch_independent:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            return "cpu"
+    return chosen
 
 
 def fail(command: str, message: str) -> int:

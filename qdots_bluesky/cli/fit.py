@@ -36,7 +36,8 @@ def add_fit(sub) -> argparse.ArgumentParser:
     what.add_argument("--cif", default=None, metavar="F", help="crystal structure from a CIF file instead")
     p.add_argument("--wavelength", type=float, default=None, metavar="A",
                    help="wavelength in A (K-alpha1 for a flat plate); default: the file header's")
-    p.add_argument("--x-unit", choices=XUnit.choices(), default="tth", help="x column: 2theta deg (default) or Q 1/A")
+    p.add_argument("--x-unit", choices=XUnit.choices(), default=None,
+                   help="x column: 2theta deg or Q 1/A (default: the file header's x unit, else 2theta)")
     p.add_argument("--blank", action="append", default=[], metavar="FILE",
                    help="measured blank (solvent, capillary) at the same wavelength, its own scale; repeatable")
     p.add_argument("--solvent", default=None, metavar="NAME",
@@ -76,7 +77,8 @@ def _plot_path(base: str, name: str, several: bool) -> Path:
 
 def cmd_fit(args) -> int:
     """Refine every file; print results (text or JSON), optional figures and CSV; 2 if any file failed."""
-    from ..io import read_pattern
+    from ..file_sizing import json_safe, resolve_x_unit
+    from ..io import check_output_path, read_pattern
     from ..refine import Geometry, load_blank, parse_ranges, refine_pattern
     from ..refine.plot import plot_refinement
     from ..units import check_wavelength
@@ -95,6 +97,11 @@ def cmd_fit(args) -> int:
             raise ValueError(f"--cif {args.cif!r} does not exist; give the path of a CIF file")
         if not 0 <= args.background_order <= 12:
             raise ValueError(f"--background-order {args.background_order}; accepted: 0 to 12")
+        if args.csv:  # output paths before the fitting, not after it
+            check_output_path(args.csv, "--csv")
+        if args.plot:
+            for name in args.files:
+                check_output_path(_plot_path(args.plot, name, len(args.files) > 1), "--plot")
     except ValueError as exc:
         return fail(str(exc))
     solvent = args.solvent or ("none" if args.blank or geometry.flat_plate else "auto")
@@ -106,8 +113,9 @@ def cmd_fit(args) -> int:
             if wavelength is None:
                 raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
             check_wavelength(wavelength)
-            blanks = [load_blank(b, wavelength, args.x_unit) for b in args.blank]
-            result = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength, x_unit=args.x_unit,
+            x_unit = resolve_x_unit(pattern, args.x_unit)
+            blanks = [load_blank(b, wavelength, args.x_unit or "tth") for b in args.blank]
+            result = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength, x_unit=x_unit,
                                     material=material, geometry=geometry, blanks=blanks, solvent=solvent,
                                     background_order=args.background_order, q_range=args.q_range,
                                     exclude_tth=exclude, start=previous if args.sequential else None,
@@ -131,7 +139,7 @@ def cmd_fit(args) -> int:
         if not args.json:
             print(f"{name}: {result.summary()}")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(json_safe(rows), indent=2, allow_nan=False))
     if args.csv and rows:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.writer(fh)

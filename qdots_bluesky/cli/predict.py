@@ -103,6 +103,9 @@ def cmd_predict(args) -> int:
         for name in set(plot_names(args.plot, args.files)):
             check_output_path(name, "--plot")
         import matplotlib  # noqa: F401  (a missing [sim] extra fails here, before the sizing)
+    if getattr(args, "refine", False):
+        import ase  # noqa: F401  (the refinement's DSE needs the [sim] extra: fail before the sizing)
+        import xraylib  # noqa: F401
     predictor = _load(args)
     if isinstance(predictor, int):
         return predictor
@@ -123,7 +126,7 @@ def cmd_predict(args) -> int:
         print(f"qdots predict: {text}", file=sys.stderr)
     for r in results:
         if args.json:
-            print(json.dumps(json_record(r)))
+            print(json.dumps(json_record(r), allow_nan=False))
         elif r.estimate is not None:
             print(f"{r.path}: {r.estimate.summary()}")
             if r.refined is not None:

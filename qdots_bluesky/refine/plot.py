@@ -58,7 +58,6 @@ def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q",
             title = f"{result.material}: no nanocrystals; Rwp {100 * result.rwp:.2f} %"
     top.set_title(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
