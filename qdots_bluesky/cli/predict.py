@@ -106,6 +106,15 @@ def cmd_predict(args) -> int:
     if getattr(args, "refine", False):
         import ase  # noqa: F401  (the refinement's DSE needs the [sim] extra: fail before the sizing)
         import xraylib  # noqa: F401
+
+        from ..sim.physics.materials import get_structure
+
+        try:  # the refinement's options, once, before any sizing (not one failure per file)
+            get_structure(args.material)
+        except ValueError as exc:
+            return fail("predict", f"--material: {exc}")
+        if not 0.5 <= args.max_diameter <= 40.0:
+            return fail("predict", f"--max-diameter {args.max_diameter:g}; accepted: 0.5 to 40 nm")
     predictor = _load(args)
     if isinstance(predictor, int):
         return predictor
