@@ -96,16 +96,19 @@ class SizeEstimate:
             "standardization": None if self.standardization is None else dict(self.standardization),
         }
 
+    def no_size_reason(self) -> str:
+        """Why there is no size, in words ("no nanocrystals detected", "> 11.0 nm: ..."); "" for a sized pattern."""
+        lo, hi = self.trained_range_nm or (float("nan"), float("nan"))
+        return {"no_nanocrystals": "no nanocrystals detected",
+                "above_range": f"> {hi:.1f} nm: larger than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
+                "below_range": f"< {lo:.1f} nm: smaller than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
+                }.get(self.status, "")
+
     def summary(self) -> str:
         """One line for people: size +- std, class, dispersion, confidence, flags (or why there is no size)."""
         flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
         if self.status != "sized":
-            lo, hi = self.trained_range_nm or (float("nan"), float("nan"))
-            what = {"no_nanocrystals": "no nanocrystals detected",
-                    "above_range": f"> {hi:.1f} nm: larger than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
-                    "below_range": f"< {lo:.1f} nm: smaller than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
-                    }[self.status]
-            return f"{what}; flags: {flags or 'none'}"
+            return f"{self.no_size_reason()}; flags: {flags or 'none'}"
         confidence = "not assessed" if not np.isfinite(self.confidence) else f"{self.confidence:.2f}"
         if self.size_volume_nm is None:
             return (f"{self.size_nm:.2f} ± {self.size_std_nm:.2f} nm (class {self.size_class_nm:.1f} nm), "

@@ -53,7 +53,7 @@ def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: n
     head = (f"D = {estimate.size_nm:.2f} ± {estimate.size_std_nm:.2f} nm (class {estimate.size_class_nm:.1f} nm, "
             f"p = {confidence}), dispersion {estimate.dispersion:.2f}")
     if not sized:  # no size to show: say why, as the summary does
-        head = estimate.summary().split("; flags:")[0]
+        head = estimate.no_size_reason()
     elif estimate.size_volume_nm is not None:
         head += (f" ± {estimate.dispersion_std:.2f}\nD_V = {estimate.size_volume_nm:.2f} ± "
                  f"{estimate.size_volume_std_nm:.2f} nm, strain {100 * estimate.strain:+.2f} ± {100 * estimate.strain_std:.2f} %")

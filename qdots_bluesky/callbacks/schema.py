@@ -123,7 +123,7 @@ def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: 
         details = getattr(result, "flag_details", {}) or {}
         message = "; ".join(f"{f}: {details[f]}" if f in details else f for f in flags)
         if outcome != "sized":  # why there is no size, as the summary says it ("> 11.0 nm: larger than ...")
-            message = result.summary().split("; flags:")[0] + (f"; {message}" if message else "")
+            message = result.no_size_reason() + (f"; {message}" if message else "")
         data["message"] = message
     data["source_seq_num"] = int(seq_num)
     data["source_uid"] = uid

@@ -82,10 +82,7 @@ def cmd_fit(args) -> int:
     from ..refine import Geometry, load_blank, parse_ranges, refine_pattern
     from ..refine.plot import plot_refinement
     from ..units import check_wavelength
-
-    def fail(msg: str) -> int:
-        print(f"qdots fit: error: {msg}", file=sys.stderr)
-        return 2
+    from .common import fail
 
     material = args.cif if args.cif else args.material
     try:
@@ -103,7 +100,7 @@ def cmd_fit(args) -> int:
             for name in args.files:
                 check_output_path(_plot_path(args.plot, name, len(args.files) > 1), "--plot")
     except ValueError as exc:
-        return fail(str(exc))
+        return fail("fit", str(exc))
     solvent = args.solvent or ("none" if args.blank or geometry.flat_plate else "auto")
     rows, failed, previous = [], 0, None
     for name in args.files:
