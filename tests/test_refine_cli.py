@@ -66,6 +66,18 @@ def test_fit_instrument_fwhm_held(pattern_file, capsys):
     assert "accepted: 0 to 0.02" in capsys.readouterr().err
 
 
+def test_fit_statistical_esd(pattern_file, capsys):
+    options = [str(pattern_file), "--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7", "--json",
+               "--no-profile"]
+    assert _run(options) == 0
+    corrected = json.loads(capsys.readouterr().out)[0]
+    assert _run(options + ["--statistical-esd"]) == 0
+    plain = json.loads(capsys.readouterr().out)[0]
+    assert corrected["esd_correlated"] is True and plain["esd_correlated"] is False
+    factor = corrected["esd_correlation_factor"]
+    assert factor >= 1.0 and corrected["size_std_nm"] == pytest.approx(factor * plain["size_std_nm"], rel=1e-6)
+
+
 def test_fit_bad_input_one_line_errors(pattern_file, tmp_path, capsys):
     assert _run([str(tmp_path / "missing.xy")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -59,7 +59,11 @@ def add_fit(sub) -> argparse.ArgumentParser:
                         "0-0.3 deg)")
     p.add_argument("--sequential", action="store_true", help="start each file from the previous file's result")
     p.add_argument("--no-profile", action="store_true",
-                   help="e.s.d.s from the covariance only (faster; no profile over the dispersion)")
+                   help="size e.s.d.s from the covariance only (faster; no profile over the dispersion)")
+    p.add_argument("--statistical-esd", action="store_true",
+                   help="report the covariance's e.s.d.s as they are; by default every e.s.d. is multiplied by the "
+                        "residuals' correlation factor (esd_correlation_factor, ~1 where the model leaves only noise), "
+                        "since systematic residuals make the covariance's e.s.d.s too small")
     p.add_argument("--json", action="store_true", help="print one JSON list of results instead of text")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="save a Rietveld-style figure (several files: FILE's stem is added to the name)")
@@ -117,7 +121,7 @@ def cmd_fit(args) -> int:
                                     background_order=args.background_order, q_range=args.q_range,
                                     exclude_tth=exclude, start=previous if args.sequential else None,
                                     max_diameter_nm=args.max_diameter, profile=not args.no_profile,
-                                    instrument_fwhm=args.instrument_fwhm)
+                                    instrument_fwhm=args.instrument_fwhm, correlated_esd=not args.statistical_esd)
         except ValueError as exc:  # PatternFileError is a ValueError
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             for prefix in (f"{name}: ", f"{Path(name)}: "):

@@ -42,6 +42,7 @@ from ..sim.physics.solvents import solvent_names, solvent_pattern
 from .basis import refinement_basis
 from .data import Blank, FitData, prepare_data
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, DotModel, Geometry
+from .residuals import esd_correlation_factor
 from .result import FLAGS, RefinementCurves, RefinementResult
 from .solver import Problem, covariance, dispersion_profile, fit_nonlinear, volume_diameter
 
@@ -146,7 +147,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
                    basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
                    instrument_fwhm: Sequence[float] | None = None,
-                   profile: bool = True, keep_curves: bool = True) -> RefinementResult:
+                   profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True) -> RefinementResult:
     """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
     K-alpha1 wavelength for a flat plate).
 
@@ -162,7 +163,9 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`);
     ``instrument_fwhm``: (Gaussian, Lorentzian) FWHM of the instrument's Voigt resolution, in Q (1/A) for a
     capillary, in 2theta (deg) for a flat plate, held fixed; None (default): both refined within 0 to
-    :data:`~qdots_bluesky.refine.model.INSTRUMENT_BOUNDS`.
+    :data:`~qdots_bluesky.refine.model.INSTRUMENT_BOUNDS`; ``correlated_esd``: e.s.d.s multiplied by the
+    residuals' correlation factor (:func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`; default), else
+    the covariance's alone (they hold only for a model that leaves independent residuals).
     """
     t0 = time.perf_counter()
     geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
@@ -175,7 +178,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                                   geometry=geometry, blanks=blanks, solvent=name, background_order=background_order,
                                   q_range=q_range, exclude_tth=exclude_tth, start=start, network=network, basis=basis,
                                   max_diameter_nm=max_diameter_nm, instrument_fwhm=instrument_fwhm, profile=profile,
-                                  keep_curves=keep_curves)
+                                  keep_curves=keep_curves, correlated_esd=correlated_esd)
                    for name in ("hexane", "toluene")]
         best = min(results, key=lambda r: r.reduced_chi2)
         best.elapsed_s = time.perf_counter() - t0
@@ -258,7 +261,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
         scales = np.r_[np.zeros(cols.shape[1]), rest]
 
     result = _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile,
-                       material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales)
+                       material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales, correlated_esd)
     result.network_size_nm = net_size
     if result.status == "sized" and net_size is not None and net_std is not None:
         combined = float(np.hypot(result.size_std_nm, net_std))
@@ -272,7 +275,8 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
 
 
 def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile,
-              material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales) -> RefinementResult:
+              material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales,
+              correlated_esd: bool = True) -> RefinementResult:
     n_dot = cols.shape[1]
     bg_coef = problem.background(scales, cols)
     dots_calc = cols @ scales[:n_dot]
@@ -286,8 +290,8 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
     rwp = float(np.sqrt(np.sum(wr**2) / np.sum((data.y / data.sigma) ** 2)))
     n_dof = max(data.q.size - (theta.size + scales.size + bg_coef.size), 1)
     rexp = float(np.sqrt(n_dof / np.sum((data.y / data.sigma) ** 2)))
-    rho = float(np.clip(np.sum(wr[1:] * wr[:-1]) / max(np.sum(wr * wr), 1e-300), 0.0, 0.999))
-    correlation_factor = float(np.sqrt((1.0 + rho) / (1.0 - rho)))
+    correlation_factor = esd_correlation_factor(wr)
+    inflate = correlation_factor if correlated_esd else 1.0
     flags, details = [], {}
     nan = float("nan")
     scale_names = ["dots"] + names
@@ -310,6 +314,9 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
             disp_std, slope_d, slope_v = prof
             size_std = float(np.sqrt(max(cond_d, 0.0) + (slope_d * disp_std) ** 2))
             vol_std = float(np.sqrt(max(grad[0] ** 2 * max(cond_d, 0.0), 0.0) + (slope_v * disp_std) ** 2))
+        size_std, vol_std, disp_std = size_std * inflate, vol_std * inflate, disp_std * inflate
+        std = std * inflate
+        std_scales = std_scales * inflate
         for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound", "b_offset_at_bound")):
             if min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
                 flags.append(flag)
@@ -354,6 +361,7 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         scales={scale_names[i]: float(scales[k]) for i, k in enumerate(keep)},
         scales_std={scale_names[i]: float(std_scales[k]) for i, k in enumerate(keep)},
         texture=texture, rwp=rwp, rwp_expected=rexp, esd_correlation_factor=correlation_factor,
+        esd_correlated=bool(correlated_esd),
         reduced_chi2=float(np.sum(wr**2)) / n_dof, n_points=int(data.q.size),
         material=str(material), wavelength_a=float(wavelength_a), geometry=geometry.kind,
         q_range=(float(data.q.min()), float(data.q.max())), flags=flags, flag_details=details, curves=curves)

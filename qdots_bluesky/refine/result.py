@@ -8,11 +8,12 @@ fractional change of the lattice parameter, ``b_offset`` the Debye-Waller offset
 ``instrument_gauss_fwhm`` and ``instrument_lorentz_fwhm`` the instrument's Voigt FWHMs in ``instrument_unit``
 (1/A for a capillary, deg 2theta for a flat plate), refined (``instrument_refined``) or held (e.s.d. 0).
 
-The e.s.d.s are those of the covariance scaled by the reduced chi^2: they hold for a model that describes the
-data up to noise. Where the residuals are systematic (neighbouring residuals correlated, as in most fits of
-measured dots) they understate the uncertainty; ``esd_correlation_factor`` = sqrt((1 + rho) / (1 - rho)), rho
-the lag-1 autocorrelation of the weighted residuals (the AR(1) form of the Berar & Lelann 1991 correction,
-J. Appl. Cryst. 24, 1), is the factor by which they would grow. It is reported, not applied.
+The e.s.d.s start from the covariance scaled by the reduced chi^2, which holds for a model that describes the
+data up to noise. Where the residuals are systematic (neighbouring residuals correlated over a peak's width, as
+in every fit of measured dots so far) that understates the uncertainty; ``esd_correlation_factor`` (sqrt of the
+residuals' integrated autocorrelation time, :mod:`~qdots_bluesky.refine.residuals`; ~1 for independent
+residuals) is the factor by which they grow, and it is applied to every e.s.d. unless the refinement was asked
+for the covariance's alone (``esd_correlated`` False).
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ class RefinementResult:
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
     esd_correlation_factor: float = 1.0
+    esd_correlated: bool = True
     network_size_nm: float | None = None
     instrument_gauss_fwhm: float = 0.0
     instrument_gauss_fwhm_std: float = 0.0
@@ -149,6 +151,7 @@ class RefinementResult:
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
             "esd_correlation_factor": _finite(self.esd_correlation_factor),
+            "esd_correlated": bool(self.esd_correlated),
             "network_size_nm": _finite(self.network_size_nm),
             "nfev": int(self.nfev),
             "elapsed_s": float(self.elapsed_s),
