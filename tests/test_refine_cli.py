@@ -127,3 +127,39 @@ def test_fit_reads_the_x_unit_of_the_header_and_checks_outputs_first(pattern_fil
     assert _run([str(pattern_file), "--csv", str(tmp_path / "no" / "out.csv")]) == 2
     err = capsys.readouterr().err
     assert "--csv" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_series_figure_over_time(tmp_path, capsys):
+    """A growing population in three files with a time header: sequential refinement, sizes rising with time in the
+    CSV and JSON, and the series figure; a file without the key is a one-line error."""
+    basis = refinement_basis("PbS", WL, max_diameter_nm=6.0)
+    tth = np.arange(5.5, 45.0, 0.01)
+    q = tth_to_q(tth, WL)
+    rng = np.random.default_rng(7)
+    files = []
+    for minutes, size in ((2.0, 2.6), (5.0, 3.0), (9.0, 3.4)):
+        crys, comp = basis.patterns(np.array([size]), np.array([0.10]), np.array([0.0]))
+        dots = np.interp(q, basis.q, (crys + comp)[0])
+        y = rng.poisson(2e4 * dots / dots.mean() + 2000.0).astype(float)
+        path = tmp_path / f"run_{int(minutes):02d}.xye"
+        np.savetxt(path, np.column_stack([tth, y, np.sqrt(y)]), header=f"wavelength: {WL} A\ntime: {minutes} min")
+        files.append(str(path))
+    png, out_csv = tmp_path / "series.png", tmp_path / "series.csv"
+    options = ["--solvent", "none", "--max-diameter", "6", "--q-range", "1", "7", "--no-profile", "--sequential"]
+    status = _run(files + options + ["--time-key", "time", "--series-plot", str(png), "--csv", str(out_csv), "--json"])
+    assert status == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["time"] for r in rows] == [2.0, 5.0, 9.0]
+    sizes = [r["size_nm"] for r in rows]
+    assert sizes[0] < sizes[1] < sizes[2]
+    for r, truth in zip(rows, (2.6, 3.0, 3.4)):
+        assert abs(r["size_nm"] - truth) < 3 * r["size_std_nm"] + 0.05
+    with open(out_csv) as fh:
+        table = list(csv.DictReader(fh))
+    assert [float(r["time"]) for r in table] == [2.0, 5.0, 9.0]
+    assert png.stat().st_size > 10_000
+    bare = tmp_path / "no_time.xye"
+    np.savetxt(bare, np.loadtxt(files[0]), header=f"wavelength: {WL} A")
+    assert _run([str(bare)] + options + ["--time-key", "time"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--time-key 'time'" in err[0] and "accepted" in err[0]

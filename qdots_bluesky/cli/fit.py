@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -69,6 +70,12 @@ def add_fit(sub) -> argparse.ArgumentParser:
                    help="save a Rietveld-style figure (several files: FILE's stem is added to the name)")
     p.add_argument("--plot-x", choices=["q", "tth"], default="q", help="x axis of the figure (default q)")
     p.add_argument("--csv", default=None, metavar="OUT", help="write one row of results per file to a CSV table")
+    p.add_argument("--series-plot", default=None, metavar="PNG",
+                   help="save a figure of D_N, D_V, dispersion, strain (with e.s.d.s) and Rwp against the file order "
+                        "(or --time-key) over all files: the time series of an in-situ synthesis")
+    p.add_argument("--time-key", default=None, metavar="KEY",
+                   help="a header key of every file holding a number (e.g. 'time' for a line '# time: 120 s'): the x "
+                        "axis of --series-plot, and a column of --csv and --json")
     p.set_defaults(func=cmd_fit, command="fit")
     return p
 
@@ -79,12 +86,28 @@ def _plot_path(base: str, name: str, several: bool) -> Path:
     return path.with_name(f"{path.stem}_{Path(name).stem}{path.suffix}") if several else path
 
 
+def header_number(header: dict[str, str], key: str) -> float:
+    """The number at the start of a header value (``'120 s'`` -> 120.0), for ``--time-key``."""
+    value = next((v for k, v in header.items() if k.strip().lower() == key.strip().lower()), None)
+    token = str(value).strip().split()[0] if value is not None and str(value).strip() else ""
+    try:
+        number = float(token)
+    except ValueError:
+        number = float("nan")
+    if not math.isfinite(number):
+        shown = "no such key" if value is None else f"{value!r}"
+        raise ValueError(f"--time-key {key!r}: the header gives {shown}; accepted: a header line '# {key}: NUMBER' "
+                         "in every file")
+    return number
+
+
 def cmd_fit(args) -> int:
     """Refine every file; print results (text or JSON), optional figures and CSV; 2 if any file failed."""
     from ..file_sizing import json_safe, resolve_x_unit
     from ..io import check_output_path, read_pattern
     from ..refine import Geometry, load_blank, parse_ranges, refine_pattern
     from ..refine.plot import plot_refinement
+    from ..refine.series_plot import plot_series
     from ..units import check_wavelength
     from .common import fail
 
@@ -103,13 +126,16 @@ def cmd_fit(args) -> int:
         if args.plot:
             for name in args.files:
                 check_output_path(_plot_path(args.plot, name, len(args.files) > 1), "--plot")
+        if args.series_plot:
+            check_output_path(args.series_plot, "--series-plot")
     except ValueError as exc:
         return fail("fit", str(exc))
     solvent = args.solvent or ("none" if args.blank or geometry.flat_plate else "auto")
-    rows, failed, previous = [], 0, None
+    rows, failed, previous, series, times = [], 0, None, [], []
     for name in args.files:
         try:
             pattern = read_pattern(name)
+            time_value = header_number(pattern.header, args.time_key) if args.time_key else None
             wavelength = args.wavelength if args.wavelength is not None else pattern.wavelength_from_header()
             if wavelength is None:
                 raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
@@ -129,6 +155,8 @@ def cmd_fit(args) -> int:
             print(f"qdots fit: {name}: {msg}", file=sys.stderr)
             failed += 1
             continue
+        series.append(result)
+        times.append(time_value)
         if result.status == "sized":
             previous = result.to_dict()
         if args.plot:
@@ -136,7 +164,7 @@ def cmd_fit(args) -> int:
                                    x=args.plot_x if result.curves.tth is not None else "q")
             if not args.json:
                 print(f"figure: {path}")
-        rows.append({"file": name, **result.to_dict()})
+        rows.append({"file": name, **({args.time_key: time_value} if args.time_key else {}), **result.to_dict()})
         if not args.json:
             print(f"{name}: {result.summary()}")
     if args.json:
@@ -144,7 +172,13 @@ def cmd_fit(args) -> int:
     if args.csv and rows:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(("file",) + CSV_KEYS)
+            keys = ((args.time_key,) if args.time_key else ()) + CSV_KEYS
+            writer.writerow(("file",) + keys)
             for row in rows:
-                writer.writerow([row["file"]] + ["" if row.get(k) is None else row.get(k) for k in CSV_KEYS])
+                writer.writerow([row["file"]] + ["" if row.get(k) is None else row.get(k) for k in keys])
+    if args.series_plot and series:
+        path = plot_series(series, args.series_plot, x=times if args.time_key else None,
+                           x_label=args.time_key or "file (in the order given)")
+        if not args.json:
+            print(f"series figure: {path}")
     return 2 if failed else 0

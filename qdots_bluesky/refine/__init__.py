@@ -1,7 +1,7 @@
 """DSE refinement of measured patterns over a per-cluster basis: size, dispersion, strain with e.s.d.s.
 
 Pure numerics (numpy, scipy): no Bluesky, no torch. Entry points: :func:`refine_pattern` (one pattern),
-:func:`refine_sequence` (many, each started from the previous result), :func:`plot_refinement` (a figure),
+:func:`refine_sequence` (many, each started from the previous result), :func:`plot_refinement` (a figure), :func:`plot_series` (a series' sizes vs file or time),
 :func:`refinement_basis` (cached cluster bases per material and wavelength).
 
 Refining after the network (live or ``qdots predict --refine``)::
@@ -18,8 +18,10 @@ from .data import Blank, load_blank, parse_ranges
 from .fit import refine_pattern
 from .sequential import refine_sequence
 from .plot import plot_refinement
+from .series_plot import plot_series
 from .model import Geometry
 from .result import RefinementResult
 
-__all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "plot_refinement", "refine_pattern",
+__all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "plot_refinement", "plot_series",
+           "refine_pattern",
            "refine_sequence", "refinement_basis"]
