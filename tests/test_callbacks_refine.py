@@ -112,3 +112,35 @@ def test_refine_options_and_picking():
     assert "refined_size_nm" not in schema.output_keys([2.0, 3.0])
     data = schema.event_data("broken", 2, seq_num=1, uid="u", latency_ms=1.0, refine=True)
     assert data["refined"] == 0 and np.isnan(data["refined_size_nm"]) and np.isnan(data["rwp"])
+
+
+def test_refinement_figures_on_request(predictor, tmp_path):
+    sizer = LiveSizer(predictor, refine=dict(SMALL, figure_dir=tmp_path / "figs", figure_every=2))
+    with pytest.raises(ValueError, match="no pattern has been refined yet"):
+        sizer.plot_refinement(tmp_path / "none.png")
+    try:
+        _, out = run_scan(sizer, num=4)
+    finally:
+        sizer.close()
+    _, events = split(out)
+    refined = sorted(e["data"]["source_seq_num"] for e in events if e["data"]["refined"] == 1)
+    written = sorted((tmp_path / "figs").glob("refinement_event*.png"))
+    # the first refined pattern and every second one after it, named by event
+    assert len(written) == (len(refined) + 1) // 2
+    assert written[0].name.startswith(f"refinement_event{refined[0]:05d}_")
+    path = sizer.plot_refinement(tmp_path / "latest.png")  # the newest refined pattern, when asked
+    assert path.stat().st_size > 10_000
+    plain = LiveSizer(predictor)
+    try:
+        with pytest.raises(ValueError, match="does not refine"):
+            plain.plot_refinement(tmp_path / "x.png")
+    finally:
+        plain.close()
+
+
+def test_figure_options_checked():
+    with pytest.raises(ValueError, match="figure_every"):
+        LiveRefiner(figure_every=-1)
+    with pytest.raises(ValueError, match="needs figure_dir"):
+        LiveRefiner(figure_every=3)
+    assert LiveRefiner().figure_every == 0  # no figures unless asked

@@ -217,6 +217,13 @@ class LiveSizer(DocumentRouter):
         return {"status": counts, "emitted": sum(counts.values()), "queued": self.queued,
                 "downstream_errors": self.downstream_errors}
 
+    def plot_refinement(self, path: str | Path) -> Path:
+        """Write the Rietveld-style figure of the newest refined pattern (``refine=`` on) to ``path``: a figure on
+        request, not per event. ValueError without refinement or before the first refined pattern."""
+        if self.refiner is None:
+            raise ValueError("this LiveSizer does not refine; accepted: LiveSizer(..., refine=True or options)")
+        return self.refiner.plot_last(path)
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker thread (pending work is finished first; ``timeout`` in s)."""
         self._worker.close(timeout)

@@ -7,12 +7,18 @@ of each run. A worker that keeps up takes one event per batch, so every pattern 
 takes several and refines only the newest of them, so the scan is never slowed and nothing is dropped (the others
 get NaN refined values and ``refined`` = 0).
 
+Figures on request, never per event by default: :meth:`LiveRefiner.plot_last` (``LiveSizer.plot_refinement``) draws
+the Rietveld-style figure of the newest refined pattern when asked; ``figure_dir`` with ``figure_every`` N writes one
+for the first and then every N-th refined pattern, on the worker thread (Matplotlib's object API, no pyplot state).
+
 Units: wavelength in A, diameters in nm, instrument FWHMs in 1/A (capillary) or deg 2theta (flat plate).
 """
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -28,7 +34,8 @@ class LiveRefiner:
     ``geometry``: 'capillary' or 'flat-plate'; ``solvent``: 'auto', a built-in solvent or 'none'; ``q_range`` (1/A)
     and ``max_diameter_nm`` (largest cluster of the basis); ``instrument_fwhm``: held (Gaussian, Lorentzian) FWHMs
     or None (refined); ``profile``: size e.s.d.s from the profile over the dispersion (slower, honest about the
-    mean-dispersion correlation)."""
+    mean-dispersion correlation); ``figure_dir`` and ``figure_every``: a figure of the first and then of every
+    ``figure_every``-th refined pattern in ``figure_dir`` (0, the default: none; see :meth:`plot_last`)."""
 
     material: str = "PbS"
     geometry: str = "capillary"
@@ -37,7 +44,23 @@ class LiveRefiner:
     max_diameter_nm: float = 21.0
     instrument_fwhm: tuple[float, float] | None = None
     profile: bool = True
+    figure_dir: str | Path | None = None
+    figure_every: int = 0
     _bases: dict[float, Any] = field(default_factory=dict, repr=False)
+    _last: tuple[Any, str] | None = field(default=None, repr=False)
+    _refined: int = field(default=0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.figure_every, bool) or not isinstance(self.figure_every, int) or self.figure_every < 0:
+            raise ValueError(f"figure_every={self.figure_every!r}; accepted: 0 (no figures) or a positive integer N "
+                             "(the first and every N-th refined pattern)")
+        if self.figure_every and self.figure_dir is None:
+            raise ValueError("figure_every needs figure_dir; accepted: a directory for the figures")
+        if self.figure_dir is not None:
+            directory = Path(self.figure_dir)
+            if directory.exists() and not directory.is_dir():
+                raise ValueError(f"figure_dir {str(directory)!r} is a file; accepted: a directory (made if missing)")
 
     def basis(self, wavelength_a: float) -> Any:
         """The refinement basis at ``wavelength_a`` (A), built once."""
@@ -58,9 +81,10 @@ class LiveRefiner:
             logger.exception("building the refinement basis at %s A failed", wavelength_a)
 
     def refine(self, x: np.ndarray, y: np.ndarray, x_unit: str, wavelength_a: float | None,
-               estimate: Any) -> dict[str, Any] | None:
+               estimate: Any, label: str = "") -> dict[str, Any] | None:
         """The refinement's ``to_dict()`` of one pattern (x in 2theta deg or Q 1/A), seeded by the network's
-        ``estimate``; None where it cannot run (no wavelength, bad pattern: logged)."""
+        ``estimate``; None where it cannot run (no wavelength, bad pattern: logged). ``label`` names the pattern
+        (e.g. its event) in figure names and titles."""
         from ..refine import refine_pattern
 
         if wavelength_a is None:
@@ -69,11 +93,41 @@ class LiveRefiner:
             result = refine_pattern(x, y, wavelength_a=float(wavelength_a), x_unit=x_unit or "tth",
                                     material=self.material, geometry=self.geometry, solvent=self.solvent,
                                     q_range=self.q_range, network=estimate, basis=self.basis(wavelength_a),
-                                    instrument_fwhm=self.instrument_fwhm, profile=self.profile, keep_curves=False)
+                                    instrument_fwhm=self.instrument_fwhm, profile=self.profile, keep_curves=True)
         except ValueError as exc:
             logger.warning("refinement skipped: %s", exc)
             return None
+        with self._lock:
+            self._last = (result, label)
+            self._refined += 1
+            count = self._refined
+        if self.figure_every and (count - 1) % self.figure_every == 0:
+            name = f"refinement_{label or count:s}.png" if label else f"refinement_{count:06d}.png"
+            try:
+                self._plot(result, label, Path(self.figure_dir) / name)
+            except (OSError, ValueError) as exc:  # a figure is optional: the estimate and refinement go on
+                logger.warning("refinement figure not written: %s", exc)
         return result.to_dict()
+
+    def plot_last(self, path: str | Path) -> Path:
+        """Write the figure of the newest refined pattern to ``path``; ValueError if none was refined yet."""
+        with self._lock:
+            last = self._last
+        if last is None:
+            raise ValueError("no pattern has been refined yet; accepted: call after the first refined event")
+        return self._plot(last[0], last[1], Path(path))
+
+    @staticmethod
+    def _plot(result: Any, label: str, path: Path) -> Path:
+        from ..refine import plot_refinement
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        title = None
+        if label and result.status == "sized":
+            title = (f"{label}: D_N {result.size_nm:.2f} ± {result.size_std_nm:.2f} nm, D_V {result.size_volume_nm:.2f} "
+                     f"± {result.size_volume_std_nm:.2f} nm, dispersion {result.dispersion:.3f}, "
+                     f"Rwp {100 * result.rwp:.2f} %")
+        return plot_refinement(result, path, x="tth" if result.curves.tth is not None else "q", title=title)
 
 
 def make_refiner(refine: Any) -> LiveRefiner | None:
@@ -90,7 +144,7 @@ def make_refiner(refine: Any) -> LiveRefiner | None:
             return LiveRefiner(**dict(refine))
         except TypeError as exc:
             raise ValueError(f"refine options {dict(refine)!r}: {exc}; accepted: material, geometry, solvent, "
-                             "q_range, max_diameter_nm, instrument_fwhm, profile") from None
+                             "q_range, max_diameter_nm, instrument_fwhm, profile, figure_dir, figure_every") from None
     raise ValueError(f"refine={refine!r}; accepted: True, False, a mapping of options or a LiveRefiner")
 
 

@@ -185,7 +185,7 @@ class SizingWorker:
                 job = jobs[i]
                 try:
                     job.refinement = self.refiner.refine(*patterns[i], job.source.x_unit, job.source.wavelength,
-                                                         results[i])
+                                                         results[i], label=f"event{job.seq_num:05d}_{job.uid[:8]}")
                 except Exception:  # pragma: no cover - the refinement is optional; the estimate is still sent
                     logger.exception("refinement of source event %d failed", job.seq_num)
         for i, job in enumerate(jobs):

@@ -25,15 +25,13 @@ def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q",
         raise ValueError("the result holds no curves; refine with keep_curves=True to plot it")
     if x == "tth" and c.tth is None:
         raise ValueError("these points have no 2theta; plot with x='q'")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot state: safe on a worker thread beside a user's figures
 
     path = Path(path)
     path = path if path.suffix else path.with_suffix(".png")
     xs = c.q if x == "q" else c.tth
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(10, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(xs, c.observed, ".", ms=1.5, color="0.2", label="observed")
     top.plot(xs, c.calculated, "-", lw=1.0, color="tab:red", label="calculated")
     colours = iter(["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:olive"])
@@ -59,5 +57,4 @@ def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q",
     top.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

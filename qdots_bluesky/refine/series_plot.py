@@ -43,15 +43,13 @@ def plot_series(results: Sequence[RefinementResult | None], path: str | Path, *,
     xs = np.arange(1, len(results) + 1, dtype=float) if x is None else np.asarray(x, dtype=float)
     if xs.shape != (len(results),):
         raise ValueError(f"{xs.size} x values for {len(results)} patterns; accepted: one value per pattern")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot state: safe on a worker thread beside a user's figures
 
     v = series_values(results)
     path = Path(path)
     path = path if path.suffix else path.with_suffix(".png")
-    fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
+    fig = Figure(figsize=(8, 9))
+    axes = fig.subplots(4, 1, sharex=True)
     axes[0].errorbar(xs, v["size_nm"], yerr=v["size_std_nm"], fmt="o-", ms=3, capsize=2, label="D_N (number mean)")
     axes[0].errorbar(xs, v["size_volume_nm"], yerr=v["size_volume_std_nm"], fmt="s--", ms=3, capsize=2,
                      label="D_V (volume-weighted)")
@@ -69,5 +67,4 @@ def plot_series(results: Sequence[RefinementResult | None], path: str | Path, *,
     axes[0].set_title(title or f"{sized} of {len(results)} patterns sized (error bars: 1 e.s.d.)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
