@@ -69,6 +69,7 @@ COARSE_STRIDE = 4
 MAX_BIN = 4
 BIN_POINTS_PER_FWHM = 10.0
 POLISH_NFEV = 4
+COARSE_TOL = 1e-5
 _DISPERSION_BOUNDS = (0.02, 0.45)
 _STRAIN_BOUNDS = (-0.03, 0.03)
 _B_BOUNDS = (-1.2, 3.0)
@@ -260,7 +261,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     else:
         x0 = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]])
     coarse = problem.binned(_bin_factor(data, float(x0[0])))
-    theta, cost = fit_nonlinear(coarse, x0, lo, hi)
+    theta, cost = fit_nonlinear(coarse, x0, lo, hi, tol=COARSE_TOL)
     coarse_fit = (coarse, theta, cost)
     if coarse is not problem:  # polish on every point from the binned optimum
         theta, cost = fit_nonlinear(problem, theta, lo, hi, max_nfev=POLISH_NFEV)
