@@ -53,6 +53,7 @@ import numpy as np
 from ..sim.physics.cluster_basis import ClusterBasis, lognormal_weight_matrix
 from ..sim.physics.profiles import voigt_convolve
 from ..sim.physics.reflections import bragg_reflections
+from .spectral import basis_spectra
 
 __all__ = ["Geometry", "DotModel", "cubic_interp", "KA2_WAVELENGTH_A", "SCHERRER_K_SPHERE", "PARAMETERS",
            "INSTRUMENT_BOUNDS", "INSTRUMENT_UNITS"]
@@ -145,12 +146,13 @@ class DotModel:
 
     ``q``: data Q (1/A; for a flat plate the K-alpha1 Q of the observed 2theta); ``tth``: observed 2theta
     (deg), needed for a flat plate; ``wavelength_a``: the (K-alpha1) wavelength of the data; ``family_q``: the
-    Q range (1/A) whose reflection families get a texture scale (default that of ``q``).
+    Q range (1/A) whose reflection families get a texture scale (default that of ``q``); ``aux_step``: step (deg)
+    of a flat plate's auxiliary 2theta grid (default :data:`AUX_TTH_STEP`, or the data's step if finer).
     """
 
     def __init__(self, basis: ClusterBasis, q: np.ndarray, wavelength_a: float, geometry: Geometry = Geometry(),
                  tth: np.ndarray | None = None, family_q: tuple[float, float] | None = None,
-                 _aux: bool = True) -> None:
+                 aux_step: float | None = None, _aux: bool = True) -> None:
         self.basis = basis
         self.q = np.asarray(q, dtype=float)
         self.wavelength_a = float(wavelength_a)
@@ -194,6 +196,7 @@ class DotModel:
         self._aux: DotModel | None = None
         if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
             step = min(AUX_TTH_STEP, float(np.median(np.diff(self.tth)))) if self.tth.size > 1 else AUX_TTH_STEP
+            step = step if aux_step is None else float(aux_step)
             pad = 10.0 * self.max_instrument_fwhm  # the model beyond the data, for the kernel's reach (deg)
             lo = max(float(self.tth.min()) - pad, 1.0)
             tth_aux = lo + step * np.arange(int(np.ceil((min(float(self.tth.max()) + pad, 179.0) - lo) / step)) + 1)
@@ -201,6 +204,16 @@ class DotModel:
             self._aux = DotModel(basis, q_aux, wavelength_a, geometry, tth_aux, family_q=self._family_q, _aux=False)
             self._aux_step = step
             self.families = self._aux.families
+
+    @property
+    def aux_step(self) -> float | None:
+        """Step (deg) of the auxiliary 2theta grid of a flat plate (None for a capillary)."""
+        return None if self._aux is None else self._aux_step
+
+    @property
+    def family_range(self) -> tuple[float, float]:
+        """Q range (1/A) whose reflection families get a texture scale."""
+        return self._family_q
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -293,11 +306,12 @@ class DotModel:
             return cubic_interp(float(self._aux.tth[0]), self._aux_step, inner, self.tth).T
         w = self.weights(theta[0], theta[1])
         live = np.flatnonzero(w)
-        crystal = w[live] @ self.basis.crystal[live]
         if not self.geometry.flat_plate and (gauss > 0 or lorentz > 0):
             stretch = 1.0 + theta[2]  # the widths on the basis grid read at Q (1 + strain)
-            crystal = voigt_convolve(crystal, self.step, gauss * stretch, lorentz * stretch,
-                                     max_fwhm=self.max_instrument_fwhm)[0]
+            crystal = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(
+                w[live], live, gauss * stretch, lorentz * stretch)[0]
+        else:
+            crystal = w[live] @ self.basis.crystal[live]
         qs = self.observed_q(theta)
         n_fam = len(self.families)
         out = np.zeros((self.q.size, 1 + n_fam))
@@ -338,10 +352,9 @@ class DotModel:
         W = lognormal_weight_matrix(self.basis.n, self.basis.unit_nm, np.array([size, size + h_d, size]),
                                     np.array([disp, disp, disp + h_s]))
         live = np.flatnonzero(W.any(axis=0))
-        rows = W[:, live] @ self.basis.crystal[live]  # (3, basis points)
         stretch = 1.0 + strain
-        rows, d_g, d_l = voigt_convolve(rows, self.step, gauss * stretch, lorentz * stretch, derivatives=True,
-                                        max_fwhm=self.max_instrument_fwhm)
+        rows, d_g, d_l = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(  # (3, basis points)
+            W[:, live], live, gauss * stretch, lorentz * stretch, derivatives=True)
         rows = np.vstack([rows, stretch**2 * d_g[:1], stretch * d_l[:1]])  # (5, basis points)
         comp = W[:, live] @ self._compton_q[0][live]  # (3, points)
         q = self.q

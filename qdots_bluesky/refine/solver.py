@@ -74,32 +74,61 @@ class Problem:
         model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth)
         return Problem(model, sub, self.fixed[::stride], self.free[::stride], self.fixed_params)
 
+    def binned(self, factor: int) -> "Problem":
+        """The same problem on bins of ``factor`` consecutive points (means of Q, 2theta, intensity and of every
+        column; sigma = sqrt(sum sigma^2) / factor, so the statistics are kept): a cheaper fit where the points
+        oversample the peaks. A flat plate's auxiliary 2theta grid coarsens by the same factor."""
+        if factor <= 1:
+            return self
+        d = self.data
+        n = d.q.size // factor * factor
+
+        def mean(a: np.ndarray) -> np.ndarray:
+            return a[:n].reshape((n // factor, factor) + a.shape[1:]).mean(axis=1)
+
+        sigma = np.sqrt((d.sigma[:n] ** 2).reshape(-1, factor).sum(axis=1)) / factor
+        sub = FitData(mean(d.q), None if d.tth is None else mean(d.tth), mean(d.y), sigma, d.n_raw)
+        aux_step = None if self.model.aux_step is None else self.model.aux_step * factor
+        model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth,
+                         family_q=self.model.family_range, aux_step=aux_step)
+        return Problem(model, sub, mean(self.fixed), mean(self.free), self.fixed_params)
+
     def _proj(self, A: np.ndarray) -> np.ndarray:
         return A - self.Qc @ (self.Qc.T @ A)
 
-    def solve(self, theta: np.ndarray, dots: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Residual (weighted), non-negative scales (dot columns then fixed), dot columns (unweighted)."""
+    def solve(self, theta: np.ndarray, dots: bool = True,
+              with_jacobian: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Residual (weighted), non-negative scales (dot columns then fixed), dot columns (unweighted).
+        ``with_jacobian``: an analytic model's derivatives come with its column at little extra cost, kept for
+        :meth:`jacobian` at the same theta (a least-squares step asks for both)."""
         self.nfev += 1
-        cols = self.model.columns(theta) if dots else np.zeros((self.yw.size, 0))
+        d_cols = None
+        if not dots:
+            cols = np.zeros((self.yw.size, 0))
+        elif with_jacobian and self.model.analytic:
+            col, d_cols = self.model.columns_jacobian(theta)
+            cols = col[:, None]
+        else:
+            cols = self.model.columns(theta)
         Ap = np.hstack([self._proj(cols * self.w[:, None]), self.fixed_p])
         s = _nnls_projected(Ap, self.yp)
         r = self.yp - Ap @ s
         if dots:
-            self._last = (theta.tobytes(), r, s, Ap, cols)
+            self._last = (theta.tobytes(), r, s, Ap, cols, d_cols)
         return r, s, cols
 
-    def residual(self, theta: np.ndarray) -> np.ndarray:
-        return self.solve(theta)[0]
+    def residual(self, theta: np.ndarray, with_jacobian: bool = False) -> np.ndarray:
+        return self.solve(theta, with_jacobian=with_jacobian)[0]
 
     def jacobian(self, theta: np.ndarray) -> np.ndarray:
         """Kaufman's variable-projection Jacobian of :meth:`residual`: -P (dA/dtheta s), P the projector off the
         active linear columns (capillary: analytic derivatives of the dot column)."""
         if self._last is None or self._last[0] != theta.tobytes():
-            self.solve(theta)
-        _, _, s, Ap, cols = self._last
+            self.solve(theta, with_jacobian=True)
+        _, _, s, Ap, cols, d_cols = self._last
         m = cols.shape[1]
         if self.model.analytic:
-            G = self.model.columns_jacobian(theta)[1] * s[0]
+            G = (d_cols if d_cols is not None else self.model.columns_jacobian(theta)[1]) * s[0]
         else:  # forward differences of the dot columns (not of the whole projected solve)
             base = cols @ s[:m]
             G = np.empty((base.size, theta.size))
@@ -138,7 +167,7 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
     def fun(p):
         theta = full.copy()
         theta[free] = p
-        return problem.residual(theta)
+        return problem.residual(theta, with_jacobian=True)
 
     def jac(p):
         theta = full.copy()
