@@ -16,8 +16,11 @@ from .model import DotModel
 
 __all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volume_diameter", "PROFILE_STEP"]
 
-#: The profile over the dispersion refits at the optimum +- PROFILE_STEP covariance e.s.d.s (at least 0.005).
+#: The profile over the dispersion refits at the optimum +- PROFILE_STEP covariance e.s.d.s (at least 0.005); a first
+#: step that raises chi^2 by more than PROFILE_MAX_RISE x chi2_red is shrunk 5-fold, up to PROFILE_SHRINK_TRIES times.
 PROFILE_STEP = 2.0
+PROFILE_MAX_RISE = 100.0
+PROFILE_SHRINK_TRIES = 3
 #: Trust-region sub-problem solver of least_squares: 'lsmr' (matrix-vector products) rather than 'exact' (an SVD of
 #: the points x parameters Jacobian every iteration: with six parameters a multithreaded BLAS can take 10-30 ms per
 #: SVD on a loaded 2-core machine, 0.5 ms single-threaded; same optima on the tests and the measured set).
@@ -226,22 +229,56 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
 
 
 def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis):
-    """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails."""
-    delta = max(PROFILE_STEP * disp_std, 0.005)
+    """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails.
+
+    At a bound of the dispersion the e.s.d. is one-sided: the distance from the bound at which chi^2 has risen by
+    chi2_red (where a parabola's curvature would say nothing, the minimum lying beyond the bound)."""
+    room = max(theta[1] - lo[1], hi[1] - theta[1])
+    delta = min(max(PROFILE_STEP * disp_std, 0.005), 0.45 * room)  # two steps fit on the side with room
+
+    def refit(value: float) -> tuple[float, float, float, float]:
+        current, c = fit_nonlinear(problem, theta, lo, hi, fixed={1: value}, max_nfev=30, tol=1e-6)
+        return value, c, current[0], volume_diameter(basis, current)
+
     pts = [(theta[1], cost, theta[0], volume_diameter(basis, theta))]
-    for value in (theta[1] - delta, theta[1] + delta, theta[1] + 2 * delta, theta[1] - 2 * delta):
+    side = -1.0 if theta[1] - delta > lo[1] else 1.0
+    first = refit(theta[1] + side * delta)
+    for _ in range(PROFILE_SHRINK_TRIES):  # a step far beyond the e.s.d. (a poor covariance, e.g. at a bound)
+        if first[1] - cost <= PROFILE_MAX_RISE * chi2_red:
+            break
+        delta /= 5.0
+        first = refit(theta[1] + side * delta)
+    pts.append(first)
+    for value in (theta[1] - side * delta, theta[1] + 2 * side * delta, theta[1] - 2 * side * delta):
         if len(pts) == 3:
             break
         if lo[1] < value < hi[1]:  # at a bound: one side at 1 and 2 steps
-            current, c = fit_nonlinear(problem, theta, lo, hi, fixed={1: value}, max_nfev=30, tol=1e-6)
-            pts.append((value, c, current[0], volume_diameter(basis, current)))
+            pts.append(refit(value))
     if len(pts) < 3:
         return None
     p = np.array(sorted(pts))
-    curv = np.polyfit(p[:, 0] - theta[1], p[:, 1], 2)[0]
-    if not curv > 0:
-        return None
-    disp_esd = float(np.sqrt(chi2_red / curv))
+    one_sided = not (p[0, 0] < theta[1] < p[-1, 0])  # at a bound: the minimum lies beyond it
+    if one_sided:
+        # the distance from the bound at which chi^2 has risen by chi2_red (a one-sided e.s.d.), on the quadratic
+        # through the three points in the direction away from the bound
+        t = (p[:, 0] - theta[1]) * (1.0 if p[-1, 0] > theta[1] else -1.0)
+        a, b, _ = np.polyfit(t, p[:, 1] - cost, 2)
+        if a > 0:
+            root = (-b + np.sqrt(b * b + 4.0 * a * chi2_red)) / (2.0 * a)
+        else:  # no curvature: the slope from the bound to the nearest point
+            slope = (p[1, 1] - cost) / abs(p[1, 0] - theta[1]) if p[0, 0] == theta[1] else (p[-2, 1] - cost) / abs(
+                p[-2, 0] - theta[1])
+            if not slope > 0:
+                return None
+            root = chi2_red / slope
+        if not (np.isfinite(root) and root > 0):
+            return None
+        disp_esd = float(root)
+    else:
+        curv = np.polyfit(p[:, 0] - theta[1], p[:, 1], 2)[0]
+        if not curv > 0:
+            return None
+        disp_esd = float(np.sqrt(chi2_red / curv))
     slope_d = float(np.polyfit(p[:, 0], p[:, 2], 1)[0])
     slope_v = float(np.polyfit(p[:, 0], p[:, 3], 1)[0])
     return disp_esd, slope_d, slope_v
