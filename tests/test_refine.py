@@ -249,3 +249,17 @@ def test_flat_plate_instrument_in_two_theta():
     assert r.instrument_unit == "deg" and r.geometry == "flat-plate"
     assert abs(r.instrument_lorentz_fwhm - 0.25) < 3 * r.instrument_lorentz_fwhm_std, r.summary()
     assert abs(r.size_nm - 4.0) < 3 * r.size_std_nm, r.summary()
+
+
+def test_profile_at_the_dispersion_bound(pbs, monkeypatch):
+    """A dispersion below the refinement's lower bound (raised to 0.15 here): the fit ends at the bound, flagged,
+    and the profile takes both its steps on the side with room (the curvature there gives the e.s.d.)."""
+    import qdots_bluesky.refine.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "_DISPERSION_BOUNDS", (0.15, 0.45))
+    q, y, _, _ = _simulate(pbs, 3.4, 0.08, 0.0, np.random.default_rng(11))
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0),
+                       instrument_fwhm=(0.0, 0.0))
+    assert r.status == "sized" and "dispersion_at_bound" in r.flags, r.summary()
+    assert "profile_failed" not in r.flags, r.summary()
+    assert 0.0 < r.dispersion_std < 0.05 and 0.0 < r.size_std_nm < 0.3, r.summary()

@@ -231,8 +231,10 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
 def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis):
     """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails.
 
-    At a bound of the dispersion the e.s.d. is one-sided: the distance from the bound at which chi^2 has risen by
-    chi2_red (where a parabola's curvature would say nothing, the minimum lying beyond the bound)."""
+    The dispersion is refitted at the optimum +- one step and +- two (both steps on one side at a bound: the
+    curvature of chi^2 there gives the e.s.d., the width of the valley, not the steep rise of its slope). Steps are
+    kept within the bounds and shrunk where the first raises chi^2 far beyond chi2_red (a covariance e.s.d. that
+    means little, as at a bound)."""
     room = max(theta[1] - lo[1], hi[1] - theta[1])
     delta = min(max(PROFILE_STEP * disp_std, 0.005), 0.45 * room)  # two steps fit on the side with room
 
@@ -257,28 +259,10 @@ def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_st
     if len(pts) < 3:
         return None
     p = np.array(sorted(pts))
-    one_sided = not (p[0, 0] < theta[1] < p[-1, 0])  # at a bound: the minimum lies beyond it
-    if one_sided:
-        # the distance from the bound at which chi^2 has risen by chi2_red (a one-sided e.s.d.), on the quadratic
-        # through the three points in the direction away from the bound
-        t = (p[:, 0] - theta[1]) * (1.0 if p[-1, 0] > theta[1] else -1.0)
-        a, b, _ = np.polyfit(t, p[:, 1] - cost, 2)
-        if a > 0:
-            root = (-b + np.sqrt(b * b + 4.0 * a * chi2_red)) / (2.0 * a)
-        else:  # no curvature: the slope from the bound to the nearest point
-            slope = (p[1, 1] - cost) / abs(p[1, 0] - theta[1]) if p[0, 0] == theta[1] else (p[-2, 1] - cost) / abs(
-                p[-2, 0] - theta[1])
-            if not slope > 0:
-                return None
-            root = chi2_red / slope
-        if not (np.isfinite(root) and root > 0):
-            return None
-        disp_esd = float(root)
-    else:
-        curv = np.polyfit(p[:, 0] - theta[1], p[:, 1], 2)[0]
-        if not curv > 0:
-            return None
-        disp_esd = float(np.sqrt(chi2_red / curv))
+    curv = np.polyfit(p[:, 0] - theta[1], p[:, 1], 2)[0]  # at a bound: the valley's curvature on one side
+    if not curv > 0:
+        return None
+    disp_esd = float(np.sqrt(chi2_red / curv))
     slope_d = float(np.polyfit(p[:, 0], p[:, 2], 1)[0])
     slope_v = float(np.polyfit(p[:, 0], p[:, 3], 1)[0])
     return disp_esd, slope_d, slope_v
