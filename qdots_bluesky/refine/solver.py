@@ -14,7 +14,8 @@ from ..sim.physics.cluster_basis import ClusterBasis, population_targets
 from .data import FitData
 from .model import DotModel
 
-__all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volume_diameter", "PROFILE_STEP"]
+__all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volume_diameter", "PROFILE_STEP",
+           "levenberg_marquardt"]
 
 #: The profile over the dispersion refits at the optimum +- PROFILE_STEP covariance e.s.d.s (at least 0.005); a first
 #: step that raises chi^2 by more than PROFILE_MAX_RISE x chi2_red is shrunk 5-fold, up to PROFILE_SHRINK_TRIES times.
@@ -178,12 +179,75 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
         return problem.jacobian(theta)[:, free]
 
     scale = problem.model.x_scale(x0)[:x0.size]
-    p0 = np.clip(full[free], lo[free] + 1e-9 * (hi[free] - lo[free]), hi[free] - 1e-9 * (hi[free] - lo[free]))
-    sol = least_squares(fun, p0, jac=jac, bounds=(lo[free], hi[free]), x_scale=scale[free],
-                        method="trf", tr_solver=TR_SOLVER, ftol=tol, xtol=tol, gtol=1e-8, max_nfev=max_nfev)
+    p0 = np.clip(full[free], lo[free], hi[free])
+    p, cost = levenberg_marquardt(fun, jac, p0, lo[free], hi[free], scale[free], tol=tol, max_nfev=max_nfev)
     theta = full.copy()
-    theta[free] = sol.x
-    return theta, float(2.0 * sol.cost)
+    theta[free] = p
+    return theta, cost
+
+
+def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, *,
+                        tol: float = 1e-6, max_nfev: int = 200) -> tuple[np.ndarray, float]:
+    """Bounded Levenberg-Marquardt for a handful of parameters: (p, sum of squared residuals).
+
+    ``fun(p)`` gives the residuals, ``jac(p)`` their Jacobian at the p of the last ``fun`` call that was accepted
+    (a variable-projection problem computes an analytic one with the residuals). Steps solve the Marquardt-scaled
+    normal equations (J^T J + lambda diag(J^T J)) d = -J^T r in units of ``scale``; a parameter at a bound whose
+    gradient points out of the box is held there for the step, the others are clipped into it; lambda follows
+    Nielsen's rule (shrunk by the gain ratio on success, doubled-and-doubling on failure). Stops when an accepted
+    step lowers the cost by less than ``tol`` relatively or moves every parameter by less than ``tol`` of its scale,
+    or after ``max_nfev`` evaluations. The parameters are few (<= 7) and the normal equations tiny, so each step
+    costs one evaluation (SciPy's trust-region solver spends as much again on its own bookkeeping).
+    """
+    p = np.clip(np.asarray(p0, dtype=float), lo, hi)
+    r = fun(p)
+    cost = float(r @ r)
+    nfev, lam, nu = 1, None, 2.0
+    J = jac(p) * scale
+    while nfev < max_nfev:
+        g = J.T @ r
+        A = J.T @ J
+        at_lo = (p <= lo) & (g > 0)
+        at_hi = (p >= hi) & (g < 0)
+        move = ~(at_lo | at_hi)
+        if not move.any():
+            break
+        diag = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
+        if lam is None:
+            lam = 1e-3
+        Am = A[np.ix_(move, move)] + lam * np.diag(diag[move])
+        try:
+            step_m = np.linalg.solve(Am, -g[move])
+        except np.linalg.LinAlgError:
+            lam *= nu
+            nu *= 2.0
+            continue
+        step = np.zeros_like(p)
+        step[move] = step_m
+        trial = np.clip(p + step * scale, lo, hi)
+        actual_step = (trial - p) / scale
+        if not np.any(actual_step):
+            break
+        r_new = fun(trial)
+        nfev += 1
+        cost_new = float(r_new @ r_new)
+        predicted = -(2.0 * g @ actual_step + actual_step @ A @ actual_step)
+        if cost_new < cost:
+            gain = (cost - cost_new) / predicted if predicted > 0 else 0.0
+            lam *= max(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3)
+            nu = 2.0
+            small_cost = cost - cost_new <= tol * cost
+            small_step = np.all(np.abs(actual_step) <= tol * (np.abs(trial / scale) + tol))
+            p, r, cost = trial, r_new, cost_new
+            if small_cost or small_step:
+                break
+            J = jac(p) * scale
+        else:
+            lam *= nu
+            nu *= 2.0
+            if np.all(np.abs(actual_step) <= tol * (np.abs(p / scale) + tol)):
+                break
+    return p, cost
 
 
 def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np.ndarray, chi2_red: float,
