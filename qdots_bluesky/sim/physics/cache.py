@@ -1,6 +1,7 @@
-"""On-disk cache of exact pair histograms of series clusters (a few hundred kB each at most).
+"""On-disk cache of pair histograms: exact ones of series clusters (a few hundred kB each at most), and any
+histogram under a key (:func:`cached_histogram`, e.g. the metal clusters of :mod:`.metal_basis`).
 
-The histogram of cluster n of a structure never changes, so it is computed once per machine.
+The histogram of a cluster never changes, so it is computed once per machine.
 Location: $QDOTS_CACHE_DIR, else ~/.cache/qdots_bluesky. Set QDOTS_CACHE_DIR=off to disable.
 """
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -56,6 +58,41 @@ def series_histogram(structure: CrystalStructure, n: int) -> PairHistogram:
             tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
             np.savez(tmp, distances=hist.distances, counts=hist.counts, atoms_per_species=hist.atoms_per_species,
                      pairs=np.asarray(hist.pairs))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home is not an error: the histogram is still returned
+    return hist
+
+
+def cached_histogram(key: str, compute: Callable[[], PairHistogram]) -> PairHistogram:
+    """The histogram stored under ``key`` (any string naming everything it depends on), else ``compute()`` stored.
+
+    Species (element, occupancy, B), exactness and bin width are stored with the counts.
+    """
+    directory = cache_dir()
+    path = None
+    if directory is not None:
+        path = directory / f"hist-key-v{CACHE_FORMAT}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    species = [Species(str(e), float(o), float(b)) for e, o, b in zip(z["elements"], z["occupancies"], z["b_iso"])]
+                    width = float(z["bin_width_a"])
+                    return PairHistogram(species, z["atoms_per_species"], z["distances"], z["counts"],
+                                         [tuple(int(v) for v in p) for p in z["pairs"]], exact=bool(z["exact"]),
+                                         bin_width_a=width if width > 0 else None, info={"cluster": key, "cached": str(path)})
+            except (OSError, KeyError, ValueError):
+                pass  # a broken cache file is recomputed below
+    hist = compute()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, distances=hist.distances, counts=hist.counts, atoms_per_species=hist.atoms_per_species,
+                     pairs=np.asarray(hist.pairs), elements=np.asarray([s.element for s in hist.species]),
+                     occupancies=np.asarray([s.occupancy for s in hist.species]),
+                     b_iso=np.asarray([s.b_iso for s in hist.species]), exact=hist.exact,
+                     bin_width_a=hist.bin_width_a or 0.0)
             os.replace(tmp, path)
         except OSError:
             pass  # a read-only home is not an error: the histogram is still returned

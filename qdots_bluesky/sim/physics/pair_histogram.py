@@ -130,11 +130,14 @@ def lattice_pair_histogram(cluster: LatticeCluster) -> PairHistogram:
 
 
 def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[str, float] | float = 0.0,
-                         chunk_pairs: int = 4_000_000) -> PairHistogram:
+                         chunk_pairs: int = 4_000_000, row_weights: np.ndarray | None = None) -> PairHistogram:
     """Binned pair histogram of any ase.Atoms (non-lattice clusters).
 
     Species are the elements; B (A^2) per element (dict) or one value; occupancies come from the
     'occupancy' array of the Atoms if present (one value per element). Cost grows as N^2 / 2.
+    ``row_weights`` (one per atom, e.g. :func:`~.cluster_symmetry.orbit_row_weights`): the histogram is
+    sum_i row_weights[i] x (distances from atom i to every other atom), exact when atoms of equal weight
+    stand for symmetry orbits; atoms of weight 0 are skipped, so the cost is N x (atoms of non-zero weight).
     """
     if not bin_width_a > 0:
         raise ValueError(f"bin width must be a positive distance in A, got {bin_width_a!r}")
@@ -151,35 +154,51 @@ def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[st
         species.append(Species(e, occ, b))
     n_sp = len(elements)
     pairs = species_pairs(n_sp)
-    pair_id = {p: k for k, p in enumerate(pairs)}
     cls_of = np.zeros((n_sp, n_sp), dtype=np.int64)
-    for (s, t), k in pair_id.items():
+    for k, (s, t) in enumerate(pairs):
         cls_of[s, t] = cls_of[t, s] = k
     pos = atoms.get_positions()
     n = len(pos)
     extent_a = float(np.linalg.norm(np.ptp(pos, axis=0)))
     n_bins = int(np.ceil(extent_a / bin_width_a)) + 2
-    count = np.zeros((n_bins, len(pairs)))
-    dsum = np.zeros((n_bins, len(pairs)))
+    size = n_bins * len(pairs)
+    count = np.zeros(size)
+    dsum = np.zeros(size)
+    if row_weights is None:
+        # upper triangle j > i, each pair counted for both orders
+        row_ids, weights = np.arange(n - 1), np.full(max(n - 1, 0), 2.0)
+    else:
+        row_weights = np.asarray(row_weights, dtype=float)
+        if row_weights.shape != (n,) or np.any(row_weights < 0):
+            raise ValueError(f"row_weights must be {n} non-negative numbers, one per atom")
+        row_ids = np.flatnonzero(row_weights)
+        weights = row_weights[row_ids]
     rows = max(1, chunk_pairs // max(n, 1))
-    for start in range(0, n - 1, rows):
-        stop = min(start + rows, n - 1)
-        i = np.arange(start, stop)
-        diff = pos[i, None, :] - pos[None, :, :]
-        d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        upper = np.arange(n)[None, :] > i[:, None]
-        dd = d[upper]
-        k = cls_of[sp_index[i][:, None], sp_index[None, :]][upper]
-        b = np.minimum((dd / bin_width_a).astype(np.int64), n_bins - 1)
-        flat = b * len(pairs) + k
-        count += np.bincount(flat, minlength=n_bins * len(pairs)).reshape(n_bins, len(pairs))
-        dsum += np.bincount(flat, weights=dd, minlength=n_bins * len(pairs)).reshape(n_bins, len(pairs))
+    for start in range(0, row_ids.size, rows):
+        i = row_ids[start:start + rows]
+        w = weights[start:start + rows]
+        first = int(i[0]) + 1 if row_weights is None else 0  # the upper triangle needs no column below its first row
+        cols = np.arange(first, n)
+        d = np.zeros((i.size, n - first))
+        for axis in range(3):  # per coordinate: no (rows, N, 3) temporary
+            t = np.subtract.outer(pos[i, axis], pos[first:, axis])
+            t *= t
+            d += t
+        np.sqrt(d, out=d)
+        keep = cols[None, :] > i[:, None] if row_weights is None else cols[None, :] != i[:, None]
+        dd = d[keep]
+        ww = np.broadcast_to(w[:, None], keep.shape)[keep]
+        k = cls_of[sp_index[i][:, None], sp_index[None, first:]][keep]
+        flat = np.minimum((dd / bin_width_a).astype(np.int64), n_bins - 1) * len(pairs) + k
+        count += np.bincount(flat, weights=ww, minlength=size)
+        dsum += np.bincount(flat, weights=ww * dd, minlength=size)
+    count, dsum = count.reshape(n_bins, len(pairs)), dsum.reshape(n_bins, len(pairs))
     # one distance per (bin, species pair): the mean of its pairs
     d_list, c_list = [], []
     for k in range(len(pairs)):
         nz = count[:, k] > 0
         d_list.append((dsum[nz, k] / count[nz, k]) ** 2)
-        c_list.append(2.0 * count[nz, k])  # both orders
+        c_list.append(count[nz, k])  # ordered pairs: both orders
     if sum(len(x) for x in d_list) == 0:
         distances, table = np.zeros(0), np.zeros((0, len(pairs)))
     else:
