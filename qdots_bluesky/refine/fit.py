@@ -328,7 +328,8 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
                          (volume_diameter(basis, theta + np.r_[0.0, h[1], np.zeros(theta.size - 2)]) - volume) / h[1]])
         cond_d = cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1] if cov[1, 1] > 0 else cov[0, 0]
         profile = profile_fit is not None
-        prof = dispersion_profile(*profile_fit, float(std[1]), lo, hi, chi2_red, basis) if profile else None
+        prof = (dispersion_profile(*profile_fit, float(std[1]), lo, hi, chi2_red, basis, cov=cov) if profile
+                else None)
         if prof is None:
             if profile:
                 flags.append("profile_failed")

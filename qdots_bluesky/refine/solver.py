@@ -22,6 +22,10 @@ __all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volu
 PROFILE_STEP = 2.0
 PROFILE_MAX_RISE = 100.0
 PROFILE_SHRINK_TRIES = 3
+#: Each profile refit: at most PROFILE_NFEV evaluations, relative cost tolerance PROFILE_TOL (its chi^2 matters to a
+#: small fraction of chi2_red).
+PROFILE_NFEV = 30
+PROFILE_TOL = 1e-6
 #: Trust-region sub-problem solver of least_squares: 'lsmr' (matrix-vector products) rather than 'exact' (an SVD of
 #: the points x parameters Jacobian every iteration: with six parameters a multithreaded BLAS can take 10-30 ms per
 #: SVD on a loaded 2-core machine, 0.5 ms single-threaded; same optima on the tests and the measured set).
@@ -292,7 +296,8 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
     return cov[:theta.size, :theta.size], std_scales, significance
 
 
-def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis):
+def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis,
+                       cov: np.ndarray | None = None):
     """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails.
 
     The dispersion is refitted at the optimum +- one step and +- two (both steps on one side at a bound: the
@@ -303,7 +308,10 @@ def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_st
     delta = min(max(PROFILE_STEP * disp_std, 0.005), 0.45 * room)  # two steps fit on the side with room
 
     def refit(value: float) -> tuple[float, float, float, float]:
-        current, c = fit_nonlinear(problem, theta, lo, hi, fixed={1: value}, max_nfev=30, tol=1e-6)
+        start = theta.copy()
+        if cov is not None and cov[1, 1] > 0:  # along the covariance's valley: near the refit's optimum
+            start = np.clip(theta + cov[:, 1] / cov[1, 1] * (value - theta[1]), lo, hi)
+        current, c = fit_nonlinear(problem, start, lo, hi, fixed={1: value}, max_nfev=PROFILE_NFEV, tol=PROFILE_TOL)
         return value, c, current[0], volume_diameter(basis, current)
 
     pts = [(theta[1], cost, theta[0], volume_diameter(basis, theta))]
