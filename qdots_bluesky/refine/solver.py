@@ -22,6 +22,9 @@ __all__ = ["Problem", "fit_nonlinear", "covariance", "dispersion_profile", "volu
 PROFILE_STEP = 2.0
 PROFILE_MAX_RISE = 100.0
 PROFILE_SHRINK_TRIES = 3
+#: A flat plate's forward-difference Jacobian is recomputed every JACOBIAN_REFRESH accepted steps, Broyden-updated
+#: between (see :func:`levenberg_marquardt`).
+JACOBIAN_REFRESH = 3
 #: Each profile refit: at most PROFILE_NFEV evaluations, relative cost tolerance PROFILE_TOL (its chi^2 matters to a
 #: small fraction of chi2_red).
 PROFILE_NFEV = 30
@@ -184,14 +187,15 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
 
     scale = problem.model.x_scale(x0)[:x0.size]
     p0 = np.clip(full[free], lo[free], hi[free])
-    p, cost = levenberg_marquardt(fun, jac, p0, lo[free], hi[free], scale[free], tol=tol, max_nfev=max_nfev)
+    p, cost = levenberg_marquardt(fun, jac, p0, lo[free], hi[free], scale[free], tol=tol, max_nfev=max_nfev,
+                                  refresh=1 if problem.model.analytic else JACOBIAN_REFRESH)
     theta = full.copy()
     theta[free] = p
     return theta, cost
 
 
 def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, *,
-                        tol: float = 1e-6, max_nfev: int = 200) -> tuple[np.ndarray, float]:
+                        tol: float = 1e-6, max_nfev: int = 200, refresh: int = 1) -> tuple[np.ndarray, float]:
     """Bounded Levenberg-Marquardt for a handful of parameters: (p, sum of squared residuals).
 
     ``fun(p)`` gives the residuals, ``jac(p)`` their Jacobian at the p of the last ``fun`` call that was accepted
@@ -202,12 +206,17 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
     step lowers the cost by less than ``tol`` relatively or moves every parameter by less than ``tol`` of its scale,
     or after ``max_nfev`` evaluations. The parameters are few (<= 7) and the normal equations tiny, so each step
     costs one evaluation (SciPy's trust-region solver spends as much again on its own bookkeeping).
+
+    ``refresh`` > 1 (an expensive ``jac``, e.g. forward differences): between calls of ``jac`` every ``refresh``
+    accepted steps the Jacobian follows Broyden's rank-one secant update, J += (dr - J dp) dp^T / dp^T dp; a
+    rejected step after an update asks ``jac`` again before growing lambda.
     """
     p = np.clip(np.asarray(p0, dtype=float), lo, hi)
     r = fun(p)
     cost = float(r @ r)
     nfev, lam, nu = 1, None, 2.0
     J = jac(p) * scale
+    since_jac = 0
     while nfev < max_nfev:
         g = J.T @ r
         A = J.T @ J
@@ -242,10 +251,19 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
             nu = 2.0
             small_cost = cost - cost_new <= tol * cost
             small_step = np.all(np.abs(actual_step) <= tol * (np.abs(trial / scale) + tol))
+            r_old = r
             p, r, cost = trial, r_new, cost_new
             if small_cost or small_step:
                 break
+            since_jac += 1
+            if since_jac >= refresh:
+                J = jac(p) * scale
+                since_jac = 0
+            else:
+                J = J + np.outer(r - r_old - J @ actual_step, actual_step) / float(actual_step @ actual_step)
+        elif since_jac:  # the secant Jacobian may have misled the step: a fresh one first (jac re-solves at p)
             J = jac(p) * scale
+            since_jac = 0
         else:
             lam *= nu
             nu *= 2.0

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...lru import LRUCache, array_key
 from .form_factors import complex_form_factor
 from .materials import CrystalStructure, get_structure
 
@@ -76,8 +77,17 @@ class Reflection:
         return " ".join(str(v) for v in h)
 
 
+#: Point groups of recent cells (the search over 3^9 matrices takes ~30 ms; a refinement asks once per model).
+_POINT_GROUPS: LRUCache[np.ndarray] = LRUCache(16)
+
+
 def _lattice_point_group(cell: np.ndarray, tol: float = 1e-5) -> np.ndarray:
     """Integer matrices R (entries -1, 0, 1) with R^T g R = g, g = A A^T (fractional, column vectors)."""
+    ops = _POINT_GROUPS.get_or_compute((array_key(cell, 9), tol), lambda: _search_point_group(cell, tol))
+    return ops.copy()
+
+
+def _search_point_group(cell: np.ndarray, tol: float) -> np.ndarray:
     g = cell @ cell.T
     vals = np.array(list(itertools.product((-1, 0, 1), repeat=9)), dtype=float).reshape(-1, 3, 3)
     vals = vals[np.abs(np.linalg.det(vals)).round() == 1]
