@@ -1,0 +1,51 @@
+"""The bounded Levenberg-Marquardt of the refinement (qdots_bluesky.refine.solver.levenberg_marquardt)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qdots_bluesky.refine.solver import levenberg_marquardt
+
+X = np.linspace(0.0, 4.0, 60)
+TRUTH = np.array([2.0, 0.7, 0.3])
+
+
+def _model(p: np.ndarray) -> np.ndarray:
+    return p[0] * np.exp(-p[1] * X) + p[2]
+
+
+def _problem(noise: float = 0.0):
+    y = _model(TRUTH) + noise * np.random.default_rng(0).normal(size=X.size)
+    calls = {"fun": 0, "jac": 0}
+
+    def fun(p):
+        calls["fun"] += 1
+        return _model(p) - y
+
+    def jac(p):
+        calls["jac"] += 1
+        e = np.exp(-p[1] * X)
+        return np.stack([e, -p[0] * X * e, np.ones_like(X)], axis=1)
+
+    return fun, jac, calls
+
+
+@pytest.mark.parametrize("refresh", [1, 3])
+def test_converges_to_the_least_squares_solution(refresh):
+    fun, jac, calls = _problem()
+    lo, hi = np.array([0.0, 0.0, -1.0]), np.array([10.0, 5.0, 1.0])
+    p, cost = levenberg_marquardt(fun, jac, np.array([1.0, 2.0, 0.0]), lo, hi, np.ones(3), tol=1e-10, max_nfev=200,
+                                  refresh=refresh)
+    assert p == pytest.approx(TRUTH, abs=1e-5) and cost < 1e-10
+    if refresh > 1:  # Broyden updates between Jacobians: fewer Jacobian calls than accepted steps
+        assert calls["jac"] < calls["fun"]
+
+
+def test_a_bound_holds_and_the_rest_is_optimal():
+    fun, jac, _ = _problem()
+    lo, hi = np.array([0.0, 0.0, -1.0]), np.array([10.0, 5.0, 0.1])  # the offset cannot reach its 0.3
+    p, _ = levenberg_marquardt(fun, jac, np.array([1.0, 1.0, 0.0]), lo, hi, np.ones(3), tol=1e-12, max_nfev=500)
+    assert p[2] == pytest.approx(0.1)
+    # the other two minimise the cost with the offset held at its bound (zero gradient in them)
+    g = jac(p).T @ fun(p)
+    assert abs(g[0]) < 1e-6 and abs(g[1]) < 1e-6 and g[2] < 0  # the gradient pushes the offset beyond its bound
