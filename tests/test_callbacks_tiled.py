@@ -182,7 +182,8 @@ def test_cli_replay_and_databroker_catalog_name(store, live_run, tmp_path, monke
 def test_cli_demo_end_to_end(store, bundle, tmp_path, capsys):
     plot = tmp_path / "demo.png"
     rc = cli_commands.main(["demo", "--model", str(bundle), "--device", "cpu", "--points", "5", "--delay", "60",
-                            "--virtual-time", "--tth-step", "0.0168", "--max-diameter", "12", "--tiled-uri", store.uri, "--plot", str(plot)])
+                            "--virtual-time", "--tth-step", "0.0168", "--max-diameter", "12", "--count-rate", "1e6",
+                            "--tiled-uri", store.uri, "--plot", str(plot)])
     captured = capsys.readouterr()
     out = captured.out
     assert rc == 0, out + captured.err
@@ -246,3 +247,7 @@ def test_cli_demo_refuses_a_bad_plot_path_before_the_scan(store, bundle, tmp_pat
     assert rc == 2 and "read back from Tiled" not in captured.out
     assert "qdots demo: error: --plot" in captured.err and "does not exist" in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+    rc = cli_commands.main(["demo", "--model", str(bundle), "--points", "3", "--virtual-time", "--count-rate", "0",
+                            "--tiled-uri", store.uri])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--count-rate 0.0; accepted: counts/s" in err and len(err.strip().splitlines()) == 1
