@@ -263,3 +263,12 @@ def test_profile_at_the_dispersion_bound(pbs, monkeypatch):
     assert r.status == "sized" and "dispersion_at_bound" in r.flags, r.summary()
     assert "profile_failed" not in r.flags, r.summary()
     assert 0.0 < r.dispersion_std < 0.05 and 0.0 < r.size_std_nm < 0.3, r.summary()
+
+
+@pytest.mark.parametrize("solvent", ["hexane", "toluene"])
+def test_auto_solvent_from_start_values_picks_the_right_model(pbs, solvent):
+    q, y, _, _ = _simulate(pbs, 3.4, 0.10, 0.0, np.random.default_rng(5), solvent=solvent, solvent_level=1.0)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="auto", basis=pbs, q_range=(1.0, 8.0),
+                       start={"size_nm": 3.2, "dispersion": 0.12}, profile=False)
+    assert f"solvent_{solvent}" in r.scales and r.status == "sized", r.summary()
+    assert abs(r.size_nm - 3.4) < 3 * r.size_std_nm

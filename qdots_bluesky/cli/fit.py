@@ -42,7 +42,7 @@ def add_fit(sub) -> argparse.ArgumentParser:
     p.add_argument("--blank", action="append", default=[], metavar="FILE",
                    help="measured blank (solvent, capillary) at the same wavelength, its own scale; repeatable")
     p.add_argument("--solvent", default=None, metavar="NAME",
-                   help="built-in solvent model: hexane, toluene, auto (the better of both) or none "
+                   help="built-in solvent model: hexane, toluene, auto (the one that fits better) or none "
                         "(default: none with --blank or a flat plate, else auto)")
     p.add_argument("--geometry", choices=["capillary", "flat-plate"], default="capillary",
                    help="capillary (synchrotron, default) or flat-plate (laboratory Bragg-Brentano, Cu K-alpha "

@@ -36,6 +36,7 @@ Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, dB in A^2,
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -62,6 +63,8 @@ NO_DOTS_SIGNIFICANCE = 5.0
 #: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
 DISAGREE_FACTOR = 2.0
 SOLVENT_CHOICES = ("none", "auto")
+#: The built-in solvent models ``solvent='auto'`` chooses from.
+AUTO_SOLVENTS = ("hexane", "toluene")
 #: The coarse start grid reads every COARSE_STRIDE-th point.
 COARSE_STRIDE = 4
 #: The main fit and the dispersion profile run on bins of up to MAX_BIN points where the peaks (Scherrer FWHM of
@@ -159,49 +162,32 @@ def _solvent_columns(solvent: str, data: FitData, wavelength_a: float,
     return [f"solvent_{solvent}"], [solvent_pattern(solvent, data.q, wavelength_a)]
 
 
-def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None, *,
-                   wavelength_a: float, x_unit: str = "tth", material: str = "PbS",
-                   geometry: Geometry | str = "capillary", blanks: Sequence[Blank] = (), solvent: str = "none",
-                   background_order: int = 3, q_range: tuple[float, float] | None = None,
-                   exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
-                   basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
-                   instrument_fwhm: Sequence[float] | None = None,
-                   profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True) -> RefinementResult:
-    """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
-    K-alpha1 wavelength for a flat plate).
+@dataclass
+class _Setup:
+    """A refinement ready to fit: the problem on the data's points, bounds and start values (see refine_pattern)."""
 
-    ``material``: built-in name or CIF path; ``geometry``: 'capillary', 'flat-plate' or a :class:`Geometry`;
-    ``blanks``: measured blanks (:class:`~qdots_bluesky.refine.data.Blank`) each with its own scale;
-    ``solvent``: a built-in solvent model name, 'auto' (the better of hexane and toluene) or 'none';
-    ``q_range`` (1/A): default 1-15 for a capillary, the data's range for a flat plate, within the basis;
-    ``exclude_tth``: 2theta ranges (deg) left out; ``start``: values to start from (mapping or object with
-    size_nm, dispersion, strain[, b_offset, displacement_mm], e.g. a previous result's ``to_dict()``);
-    ``network``: the network's estimate (mapping or object with status, size_nm, size_std_nm, dispersion,
-    strain: a :class:`~qdots_bluesky.predictor.SizeEstimate`): the start where ``start`` is None, and the
-    refined size is flagged where it disagrees with it; neither: a coarse grid;
-    ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`);
-    ``instrument_fwhm``: (Gaussian, Lorentzian) FWHM of the instrument's Voigt resolution, in Q (1/A) for a
-    capillary, in 2theta (deg) for a flat plate, held fixed; None (default): both refined within 0 to
-    :data:`~qdots_bluesky.refine.model.INSTRUMENT_BOUNDS`; ``correlated_esd``: e.s.d.s multiplied by the
-    residuals' correlation factor (:func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`; default), else
-    the covariance's alone (they hold only for a model that leaves independent residuals).
-    """
-    t0 = time.perf_counter()
-    geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
-    instrument = _instrument_fixed(instrument_fwhm, geometry)
-    solvent = str(solvent).lower()
-    if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
-        raise ValueError(f"solvent {solvent!r}; accepted: {', '.join(SOLVENT_CHOICES + tuple(solvent_names()))}")
-    if solvent == "auto":
-        results = [refine_pattern(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material,
-                                  geometry=geometry, blanks=blanks, solvent=name, background_order=background_order,
-                                  q_range=q_range, exclude_tth=exclude_tth, start=start, network=network, basis=basis,
-                                  max_diameter_nm=max_diameter_nm, instrument_fwhm=instrument_fwhm, profile=profile,
-                                  keep_curves=keep_curves, correlated_esd=correlated_esd)
-                   for name in ("hexane", "toluene")]
-        best = min(results, key=lambda r: r.reduced_chi2)
-        best.elapsed_s = time.perf_counter() - t0
-        return best
+    problem: Problem
+    data: FitData
+    model: DotModel
+    basis: ClusterBasis
+    names: list[str]
+    lo: np.ndarray
+    hi: np.ndarray
+    x0: np.ndarray
+    net_size: float | None
+    net_std: float | None
+    q_range: tuple[float, float]
+
+    def start_cost(self) -> float:
+        """Weighted sum of squares at the start values (how ``solvent='auto'`` picks its solvent model)."""
+        return float(np.sum(self.problem.residual(self.x0) ** 2))
+
+
+def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry,
+           blanks: Sequence[Blank], solvent: str, background_order: int, q_range: tuple[float, float] | None,
+           exclude_tth: Sequence[tuple[float, float]], start: Any, network: Any, basis: ClusterBasis | None,
+           max_diameter_nm: float, instrument: tuple[float, float] | None) -> _Setup:
+    """The data's points, the model, the linear columns, bounds and start values of one refinement."""
     if not 0 <= int(background_order) <= 12:
         raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
     basis = basis if basis is not None else refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm)
@@ -240,7 +226,6 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     fixed_params = {} if instrument is None else {k_instr: instrument[0] ** 2, k_instr + 1: instrument[1]}
     problem = Problem(model, data, fixed, free, fixed_params)
 
-    n_p = model.n_parameters
     names_p = model.parameter_names
     w_hi = model.max_instrument_fwhm
     bounds = {"size_nm": (max(1.0, 1.5 * basis.unit_nm), 0.75 * model.max_diameter_nm), "dispersion": _DISPERSION_BOUNDS,
@@ -263,6 +248,69 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
         x0 = np.clip(np.array([given.get(k, defaults.get(k)) for k in names_p], dtype=float), lo, hi)
     else:
         x0 = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]])
+    return _Setup(problem, data, model, basis, names, lo, hi, x0, net_size, net_std, q_range)
+
+
+def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None, *,
+                   wavelength_a: float, x_unit: str = "tth", material: str = "PbS",
+                   geometry: Geometry | str = "capillary", blanks: Sequence[Blank] = (), solvent: str = "none",
+                   background_order: int = 3, q_range: tuple[float, float] | None = None,
+                   exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
+                   basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
+                   instrument_fwhm: Sequence[float] | None = None,
+                   profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True) -> RefinementResult:
+    """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
+    K-alpha1 wavelength for a flat plate).
+
+    ``material``: built-in name or CIF path; ``geometry``: 'capillary', 'flat-plate' or a :class:`Geometry`;
+    ``blanks``: measured blanks (:class:`~qdots_bluesky.refine.data.Blank`) each with its own scale;
+    ``solvent``: a built-in solvent model name, 'auto' or 'none'; 'auto' refines with the one of hexane and
+    toluene that fits better at the start values (a start or network given), else refines with both and keeps the
+    lower reduced chi^2;
+    ``q_range`` (1/A): default 1-15 for a capillary, the data's range for a flat plate, within the basis;
+    ``exclude_tth``: 2theta ranges (deg) left out; ``start``: values to start from (mapping or object with
+    size_nm, dispersion, strain[, b_offset, displacement_mm], e.g. a previous result's ``to_dict()``);
+    ``network``: the network's estimate (mapping or object with status, size_nm, size_std_nm, dispersion,
+    strain: a :class:`~qdots_bluesky.predictor.SizeEstimate`): the start where ``start`` is None, and the
+    refined size is flagged where it disagrees with it; neither: a coarse grid;
+    ``basis``: a prebuilt basis at this wavelength (default :func:`~qdots_bluesky.refine.basis.refinement_basis`);
+    ``instrument_fwhm``: (Gaussian, Lorentzian) FWHM of the instrument's Voigt resolution, in Q (1/A) for a
+    capillary, in 2theta (deg) for a flat plate, held fixed; None (default): both refined within 0 to
+    :data:`~qdots_bluesky.refine.model.INSTRUMENT_BOUNDS`; ``correlated_esd``: e.s.d.s multiplied by the
+    residuals' correlation factor (:func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`; default), else
+    the covariance's alone (they hold only for a model that leaves independent residuals).
+    """
+    t0 = time.perf_counter()
+    geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
+    instrument = _instrument_fixed(instrument_fwhm, geometry)
+    solvent = str(solvent).lower()
+    if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
+        raise ValueError(f"solvent {solvent!r}; accepted: {', '.join(SOLVENT_CHOICES + tuple(solvent_names()))}")
+    if solvent == "auto":
+        options = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
+                       background_order=background_order, q_range=q_range, exclude_tth=exclude_tth, start=start,
+                       network=network, basis=basis, max_diameter_nm=max_diameter_nm, instrument=instrument)
+        if _start_values(start if start is not None else network)[0]:
+            # with start values, the solvent model that fits better there is refined: one refinement, not two
+            setup = min((_setup(x, y, sigma, solvent=n, **options) for n in AUTO_SOLVENTS), key=_Setup.start_cost)
+        else:
+            best = min((refine_pattern(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material,
+                                       geometry=geometry, blanks=blanks, solvent=n, background_order=background_order,
+                                       q_range=q_range, exclude_tth=exclude_tth, basis=basis,
+                                       max_diameter_nm=max_diameter_nm, instrument_fwhm=instrument_fwhm,
+                                       profile=profile, keep_curves=keep_curves, correlated_esd=correlated_esd)
+                        for n in AUTO_SOLVENTS), key=lambda r: r.reduced_chi2)
+            best.elapsed_s = time.perf_counter() - t0
+            return best
+    else:
+        setup = _setup(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry,
+                       blanks=blanks, solvent=solvent, background_order=background_order, q_range=q_range,
+                       exclude_tth=exclude_tth, start=start, network=network, basis=basis,
+                       max_diameter_nm=max_diameter_nm, instrument=instrument)
+    problem, data, model, basis, names, lo, hi, x0 = (setup.problem, setup.data, setup.model, setup.basis, setup.names,
+                                                      setup.lo, setup.hi, setup.x0)
+    net_size, net_std, q_range = setup.net_size, setup.net_std, setup.q_range
+    n_p, free = model.n_parameters, problem.free
     coarse = problem.binned(_bin_factor(data, float(x0[0])))
     theta, cost = fit_nonlinear(coarse, x0, lo, hi, tol=COARSE_TOL)
     coarse_fit = (coarse, theta, cost)
