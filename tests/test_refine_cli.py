@@ -163,3 +163,21 @@ def test_series_figure_over_time(tmp_path, capsys):
     assert _run([str(bare)] + options + ["--time-key", "time"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--time-key 'time'" in err[0] and "accepted" in err[0]
+
+
+def test_series_keeps_places_and_time_key_is_checked(pattern_file, tmp_path, capsys):
+    from qdots_bluesky.cli.fit import result_keys
+
+    bad = tmp_path / "bad.xye"
+    bad.write_text("not a pattern\n")
+    png = tmp_path / "series.png"
+    options = ["--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7", "--no-profile", "--json"]
+    assert _run([str(pattern_file), str(bad), str(pattern_file)] + options + ["--series-plot", str(png)]) == 2
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and png.stat().st_size > 10_000  # the failed file is a gap, not a shift
+    assert _run([str(pattern_file), "--time-key", "rwp"] + options) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "also a result field" in err[0]
+    # every key of a result row is reserved
+    row = rows[0]
+    assert set(row) <= result_keys() | {"file"}

@@ -30,6 +30,8 @@ def test_degenerate_input():
     assert esd_correlation_factor(np.zeros(100)) == 1.0
     assert esd_correlation_factor(np.ones(3)) == 1.0
     assert esd_correlation_factor(np.array([1.0, np.nan] * 20)) >= 1.0
+    huge = 1e200 * np.convolve(np.random.default_rng(2).normal(size=3000), np.ones(9) / 9, mode="valid")
+    assert esd_correlation_factor(huge) == pytest.approx(esd_correlation_factor(huge / 1e200))  # no overflow
 
 
 def test_a_misfit_widens_the_esds_by_the_factor():

@@ -9,13 +9,16 @@ get NaN refined values and ``refined`` = 0).
 
 Figures on request, never per event by default: :meth:`LiveRefiner.plot_last` (``LiveSizer.plot_refinement``) draws
 the Rietveld-style figure of the newest refined pattern when asked; ``figure_dir`` with ``figure_every`` N writes one
-for the first and then every N-th refined pattern, on the worker thread (Matplotlib's object API, no pyplot state).
+for the first and then every N-th refined pattern, on the worker thread before that batch's estimates are sent
+(0.3-0.5 s each; Matplotlib's object API, one Figure per call and no pyplot state, which keeps it apart from a
+user's figures).
 
 Units: wavelength in A, diameters in nm, instrument FWHMs in 1/A (capillary) or deg 2theta (flat plate).
 """
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +55,11 @@ class LiveRefiner:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.figure_every, bool) or not isinstance(self.figure_every, int) or self.figure_every < 0:
+        if (isinstance(self.figure_every, bool) or not isinstance(self.figure_every, numbers.Integral)
+                or self.figure_every < 0):
             raise ValueError(f"figure_every={self.figure_every!r}; accepted: 0 (no figures) or a positive integer N "
                              "(the first and every N-th refined pattern)")
+        self.figure_every = int(self.figure_every)
         if self.figure_every and self.figure_dir is None:
             raise ValueError("figure_every needs figure_dir; accepted: a directory for the figures")
         if self.figure_dir is not None:
@@ -97,17 +102,18 @@ class LiveRefiner:
         except ValueError as exc:
             logger.warning("refinement skipped: %s", exc)
             return None
+        values = result.to_dict()  # before any figure: a failing figure never costs the refinement
         with self._lock:
             self._last = (result, label)
             self._refined += 1
             count = self._refined
         if self.figure_every and (count - 1) % self.figure_every == 0:
-            name = f"refinement_{label or count:s}.png" if label else f"refinement_{count:06d}.png"
+            name = f"refinement_{label}.png" if label else f"refinement_{count:06d}.png"
             try:
                 self._plot(result, label, Path(self.figure_dir) / name)
-            except (OSError, ValueError) as exc:  # a figure is optional: the estimate and refinement go on
+            except Exception as exc:  # a figure is optional: the estimate and the refinement go on
                 logger.warning("refinement figure not written: %s", exc)
-        return result.to_dict()
+        return values
 
     def plot_last(self, path: str | Path) -> Path:
         """Write the figure of the newest refined pattern to ``path``; ValueError if none was refined yet."""
@@ -122,12 +128,7 @@ class LiveRefiner:
         from ..refine import plot_refinement
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        title = None
-        if label and result.status == "sized":
-            title = (f"{label}: D_N {result.size_nm:.2f} ± {result.size_std_nm:.2f} nm, D_V {result.size_volume_nm:.2f} "
-                     f"± {result.size_volume_std_nm:.2f} nm, dispersion {result.dispersion:.3f}, "
-                     f"Rwp {100 * result.rwp:.2f} %")
-        return plot_refinement(result, path, x="tth" if result.curves.tth is not None else "q", title=title)
+        return plot_refinement(result, path, x="tth" if result.curves.tth is not None else "q", label=label)
 
 
 def make_refiner(refine: Any) -> LiveRefiner | None:

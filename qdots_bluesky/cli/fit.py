@@ -86,6 +86,15 @@ def _plot_path(base: str, name: str, several: bool) -> Path:
     return path.with_name(f"{path.stem}_{Path(name).stem}{path.suffix}") if several else path
 
 
+def result_keys() -> set[str]:
+    """Keys of a result row of ``--json`` and ``--csv`` (which ``--time-key`` may not take)."""
+    from dataclasses import fields
+
+    from ..refine.result import RefinementResult
+
+    return {"file"} | {f.name for f in fields(RefinementResult) if f.name != "curves"}
+
+
 def header_number(header: dict[str, str], key: str) -> float:
     """The number at the start of a header value (``'120 s'`` -> 120.0), for ``--time-key``."""
     value = next((v for k, v in header.items() if k.strip().lower() == key.strip().lower()), None)
@@ -128,11 +137,15 @@ def cmd_fit(args) -> int:
                 check_output_path(_plot_path(args.plot, name, len(args.files) > 1), "--plot")
         if args.series_plot:
             check_output_path(args.series_plot, "--series-plot")
+        if args.time_key is not None and args.time_key.strip().lower() in result_keys():
+            raise ValueError(f"--time-key {args.time_key!r} is also a result field; accepted: another header key "
+                             "(e.g. time, elapsed_time, t_s)")
     except ValueError as exc:
         return fail("fit", str(exc))
     solvent = args.solvent or ("none" if args.blank or geometry.flat_plate else "auto")
     rows, failed, previous, series, times = [], 0, None, [], []
     for name in args.files:
+        time_value = None
         try:
             pattern = read_pattern(name)
             time_value = header_number(pattern.header, args.time_key) if args.time_key else None
@@ -154,6 +167,8 @@ def cmd_fit(args) -> int:
                 msg = msg[len(prefix):] if msg.startswith(prefix) else msg
             print(f"qdots fit: {name}: {msg}", file=sys.stderr)
             failed += 1
+            series.append(None)  # a gap in the series figure: the other files keep their places
+            times.append(time_value if time_value is not None else float("nan"))
             continue
         series.append(result)
         times.append(time_value)
@@ -176,7 +191,7 @@ def cmd_fit(args) -> int:
             writer.writerow(("file",) + keys)
             for row in rows:
                 writer.writerow([row["file"]] + ["" if row.get(k) is None else row.get(k) for k in keys])
-    if args.series_plot and series:
+    if args.series_plot and any(r is not None for r in series):
         path = plot_series(series, args.series_plot, x=times if args.time_key else None,
                            x_label=args.time_key or "file (in the order given)")
         if not args.json:

@@ -5,23 +5,29 @@
 P from :class:`~qdots_bluesky.refine.model.DotModel` (a flat plate adds one non-negative scale per reflection
 family), blank_k measured blanks or built-in solvent models
 (:func:`~qdots_bluesky.sim.physics.solvents.solvent_pattern`), T_j Chebyshev polynomials on the fitted Q range
-(default order 3). At every step of :func:`scipy.optimize.least_squares` (bounds, trust region) over the
-nonlinear parameters the linear ones are solved exactly: background coefficients free, scales non-negative
-(:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal equations). The Jacobian is
-Kaufman's variable-projection approximation, with analytic derivatives of the dot column for a capillary and
-forward differences of the dot columns for a flat plate. Start: a given estimate (the network's), else a coarse grid over
+(default order 3). At every step of a bounded Levenberg-Marquardt over the nonlinear parameters
+(:func:`~qdots_bluesky.refine.solver.levenberg_marquardt`) the linear ones are solved exactly: background
+coefficients free, scales non-negative (:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal
+equations). The Jacobian is Kaufman's variable-projection approximation, with analytic derivatives of the dot
+column for a capillary and forward differences of the dot columns for a flat plate (Broyden-updated between
+refreshes). Start: a given estimate (the network's), else a coarse grid over
 diameter x dispersion and a scan of the strain. Where the points oversample the peaks (a synchrotron pattern on the
-basis step, a laboratory scan in 0.02 deg steps) the fit runs on bins of up to ``MAX_BIN`` points (means, sigma
-combined, so the statistics are kept), then a short least-squares polish on every point gives the optimum of the
-full data (within a few hundredths of the e.s.d.s on the measured set); the dispersion profile below runs on the
-bins (chi^2 differences between models are kept by the binning).
+basis step, a laboratory scan in 0.02 deg steps) the fit runs on bins of up to ``MAX_BIN`` consecutive points
+within each contiguous run (means of the data, sigma combined, so the statistics are kept; the model read at the
+bins' mean Q, which differs from its bin average by its curvature over a bin), then a short polish on every point
+gives the optimum of the full data (on the measured set D_N moves by 0.05-0.09 covariance e.s.d.s against no
+binning); the dispersion profile below runs on the bins.
 
 Uncertainties: e.s.d.s from the covariance of all parameters (nonlinear and active linear) scaled by the
-reduced chi^2. The mean diameter's e.s.d. comes from the *profile* over the dispersion: the dispersion is fixed
-at the optimum +- 2 covariance e.s.d.s (at least +-0.005; both on one side at a bound), everything else
-refitted; the parabola through the three chi^2 values gives the dispersion's e.s.d. (where chi^2 rises
-by chi2_red), and size_std_nm = sqrt(var(D | dispersion) + (dD/d dispersion x
-dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the same for the volume-weighted mean.
+reduced chi^2. The mean diameter's e.s.d. comes from the *profile* over the dispersion
+(:func:`~qdots_bluesky.refine.solver.dispersion_profile`: the dispersion fixed one step of 2 covariance e.s.d.s
+(at least 0.005, at most 0.45 of the room to a bound, shrunk where chi^2 rises far beyond chi2_red) to either
+side, or two steps on the side with room at a bound, everything else refitted; the parabola through the three
+chi^2 values gives the dispersion's e.s.d., where chi^2 rises by chi2_red), and size_std_nm = sqrt(var(D |
+dispersion) + (dD/d dispersion x dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the
+same for the volume-weighted mean. Every e.s.d. is then multiplied by the residuals' correlation factor
+(:mod:`~qdots_bluesky.refine.residuals`; ``correlated_esd=False`` keeps the covariance's), and so is the
+combined uncertainty of the ``disagrees_with_network`` flag.
 
 Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_DCHI2`` x chi2_red (a
 5-sigma significance), take a zero scale, or an intensity below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in
@@ -123,9 +129,9 @@ def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | N
     return out, out["size_nm"], (float(std) if std is not None and np.isfinite(float(std)) else None)
 
 
-def _coarse_start(problem: Problem, lo: np.ndarray, hi: np.ndarray, extra: list[float]) -> np.ndarray:
+def _coarse_start(problem: Problem, lo: np.ndarray, hi: np.ndarray, extra: list[float]) -> tuple[np.ndarray, int]:
     """Best of a grid over diameter x dispersion (strain 0), then a scan of the strain; on every
-    ``COARSE_STRIDE``-th point (the grid only has to find the basin)."""
+    ``COARSE_STRIDE``-th point (the grid only has to find the basin). Returns (start, model evaluations)."""
     problem = problem.subsampled(COARSE_STRIDE)
     best, best_theta = np.inf, None
     for d in np.geomspace(lo[0] * 1.05, hi[0] * 0.95, 26):
@@ -140,7 +146,7 @@ def _coarse_start(problem: Problem, lo: np.ndarray, hi: np.ndarray, extra: list[
         cost = float(np.sum(problem.residual(theta) ** 2))
         if cost < best:
             best, best_theta = cost, theta
-    return best_theta
+    return best_theta, problem.nfev
 
 
 def _bin_factor(data: FitData, size_nm: float) -> int:
@@ -177,6 +183,7 @@ class _Setup:
     net_size: float | None
     net_std: float | None
     q_range: tuple[float, float]
+    start_nfev: int = 0  # model evaluations of the coarse start search
 
     def start_cost(self) -> float:
         """Weighted sum of squares at the start values (how ``solvent='auto'`` picks its solvent model)."""
@@ -244,11 +251,12 @@ def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geom
         given = {k: v for k, v in given.items() if k not in _INSTRUMENT_KEYS}
     elif "instrument_gauss_fwhm" in given:
         given["instrument_gauss_fwhm_sq"] = given["instrument_gauss_fwhm"] ** 2
+    start_nfev = 0
     if given:
         x0 = np.clip(np.array([given.get(k, defaults.get(k)) for k in names_p], dtype=float), lo, hi)
     else:
-        x0 = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]])
-    return _Setup(problem, data, model, basis, names, lo, hi, x0, net_size, net_std, q_range)
+        x0, start_nfev = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]])
+    return _Setup(problem, data, model, basis, names, lo, hi, x0, net_size, net_std, q_range, start_nfev)
 
 
 def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None, *,
@@ -341,7 +349,8 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
             result.flags.append("disagrees_with_network")
             result.flag_details["disagrees_with_network"] = (f"refined {result.size_nm:.2f} ± {result.size_std_nm:.2f} "
                                                              f"nm, network {net_size:.2f} ± {net_std:.2f} nm")
-    result.nfev = problem.nfev
+    # every model evaluation: start search, binned fit and profile, full-data polish and covariance
+    result.nfev = problem.nfev + setup.start_nfev + (coarse.nfev if coarse is not problem else 0)
     result.elapsed_s = time.perf_counter() - t0
     return result
 

@@ -12,11 +12,13 @@ __all__ = ["plot_refinement"]
 X_AXES = ("q", "tth")
 
 
-def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q", title: str | None = None) -> Path:
+def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q", title: str | None = None,
+                    label: str = "") -> Path:
     """Save a figure of ``result`` (needs its curves) to ``path`` (PNG, PDF, SVG by suffix; default .png).
 
     Top: observed (points), calculated (line) and its components (dots, each blank or solvent, background);
-    bottom: observed - calculated. ``x``: 'q' (1/A) or 'tth' (2theta deg, where the points have one).
+    bottom: observed - calculated. ``x``: 'q' (1/A) or 'tth' (2theta deg, where the points have one). ``title``
+    replaces the default (the refined values); ``label`` (e.g. an event) goes before it.
     """
     if x not in X_AXES:
         raise ValueError(f"x axis {x!r}; accepted: 'q' (1/A) or 'tth' (2theta, degrees)")
@@ -25,7 +27,7 @@ def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q",
         raise ValueError("the result holds no curves; refine with keep_curves=True to plot it")
     if x == "tth" and c.tth is None:
         raise ValueError("these points have no 2theta; plot with x='q'")
-    from matplotlib.figure import Figure  # no pyplot state: safe on a worker thread beside a user's figures
+    from matplotlib.figure import Figure  # one Figure per call, no pyplot state: apart from a user's figures
 
     path = Path(path)
     path = path if path.suffix else path.with_suffix(".png")
@@ -54,7 +56,7 @@ def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q",
                      f"χ²_red {result.reduced_chi2:.2f}" + (f", flags: {', '.join(result.flags)}" if result.flags else ""))
         else:
             title = f"{result.material}: no nanocrystals; Rwp {100 * result.rwp:.2f} %"
-    top.set_title(title, fontsize=9)
+    top.set_title(f"{label}: {title}" if label else title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path

@@ -28,7 +28,8 @@ __all__ = ["RefinementCurves", "RefinementResult", "FLAGS", "STATUSES"]
 FLAGS: dict[str, str] = {
     "poor_fit": "Rwp above the poor-fit threshold: the model does not describe the pattern; read the size with care",
     "disagrees_with_network": "the refined size and the network's estimate differ by more than twice their combined "
-                              "uncertainty",
+                              "uncertainty (the refinement's e.s.d. as reported, with the residuals' correlation "
+                              "factor)",
     "size_at_bound": "the mean diameter reached a bound of the refinement (the series' smallest or largest sizes)",
     "dispersion_at_bound": "the dispersion reached a bound (0.02 or 0.45): the size-dispersion split is uncertain",
     "strain_at_bound": "the strain reached its bound (+-3 %)",
@@ -103,7 +104,7 @@ class RefinementResult:
     instrument_lorentz_fwhm_std: float = 0.0
     instrument_unit: str = "1/A"
     instrument_refined: bool = True
-    nfev: int = 0
+    nfev: int = 0  # residual evaluations: start search, binned fit, profile, polish (not finite-difference columns)
     elapsed_s: float = 0.0
     curves: RefinementCurves | None = field(default=None, repr=False)
 

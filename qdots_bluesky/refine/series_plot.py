@@ -43,7 +43,7 @@ def plot_series(results: Sequence[RefinementResult | None], path: str | Path, *,
     xs = np.arange(1, len(results) + 1, dtype=float) if x is None else np.asarray(x, dtype=float)
     if xs.shape != (len(results),):
         raise ValueError(f"{xs.size} x values for {len(results)} patterns; accepted: one value per pattern")
-    from matplotlib.figure import Figure  # no pyplot state: safe on a worker thread beside a user's figures
+    from matplotlib.figure import Figure  # one Figure per call, no pyplot state: apart from a user's figures
 
     v = series_values(results)
     path = Path(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from scipy.optimize import least_squares, nnls
+from scipy.optimize import nnls
 
 from ..sim.physics.cluster_basis import ClusterBasis, population_targets
 from .data import FitData
@@ -29,10 +29,6 @@ JACOBIAN_REFRESH = 3
 #: small fraction of chi2_red).
 PROFILE_NFEV = 30
 PROFILE_TOL = 1e-6
-#: Trust-region sub-problem solver of least_squares: 'lsmr' (matrix-vector products) rather than 'exact' (an SVD of
-#: the points x parameters Jacobian every iteration: with six parameters a multithreaded BLAS can take 10-30 ms per
-#: SVD on a loaded 2-core machine, 0.5 ms single-threaded; same optima on the tests and the measured set).
-TR_SOLVER = "lsmr"
 
 
 def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -86,18 +82,25 @@ class Problem:
         return Problem(model, sub, self.fixed[::stride], self.free[::stride], self.fixed_params)
 
     def binned(self, factor: int) -> "Problem":
-        """The same problem on bins of ``factor`` consecutive points (means of Q, 2theta, intensity and of every
-        column; sigma = sqrt(sum sigma^2) / factor, so the statistics are kept): a cheaper fit where the points
-        oversample the peaks. A flat plate's auxiliary 2theta grid coarsens by the same factor."""
+        """The same problem on bins of up to ``factor`` consecutive points, never across a gap (excluded ranges,
+        a blank's missing points): the means of Q, 2theta, intensity and of the fixed and free columns, sigma =
+        sqrt(sum sigma^2) / n (the statistics are kept); the dot columns are the model read at the bins' mean Q (it
+        differs from the model's bin average by its curvature over a bin). A cheaper fit where the points oversample
+        the peaks; a flat plate's auxiliary 2theta grid coarsens by the same factor."""
         if factor <= 1:
             return self
         d = self.data
-        n = d.q.size // factor * factor
+        steps = np.diff(d.q)
+        gap = np.flatnonzero(steps > 1.5 * np.median(steps)) + 1 if steps.size else np.zeros(0, dtype=int)
+        bounds = np.concatenate([[0], gap, [d.q.size]])
+        starts = np.concatenate([np.arange(lo, hi, factor) for lo, hi in zip(bounds[:-1], bounds[1:])])
+        counts = np.diff(np.append(starts, d.q.size)).astype(float)
 
         def mean(a: np.ndarray) -> np.ndarray:
-            return a[:n].reshape((n // factor, factor) + a.shape[1:]).mean(axis=1)
+            total = np.add.reduceat(a, starts, axis=0)
+            return total / (counts if a.ndim == 1 else counts[:, None])
 
-        sigma = np.sqrt((d.sigma[:n] ** 2).reshape(-1, factor).sum(axis=1)) / factor
+        sigma = np.sqrt(np.add.reduceat(d.sigma**2, starts)) / counts
         sub = FitData(mean(d.q), None if d.tth is None else mean(d.tth), mean(d.y), sigma, d.n_raw)
         aux_step = None if self.model.aux_step is None else self.model.aux_step * factor
         model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth,
@@ -168,7 +171,8 @@ class Problem:
 
 def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
          max_nfev: int = 200, tol: float = 1e-6):
-    """least_squares over the nonlinear parameters not in ``fixed`` (index -> value) nor the problem's own."""
+    """:func:`levenberg_marquardt` over the nonlinear parameters not in ``fixed`` (index -> value) nor the problem's
+    own; returns (all parameters, weighted sum of squares)."""
     fixed = {**problem.fixed_params, **(fixed or {})}
     free = np.array([i for i in range(x0.size) if i not in fixed])
     full = x0.copy()
@@ -195,16 +199,18 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
 
 
 def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, *,
-                        tol: float = 1e-6, max_nfev: int = 200, refresh: int = 1) -> tuple[np.ndarray, float]:
+                        tol: float = 1e-6, max_nfev: int = 200, refresh: int = 1,
+                        damping: float = 1e-3) -> tuple[np.ndarray, float]:
     """Bounded Levenberg-Marquardt for a handful of parameters: (p, sum of squared residuals).
 
     ``fun(p)`` gives the residuals, ``jac(p)`` their Jacobian at the p of the last ``fun`` call that was accepted
     (a variable-projection problem computes an analytic one with the residuals). Steps solve the Marquardt-scaled
     normal equations (J^T J + lambda diag(J^T J)) d = -J^T r in units of ``scale``; a parameter at a bound whose
     gradient points out of the box is held there for the step, the others are clipped into it; lambda follows
-    Nielsen's rule (shrunk by the gain ratio on success, doubled-and-doubling on failure). Stops when an accepted
-    step lowers the cost by less than ``tol`` relatively or moves every parameter by less than ``tol`` of its scale,
-    or after ``max_nfev`` evaluations. The parameters are few (<= 7) and the normal equations tiny, so each step
+    Nielsen's rule from ``damping`` (shrunk by the gain ratio on success, doubled-and-doubling on failure). Stops
+    when, with lambda below 1 (steps near Gauss-Newton's, not the short gradient steps of a heavily damped
+    solver) and a fresh Jacobian, an accepted step lowers the cost by less than ``tol`` relatively or moves every
+    parameter by less than ``tol`` of its scale; or when no parameter can move; or after ``max_nfev`` evaluations. The parameters are few (<= 7) and the normal equations tiny, so each step
     costs one evaluation (SciPy's trust-region solver spends as much again on its own bookkeeping).
 
     ``refresh`` > 1 (an expensive ``jac``, e.g. forward differences): between calls of ``jac`` every ``refresh``
@@ -214,7 +220,7 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
     p = np.clip(np.asarray(p0, dtype=float), lo, hi)
     r = fun(p)
     cost = float(r @ r)
-    nfev, lam, nu = 1, None, 2.0
+    nfev, lam, nu = 1, float(damping), 2.0
     J = jac(p) * scale
     since_jac = 0
     while nfev < max_nfev:
@@ -226,8 +232,6 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
         if not move.any():
             break
         diag = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
-        if lam is None:
-            lam = 1e-3
         Am = A[np.ix_(move, move)] + lam * np.diag(diag[move])
         try:
             step_m = np.linalg.solve(Am, -g[move])
@@ -249,11 +253,12 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
             gain = (cost - cost_new) / predicted if predicted > 0 else 0.0
             lam *= max(1.0 / 3.0, 1.0 - (2.0 * gain - 1.0) ** 3)
             nu = 2.0
+            converging = lam < 1.0 and since_jac == 0  # a near-Gauss-Newton step from an exact Jacobian
             small_cost = cost - cost_new <= tol * cost
             small_step = np.all(np.abs(actual_step) <= tol * (np.abs(trial / scale) + tol))
             r_old = r
             p, r, cost = trial, r_new, cost_new
-            if small_cost or small_step:
+            if converging and (small_cost or small_step):
                 break
             since_jac += 1
             if since_jac >= refresh:
@@ -267,7 +272,8 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
         else:
             lam *= nu
             nu *= 2.0
-            if np.all(np.abs(actual_step) <= tol * (np.abs(p / scale) + tol)):
+            # even a tiny (damped, gradient-like) step does not lower the cost: a minimum to working precision
+            if lam > 1e16 or np.all(np.abs(actual_step) <= tol * (np.abs(p / scale) + tol)):
                 break
     return p, cost
 
@@ -318,10 +324,11 @@ def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_st
                        cov: np.ndarray | None = None):
     """Profile over the dispersion: (dispersion e.s.d., dD/d disp, dDv/d disp) or None where it fails.
 
-    The dispersion is refitted at the optimum +- one step and +- two (both steps on one side at a bound: the
-    curvature of chi^2 there gives the e.s.d., the width of the valley, not the steep rise of its slope). Steps are
-    kept within the bounds and shrunk where the first raises chi^2 far beyond chi2_red (a covariance e.s.d. that
-    means little, as at a bound)."""
+    Three points: the optimum, one step to one side, and one step to the other side (or, at a bound, two steps on
+    the side with room: the curvature of chi^2 there gives the e.s.d., the width of the valley, not the steep rise
+    of its slope). The step is PROFILE_STEP covariance e.s.d.s, at least 0.005, at most 0.45 of the room to the
+    farther bound, shrunk 5-fold where it raises chi^2 beyond PROFILE_MAX_RISE x chi2_red (a covariance e.s.d.
+    that means little, as at a bound). Each refit starts along the covariance's valley (``cov``)."""
     room = max(theta[1] - lo[1], hi[1] - theta[1])
     delta = min(max(PROFILE_STEP * disp_std, 0.005), 0.45 * room)  # two steps fit on the side with room
 

@@ -15,13 +15,9 @@ import numpy as np
 import scipy.fft
 
 from ..sim.physics.cluster_basis import ClusterBasis
-from ..sim.physics.profiles import voigt_convolve
+from ..sim.physics.profiles import GAUSS_TRANSFER_COEFF as _A, voigt_convolve
 
 __all__ = ["SpectralRows", "basis_spectra"]
-
-#: FWHM of a Gaussian over its standard deviation.
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-_A = 2.0 * np.pi**2 / _FWHM_PER_SIGMA**2
 
 
 class SpectralRows:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["instrument_profile", "microstrain_broadening", "voigt_convolve"]
+__all__ = ["instrument_profile", "microstrain_broadening", "voigt_convolve", "GAUSS_TRANSFER_COEFF"]
 
 #: FWHM of a Gaussian over its standard deviation.
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: A Gaussian of FWHM G has the transfer function exp(-GAUSS_TRANSFER_COEFF G^2 f^2) (f: frequency per unit of the axis).
+GAUSS_TRANSFER_COEFF = 2.0 * np.pi**2 / _FWHM_PER_SIGMA**2
 
 
 def instrument_profile(y: np.ndarray, step: float, gauss_fwhm: np.ndarray, lorentz_fwhm: np.ndarray) -> np.ndarray:
@@ -66,7 +68,7 @@ def voigt_convolve(y: np.ndarray, step: float, gauss_fwhm: float, lorentz_fwhm: 
     right = n - y.shape[1] - pad
     ext = np.concatenate([np.repeat(y[:, :1], pad, axis=1), y, np.repeat(y[:, -1:], right, axis=1)], axis=1)
     f = np.fft.rfftfreq(n, d=step)
-    a = 2.0 * np.pi**2 / _FWHM_PER_SIGMA**2
+    a = GAUSS_TRANSFER_COEFF
     transfer = np.exp(-a * g * g * f * f - np.pi * lor * f)
     spec = scipy.fft.rfft(ext, axis=1)
     cut = slice(pad, pad + y.shape[1])
