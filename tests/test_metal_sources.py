@@ -191,3 +191,13 @@ def test_bad_sources_raise_one_line_saying_what_is_accepted(bases, augmenter):
         with pytest.raises(ValueError) as info:
             call()
         assert "\n" not in str(info.value) and "accepted" in str(info.value)
+
+
+def test_strained_populations_scale_the_sizes_and_keep_the_patterns_finite(bases, augmenter):
+    ranges = MetalPopulationRanges(strain=(-0.01, 0.01), mixture_share=0.0)
+    patterns, t, pops = MetalSource(bases, augmenter, 32, ranges, part="all").populations(np.random.default_rng(4))
+    assert np.all(np.isfinite(patterns)) and np.all(np.abs(t["strain"]) <= 0.01) and np.any(t["strain"] != 0)
+    row = 0
+    basis = bases[pops["family"][row, 0]]
+    w = basis.weights(pops["mean_nm"][row, :1], pops["dispersion"][row, :1])[0]
+    assert t["diameter_nm"][row] == pytest.approx((w @ basis.diameter_nm) * (1 + pops["strain"][row]), rel=1e-5)
