@@ -3,10 +3,12 @@ speed of the pair histograms (generic rows vs symmetry orbits), accuracy of the 
 DSE on small clusters, and DebyeCalculator (pip `debyecalculator`, CPU) on the same clusters and Q grid.
 
     python benchmarks/bench_metal_dse.py                       # Au, 1-5 nm, every family (~1-2 min on 2 cores)
-    python benchmarks/bench_metal_dse.py --d-max 10            # the 1-10 nm library (~1 300 clusters; minutes)
+    python benchmarks/bench_metal_dse.py --d-max 10 --skip histograms accuracy debyecalculator   # the 1-10 nm library
+    python benchmarks/bench_metal_dse.py --d-max 10 --decahedra full --families decahedron   # all 885 decahedra
     python benchmarks/bench_metal_dse.py --debyecalculator-python /path/to/venv/bin/python
 
-Times are wall-clock seconds on this machine; the histogram cache is off unless --cache is given.
+Times are wall-clock seconds on this machine; the histogram cache is off unless --cache is given (the bases then
+go through a temporary cache, once cold and once warm).
 """
 from __future__ import annotations
 
@@ -36,19 +38,56 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def bases(args, q: np.ndarray) -> None:
+def bases(args, q: np.ndarray) -> list:
+    """Every family's basis twice: into an empty histogram cache (cold: clusters built, histograms computed) and
+    from it (warm: histograms read, no cluster built); without --cache the cache is a temporary directory."""
+    deca = "full (p, q, r) grid" if args.decahedra == "full" else "default q/p sampling"
     print(f"\n== per-cluster bases of {args.element}, {args.d_min}-{args.d_max} nm, {q.size} Q points "
-          f"{q[0]:g}-{q[-1]:g} 1/A ({args.spacing}) ==")
-    print(f"{'family':>21} {'clusters':>8} {'atoms':>10} {'largest':>8} {'seconds':>8} {'bound':>9}")
-    total_c = total_a = total_t = 0
-    for family in args.families:
-        basis, t = timed(build_metal_basis, args.element, family, q, args.d_min, args.d_max,
-                         wavelength_a=args.wavelength, cache=args.cache, max_reentrance=args.max_reentrance)
-        total_c, total_a, total_t = total_c + len(basis.params), total_a + int(basis.n_atoms.sum()), total_t + t
-        print(f"{family:>21} {len(basis.params):>8} {int(basis.n_atoms.sum()):>10} {int(basis.n_atoms.max()):>8} "
-              f"{t:>8.1f} {basis.max_relative_pair_error():>9.1e}")
-    print(f"{'all':>21} {total_c:>8} {total_a:>10} {'':>8} {total_t:>8.1f}   ({total_c / total_t:.1f} clusters/s)")
-    print("(bound: error of each pair's sinc term relative to its weight at the largest Q, (Q h)^2 / 24, h = 0.002 A)")
+          f"{q[0]:g}-{q[-1]:g} 1/A ({args.spacing}); decahedra: {deca} ==")
+    print(f"{'family':>21} {'clusters':>8} {'atoms':>10} {'largest':>8} {'cold s':>7} {'warm s':>7} {'bound':>9}")
+    options = {"max_reentrance": args.max_reentrance} | ({"q_over_p": None} if args.decahedra == "full" else {})
+    totals, built = np.zeros(4), []
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.cache:
+            os.environ["QDOTS_CACHE_DIR"] = tmp
+        for family in args.families:
+            runs = [timed(build_metal_basis, args.element, family, q, args.d_min, args.d_max,
+                          wavelength_a=args.wavelength, **options) for _ in range(2)]
+            basis = runs[0][0]
+            built.append(runs[1][0])
+            row = np.array([len(basis.params), basis.n_atoms.sum(), runs[0][1], runs[1][1]])
+            totals += row
+            print(f"{family:>21} {row[0]:>8.0f} {row[1]:>10.0f} {int(basis.n_atoms.max()):>8} {row[2]:>7.1f} {row[3]:>7.1f} "
+                  f"{basis.max_relative_pair_error():>9.1e}")
+        if not args.cache:
+            os.environ["QDOTS_CACHE_DIR"] = "off"
+    print(f"{'all':>21} {totals[0]:>8.0f} {totals[1]:>10.0f} {'':>8} {totals[2]:>7.1f} {totals[3]:>7.1f}   "
+          f"({totals[0] / totals[2]:.1f} clusters/s cold)")
+    print("(bound: error of each pair's sinc term relative to its weight at the largest Q, (Q h)^2 / 24, h = 0.002 A; "
+          "cold: clusters built and histograms computed into an empty cache; warm: the same basis from that cache)")
+    return built
+
+
+def source_speed(args, bases_built: list, q: np.ndarray) -> None:
+    """Training data from the bases: one epoch of fresh populations (MetalSource) and augmented batches."""
+    from qdots_bluesky.sim.learning.metal_augment import MetalAugmenter
+    from qdots_bluesky.sim.learning.metal_sources import MetalSource
+    if not bases_built:
+        bases_built = [build_metal_basis(args.element, f, q, args.d_min, args.d_max, wavelength_a=args.wavelength)
+                       for f in args.families]
+    print(f"\n== training data: MetalSource over {len(bases_built)} families, {q.size} Q points ==")
+    augmenter, t_aug = timed(MetalAugmenter, q)
+    source = MetalSource(bases_built, augmenter, args.epoch_size)
+    rng = np.random.default_rng(0)
+    (epoch_aug, indices, _), t_epoch = timed(source, rng)
+    print(f"augmenter set-up (solvent curves) {t_aug:.2f} s; one epoch of {args.epoch_size} populations {t_epoch:.2f} s "
+          f"({args.epoch_size / t_epoch:.0f} populations/s)")
+    epoch_aug.sample(indices[:args.batch_size], rng)  # smearing kernels built on first use
+    t0 = time.perf_counter()
+    for _ in range(4):
+        epoch_aug.sample(rng.choice(indices, args.batch_size), rng)
+    t = (time.perf_counter() - t0) / 4
+    print(f"augmented batch of {args.batch_size}: {t:.2f} s ({args.batch_size / t:.0f} patterns/s)")
 
 
 def histogram_speed(args) -> None:
@@ -179,6 +218,8 @@ def main() -> int:
     parser.add_argument("--d-min", type=float, default=1.0, help="smallest equal-volume diameter, nm (default 1)")
     parser.add_argument("--d-max", type=float, default=5.0, help="largest equal-volume diameter, nm (default 5; 10 for the full range)")
     parser.add_argument("--max-reentrance", type=int, default=2, help="largest Marks re-entrance r of the decahedra (default 2)")
+    parser.add_argument("--decahedra", choices=("default", "full"), default="default",
+                        help="decahedra of the bases: the default q/p sampling (q = p x 0, 1/2, 1) or the full q <= p grid")
     parser.add_argument("--q-min", type=float, default=0.02, help="smallest Q of the bases, 1/A (default 0.02)")
     parser.add_argument("--q-max", type=float, default=15.0, help="largest Q, 1/A (default 15)")
     parser.add_argument("--q-points", type=int, default=3000, help="number of Q points (default 3000)")
@@ -187,7 +228,10 @@ def main() -> int:
     parser.add_argument("--cache", action="store_true", help="use the on-disk histogram cache (default: compute everything)")
     parser.add_argument("--generic-shells", type=int, default=12, help="icosahedron shells timed on the generic path (default 12, 5083 atoms)")
     parser.add_argument("--accuracy-nm", type=float, default=2.0, help="size of the clusters checked against the exact DSE, nm (default 2)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("bases", "histograms", "accuracy", "debyecalculator"),
+    parser.add_argument("--epoch-size", type=int, default=4096, help="populations per epoch timed in the source part (default 4096)")
+    parser.add_argument("--batch-size", type=int, default=256, help="augmented batch size timed (default 256)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=("bases", "histograms", "accuracy", "debyecalculator", "source"),
                         help="parts to leave out")
     parser.add_argument("--debyecalculator-python", default=os.environ.get("QDOTS_DEBYECALCULATOR_PYTHON"),
                         help="python of a venv with debyecalculator when this one lacks it (env QDOTS_DEBYECALCULATOR_PYTHON)")
@@ -200,8 +244,9 @@ def main() -> int:
     print(f"{os.cpu_count()} CPU cores; numpy {np.__version__}")
     if "histograms" not in args.skip:
         histogram_speed(args)
-    if "bases" not in args.skip:
-        bases(args, q)
+    built = bases(args, q) if "bases" not in args.skip else []
+    if "source" not in args.skip:
+        source_speed(args, built, q)
     if "accuracy" not in args.skip:
         accuracy(args, saxs_waxs_q(args.q_min, args.q_max, 1000, args.spacing))
     if "debyecalculator" not in args.skip:

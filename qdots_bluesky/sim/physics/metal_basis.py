@@ -8,8 +8,9 @@ One Debye scattering equation covers both ranges (e.g. Q 0.02-15 1/A; the small-
 - :func:`build_metal_basis`: the patterns of every cluster of a family (clusters x Q). All clusters share one grid
   of distance bins of width h; each bin keeps its pair count n_b and first moment m_b = sum (d - c_b) about its
   centre c_b, and sum_pairs sin(Qd)/(Qd) = sum_b n_b s(Q c_b) + m_b Q s'(Q c_b) with an error per pair of at most
-  (Q h)^2 / 24 of its weight (second order; :attr:`MetalBasis.max_relative_pair_error`). The sinc and its
-  derivative are evaluated once for all clusters; a strain rescales Q in them (exact for every pair term).
+  (Q h)^2 / 24 of its weight (second order; :attr:`MetalBasis.max_relative_pair_error`). One sine and one cosine per
+  (Q, bin) serve all clusters (:func:`moment_sinc_sums`); a strain rescales Q in them (exact for every pair term).
+  Clusters are built only for histograms missing from the cache.
 - :meth:`MetalBasis.patterns`: log-normal number distributions of the equal-volume diameter over the family's
   clusters; :func:`mixture_patterns`: number-weighted mixtures of families.
 
@@ -18,6 +19,8 @@ Units: Q in 1/A, distances in A, diameters in nm, B in A^2, intensities in elect
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import numpy as np
 from scipy.special import ndtr
@@ -26,8 +29,9 @@ from tqdm.auto import tqdm
 from .cache import cached_histogram
 from .cluster_symmetry import orbit_row_weights, symmetry_orbits
 from .distribution import WEIGHT_CUTOFF, check_distribution
-from .dse import BLOCK_ELEMENTS, TWO_PI, check_q, compton_per_species, species_factors
-from .metal_clusters import LATTICE_FAMILIES, MetalCluster, check_strain, family_series
+from .dse import TWO_PI, check_q, compton_per_species, species_factors
+from .metal_clusters import (LATTICE_FAMILIES, MetalCluster, build_metal_cluster, check_strain, equal_volume_diameter_nm,
+                             family_parameters, fcc_lattice_parameter)
 from .pair_histogram import PairHistogram, Species, atoms_pair_histogram, lattice_pair_histogram
 
 #: Bump when the histograms of a cluster change.
@@ -38,15 +42,25 @@ def metal_pair_histogram(cluster: MetalCluster, bin_width_a: float = 1e-3, b_iso
                          cache: bool = True) -> PairHistogram:
     """Pair histogram of one cluster: exact for lattice families, binned (``bin_width_a``, A) over symmetry orbits
     otherwise; B (A^2) on every pair term. Cached on disk under the element, family, parameters and lattice."""
+    return cluster_histogram(cluster.element, cluster.family, cluster.params, cluster.lattice_a, lambda: cluster,
+                             bin_width_a, b_iso, cache)
+
+
+def cluster_histogram(element: str, family: str, params: tuple, lattice_a: float,
+                      build: Callable[[], MetalCluster], bin_width_a: float = 1e-3, b_iso: float = 0.0,
+                      cache: bool = True) -> PairHistogram:
+    """:func:`metal_pair_histogram` of the cluster that ``build()`` returns, called only when the histogram is not
+    in the cache (a warm library needs no cluster built: ASE's constructions cost ~7 us per atom)."""
     def compute() -> PairHistogram:
+        cluster = build()
         if cluster.family in LATTICE_FAMILIES:
             return lattice_pair_histogram(cluster.lattice)
         labels, _ = symmetry_orbits(cluster.atoms, cluster.symmetry_candidates())
         return atoms_pair_histogram(cluster.atoms, bin_width_a, row_weights=orbit_row_weights(labels))
 
-    exact = cluster.family in LATTICE_FAMILIES
-    key = (f"metal-v{METAL_HISTOGRAM_FORMAT} {cluster.element} {cluster.family} {cluster.params} "
-           f"a={cluster.lattice_a:.9f} " + ("exact" if exact else f"bin={bin_width_a:.9g}"))
+    exact = family in LATTICE_FAMILIES
+    key = (f"metal-v{METAL_HISTOGRAM_FORMAT} {element} {family} {tuple(params)} "
+           f"a={lattice_a:.9f} " + ("exact" if exact else f"bin={bin_width_a:.9g}"))
     hist = cached_histogram(key, compute) if cache else compute()
     hist.species = [Species(s.element, s.occupancy, float(b_iso)) for s in hist.species]
     return hist
@@ -91,26 +105,60 @@ def moment_table(hists: list[PairHistogram], bin_width_a: float) -> MomentTable:
     return MomentTable(centres, counts, moments, bin_width_a)
 
 
-def moment_sinc_sums(q: np.ndarray, table: MomentTable, precision: str = "fast", progress: bool = False) -> np.ndarray:
-    """S[c, q] = sum over the pairs of cluster c of sin(q d)/(q d), to second order in the bin width (clusters x Q)."""
+def moment_sinc_sums(q: np.ndarray, table: MomentTable, precision: str = "fast", progress: bool = False,
+                     block_elements: int = 1 << 21) -> np.ndarray:
+    """S[c, q] = sum over the pairs of cluster c of sin(q d)/(q d), to second order in the bin width (clusters x Q).
+
+    With x = Q c_b, sum_b n_b s(x) + m_b Q s'(x) = (1/Q) sum_b sin(x) (n_b / c_b - m_b / c_b^2) + sum_b cos(x) m_b / c_b:
+    one sine and one cosine per (Q, bin) (float32 after reducing x modulo 2 pi in float64 when ``precision`` is
+    'fast', as :func:`sinc_and_slope`) and float64 matrix products. The bins go in chunks of ~``block_elements`` / Q
+    (every Q at once, so each cluster's weights are read once); clusters go in groups of similar size, each group
+    multiplied only up to its own longest distance.
+    """
+    if precision not in ("fast", "double"):
+        raise ValueError(f"precision must be 'fast' or 'double', got {precision!r}")
     q = np.asarray(q, dtype=float)
     n_clusters = table.counts.shape[1]
-    out = np.zeros((n_clusters, q.size))
-    if table.centres.size == 0:
-        return out
-    # small clusters have no long distances: multiply each cluster only by the bins up to its last one
-    last = np.array([np.flatnonzero(table.counts[:, c]).max(initial=-1) + 1 for c in range(n_clusters)])
+    if table.centres.size == 0 or n_clusters == 0:
+        return np.zeros((n_clusters, q.size))
+    c = table.centres
+    last = np.array([np.flatnonzero(table.counts[:, k]).max(initial=-1) + 1 for k in range(n_clusters)])
     order = np.argsort(last, kind="stable")
-    groups = [g for g in np.array_split(order, min(8, n_clusters)) if g.size]
-    rows = max(1, BLOCK_ELEMENTS // table.centres.size)
-    for start in tqdm(range(0, q.size, rows), desc="basis DSE", disable=not progress, leave=False):
-        qb = q[start:start + rows]
-        s, slope = sinc_and_slope(np.outer(qb, table.centres), precision)
-        slope /= table.centres  # Q s'(Q c) = (cos - s) / c
-        for g in groups:
-            r = int(last[g].max())
-            out[g, start:start + rows] = (s[:, :r] @ table.counts[:r, g] + slope[:, :r] @ table.moments[:r, g]).T
-    return out
+    groups = []  # (first column, last column, bins, weights of sin / Q, weights of cos) in the sorted order
+    for g in np.array_split(np.arange(n_clusters), int(np.clip(n_clusters // 24, 1, 8))):
+        r = int(last[order[g]].max())
+        n, m, cr = table.counts[:r, order[g]], table.moments[:r, order[g]], c[:r, None]
+        groups.append((int(g[0]), int(g[-1]) + 1, r, np.ascontiguousarray(n / cr - m / cr**2),
+                       np.ascontiguousarray(m / cr)))
+    bins = int(last.max())
+    width = min(bins, max(64, block_elements // q.size))
+    x, t = np.empty((q.size, width)), np.empty((q.size, width))
+    s32, c32 = np.empty((q.size, width), np.float32), np.empty((q.size, width), np.float32)
+    sin, cos = np.empty((q.size, width)), np.empty((q.size, width))
+    out = np.zeros((q.size, n_clusters))  # Q x clusters in the sorted order
+    for lo in tqdm(range(0, bins, width), desc="basis DSE", disable=not progress, leave=False):
+        w = min(width, bins - lo)
+        np.multiply(q[:, None], c[None, lo:lo + w], out=x[:, :w])
+        if precision == "double":
+            np.sin(x[:, :w], out=sin[:, :w])
+            np.cos(x[:, :w], out=cos[:, :w])
+        else:
+            np.multiply(x[:, :w], 1.0 / TWO_PI, out=t[:, :w])
+            np.rint(t[:, :w], out=t[:, :w])
+            t[:, :w] *= TWO_PI
+            np.subtract(x[:, :w], t[:, :w], out=t[:, :w])
+            s32[:, :w] = t[:, :w]
+            np.cos(s32[:, :w], out=c32[:, :w])
+            np.sin(s32[:, :w], out=s32[:, :w])
+            sin[:, :w], cos[:, :w] = s32[:, :w], c32[:, :w]
+        sin[:, :w] /= q[:, None]
+        for first, stop, r, a, b in groups:
+            e = min(r - lo, w)
+            if e > 0:
+                out[:, first:stop] += sin[:, :e] @ a[lo:lo + e] + cos[:, :e] @ b[lo:lo + e]
+    result = np.empty((n_clusters, q.size))
+    result[order] = out.T
+    return result
 
 
 @dataclass
@@ -123,7 +171,7 @@ class MetalBasis:
     params: list[tuple]
     n_atoms: np.ndarray  # (clusters,)
     diameter_nm: np.ndarray  # (clusters,) equal-volume diameter at the basis strain
-    extent_nm: np.ndarray  # (clusters,) largest interatomic distance at the basis strain
+    extent_nm: np.ndarray  # (clusters,) largest interatomic distance at the basis strain (from the histogram)
     crystal: np.ndarray  # (clusters, Q) coherent part, electron units per cluster
     compton: np.ndarray  # (clusters, Q) incoherent part
     strain: float
@@ -206,24 +254,26 @@ def build_metal_basis(element: str, family: str, q: np.ndarray, d_min_nm: float,
     ratio = bin_width_a / hist_bin_a
     if not (hist_bin_a > 0 and bin_width_a > 0 and abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1):
         raise ValueError(f"bin widths {hist_bin_a!r}, {bin_width_a!r} A; accepted: positive, bin_width_a a whole multiple of hist_bin_a")
-    clusters = family_series(element, family, d_min_nm, d_max_nm, 0.0, **family_options)
-    if not clusters:
+    params = family_parameters(element, family, d_min_nm, d_max_nm, **family_options)
+    if not params:
         raise ValueError(f"no {family} of {element} has an equal-volume diameter within {d_min_nm} to {d_max_nm} nm; "
                          "accepted: a wider range")
-    hists = [metal_pair_histogram(c, hist_bin_a, b_iso, cache)
-             for c in tqdm(clusters, desc=f"{family} histograms", disable=not progress, leave=False)]
+    a = fcc_lattice_parameter(element)
+    hists = [cluster_histogram(element, family, p, a, partial(build_metal_cluster, element, family, p), hist_bin_a,
+                               b_iso, cache)
+             for p in tqdm(params, desc=f"{family} histograms", disable=not progress, leave=False)]
     table = moment_table(hists, bin_width_a)
     sums = moment_sinc_sums(q * (1.0 + strain), table, precision, progress)
     species = [Species(element, 1.0, float(b_iso))]
     pf, self_sp = species_factors(species, [(0, 0)], q, wavelength_a)
-    n_atoms = np.array([c.n_atoms for c in clusters])
+    n_atoms = np.array([h.n_atoms for h in hists])
     crystal = n_atoms[:, None] * self_sp[:, 0][None, :] + sums * pf[:, 0][None, :]
     inc = (n_atoms[:, None] * compton_per_species(species, q, wavelength_a)[:, 0][None, :] if compton
            else np.zeros_like(crystal))
     scale = 1.0 + strain
-    return MetalBasis(element, family, q, [c.params for c in clusters], n_atoms,
-                      np.array([c.diameter_nm for c in clusters]) * scale, np.array([c.extent_nm for c in clusters]) * scale,
-                      crystal, inc, strain, float(b_iso), wavelength_a, float(bin_width_a))
+    extent_nm = np.array([h.distances.max(initial=0.0) for h in hists]) / 10.0  # binned: the last bin's mean
+    return MetalBasis(element, family, q, list(params), n_atoms, equal_volume_diameter_nm(n_atoms, a) * scale,
+                      extent_nm * scale, crystal, inc, strain, float(b_iso), wavelength_a, float(bin_width_a))
 
 
 def mixture_patterns(bases: list[MetalBasis], fractions: np.ndarray, mean_nm: np.ndarray,

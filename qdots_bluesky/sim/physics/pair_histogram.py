@@ -129,6 +129,43 @@ def lattice_pair_histogram(cluster: LatticeCluster) -> PairHistogram:
                          info={"cluster": cluster.label, "diameter_nm": cluster.diameter_nm, "fft_shape": fft_shape})
 
 
+def _single_species_sums(pos: np.ndarray, row_ids: np.ndarray, weights: np.ndarray, upper: bool, bin_width_a: float,
+                         n_bins: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted pair counts and distance sums per bin of one-element atoms (the fast path of
+    :func:`atoms_pair_histogram`): rows of equal weight are binned together by unweighted bincounts; the pairs a
+    row must skip (itself, and in the upper triangle the columns up to it) go to an overflow bin that is dropped."""
+    count, dsum = np.zeros(n_bins + 1), np.zeros(n_bins + 1)
+    n = len(pos)
+    inv = 1.0 / bin_width_a
+    order = np.argsort(weights, kind="stable")  # rows of one weight together; the triangle keeps ascending rows
+    row_ids, weights = row_ids[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(weights) != 0, True])
+    for lo, hi in zip(starts[:-1], starts[1:]):
+        w = float(weights[lo])
+        for start in range(lo, hi, rows):
+            i = row_ids[start:min(start + rows, hi)]
+            first = int(i[0]) if upper else 0  # the upper triangle needs no column below its first row
+            d = np.zeros((i.size, n - first))
+            for axis in range(3):  # per coordinate: no (rows, N, 3) temporary
+                t = np.subtract.outer(pos[i, axis], pos[first:, axis])
+                t *= t
+                d += t
+            np.sqrt(d, out=d)
+            k = d * inv
+            np.minimum(k, n_bins - 1, out=k)
+            k = k.astype(np.intp)
+            if upper:  # columns j <= i of the leading block (column c is atom first + c): overflow
+                r = i - first
+                block = int(r[-1]) + 1
+                k[:, :block][np.arange(block)[None, :] <= r[:, None]] = n_bins
+            else:
+                k[np.arange(i.size), i] = n_bins  # the row's own atom
+            flat = k.ravel()
+            count += w * np.bincount(flat, minlength=n_bins + 1)
+            dsum += w * np.bincount(flat, weights=d.ravel(), minlength=n_bins + 1)
+    return count[:n_bins], dsum[:n_bins]
+
+
 def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[str, float] | float = 0.0,
                          chunk_pairs: int = 4_000_000, row_weights: np.ndarray | None = None) -> PairHistogram:
     """Binned pair histogram of any ase.Atoms (non-lattice clusters).
@@ -174,6 +211,9 @@ def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[st
         row_ids = np.flatnonzero(row_weights)
         weights = row_weights[row_ids]
     rows = max(1, chunk_pairs // max(n, 1))
+    if n_sp == 1:  # one element: no species classes, no compaction of the kept pairs
+        count, dsum = _single_species_sums(pos, row_ids, weights, row_weights is None, bin_width_a, n_bins, rows)
+        row_ids = row_ids[:0]
     for start in range(0, row_ids.size, rows):
         i = row_ids[start:start + rows]
         w = weights[start:start + rows]
@@ -205,4 +245,4 @@ def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[st
         distances, table = merge_distances(d_list, c_list, len(pairs), tol_a2=0.0)
     atoms_per = np.bincount(sp_index, minlength=n_sp)
     return PairHistogram(species, atoms_per, distances, table, pairs, exact=False, bin_width_a=bin_width_a,
-                         info={"cluster": atoms.info.get("label", atoms.get_chemical_formula())})
+                         info={"cluster": atoms.info.get("label") or atoms.get_chemical_formula()})
