@@ -42,26 +42,10 @@ def series_histogram(structure: CrystalStructure, n: int) -> PairHistogram:
     path = None
     if directory is not None:
         path = directory / f"hist-v{CACHE_FORMAT}-{structure.name}-{structure_key(structure)}-n{n}.npz"
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    species = [Species(e, float(o), float(b)) for e, o, b in zip(structure.elements, structure.occupancies, structure.b_iso)]
-                    pairs = [tuple(int(v) for v in p) for p in z["pairs"]]
-                    return PairHistogram(species, z["atoms_per_species"], z["distances"], z["counts"], pairs,
-                                         info={"cluster": f"{structure.name} series n={n}", "cached": str(path)})
-            except (OSError, KeyError, ValueError):
-                pass  # a broken cache file is recomputed below
-    hist = lattice_pair_histogram(build_series_cluster(structure, n))
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, distances=hist.distances, counts=hist.counts, atoms_per_species=hist.atoms_per_species,
-                     pairs=np.asarray(hist.pairs))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home is not an error: the histogram is still returned
-    return hist
+    species = [Species(e, float(o), float(b)) for e, o, b in zip(structure.elements, structure.occupancies,
+                                                                  structure.b_iso)]
+    return _cached(path, lambda: lattice_pair_histogram(build_series_cluster(structure, n)),
+                   f"{structure.name} series n={n}", species)
 
 
 def cached_histogram(key: str, compute: Callable[[], PairHistogram]) -> PairHistogram:
@@ -73,16 +57,27 @@ def cached_histogram(key: str, compute: Callable[[], PairHistogram]) -> PairHist
     path = None
     if directory is not None:
         path = directory / f"hist-key-v{CACHE_FORMAT}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    species = [Species(str(e), float(o), float(b)) for e, o, b in zip(z["elements"], z["occupancies"], z["b_iso"])]
-                    width = float(z["bin_width_a"])
-                    return PairHistogram(species, z["atoms_per_species"], z["distances"], z["counts"],
-                                         [tuple(int(v) for v in p) for p in z["pairs"]], exact=bool(z["exact"]),
-                                         bin_width_a=width if width > 0 else None, info={"cluster": key, "cached": str(path)})
-            except (OSError, KeyError, ValueError):
-                pass  # a broken cache file is recomputed below
+    return _cached(path, compute, key)
+
+
+def _cached(path: Path | None, compute: Callable[[], PairHistogram], label: str,
+            species: list[Species] | None = None) -> PairHistogram:
+    """The histogram in ``path`` (its species from the file, or ``species`` for files that hold none), else
+    ``compute()`` written there; no path: computed. A broken file is recomputed, a read-only cache is no error."""
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "elements" in z:
+                    species = [Species(str(e), float(o), float(b))
+                               for e, o, b in zip(z["elements"], z["occupancies"], z["b_iso"])]
+                width = float(z["bin_width_a"]) if "bin_width_a" in z else 0.0
+                return PairHistogram(species, z["atoms_per_species"], z["distances"], z["counts"],
+                                     [tuple(int(v) for v in p) for p in z["pairs"]],
+                                     exact=bool(z["exact"]) if "exact" in z else True,
+                                     bin_width_a=width if width > 0 else None,
+                                     info={"cluster": label, "cached": str(path)})
+        except (OSError, KeyError, ValueError):
+            pass  # a broken cache file is recomputed below
     hist = compute()
     if path is not None:
         try:

@@ -135,7 +135,6 @@ def _single_species_sums(pos: np.ndarray, row_ids: np.ndarray, weights: np.ndarr
     :func:`atoms_pair_histogram`): rows of equal weight are binned together by unweighted bincounts; the pairs a
     row must skip (itself, and in the upper triangle the columns up to it) go to an overflow bin that is dropped."""
     count, dsum = np.zeros(n_bins + 1), np.zeros(n_bins + 1)
-    n = len(pos)
     inv = 1.0 / bin_width_a
     order = np.argsort(weights, kind="stable")  # rows of one weight together; the triangle keeps ascending rows
     row_ids, weights = row_ids[order], weights[order]
@@ -145,12 +144,7 @@ def _single_species_sums(pos: np.ndarray, row_ids: np.ndarray, weights: np.ndarr
         for start in range(lo, hi, rows):
             i = row_ids[start:min(start + rows, hi)]
             first = int(i[0]) if upper else 0  # the upper triangle needs no column below its first row
-            d = np.zeros((i.size, n - first))
-            for axis in range(3):  # per coordinate: no (rows, N, 3) temporary
-                t = np.subtract.outer(pos[i, axis], pos[first:, axis])
-                t *= t
-                d += t
-            np.sqrt(d, out=d)
+            d = _row_distances(pos, i, first)
             k = d * inv
             np.minimum(k, n_bins - 1, out=k)
             k = k.astype(np.intp)
@@ -164,6 +158,18 @@ def _single_species_sums(pos: np.ndarray, row_ids: np.ndarray, weights: np.ndarr
             count += w * np.bincount(flat, minlength=n_bins + 1)
             dsum += w * np.bincount(flat, weights=d.ravel(), minlength=n_bins + 1)
     return count[:n_bins], dsum[:n_bins]
+
+
+def _row_distances(pos: np.ndarray, rows: np.ndarray, first: int) -> np.ndarray:
+    """Distances (A) from the atoms ``rows`` to the atoms ``first``, ``first`` + 1, ... (rows x columns), built one
+    coordinate at a time (no rows x N x 3 temporary)."""
+    d = np.zeros((rows.size, pos.shape[0] - first))
+    for axis in range(3):
+        t = np.subtract.outer(pos[rows, axis], pos[first:, axis])
+        t *= t
+        d += t
+    np.sqrt(d, out=d)
+    return d
 
 
 def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[str, float] | float = 0.0,
@@ -219,12 +225,7 @@ def atoms_pair_histogram(atoms: Atoms, bin_width_a: float = 1e-3, b_iso: dict[st
         w = weights[start:start + rows]
         first = int(i[0]) + 1 if row_weights is None else 0  # the upper triangle needs no column below its first row
         cols = np.arange(first, n)
-        d = np.zeros((i.size, n - first))
-        for axis in range(3):  # per coordinate: no (rows, N, 3) temporary
-            t = np.subtract.outer(pos[i, axis], pos[first:, axis])
-            t *= t
-            d += t
-        np.sqrt(d, out=d)
+        d = _row_distances(pos, i, first)
         keep = cols[None, :] > i[:, None] if row_weights is None else cols[None, :] != i[:, None]
         dd = d[keep]
         ww = np.broadcast_to(w[:, None], keep.shape)[keep]
