@@ -43,7 +43,7 @@ def main() -> None:
 
     # ---- timings (cold: RISM solved in this process; warm: new Q grid; cached: same grid)
     q5004 = np.linspace(1.0, 15.0, 5004)
-    print(f"solvent_pattern on 5004 points (Q 1-15, lambda 0.56 A):")
+    print("solvent_pattern on 5004 points (Q 1-15, lambda 0.56 A):")
     for name in S.solvent_names():
         t0 = time.perf_counter()
         S.solvent_pattern(name, q5004)

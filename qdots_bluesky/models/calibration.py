@@ -94,7 +94,6 @@ def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> flo
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
     b = np.minimum((conf * n_bins).astype(np.intp), n_bins - 1)
-    count = np.bincount(b, minlength=n_bins)
     sum_conf = np.bincount(b, weights=conf, minlength=n_bins)
     sum_acc = np.bincount(b, weights=correct, minlength=n_bins)
     return float(np.sum(np.abs(sum_acc - sum_conf)) / p.shape[0])
