@@ -2,6 +2,7 @@
 
     qdots fit FILE... [--material M | --cif F] [--wavelength A] [--blank FILE ...] [--solvent NAME|auto|none]
                       [--geometry capillary|flat-plate] [--exclude 2THETA_RANGES] [--json] [--plot PNG] [--csv OUT]
+    qdots fit STANDARD_FILE... --standard Si|LaB6|CIF [--geometry ...]   (the instrument's FWHMs for --instrument-fwhm)
 
 Register with ``add_fit(subparsers)``; the handler is ``cmd_fit(args)`` (returns the exit status: 0, or 2 when
 a file could not be refined; each failure is one line on stderr).
@@ -58,6 +59,10 @@ def add_fit(sub) -> argparse.ArgumentParser:
                    help="hold the instrument's Voigt resolution at these FWHMs (e.g. a measured standard's): in Q "
                         "(1/A) for a capillary, in 2theta (deg) for a flat plate; default: both refined (0-0.02 1/A, "
                         "0-0.3 deg)")
+    p.add_argument("--standard", default=None, metavar="NAME",
+                   help="the files are a line-profile standard (Si, LaB6, a built-in material or a CIF file): fit the "
+                        "instrument's Voigt FWHMs from its peaks (widths constant in Q for a capillary, in 2theta for "
+                        "a flat plate) and print them for --instrument-fwhm, instead of refining dots")
     p.add_argument("--sequential", action="store_true", help="start each file from the previous file's result")
     p.add_argument("--no-profile", action="store_true",
                    help="size e.s.d.s from the covariance only (faster; no profile over the dispersion)")
@@ -84,6 +89,37 @@ def _plot_path(base: str, name: str, several: bool) -> Path:
     path = Path(base)
     path = path if path.suffix else path.with_suffix(".png")
     return path.with_name(f"{path.stem}_{Path(name).stem}{path.suffix}") if several else path
+
+
+def _fit_standards(args, geometry) -> int:
+    """``--standard``: the instrument's FWHMs from each file (text or JSON); 2 if any file failed."""
+    from ..file_sizing import json_safe, resolve_x_unit
+    from ..io import read_pattern
+    from ..refine.standard import fit_instrument
+    from ..units import check_wavelength
+
+    rows, failed = [], 0
+    for name in args.files:
+        try:
+            pattern = read_pattern(name)
+            wavelength = args.wavelength if args.wavelength is not None else pattern.wavelength_from_header()
+            if wavelength is None:
+                raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
+            check_wavelength(wavelength)
+            fit = fit_instrument(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength,
+                                 standard=args.standard, x_unit=resolve_x_unit(pattern, args.x_unit),
+                                 geometry=geometry.kind, q_range=args.q_range,
+                                 background_order=args.background_order)
+        except ValueError as exc:
+            print(f"qdots fit: {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            failed += 1
+            continue
+        rows.append({"file": name, **fit.to_dict()})
+        if not args.json:
+            print(f"{name}: {fit.summary()}")
+    if args.json:
+        print(json.dumps(json_safe(rows), indent=2, allow_nan=False))
+    return 2 if failed else 0
 
 
 def result_keys() -> set[str]:
@@ -142,6 +178,8 @@ def cmd_fit(args) -> int:
                              "(e.g. time, elapsed_time, t_s)")
     except ValueError as exc:
         return fail("fit", str(exc))
+    if args.standard:
+        return _fit_standards(args, geometry)
     solvent = args.solvent or ("none" if args.blank or geometry.flat_plate else "auto")
     rows, failed, previous, series, times = [], 0, None, [], []
     for name in args.files:
