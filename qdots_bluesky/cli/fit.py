@@ -91,27 +91,42 @@ def _plot_path(base: str, name: str, several: bool) -> Path:
     return path.with_name(f"{path.stem}_{Path(name).stem}{path.suffix}") if several else path
 
 
+def _read_input(name: str, args):
+    """(pattern, wavelength A, x unit) of one file: the wavelength from --wavelength or the header; ValueError else."""
+    from ..file_sizing import resolve_x_unit
+    from ..io import read_pattern
+    from ..units import check_wavelength
+
+    pattern = read_pattern(name)
+    wavelength = args.wavelength if args.wavelength is not None else pattern.wavelength_from_header()
+    if wavelength is None:
+        raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
+    check_wavelength(wavelength)
+    return pattern, wavelength, resolve_x_unit(pattern, args.x_unit)
+
+
+def _report_failure(name: str, exc: ValueError) -> None:
+    """One line on stderr for a file that failed (its name not repeated)."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for prefix in (f"{name}: ", f"{Path(name)}: "):
+        msg = msg[len(prefix):] if msg.startswith(prefix) else msg
+    print(f"qdots fit: {name}: {msg}", file=sys.stderr)
+
+
 def _fit_standards(args, geometry) -> int:
     """``--standard``: the instrument's FWHMs from each file (text or JSON); 2 if any file failed."""
-    from ..file_sizing import json_safe, resolve_x_unit
-    from ..io import read_pattern
+    from ..file_sizing import json_safe
     from ..refine.standard import fit_instrument
-    from ..units import check_wavelength
 
     rows, failed = [], 0
     for name in args.files:
         try:
-            pattern = read_pattern(name)
-            wavelength = args.wavelength if args.wavelength is not None else pattern.wavelength_from_header()
-            if wavelength is None:
-                raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
-            check_wavelength(wavelength)
-            fit = fit_instrument(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength,
-                                 standard=args.standard, x_unit=resolve_x_unit(pattern, args.x_unit),
-                                 geometry=geometry.kind, q_range=args.q_range,
+            pattern, wavelength, x_unit = _read_input(name, args)
+            fit = fit_instrument(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength, standard=args.standard,
+                                 x_unit=x_unit, geometry=geometry.kind, q_range=args.q_range,
                                  background_order=args.background_order)
         except ValueError as exc:
-            print(f"qdots fit: {name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            _report_failure(name, exc)
             failed += 1
             continue
         rows.append({"file": name, **fit.to_dict()})
@@ -148,8 +163,8 @@ def header_number(header: dict[str, str], key: str) -> float:
 
 def cmd_fit(args) -> int:
     """Refine every file; print results (text or JSON), optional figures and CSV; 2 if any file failed."""
-    from ..file_sizing import json_safe, resolve_x_unit
-    from ..io import check_output_path, read_pattern
+    from ..file_sizing import json_safe
+    from ..io import check_output_path
     from ..refine import Geometry, load_blank, parse_ranges, refine_pattern
     from ..refine.plot import plot_refinement
     from ..refine.series_plot import plot_series
@@ -185,13 +200,8 @@ def cmd_fit(args) -> int:
     for name in args.files:
         time_value = None
         try:
-            pattern = read_pattern(name)
+            pattern, wavelength, x_unit = _read_input(name, args)
             time_value = header_number(pattern.header, args.time_key) if args.time_key else None
-            wavelength = args.wavelength if args.wavelength is not None else pattern.wavelength_from_header()
-            if wavelength is None:
-                raise ValueError("no wavelength: pass --wavelength A or put 'wavelength: 0.5646 A' in the header")
-            check_wavelength(wavelength)
-            x_unit = resolve_x_unit(pattern, args.x_unit)
             blanks = [load_blank(b, wavelength, args.x_unit or "tth") for b in args.blank]
             result = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength, x_unit=x_unit,
                                     material=material, geometry=geometry, blanks=blanks, solvent=solvent,
@@ -200,10 +210,7 @@ def cmd_fit(args) -> int:
                                     max_diameter_nm=args.max_diameter, profile=not args.no_profile,
                                     instrument_fwhm=args.instrument_fwhm, correlated_esd=not args.statistical_esd)
         except ValueError as exc:  # PatternFileError is a ValueError
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            for prefix in (f"{name}: ", f"{Path(name)}: "):
-                msg = msg[len(prefix):] if msg.startswith(prefix) else msg
-            print(f"qdots fit: {name}: {msg}", file=sys.stderr)
+            _report_failure(name, exc)
             failed += 1
             series.append(None)  # a gap in the series figure: the other files keep their places
             times.append(time_value if time_value is not None else float("nan"))

@@ -294,27 +294,21 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     solvent = str(solvent).lower()
     if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
         raise ValueError(f"solvent {solvent!r}; accepted: {', '.join(SOLVENT_CHOICES + tuple(solvent_names()))}")
-    if solvent == "auto":
-        options = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
-                       background_order=background_order, q_range=q_range, exclude_tth=exclude_tth, start=start,
-                       network=network, basis=basis, max_diameter_nm=max_diameter_nm, instrument=instrument)
-        if _start_values(start if start is not None else network)[0]:
-            # with start values, the solvent model that fits better there is refined: one refinement, not two
-            setup = min((_setup(x, y, sigma, solvent=n, **options) for n in AUTO_SOLVENTS), key=_Setup.start_cost)
-        else:
-            best = min((refine_pattern(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material,
-                                       geometry=geometry, blanks=blanks, solvent=n, background_order=background_order,
-                                       q_range=q_range, exclude_tth=exclude_tth, basis=basis,
-                                       max_diameter_nm=max_diameter_nm, instrument_fwhm=instrument_fwhm,
-                                       profile=profile, keep_curves=keep_curves, correlated_esd=correlated_esd)
-                        for n in AUTO_SOLVENTS), key=lambda r: r.reduced_chi2)
-            best.elapsed_s = time.perf_counter() - t0
-            return best
+    common = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
+                  background_order=background_order, q_range=q_range, exclude_tth=exclude_tth, basis=basis,
+                  max_diameter_nm=max_diameter_nm)
+    if solvent == "auto" and not _start_values(start if start is not None else network)[0]:
+        # no start values: refine with every built-in model and keep the lowest reduced chi^2
+        best = min((refine_pattern(x, y, sigma, solvent=n, instrument_fwhm=instrument_fwhm, profile=profile,
+                                   keep_curves=keep_curves, correlated_esd=correlated_esd, **common)
+                    for n in AUTO_SOLVENTS), key=lambda r: r.reduced_chi2)
+        best.elapsed_s = time.perf_counter() - t0
+        return best
+    options = dict(common, start=start, network=network, instrument=instrument)
+    if solvent == "auto":  # the model that fits better at the start values is refined: one refinement, not two
+        setup = min((_setup(x, y, sigma, solvent=n, **options) for n in AUTO_SOLVENTS), key=_Setup.start_cost)
     else:
-        setup = _setup(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry,
-                       blanks=blanks, solvent=solvent, background_order=background_order, q_range=q_range,
-                       exclude_tth=exclude_tth, start=start, network=network, basis=basis,
-                       max_diameter_nm=max_diameter_nm, instrument=instrument)
+        setup = _setup(x, y, sigma, solvent=solvent, **options)
     problem, data, model, basis, names, lo, hi, x0 = (setup.problem, setup.data, setup.model, setup.basis, setup.names,
                                                       setup.lo, setup.hi, setup.x0)
     net_size, net_std, q_range = setup.net_size, setup.net_std, setup.q_range

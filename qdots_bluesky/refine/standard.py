@@ -29,6 +29,7 @@ from scipy.optimize import lsq_linear
 from scipy.special import voigt_profile
 
 from ..sim.physics.materials import CrystalStructure, get_structure
+from ..sim.physics.profiles import FWHM_PER_SIGMA
 from ..sim.physics.reflections import bragg_reflections
 from ..units import XUnit, check_wavelength, q_to_tth, tth_to_q
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, KA2_RATIO, KA2_WAVELENGTH_A
@@ -40,7 +41,6 @@ __all__ = ["STANDARDS", "InstrumentFit", "standard_structure", "fit_instrument"]
 #: Line-profile standards by name: (lattice parameter in A, what it is). NIST SRM 640f silicon and SRM 660c LaB6.
 STANDARDS = {"Si": (5.431144, "silicon, NIST SRM 640f, a = 5.431144 A"),
              "LaB6": (4.156826, "lanthanum hexaboride, NIST SRM 660c, a = 4.156826 A")}
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 def standard_structure(standard: str) -> CrystalStructure:
@@ -98,7 +98,7 @@ class InstrumentFit:
 
 def _voigt(u: np.ndarray, gauss: float, lorentz: float) -> np.ndarray:
     """Unit-area Voigt profile of FWHMs (gauss, lorentz) at offsets u (same unit)."""
-    return voigt_profile(u, max(gauss, 1e-12) / _FWHM_PER_SIGMA, max(lorentz, 0.0) / 2.0)
+    return voigt_profile(u, max(gauss, 1e-12) / FWHM_PER_SIGMA, max(lorentz, 0.0) / 2.0)
 
 
 def fit_instrument(x: Sequence[float], y: Sequence[float], sigma: Sequence[float] | None = None, *,
@@ -135,9 +135,11 @@ def fit_instrument(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     if q_k.size == 0:
         raise ValueError(f"no reflection of {standard} within Q {lo_q:.3g}-{hi_q:.3g} 1/A; accepted: a pattern of the "
                          "standard over a range holding its peaks")
-    tth_k = [q_to_tth(q_k, wl) for wl in ((wavelength_a, KA2_WAVELENGTH_A) if flat else (wavelength_a,))]
-    valid = np.all([np.isfinite(t) for t in tth_k], axis=0) if flat else np.ones(q_k.size, bool)
-    q_k, tth_k = q_k[valid], [t[valid] for t in tth_k]
+    tth_k: list[np.ndarray] = []
+    if flat:  # K-alpha1 and K-alpha2 lines; families the K-alpha2 line cannot reach are dropped
+        tth_k = [q_to_tth(q_k, wl) for wl in (wavelength_a, KA2_WAVELENGTH_A)]
+        valid = np.isfinite(tth_k[0]) & np.isfinite(tth_k[1])
+        q_k, tth_k = q_k[valid], [t[valid] for t in tth_k]
     w = 1.0 / s
     xc = 2.0 * (u - u.min()) / max(np.ptp(u), 1e-12) - 1.0
     background = chebyshev.chebvander(xc, int(background_order))
@@ -162,22 +164,17 @@ def fit_instrument(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     lo = np.array([0.0, 0.0, -shift_bound])
     hi = np.array([bound, bound, shift_bound])
     scale = np.array([0.05 * bound, 0.05 * bound, 0.01 if flat else 1e-4])
-    last: dict[str, np.ndarray] = {}
-
     def fun(theta: np.ndarray) -> np.ndarray:
-        r, coef = solve(theta)
-        last.update(theta=theta.copy(), coef=coef)
-        return r
+        return solve(theta)[0]
 
-    def jac(theta: np.ndarray) -> np.ndarray:
+    def jac(theta: np.ndarray) -> np.ndarray:  # forward differences (three parameters)
         base = fun(theta)
         J = np.empty((base.size, theta.size))
         for i in range(theta.size):
             h = 1e-3 * scale[i]
             th = theta.copy()
             th[i] = th[i] + h if th[i] + h <= hi[i] else th[i] - h
-            J[:, i] = (solve(th)[0] - base) / (th[i] - theta[i])
-        fun(theta)
+            J[:, i] = (fun(th) - base) / (th[i] - theta[i])
         return J
 
     theta0 = np.array([0.1 * bound, 0.05 * bound, 0.0])

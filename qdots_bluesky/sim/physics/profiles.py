@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["instrument_profile", "microstrain_broadening", "voigt_convolve", "GAUSS_TRANSFER_COEFF"]
+__all__ = ["instrument_profile", "microstrain_broadening", "voigt_convolve", "GAUSS_TRANSFER_COEFF", "FWHM_PER_SIGMA"]
 
 #: FWHM of a Gaussian over its standard deviation.
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: A Gaussian of FWHM G has the transfer function exp(-GAUSS_TRANSFER_COEFF G^2 f^2) (f: frequency per unit of the axis).
-GAUSS_TRANSFER_COEFF = 2.0 * np.pi**2 / _FWHM_PER_SIGMA**2
+GAUSS_TRANSFER_COEFF = 2.0 * np.pi**2 / FWHM_PER_SIGMA**2
 
 
 def instrument_profile(y: np.ndarray, step: float, gauss_fwhm: np.ndarray, lorentz_fwhm: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ def instrument_profile(y: np.ndarray, step: float, gauss_fwhm: np.ndarray, loren
     right = n - y.shape[1] - pad
     ext = np.concatenate([np.repeat(y[:, :1], pad, axis=1), y, np.repeat(y[:, -1:], right, axis=1)], axis=1)
     f = np.fft.rfftfreq(n, d=step).astype(np.float32)
-    sigma = (g / _FWHM_PER_SIGMA).astype(np.float32)
+    sigma = (g / FWHM_PER_SIGMA).astype(np.float32)
     transfer = np.exp(np.float32(-2.0 * np.pi**2) * sigma[:, None] ** 2 * f[None, :] ** 2
                       - np.float32(np.pi) * lor.astype(np.float32)[:, None] * f[None, :])
     out = scipy.fft.irfft(scipy.fft.rfft(ext, axis=1) * transfer, n=n, axis=1)
