@@ -1,4 +1,5 @@
-"""What the predictor answers for one pattern: :class:`SizeEstimate`, its statuses and flags, in words."""
+"""What the predictor answers for one pattern: :class:`SizeEstimate` (a quantum-dot sizer) or :class:`TaskEstimate`
+(any other task a bundle declares: class probabilities and values +- 1 sigma), their statuses and flags, in words."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ FLAGS: dict[str, str] = {
     "size_at_range_edge": "the estimate reaches the edge of the trained range (continuous models: its 2-sigma interval; "
                           "class models: the smallest or largest class); the true size may "
                           "lie outside the trained range",
+    "no_waxs": "SAXS + WAXS models: no grid point above 1 1/A was measured; the shape then rests on the SAXS alone, "
+               "which hardly tells the families apart (the calibrated shape probabilities say so)",
 }
 #: Every status a SizeEstimate can have, and what it means.
 STATUSES: dict[str, str] = {
@@ -98,11 +101,7 @@ class SizeEstimate:
 
     def no_size_reason(self) -> str:
         """Why there is no size, in words ("no nanocrystals detected", "> 11.0 nm: ..."); "" for a sized pattern."""
-        lo, hi = self.trained_range_nm or (float("nan"), float("nan"))
-        return {"no_nanocrystals": "no nanocrystals detected",
-                "above_range": f"> {hi:.1f} nm: larger than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
-                "below_range": f"< {lo:.1f} nm: smaller than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
-                }.get(self.status, "")
+        return _no_size_reason(self.status, self.trained_range_nm, "nanocrystals")
 
     def summary(self) -> str:
         """One line for people: size +- std, class, dispersion, confidence, flags (or why there is no size)."""
@@ -117,6 +116,112 @@ class SizeEstimate:
                 f"{self.size_volume_std_nm:.2f} nm, class {self.size_class_nm:.1f} nm), dispersion {self.dispersion:.2f} "
                 f"± {self.dispersion_std:.2f}, strain {100 * self.strain:+.2f} ± {100 * self.strain_std:.2f} %, "
                 f"confidence {confidence}, flags: {flags or 'none'}")
+
+
+@dataclass
+class TaskEstimate:
+    """The answer of a bundle's task (:mod:`qdots_bluesky.models.task`) for one pattern.
+
+    ``values``: target name -> (value, 1-sigma uncertainty) in the target's unit (``units``), NaN where not
+    sized; ``classes``: target (or group) name -> {label: calibrated probability}; ``size_probabilities``: the
+    size classes' probabilities (nm -> probability) from the size's Gaussian; the rest as in :class:`SizeEstimate`.
+    """
+
+    task: str
+    values: dict[str, tuple[float, float]]
+    units: dict[str, str]
+    std_keys: dict[str, str]
+    classes: dict[str, dict[str, float]]
+    size_probabilities: dict[float, float]
+    ood_distance: float
+    nanocrystal_probability: float | None = None
+    status: str = "sized"
+    trained_range_nm: tuple[float, float] | None = None
+    network: str = "main"
+    flags: list[str] = field(default_factory=list)
+    flag_details: dict[str, str] = field(default_factory=dict)
+    standardization: dict[str, Any] | None = None
+
+    @property
+    def size_nm(self) -> float:
+        return self.values.get("size_nm", (np.nan, np.nan))[0]
+
+    @property
+    def size_std_nm(self) -> float:
+        return self.values.get("size_nm", (np.nan, np.nan))[1]
+
+    def best(self, name: str) -> tuple[str, float]:
+        """The most probable label of a class target (or group) and its probability; ("", NaN) when not sized."""
+        probabilities = self.classes[name]
+        if self.status != "sized" or not probabilities:
+            return "", float("nan")
+        label = max(probabilities, key=probabilities.get)
+        return label, float(probabilities[label])
+
+    @property
+    def size_class_nm(self) -> float:
+        if self.status != "sized" or not self.size_probabilities:
+            return float("nan")
+        return float(max(self.size_probabilities, key=self.size_probabilities.get))
+
+    def record(self) -> dict[str, Any]:
+        """The published values under their data keys (:func:`qdots_bluesky.callbacks.schema.output_keys`)."""
+        out: dict[str, Any] = {}
+        for name, (value, std) in self.values.items():
+            out[name], out[self.std_keys[name]] = float(value), float(std)
+        for name, probabilities in self.classes.items():
+            label, p = self.best(name)
+            out[name], out[f"{name}_confidence"] = label, p
+            out[f"{name}_probabilities"] = [float(v) for v in probabilities.values()]
+        out["size_class_nm"] = self.size_class_nm
+        out["probabilities"] = [float(v) for v in self.size_probabilities.values()]
+        out["ood_distance"] = float(self.ood_distance)
+        out["nanocrystal_probability"] = (float("nan") if self.nanocrystal_probability is None
+                                          else float(self.nanocrystal_probability))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the record's values (NaN as None), the probabilities by label, status and flags."""
+        def finite(v: Any) -> Any:
+            return None if isinstance(v, float) and not np.isfinite(v) else v
+
+        out: dict[str, Any] = {"task": self.task, "status": self.status}
+        out.update({k: finite(v) for k, v in self.record().items() if not isinstance(v, list)})
+        for name, probabilities in self.classes.items():
+            out[f"{name}_probabilities"] = dict(probabilities)
+        out["probabilities"] = {_size_key(k): v for k, v in self.size_probabilities.items()}
+        out.update(units=dict(self.units), network=self.network,
+                   trained_range_nm=None if self.trained_range_nm is None else list(self.trained_range_nm),
+                   flags=list(self.flags), flag_details=dict(self.flag_details),
+                   standardization=None if self.standardization is None else dict(self.standardization))
+        return out
+
+    def no_size_reason(self) -> str:
+        """Why there is no answer, in words; "" for a sized pattern."""
+        return _no_size_reason(self.status, self.trained_range_nm, "particles")
+
+    def summary(self) -> str:
+        """One line for people: the classes' best labels, each value +- sigma, flags (or why there is none)."""
+        flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
+        if self.status != "sized":
+            return f"{self.no_size_reason()}; flags: {flags or 'none'}"
+        parts = []
+        for name in self.classes:
+            label, p = self.best(name)
+            parts.append(f"{name} {label} ({p:.2f})")
+        for name, (value, std) in self.values.items():
+            unit = self.units.get(name, "")
+            unit = "" if unit in ("", "dimensionless") else f" {unit}"
+            parts.append(f"{name} {value:.3g} ± {std:.2g}{unit}" if not unit else f"{name} {value:.2f} ± {std:.2f}{unit}")
+        return f"{', '.join(parts)}; flags: {flags or 'none'}"
+
+
+def _no_size_reason(status: str, trained_range_nm: tuple[float, float] | None, what: str) -> str:
+    lo, hi = trained_range_nm or (float("nan"), float("nan"))
+    return {"no_nanocrystals": f"no {what} detected",
+            "above_range": f"> {hi:.1f} nm: larger than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
+            "below_range": f"< {lo:.1f} nm: smaller than the trained range {lo:.1f}-{hi:.1f} nm, no size given",
+            }.get(status, "")
 
 
 def _size_key(value: float) -> str:

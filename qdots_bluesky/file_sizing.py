@@ -20,7 +20,7 @@ import numpy as np
 
 from .io import ACCEPTED_UNITS, Pattern, PatternFileError, read_pattern
 from .predictor import Predictor, SizeEstimate
-from .standardize import StandardizationReport, standardize_pattern
+from .standardize import StandardizationReport
 from .units import XUnit, check_wavelength
 
 #: The largest Q (1/A) taken as plausible for Q data: even total-scattering measurements end below it, while Q
@@ -90,12 +90,14 @@ def check_x_range(x: np.ndarray, x_unit: str) -> None:
 
 def standardize_file(path: str | Path, predictor: Predictor, *, x_unit: str | None = None,
                      wavelength: float | None = None) -> tuple[np.ndarray, StandardizationReport]:
-    """Read one file and standardize it onto the predictor's grid; raises ValueError (or PatternFileError)."""
+    """Read one file and turn it into the predictor's input (standardized onto its grid; for a SAXS + WAXS model the
+    two channels on its log grid) and report; raises ValueError (or PatternFileError)."""
     pattern = read_pattern(path)
     unit = resolve_x_unit(pattern, x_unit)
     wl = resolve_wavelength(pattern, wavelength, unit)
     check_x_range(pattern.x, unit)
-    return standardize_pattern(pattern.x, pattern.y, x_unit=unit, wavelength=wl, grid=predictor.grid)
+    rows, reports = predictor.prepare(pattern.x, np.asarray(pattern.y)[None, :], x_unit=unit, wavelength=wl)
+    return rows[0], reports[0]
 
 
 def size_files(predictor: Predictor, paths: Sequence[str | Path], *, x_unit: str | None = None,

@@ -68,6 +68,7 @@ from .models.bundle import (
     BundleContents,
     read_bundle,
 )
+from .models.architectures import QDOTS_CNN
 from .models.calibration import mahalanobis_distance, softmax
 from .models.continuous import calibrated_std, class_probabilities
 from .models.engine import continuous_estimates, receptive_fields
@@ -185,6 +186,7 @@ class Predictor:
         self.continuous_calibration = (np.asarray(t[T_CONTINUOUS_INTERVAL], dtype=np.float64)
                                        if contents.config.get("continuous_head") else None)
         self.grid: QGrid = contents.grid
+        self.task = contents.task  # what it answers: the quantum-dot size task (qdots_bluesky.models.task)
         cfg = contents.config
         self.size_classes_nm = np.asarray(cfg["size_classes_nm"], dtype=np.float64)
         self.dispersion_classes = np.asarray(cfg["dispersion_classes"], dtype=np.float64)
@@ -212,9 +214,17 @@ class Predictor:
         (flag threshold, default 0.5), ``num_threads`` (PyTorch intra-op CPU threads, set process-wide
         with torch.set_num_threads; default: leave as is. 1 is fastest on a loaded 2-core machine;
         the "numpy" device follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS instead).
+        Bundles of another task than quantum-dot sizing (a ``ClusterNet``: shape and size of metal clusters) give a
+        :class:`~qdots_bluesky.cluster_predictor.ClusterPredictor` with the same methods, whose answers are
+        :class:`~qdots_bluesky.estimate.TaskEstimate`\ s.
         Raises BundleError for a bad bundle, ValueError for a bad device.
         """
-        return cls(read_bundle(path), device, **options)
+        contents = read_bundle(path)
+        if contents.architecture != QDOTS_CNN:  # another task (e.g. metal-cluster shape): its own answers
+            from .cluster_predictor import ClusterPredictor
+
+            return ClusterPredictor(contents, device, **options)  # type: ignore[return-value]
+        return cls(contents, device, **options)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -403,6 +413,13 @@ class Predictor:
         """Standardize one pattern (x in 2theta degrees with ``wavelength`` in A, or Q in 1/A) and size it."""
         row, report = standardize_pattern(x, y, x_unit=x_unit, wavelength=wavelength, grid=self.grid)
         return self.predict_standardized(row[None, :], [report])[0]
+
+    def prepare(self, x: Any, Y: Any, *, x_unit: str = "tth", wavelength: float | None = None
+                ) -> tuple[np.ndarray, list[StandardizationReport]]:
+        """The network's input rows (n, n_points) of patterns ``Y`` (n, len(x)) on one x axis and one report per row
+        (what :meth:`predict_standardized` takes; a ClusterPredictor has the same method for its input)."""
+        X, report = standardize_batch(x, np.atleast_2d(Y), x_unit=x_unit, wavelength=wavelength, grid=self.grid)
+        return X, [report] * X.shape[0]
 
     def predict_batch(self, x: Any, Y: Any, *, x_unit: str = "tth", wavelength: float | None = None) -> list[SizeEstimate]:
         """Size many patterns ``Y`` (n, len(x)) sharing one x axis (one standardization product)."""

@@ -8,9 +8,12 @@ for ``__version__``):
   refine (the optional refinement after the network; callbacks only) (sim.beamline only in callbacks/demo.py);
 - file_sizing (the files side of the predictor) -> predictor, estimate, models, standardize, io, units, plotting,
   refine (``qdots predict --refine``);
-- predictor -> estimate, models, standardize, units, io (plotting lazily, for its figure);
+- predictor -> estimate, models, standardize, units, io (plotting lazily, for its figure), cluster_predictor (the
+  answers of SAXS + WAXS task bundles) -> predictor, estimate, models, saxs_waxs_input, units;
+- saxs_waxs_input (the SAXS + WAXS models' input) -> units;
 - models -> standardize, units; standardize -> units, lru; io -> units; estimate, lru, plotting, units -> nothing;
-- sim.learning -> sim.physics, models, predictor, estimate, standardize, units, io, lru;
+- sim.learning -> sim.physics, models, predictor, cluster_predictor, estimate, standardize, saxs_waxs_input, units, io,
+  lru;
 - refine (DSE refinement, pure numerics) -> sim.physics, units, io;
 - sim.beamline -> sim.physics, units, lru;
 - sim.physics -> units, io (the leaf file readers, for measured blanks), lru, and of third-party packages only numpy,
@@ -36,7 +39,9 @@ RULES: dict[str, set[str]] = {
     "callbacks": {"plans", "predictor", "estimate", "models", "standardize", "io", "units", "plotting", "refine"},
     "plans": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting"},
     "file_sizing": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting", "refine"},
-    "predictor": {"estimate", "models", "standardize", "units", "io", "plotting"},
+    "predictor": {"estimate", "models", "standardize", "units", "io", "plotting", "cluster_predictor"},
+    "cluster_predictor": {"predictor", "estimate", "models", "saxs_waxs_input", "units"},
+    "saxs_waxs_input": {"units"},
     "estimate": set(),
     "models": {"standardize", "units"},
     "standardize": {"units", "lru"},
@@ -45,7 +50,8 @@ RULES: dict[str, set[str]] = {
     "plotting": set(),
     "units": set(),
     "refine": {"sim.physics", "units", "io"},
-    "sim.learning": {"sim.physics", "models", "predictor", "estimate", "standardize", "units", "io", "lru"},
+    "sim.learning": {"sim.physics", "models", "predictor", "cluster_predictor", "estimate", "standardize",
+                     "saxs_waxs_input", "units", "io", "lru"},
     "sim.beamline": {"sim.physics", "units", "lru"},
     "sim.physics": {"units", "io", "lru"},
     "sim": set(),
@@ -174,6 +180,7 @@ def test_physics_imports_only_its_third_party_packages():
 
 
 @pytest.mark.parametrize("module", ["io", "units", "standardize", "predictor", "file_sizing", "models",
+                                    "cluster_predictor", "saxs_waxs_input", "models.task", "models.architectures",
                                     "models.bundle", "models.engine", "models.calibration", "models.continuous",
                                     "cli", "cli.main", "cli.common", "cli.predict", "cli.simulate", "cli.training",
                                     "cli.bluesky_commands"])

@@ -169,6 +169,9 @@ class LiveSizer(DocumentRouter):
         self.stop_timeout = float(stop_timeout)
         self.validate = bool(validate)
         self.classes = [float(c) for c in np.asarray(predictor.size_classes_nm)]
+        #: what the loaded bundle answers: its task (the stream's keys and units), or the classes of a sizer without one
+        self.layout = getattr(predictor, "task", None) or self.classes
+        self._layout_keys = schema.output_keys(self.layout)
         self._callbacks: dict[int, Callable] = {}
         self._tokens = itertools.count()
         for cb in callbacks:
@@ -374,7 +377,7 @@ class LiveSizer(DocumentRouter):
     def _emit_descriptor(self, run: RunSizer, source: PatternSource) -> None:
         from event_model import compose_descriptor
 
-        data_keys = schema.output_keys(self.classes, refine=self.refiner is not None)
+        data_keys = schema.output_keys(self.layout, refine=self.refiner is not None)
         for dk in data_keys.values():
             dk["object_name"] = SIZER_OBJECT
         info = dict(self._model_info)
@@ -395,7 +398,7 @@ class LiveSizer(DocumentRouter):
     def _emit_result(self, job: Job, result: Any, latency_ms: float | None = None, force: bool = False) -> None:
         """Compose and send (or hold) the output event of ``job``; ``result`` is a SizeEstimate or an error text."""
         run = job.run
-        n = len(self.classes)
+        n = self._layout_keys
         with run.lock:
             if run.abandoned and not force:
                 return

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
+
+from ..models.task import Task, pbs_size_task
 
 #: Name of the stream the sizer adds to each run.
 STREAM_NAME = "qdots_size"
@@ -45,17 +47,62 @@ def _number_key(units: str | None, description: str) -> dict[str, Any]:
     return {"dtype": "number", "shape": [], "dtype_numpy": "<f8", "units": units, "source": f"{SIZER_OBJECT}: {description}"}
 
 
-def output_keys(classes: Sequence[float], refine: bool = False) -> dict[str, dict[str, Any]]:
-    """Descriptor data keys of the output stream for a model with size classes ``classes`` (nm), with the
+def output_keys(layout: Task | Sequence[float], refine: bool = False) -> dict[str, dict[str, Any]]:
+    """Descriptor data keys of the output stream for the loaded bundle's task (``layout``: a
+    :class:`~qdots_bluesky.models.task.Task`, or the size classes in nm of a quantum-dot sizer), with the
     refined keys (:data:`REFINED_KEYS` and ``refined``) where ``refine``; ``object_name`` is not set (the sizer
-    adds it)."""
-    keys = _network_keys(classes)
+    adds it). The quantum-dot size task keeps its published layout; any other task publishes its targets
+    (:func:`task_keys`)."""
+    task = layout if isinstance(layout, Task) else pbs_size_task(layout)
+    keys = _network_keys(task.size_classes_nm) if task.is_pbs_preset else task_keys(task)
     if refine:
         for key, (_, units, text) in REFINED_KEYS.items():
             keys[key] = _number_key(units, text + " (NaN where not refined)")
         keys["refined"] = {"dtype": "integer", "shape": [], "dtype_numpy": "<i8", "units": None,
                            "source": f"{SIZER_OBJECT}: 1 where this pattern was refined, 0 where not (a worker "
                                      "behind the scan refines only the newest pattern of each batch)"}
+    return keys
+
+
+def _string_key(description: str, **extra: Any) -> dict[str, Any]:
+    return {"dtype": "string", "shape": [], "dtype_numpy": "<U0", "units": None, "source": f"{SIZER_OBJECT}: {description}",
+            **extra}
+
+
+def _common_keys() -> dict[str, dict[str, Any]]:
+    """Keys of every task: outcome, status, flags, message, the source event and the latency."""
+    return {k: v for k, v in _network_keys(()).items()
+            if k in ("outcome", "status", "flags", "message", "source_seq_num", "source_uid", "latency_ms")}
+
+
+def task_keys(task: Task) -> dict[str, dict[str, Any]]:
+    """Data keys of a task's answers (:class:`~qdots_bluesky.estimate.TaskEstimate.record`): each value and its
+    1-sigma uncertainty with the target's unit; each class target (and its groups) as the most probable label, its
+    calibrated probability and the probabilities of every label; the size classes' probabilities; the
+    out-of-distribution distance and the probability that particles are there."""
+    keys: dict[str, dict[str, Any]] = {}
+    for t in task.values:
+        keys[t.name] = _number_key(t.unit, t.description)
+        keys[t.std_key()] = _number_key(t.unit, f"uncertainty (1 sigma) of {t.name}")
+    for t in task.classes:
+        sets = [(t.name, list(t.labels), t.description)]
+        if t.groups:
+            sets.append((t.group_name, t.group_labels(), f"{t.name} summed into {t.group_name} groups"))
+        for name, labels, text in sets:
+            keys[name] = _string_key(f"most probable {name} ({text}); '' where not sized", choices=labels + [""])
+            keys[f"{name}_confidence"] = _number_key("dimensionless", f"calibrated probability of {name}")
+            keys[f"{name}_probabilities"] = {"dtype": "array", "shape": [len(labels)], "dtype_numpy": "<f8",
+                                             "units": "dimensionless", "dims": [name], "labels": labels,
+                                             "source": f"{SIZER_OBJECT}: calibrated probability of each {name} (labels)"}
+    n = len(task.size_classes_nm)
+    keys["size_class_nm"] = _number_key("nm", "most probable size class (number-weighted mean diameter)")
+    keys["probabilities"] = {"dtype": "array", "shape": [n], "dtype_numpy": "<f8", "units": "dimensionless",
+                             "dims": ["size_class"], "size_classes_nm": list(task.size_classes_nm),
+                             "source": f"{SIZER_OBJECT}: probability of each size class (size_classes_nm)"}
+    keys["ood_distance"] = _number_key("dimensionless", "Mahalanobis distance of the network features to training")
+    keys["nanocrystal_probability"] = _number_key("dimensionless", "probability that the pattern holds particle "
+                                                  "scattering (not solvent or background alone)")
+    keys.update(_common_keys())
     return keys
 
 
@@ -103,18 +150,30 @@ def _network_keys(classes: Sequence[float]) -> dict[str, dict[str, Any]]:
 OUTPUT_KEYS = output_keys([2.0 + 0.5 * i for i in range(17)])
 
 
-def event_data(result: Any, n_classes: int, seq_num: int, uid: str, latency_ms: float, refine: bool = False,
-               refinement: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The data of one output event: ``result`` is a SizeEstimate, or an error text (status "error",
-    NaN numbers); ``seq_num``/``uid`` name the source event; ``latency_ms`` in ms; with ``refine`` the refined
-    keys from ``refinement`` (a refinement's ``to_dict()``; None: not refined, NaN and ``refined`` 0)."""
+def event_data(result: Any, layout: int | Mapping[str, Any], seq_num: int, uid: str, latency_ms: float,
+               refine: bool = False, refinement: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data of one output event: ``result`` is a SizeEstimate or TaskEstimate, or an error text (status
+    "error", NaN numbers, empty labels); ``layout``: the stream's data keys (:func:`output_keys`), or the number
+    of size classes of a quantum-dot sizer; ``seq_num``/``uid`` name the source event; ``latency_ms`` in ms; with
+    ``refine`` the refined keys from ``refinement`` (a refinement's ``to_dict()``; None: not refined, NaN and
+    ``refined`` 0)."""
     if isinstance(result, str):
-        data: dict[str, Any] = {k: math.nan for k in FLOAT_KEYS}
-        data.update(probabilities=[math.nan] * n_classes, outcome="error", status=STATUS_ERROR, flags="", message=result)
+        data: dict[str, Any] = {}
+        if isinstance(layout, Mapping):
+            for k, dk in layout.items():
+                data[k] = ([math.nan] * dk["shape"][0] if dk["dtype"] == "array" else
+                           math.nan if dk["dtype"] == "number" else "" if dk["dtype"] == "string" else None)
+            data = {k: v for k, v in data.items() if v is not None}
+        else:
+            data.update({k: math.nan for k in FLOAT_KEYS}, probabilities=[math.nan] * int(layout))
+        data.update(outcome="error", status=STATUS_ERROR, flags="", message=result)
     else:
-        values = {k: getattr(result, k) for k in FLOAT_KEYS}
-        data = {k: math.nan if v is None else float(v) for k, v in values.items()}
-        data["probabilities"] = [float(v) for v in result.probabilities.values()]
+        if hasattr(result, "record"):  # a task's answers publish themselves under the task's keys
+            data = dict(result.record())
+        else:
+            values = {k: getattr(result, k) for k in FLOAT_KEYS}
+            data = {k: math.nan if v is None else float(v) for k, v in values.items()}
+            data["probabilities"] = [float(v) for v in result.probabilities.values()]
         flags = list(result.flags)
         outcome = getattr(result, "status", "sized")
         data["outcome"] = outcome

@@ -55,7 +55,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..standardize import QGrid
-from .engine import NumpyQDotsNet, check_config, state_dict_shapes
+from .architectures import QDOTS_CNN, architecture_of, check_network_config, numpy_network, required_tensors, state_shapes
+from .engine import check_config
+from .task import Task, TaskError, task_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import QDotsNet
@@ -75,8 +77,9 @@ T_OOD_THRESHOLD = "ood.threshold"
 T_CONTINUOUS_INTERVAL = "calibration.continuous_interval"
 #: Extra tensors every bundle holds.
 REQUIRED_TENSORS = (T_SIZE_TEMPERATURE, T_DISPERSION_TEMPERATURE, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD)
-#: Metadata keys every bundle holds.
-REQUIRED_METADATA = ("format", "format_version", "network", "q_grid", "size_classes_nm", "dispersion_classes")
+#: Metadata keys every bundle holds; a quantum-dot sizer (architecture QDotsNet) also :data:`QDOTS_METADATA`.
+REQUIRED_METADATA = ("format", "format_version", "network")
+QDOTS_METADATA = ("q_grid", "size_classes_nm", "dispersion_classes")
 #: Prefix of the coarse-sampling specialist's weights and tensors; its metadata key.
 COARSE_PREFIX = "coarse."
 COARSE_METADATA = "coarse_specialist"
@@ -124,13 +127,23 @@ class BundleContents:
         return self.metadata["network"]
 
     @property
+    def architecture(self) -> str:
+        """The network's architecture (:mod:`.architectures`)."""
+        return architecture_of(self.config)
+
+    @property
+    def task(self) -> Task:
+        """What the model answers (:mod:`.task`; bundles without a task: the PbS size preset)."""
+        return task_of(self.metadata)
+
+    @property
     def grid(self) -> QGrid:
-        """The Q grid the model was trained on."""
+        """The Q grid a quantum-dot sizer was trained on (the standardization's linear grid)."""
         return QGrid.from_dict(self.metadata["q_grid"])
 
-    def numpy_model(self) -> NumpyQDotsNet:
-        """The network as a :class:`NumpyQDotsNet` (no PyTorch needed)."""
-        return NumpyQDotsNet(self.config, self.weights)
+    def numpy_model(self) -> Any:
+        """The network evaluated with NumPy (no PyTorch needed)."""
+        return numpy_network(self.config, self.weights)
 
 
 @dataclass
@@ -152,9 +165,10 @@ def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any]
                 extra_tensors: Mapping[str, Any], coarse: CoarseSpecialist | None = None) -> Path:
     """Write ``model`` weights, ``extra_tensors`` and ``metadata`` to one safetensors file.
 
-    ``metadata`` must be JSON-able (NumPy scalars/arrays and Paths are converted); ``network``,
-    ``size_classes_nm`` and ``dispersion_classes`` are taken from ``model.config`` (a different
-    value given is an error), ``q_grid`` defaults to the standard grid. ``extra_tensors`` must hold
+    ``metadata`` must be JSON-able (NumPy scalars/arrays and Paths are converted); ``network`` is taken from
+    ``model.config``, and for a quantum-dot sizer ``size_classes_nm`` and ``dispersion_classes`` too (a
+    different value given is an error), ``q_grid`` defaults to the standard grid; other architectures need a
+    ``task`` (a :class:`~.task.Task` or its dict). ``extra_tensors`` must hold
     :data:`REQUIRED_TENSORS` (see :func:`calibration.calibration_tensors`). The file is checked as
     :func:`read_bundle` would and written atomically. ``coarse``: an optional coarse-sampling
     specialist with the same classes and grid. Raises BundleError.
@@ -165,16 +179,23 @@ def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any]
 
     path = Path(path)
     meta = dict(metadata)
-    cfg = check_config(model.config)
-    for key, value in (("network", cfg), ("size_classes_nm", cfg["size_classes_nm"]),
-                       ("dispersion_classes", cfg["dispersion_classes"])):
+    try:
+        cfg = check_network_config(model.config)
+    except ValueError as exc:
+        raise BundleError(f"{path}: bad network config ({exc})") from None
+    if isinstance(meta.get("task"), Task):
+        meta["task"] = meta["task"].to_dict()
+    owned = [("network", cfg)]
+    if architecture_of(cfg) == QDOTS_CNN:
+        owned += [("size_classes_nm", cfg["size_classes_nm"]), ("dispersion_classes", cfg["dispersion_classes"])]
+        meta.setdefault("q_grid", QGrid(n_points=cfg["n_points"]).to_dict())
+        if isinstance(meta["q_grid"], QGrid):
+            meta["q_grid"] = meta["q_grid"].to_dict()
+    for key, value in owned:
         given = meta.get(key)
         if given is not None and _jsonable(given) != _jsonable(value):
             raise BundleError(f"{path}: metadata {key!r} = {given!r} differs from the model's {value!r}")
         meta[key] = value
-    meta.setdefault("q_grid", QGrid(n_points=cfg["n_points"]).to_dict())
-    if isinstance(meta["q_grid"], QGrid):
-        meta["q_grid"] = meta["q_grid"].to_dict()
     meta["format"] = BUNDLE_FORMAT
     meta["format_version"] = BUNDLE_FORMAT_VERSION
     meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -274,7 +295,7 @@ def read_bundle(path: str | Path | None = None, grid: QGrid | None = None) -> Bu
         except BundleError as exc:
             raise BundleError(f"{path}: {exc}") from None
         contents.coarse = _contents(path, member_meta, coarse_arrays, "the coarse specialist's ")
-    if grid is not None and contents.grid != grid:
+    if grid is not None and contents.architecture == QDOTS_CNN and contents.grid != grid:
         raise BundleError(f"{path}: the model was trained on the Q grid {contents.grid.to_dict()}, not on the requested "
                           f"{grid.to_dict()}; standardize to the model's grid or use a model trained on yours")
     return contents
@@ -340,16 +361,19 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
         raise BundleError(f"metadata says format {meta['format']!r} version {meta['format_version']!r}; "
                           f"expected {BUNDLE_FORMAT!r} version {BUNDLE_FORMAT_VERSION}")
     try:
-        cfg = check_config(meta["network"])
-        grid = QGrid.from_dict(meta["q_grid"])
+        cfg = check_network_config(meta["network"])
+        task = task_of(meta)
+    except TaskError as exc:
+        raise BundleError(f"bad task in the metadata ({exc})") from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise BundleError(f"bad network config or Q grid in the metadata ({exc})") from None
-    if grid.n_points != cfg["n_points"]:
-        raise BundleError(f"the Q grid has {grid.n_points} points but the network takes {cfg['n_points']}")
-    for key in ("size_classes_nm", "dispersion_classes"):
-        if [float(v) for v in meta[key]] != cfg[key]:
-            raise BundleError(f"metadata {key} {meta[key]} differ from the network config's {cfg[key]}")
-    expected = state_dict_shapes(cfg)
+        raise BundleError(f"bad network config in the metadata ({exc})") from None
+    if architecture_of(cfg) == QDOTS_CNN:
+        _check_qdots_metadata(meta, cfg)
+    elif "task" not in meta:
+        raise BundleError(f"a {architecture_of(cfg)} network needs a 'task' in the metadata (see qdots_bluesky.models.task)")
+    elif task.input.n_points != cfg["n_points"]:
+        raise BundleError(f"the task's input has {task.input.n_points} points but the network takes {cfg['n_points']}")
+    expected = state_shapes(cfg)
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     if missing or unexpected:
@@ -360,19 +384,25 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
             raise BundleError(f"weight {WEIGHT_PREFIX}{k} has shape {tuple(weights[k].shape)}, expected {shape}")
         if not np.isfinite(weights[k]).all():
             raise BundleError(f"weight {WEIGHT_PREFIX}{k} holds NaN or infinite values")
-    missing = [k for k in REQUIRED_TENSORS if k not in extras]
+    needed = required_tensors(cfg) + (T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD)
+    missing = [k for k in needed if k not in extras]
     if missing:
         raise BundleError(f"bundle lacks the tensors {missing} (temperatures and out-of-distribution "
-                          "statistics: see qdots_bluesky.models.calibration.calibration_tensors)")
-    if cfg["continuous_head"]:
+                          "statistics: see qdots_bluesky.models.calibration)")
+    n_cont = len(cfg["continuous_scales"]) if cfg.get("continuous_head", True) and "continuous_scales" in cfg else 0
+    if n_cont:
         a = extras.get(T_CONTINUOUS_INTERVAL)
-        n_cont = len(cfg["continuous_scales"])
         if a is None or tuple(a.shape) != (2, n_cont) or not (np.isfinite(a).all() and (a[1] > 0).all()):
             raise BundleError(f"the network has a continuous head but the tensor {T_CONTINUOUS_INTERVAL} is missing "
                               f"or bad; accepted: shape (2, {n_cont}), finite, exponents (second row) > 0")
-    d = cfg["filters"][-1]
+    d = extras[T_FEATURE_MEAN].size
+    if architecture_of(cfg) == QDOTS_CNN and d != cfg["filters"][-1]:
+        raise BundleError(f"tensor {T_FEATURE_MEAN} has shape {tuple(extras[T_FEATURE_MEAN].shape)}, expected "
+                          f"({cfg['filters'][-1]},)")
     shapes = {T_FEATURE_MEAN: (d,), T_FEATURE_PRECISION: (d, d)}
-    for k in REQUIRED_TENSORS:
+    for k in needed:
+        if k == T_CONTINUOUS_INTERVAL:
+            continue
         a = extras[k]
         if k in shapes:
             ok = tuple(a.shape) == shapes[k]
@@ -382,6 +412,22 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
             accepted = "one value > 0"
         if not ok or not np.isfinite(a).all():
             raise BundleError(f"tensor {k} has shape {tuple(a.shape)} or bad values; accepted: {accepted}, finite")
+
+
+def _check_qdots_metadata(meta: Mapping[str, Any], cfg: Mapping[str, Any]) -> None:
+    """The metadata a quantum-dot sizer holds besides its network: its Q grid and classes, as its config."""
+    missing = [k for k in QDOTS_METADATA if k not in meta]
+    if missing:
+        raise BundleError(f"bundle metadata lacks {missing}")
+    try:
+        grid = QGrid.from_dict(meta["q_grid"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BundleError(f"bad network config or Q grid in the metadata ({exc})") from None
+    if grid.n_points != cfg["n_points"]:
+        raise BundleError(f"the Q grid has {grid.n_points} points but the network takes {cfg['n_points']}")
+    for key in ("size_classes_nm", "dispersion_classes"):
+        if [float(v) for v in meta[key]] != cfg[key]:
+            raise BundleError(f"metadata {key} {meta[key]} differ from the network config's {cfg[key]}")
 
 
 def _jsonable(obj: Any) -> Any:

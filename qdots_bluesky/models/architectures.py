@@ -1,0 +1,78 @@
+"""The network architectures a bundle can hold, by the name in its config (``network.architecture``).
+
+- ``"QDotsNet"`` (bundles without the key: the shipped quantum-dot sizer): :mod:`.engine` / :mod:`.network`;
+- ``"ClusterNet"`` (shape + size of metal nanoclusters from SAXS + WAXS): :mod:`.cluster_engine` /
+  :mod:`.cluster_network`.
+
+Each gives its config check, the names and shapes of its stored weights, a NumPy evaluator (no PyTorch) and a
+torch module, and the extra tensors its bundles must hold. Imports are lazy, so reading a bundle loads only what
+its architecture needs, and never torch.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+QDOTS_CNN = "QDotsNet"
+CLUSTER_CNN = "ClusterNet"
+ARCHITECTURES = (QDOTS_CNN, CLUSTER_CNN)
+#: Temperature of a cluster model's family logits (fitted on held-out simulations).
+T_SHAPE_TEMPERATURE = "calibration.temperature_shape"
+
+
+def architecture_of(cfg: Mapping[str, Any]) -> str:
+    """The architecture a network config names (default ``QDotsNet``); ValueError for an unknown one."""
+    name = cfg.get("architecture", QDOTS_CNN) if isinstance(cfg, Mapping) else None
+    if name not in ARCHITECTURES:
+        raise ValueError(f"network architecture {name!r}; accepted: {', '.join(ARCHITECTURES)}")
+    return name
+
+
+def check_network_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked, completed config of any architecture (ValueError when it is bad)."""
+    if architecture_of(cfg) == CLUSTER_CNN:
+        from .cluster_engine import check_cluster_config
+
+        return check_cluster_config(cfg)
+    from .engine import check_config
+
+    return check_config(cfg)
+
+
+def state_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the stored weights of a checked config."""
+    if architecture_of(cfg) == CLUSTER_CNN:
+        from .cluster_engine import cluster_state_dict_shapes
+
+        return cluster_state_dict_shapes(cfg)
+    from .engine import state_dict_shapes
+
+    return state_dict_shapes(cfg)
+
+
+def numpy_network(cfg: Mapping[str, Any], weights: Mapping[str, Any]) -> Any:
+    """The network evaluated with NumPy."""
+    if architecture_of(cfg) == CLUSTER_CNN:
+        from .cluster_engine import NumpyClusterNet
+
+        return NumpyClusterNet(cfg, weights)
+    from .engine import NumpyQDotsNet
+
+    return NumpyQDotsNet(cfg, weights)
+
+
+def torch_network(cfg: Mapping[str, Any]) -> Any:
+    """An untrained torch module of the config (weights are loaded by the caller)."""
+    if architecture_of(cfg) == CLUSTER_CNN:
+        from .cluster_network import ClusterNet
+
+        return ClusterNet(cfg)
+    from .network import QDotsNet
+
+    return QDotsNet(cfg)
+
+
+def required_tensors(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """The calibration tensors a bundle of this architecture holds (besides the out-of-distribution ones)."""
+    if architecture_of(cfg) == CLUSTER_CNN:
+        return (T_SHAPE_TEMPERATURE, "calibration.continuous_interval")
+    return ("calibration.temperature_size", "calibration.temperature_dispersion")
