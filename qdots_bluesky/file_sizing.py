@@ -172,20 +172,27 @@ def plot_names(plot: str | Path, paths: Sequence[str | Path]) -> list[Path]:
 
 
 def plot_files(predictor: Predictor, results: Sequence[FileResult], plot: str | Path, *, layer: int = -1) -> None:
-    """Save the Grad-CAM figure of every sized file (``FileResult.plot``); a figure that cannot be written turns
+    """Save the Grad-CAM figure of every sized file (``FileResult.plot``; a SAXS + WAXS model's: its input and class
+    probabilities); a figure that cannot be written turns
     the file's result into an error that says so (the estimate stays)."""
     from .plotting import plot_prediction
+
+    from .plotting import plot_task_prediction
 
     good = [i for i, r in enumerate(results) if r.estimate is not None]
     if not good:
         return
     X = np.stack([results[i].row for i in good])
-    cams = predictor.class_activation_map(X, [results[i].report for i in good], layer=layer)
+    by_task = not hasattr(predictor, "class_activation_map")  # a SAXS + WAXS model: its input and class probabilities
+    cams = None if by_task else predictor.class_activation_map(X, [results[i].report for i in good], layer=layer)
     names = plot_names(plot, [r.path for r in results])
     for k, i in enumerate(good):
         result = results[i]
         try:
-            plot_prediction(names[i], predictor.grid.q, X[k], cams[k], result.estimate, title=result.path)
+            if by_task:
+                plot_task_prediction(names[i], predictor.q, X[k], result.estimate, title=result.path)
+            else:
+                plot_prediction(names[i], predictor.grid.q, X[k], cams[k], result.estimate, title=result.path)
         except OSError as exc:
             result.error = f"sized, but the plot {names[i]} cannot be written ({exc})"
             continue

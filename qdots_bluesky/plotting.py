@@ -83,3 +83,31 @@ def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: n
     plt.close(fig)
     return Path(path)
 
+
+
+def plot_task_prediction(path: str | Path, q: np.ndarray, network_input: np.ndarray, estimate: Any,
+                         title: str = "") -> Path:
+    """Save the figure of a SAXS + WAXS model's answer: the pattern as the network read it (asinh of the intensity
+    over its median, measured points only, on log Q) and the calibrated class probabilities (each class target and
+    its groups), with the sizes +- 1 sigma in the title."""
+    classes = list(estimate.classes.items())
+    fig, axes = plt.subplots(1, 1 + len(classes), figsize=(5 + 3 * len(classes), 4), constrained_layout=True,
+                             gridspec_kw={"width_ratios": [2.2] + [1] * len(classes)})
+    axes = np.atleast_1d(axes)
+    measured = network_input[1] > 0.5
+    axes[0].plot(q[measured], network_input[0][measured], ".", ms=2, color="k")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("Q (1/A)")
+    axes[0].set_ylabel("asinh(I / median I)")
+    for ax, (name, probabilities) in zip(axes[1:], classes):
+        labels = list(probabilities)
+        ax.barh(range(len(labels)), [probabilities[k] for k in labels], color="tab:blue")
+        ax.set_yticks(range(len(labels)), [k.replace("_", " ") for k in labels])
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"P({name})")
+        ax.invert_yaxis()
+    sizes = ", ".join(f"{k} {v:.2f} ± {s:.2f}" for k, (v, s) in estimate.values.items() if np.isfinite(v))
+    fig.suptitle(f"{title}\n{sizes or estimate.summary()}", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

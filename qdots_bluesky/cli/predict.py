@@ -118,6 +118,9 @@ def cmd_predict(args) -> int:
     predictor = _load(args)
     if isinstance(predictor, int):
         return predictor
+    if getattr(args, "refine", False) and not predictor.task.is_pbs_preset:
+        return fail("predict", f"--refine: the DSE refinement refines quantum-dot sizes; the model's task is "
+                               f"{predictor.task.name!r}; accepted: --refine with a quantum-dot model (or use qdots fit)")
     results = size_files(predictor, args.files, x_unit=args.x_unit, wavelength=args.wavelength)
     if getattr(args, "refine", False):
         refine_files(results, material=args.material, x_unit=args.x_unit, wavelength=args.wavelength,

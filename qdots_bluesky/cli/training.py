@@ -10,13 +10,22 @@ from ..units import XUnit
 
 def add_train(sub) -> None:
     """Add ``train``: a model bundle from a library file."""
-    p = sub.add_parser("train", help="train a sizing model on a library file",
+    p = sub.add_parser("train", help="train a sizing model on a library file (or a shape + size model of metal clusters)",
                        description="Train the size/dispersion classifier on a DSE library with on-the-fly physics "
                                    "augmentation (solvents, noise, Q range, sampling, laboratory geometry), calibrate it "
                                    "and write a model bundle (safetensors + JSON provenance). The shipped model is "
                                    "retrained with: qdots train --library library_q.h5 --build-library "
-                                   "-o qdots_bluesky/models/default_model.safetensors")
-    p.add_argument("--library", required=True, help="library HDF5 file with the standard Q grid (qdots library build --no-tth)")
+                                   "-o qdots_bluesky/models/default_model.safetensors. With --task metal-shape-size "
+                                   "(or a task file) it trains a SAXS + WAXS shape + size model of metal nanoclusters "
+                                   "instead (no library: per-cluster DSE bases built and cached on the way; the options "
+                                   "that name the library's network do not apply; --epochs, --samples-per-epoch, "
+                                   "--batch-size, --learning-rate, --max-minutes and --seed do)")
+    p.add_argument("--task", default="pbs-size", metavar="PRESET|FILE",
+                   help="what the model answers: pbs-size (quantum-dot sizes from WAXS, the default), metal-shape-size "
+                        "(cluster family and size of an fcc metal from SAXS + WAXS), or a JSON task file (e.g. the "
+                        "metal-shape-size task with another material or Q range; see qdots_bluesky.models.task)")
+    p.add_argument("--library", default=None,
+                   help="library HDF5 file with the standard Q grid (qdots library build --no-tth); required for pbs-size")
     p.add_argument("--build-library", action="store_true",
                    help="build the reference library (Q grid only) at --library first if the file does not exist")
     p.add_argument("-o", "--output", default="model.safetensors", help="bundle file to write (default model.safetensors)")
@@ -128,11 +137,44 @@ def _parse_blank(text: str) -> tuple[str, str, float | None]:
 
 
 def cmd_train(args) -> int:
-    from ..sim.learning.augment import AugmentationSettings
     from ..io import check_output_path
-    from ..sim.learning.train import TrainingSettings, cross_validate, train_model
+    from ..models.task import load_task
 
     check_output_path(args.output, "-o/--output")
+    task = load_task(args.task)
+    if not task.is_pbs_preset:
+        return _train_task(args, task)
+    if args.library is None:
+        raise ValueError("--library is required for the pbs-size task; accepted: --library FILE (with --build-library "
+                         "to build it)")
+    return _train_pbs(args)
+
+
+def _train_task(args, task) -> int:
+    """A SAXS + WAXS shape + size model of the task's material (sim.learning.cluster_training)."""
+    from ..sim.learning.cluster_bundle import save_cluster_bundle, task_training_settings
+    from ..sim.learning.cluster_training import train_cluster_model
+
+    d = _training_defaults()  # the pbs-size defaults: an option left at it takes the task's own default
+    given = {name: getattr(args, option) for name, option, default in (
+        ("epochs", "epochs", d.max_epochs), ("populations_per_epoch", "samples_per_epoch", d.samples_per_epoch),
+        ("batch_size", "batch_size", d.batch_size), ("lr", "learning_rate", d.learning_rate),
+        ("max_minutes", "max_minutes", d.max_minutes)) if getattr(args, option) != default}
+    settings = task_training_settings(task, seed=args.seed, **given)
+    trained = train_cluster_model(settings, progress=True)
+    path = save_cluster_bundle(args.output, trained, task)
+    m = trained.metrics
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB) after {m['epochs']} epochs "
+          f"({m['train_seconds'] / 60:.1f} min of training, {m['total_seconds'] / 60:.1f} min in all)")
+    for name, c in m["conditions"].items():
+        print(f"  held-out {name}: " + ", ".join(f"{k} {v:.3g}" for k, v in c.items() if isinstance(v, (int, float))))
+    return 0
+
+
+def _train_pbs(args) -> int:
+    from ..sim.learning.augment import AugmentationSettings
+    from ..sim.learning.train import TrainingSettings, cross_validate, train_model
+
     library = Path(args.library)
     if not library.exists():
         if not args.build_library:

@@ -1,0 +1,116 @@
+"""A SAXS + WAXS task bundle through the one pipeline: bundle round trip, Predictor.from_bundle, answers, JSON,
+stream keys, flags and bad bundles (a tiny untrained ClusterNet: the plumbing, not the accuracy)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from qdots_bluesky.callbacks import schema  # noqa: E402
+from qdots_bluesky.cluster_predictor import ClusterPredictor  # noqa: E402
+from qdots_bluesky.models.architectures import T_SHAPE_TEMPERATURE  # noqa: E402
+from qdots_bluesky.models.bundle import BundleError, read_bundle, save_bundle  # noqa: E402
+from qdots_bluesky.models.cluster_engine import default_cluster_config  # noqa: E402
+from qdots_bluesky.models.cluster_network import ClusterNet  # noqa: E402
+from qdots_bluesky.models.task import metal_shape_size_task  # noqa: E402
+from qdots_bluesky.predictor import Predictor  # noqa: E402
+
+N = 128
+TASK = metal_shape_size_task("Au", n_points=N)
+
+
+def tiny_bundle(path, task=TASK, **meta):
+    torch.manual_seed(0)
+    q = np.geomspace(0.02, 15.0, N)
+    cfg = default_cluster_config(n_points=N, saxs_stop=int(np.searchsorted(q, 1.0)), waxs_start=int(np.searchsorted(q, 0.5)),
+                                 widths=[4, 8], kernel=3, hidden=8)
+    model = ClusterNet(cfg).eval()
+    d = 2 * cfg["hidden"]
+    tensors = {T_SHAPE_TEMPERATURE: np.array([1.5], np.float32),
+               "calibration.continuous_interval": np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32),
+               "ood.feature_mean": np.zeros(d, np.float32), "ood.feature_precision": np.eye(d, dtype=np.float32),
+               "ood.threshold": np.array([1e6], np.float32)}
+    metadata = {"task": task, "training": {"population_ranges": {"mean_diameter_nm": [1.0, 10.0]}}, **meta}
+    return save_bundle(path, model, metadata, tensors)
+
+
+def pattern(q, d_nm=4.0):
+    """A sphere's form factor (SAXS) plus Gaussian Bragg-like peaks of fcc Au (WAXS), positive everywhere."""
+    r = 10 * d_nm / 2
+    x = q * r
+    saxs = (3 * (np.sin(x) - x * np.cos(x)) / x ** 3) ** 2
+    waxs = sum(np.exp(-0.5 * ((q - c) / 0.05) ** 2) for c in (2.67, 3.08, 4.36, 5.11))
+    return 1e4 * saxs + 0.5 * waxs + 0.05
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return tiny_bundle(tmp_path_factory.mktemp("cluster") / "tiny_cluster.safetensors")
+
+
+def test_a_task_bundle_reads_back_with_its_task_and_loads_as_a_cluster_predictor(bundle):
+    contents = read_bundle(bundle)
+    assert contents.architecture == "cluster-cnn" and contents.task == TASK
+    predictor = Predictor.from_bundle(bundle, device="numpy")
+    assert isinstance(predictor, ClusterPredictor) and predictor.task.name == "metal-shape-size"
+
+
+def test_numpy_and_torch_engines_give_the_same_answers(bundle):
+    q = np.geomspace(0.01, 20.0, 3000)
+    Y = np.stack([pattern(q, d) for d in (2.0, 5.0)])
+    a = Predictor.from_bundle(bundle, device="numpy").predict_batch(q, Y, x_unit="q")
+    b = Predictor.from_bundle(bundle, device="cpu").predict_batch(q, Y, x_unit="q")
+    for ea, eb in zip(a, b):
+        assert ea.classes["shape"] == pytest.approx(eb.classes["shape"], abs=1e-4)
+        for k in ea.values:
+            assert ea.values[k] == pytest.approx(eb.values[k], rel=1e-3, nan_ok=True)
+
+
+def test_an_answer_holds_what_the_task_declares_and_publishes_under_its_keys(bundle):
+    predictor = Predictor.from_bundle(bundle, device="numpy")
+    q = np.geomspace(0.01, 20.0, 3000)
+    est = predictor.predict_pattern(q, pattern(q), x_unit="q")
+    assert sum(est.classes["shape"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert est.classes["structure"]["fcc"] == pytest.approx(sum(est.classes["shape"][f] for f in
+                                                                ("octahedron", "truncated_octahedron", "cuboctahedron",
+                                                                 "sphere")))
+    assert set(est.values) == {"size_nm", "size_volume_nm", "dispersion"} and est.units["size_nm"] == "nm"
+    assert sum(est.size_probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    keys = schema.output_keys(predictor.task)
+    record = est.record()
+    assert set(record) <= set(keys) and {"size_nm", "size_std_nm", "shape", "structure_probabilities"} <= set(record)
+    text = json.dumps(est.to_dict(), allow_nan=False)  # JSON without NaN: a missing value is null
+    assert '"task": "metal-shape-size"' in text
+    if est.status == "sized":
+        assert est.size_std_nm > 0 and "±" in est.summary()
+    else:  # an untrained network may put the size anywhere: then no size is given, and the summary says why
+        assert np.isnan(est.size_nm) and "trained range" in est.summary()
+
+
+def test_a_saxs_only_pattern_is_flagged_no_waxs_and_its_report_says_what_was_measured(bundle):
+    predictor = Predictor.from_bundle(bundle, device="numpy")
+    q = np.geomspace(0.01, 0.6, 800)
+    est = predictor.predict_pattern(q, pattern(q), x_unit="q")
+    assert "no_waxs" in est.flags
+    assert est.standardization["q_max_data"] == pytest.approx(0.6) and est.standardization["coverage"] < 0.6
+
+
+def test_bad_task_bundles_are_refused_with_what_is_wrong(tmp_path):
+    with pytest.raises(BundleError, match="needs a 'task'"):
+        q = np.geomspace(0.02, 15.0, N)
+        cfg = default_cluster_config(n_points=N, saxs_stop=int(np.searchsorted(q, 1.0)), widths=[4], kernel=3,
+                                     hidden=4, waxs_start=int(np.searchsorted(q, 0.5)))
+        save_bundle(tmp_path / "x.safetensors", ClusterNet(cfg), {}, {})
+    with pytest.raises(BundleError, match="input has 64 points"):
+        tiny_bundle(tmp_path / "y.safetensors", task=metal_shape_size_task(n_points=64))
+
+
+def test_refinement_and_bad_inputs_of_a_task_model_get_one_line_errors(bundle):
+    predictor = Predictor.from_bundle(bundle, device="numpy")
+    with pytest.raises(ValueError, match="accepted: finite"):
+        predictor.predict_standardized(np.zeros((1, 2, N + 1), np.float32))
+    with pytest.raises(ValueError, match="outside the model's grid"):
+        predictor.predict_pattern(np.linspace(20, 30, 50), np.ones(50), x_unit="q")
