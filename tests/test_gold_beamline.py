@@ -135,6 +135,18 @@ def test_waxs_shows_the_au_111_peak(beamline):
     assert y[i] > 2 * np.median(y[(Q > 1.5) & (Q < 2.2)])  # a peak, not a shoulder
 
 
+def test_a_mixture_is_the_number_weighted_sum_of_its_structures(beamline):
+    _, detector = beamline
+    x = np.array([0.2, 0.5, 0.3])
+    mixed, atoms = detector.population_pattern(2.5, 0.1, x)
+    pure = [detector.population_pattern(2.5, 0.1, np.eye(3)[k]) for k in range(3)]
+    np.testing.assert_allclose(mixed, sum(xk * p for xk, (p, _) in zip(x, pure)), rtol=1e-12)
+    assert atoms == pytest.approx(sum(xk * n for xk, (_, n) in zip(x, pure)), rel=1e-12)
+    # per gold atom, the forward scattering is ~ <N^2> / <N> Z^2, so it grows like D^3
+    small, large = (detector.population_pattern(d, 0.05, [0, 0, 1]) for d in (2.0, 3.5))
+    assert (large[0][0] / large[1]) / (small[0][0] / small[1]) == pytest.approx((3.5 / 2.0) ** 3, rel=0.15)
+
+
 def test_counting_noise_is_poisson(beamline):
     reactor, detector = _fresh(beamline, noise=True)
     reactor.inject()
