@@ -96,6 +96,23 @@ def test_structure_fractions_sum_to_one_and_cross_over_at_the_set_diameters(d1, 
         GoldStructureLaw(d2, d1)
 
 
+def test_reactor_follows_the_law_across_a_temperature_change_and_publishes_the_truth():
+    reactor = GoldSynthesisReactor(name="reactor", clock="manual", temperature=80.0, precursor=10.0)
+    assert not reactor.nucleated.get() and reactor.concentration.get() == 0.0
+    reactor.inject()
+    reactor.advance(30.0)
+    reactor.temperature.set(100.0).wait(5)
+    obs = reactor.advance(200.0)
+    law = reactor.growth_law
+    expected = law.observe(law.evolve(law.evolve(law.start(80.0, 10.0), 30.0, 80.0), 200.0, 100.0))
+    assert obs == expected
+    assert reactor.true_size.get() == expected.mean_nm and reactor.elapsed.get() == 230.0
+    assert [reactor.true_icosahedron.get(), reactor.true_decahedron.get(), reactor.true_fcc.get()] == list(obs.fractions)
+    assert reactor.concentration.get() == pytest.approx(10.0 * obs.conversion)
+    with pytest.raises(ValueError, match="accepted"):
+        reactor.temperature.set(150.0)  # toluene boils at 111 C
+
+
 # --------------------------------------------------------------------------------------------
 # detector physics
 # --------------------------------------------------------------------------------------------
