@@ -25,8 +25,10 @@ number fractions x_f, conversion X, precursor c) and computes the expected count
 with S the built-in solvent model (:func:`~qdots_bluesky.sim.physics.solvents.solvent_pattern`, per molecule)
 scaled to mean 1 over Q >= 1 1/A, s_solv ``solvent_level``, b ``background_level`` (flat: cell, fluorescence),
 g ``gold_level`` (the gold's per-atom scattering in units of Z^2 = 79^2 at full conversion of the reference
-precursor), rate ``count_rate`` (counts/s on a unit level) and t ``exposure`` (s). At wide angles the gold adds about
-g X f(Q)^2 / Z^2 to the blank; at small angles about g X <N^2> / <N> (thousands of times more for 8 nm particles).
+precursor), rate ``count_rate`` (counts/s on a unit level) and t ``exposure`` (s). Between its Bragg peaks the gold adds
+~g X f(Q)^2 / Z^2 to the blank; at small angles ~g X <N^2> / <N> (thousands of times more for 8 nm particles). Per
+unit volume 10 mmol/L of Au atoms (Z^2 = 6241) against toluene (9.4 mol/L, ~260 electron units per molecule at wide
+angles) is g ~ 0.03; the default 0.3 is a strong sample, so that the WAXS peaks show early in a demo.
 Before the burst (X = 0) the detector counts the blank only (``blank``, configuration: its expected counts).
 
 Units: Q in 1/A, wavelength in A, diameters in nm, time in s, temperature in deg C, precursor and gold
