@@ -213,7 +213,8 @@ class GoldGrowthLaw:
             grow_s = dt_s - left_s
         tau = self.depletion_time(temperature_c)
         decay = math.exp(-grow_s / tau)
-        grown = state.grown_nm2 + self.growth_rate(temperature_c, state.precursor_mm) * tau * state.supersaturation * (1.0 - decay)
+        k = self.growth_rate(temperature_c, state.precursor_mm)
+        grown = state.grown_nm2 + k * tau * state.supersaturation * (1.0 - decay)
         return replace(state, t_s=state.t_s + dt_s, induction=1.0, nucleated=True, grown_nm2=grown,
                        supersaturation=state.supersaturation * decay)
 
