@@ -191,6 +191,7 @@ def test_blank_before_the_burst_and_particles_after(beamline):
         detector.trigger().wait(10)
         assert not reactor.nucleated.get()
         np.testing.assert_array_equal(detector.intensity.get(), detector.blank.get())
+        np.testing.assert_array_equal(detector.subtracted.get(), 0.0)  # the reduced pattern of a blank: nothing
     reactor.advance(60.0)
     detector.trigger().wait(10)
     y = detector.intensity.get()
@@ -216,13 +217,14 @@ def test_runengine_count_records_patterns_truth_and_a_discoverable_q_axis(beamli
     for e in events:
         y = np.asarray(e["data"]["saxswaxs_intensity"])
         assert y.shape == Q.shape and np.all(y >= 0)
+        np.testing.assert_allclose(e["data"]["saxswaxs_subtracted"], y - detector.blank.get())
         assert sum(e["data"][f"reactor_true_{s}"] for s in STRUCTURES) == pytest.approx(1.0)
     sizes = [e["data"]["reactor_true_size"] for e in events]
     assert np.all(np.diff(sizes) > 0)  # 60 simulated s per reading
     elapsed = np.array([e["data"]["reactor_elapsed"] for e in events])  # count sleeps delay less the time taken
     assert elapsed[0] == pytest.approx(100.0) and np.all(np.diff(elapsed) > 0) and np.all(np.diff(elapsed) <= 60.0)
-    source = find_source({}, desc)
-    assert source.problem is None and source.pattern_key == "saxswaxs_intensity"
+    source = find_source(detector.qdots_metadata(), desc)
+    assert source.problem is None and source.pattern_key == "saxswaxs_subtracted"
     assert source.x_key == "saxswaxs_q" and source.x_unit == "q"
     np.testing.assert_allclose(source.x, Q)
 
@@ -235,7 +237,7 @@ def test_insitu_synthesis_plan_drives_the_gold_devices(beamline):
     re(insitu_synthesis(detector, reactor, 4, 1.0), lambda name, doc: docs.append((name, doc)))
     start = docs[0][1]
     assert start["sample"]["material"] == "Au" and start["x_unit"] == "q"
-    assert start["qdots_pattern_key"] == "saxswaxs_intensity" and start["qdots_x_key"] == "saxswaxs_q"
+    assert start["qdots_pattern_key"] == "saxswaxs_subtracted" and start["qdots_x_key"] == "saxswaxs_q"
     assert "reactor_true_icosahedron" in start["qdots_truth_keys"]
     events = [d for n, d in docs if n == "event"]
     assert [e["data"]["reactor_nucleated"] for e in events] == [False, True, True, True]

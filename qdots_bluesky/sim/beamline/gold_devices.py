@@ -167,7 +167,9 @@ class SaxsWaxsDetector(Device):
 
     ``trigger()`` takes the reactor's current true state (refreshing the reactor's signals) and returns a status that
     completes once the pattern is computed (in a worker thread); ``read()`` then gives ``<name>_intensity`` (counts,
-    1D float64 on the Q grid). See the module docstring for the physics.
+    1D float64 on the Q grid) and ``<name>_subtracted``: the counts less the blank's expected counts, as a SAXS
+    reduction subtracts a measured solvent blank (what SAXS + WAXS models read; the start metadata names it as the
+    pattern). See the module docstring for the physics.
 
     Configuration: ``<name>_q`` (1/A), ``<name>_x_unit`` ("q"), ``<name>_wavelength`` (A), ``<name>_material``
     ("Au"), ``<name>_fcc_family``, ``<name>_blank`` (expected counts without particles) and the settable
@@ -182,6 +184,7 @@ class SaxsWaxsDetector(Device):
     """
 
     intensity = Cpt(ReadOnlySignal, value=np.zeros(2), units="counts", kind=Kind.normal)
+    subtracted = Cpt(ReadOnlySignal, value=np.zeros(2), units="counts", kind=Kind.normal)
     q = Cpt(ReadOnlySignal, value=np.zeros(2), units="1/A", kind=Kind.config)
     x_unit = Cpt(ReadOnlySignal, value="q", kind=Kind.config)
     wavelength = Cpt(ReadOnlySignal, value=0.56, units="A", kind=Kind.config)
@@ -238,6 +241,7 @@ class SaxsWaxsDetector(Device):
             sig.check_value(value)
             sig.put(value)
         self.intensity._publish(np.zeros(qs.size))
+        self.subtracted._publish(np.zeros(qs.size))
         self._bases: tuple | None = None
         self._progress = progress
         self._rng = np.random.default_rng(seed)
@@ -353,7 +357,7 @@ class SaxsWaxsDetector(Device):
         """Start-document hints for sizing callbacks (read by :func:`qdots_bluesky.plans.detector_metadata`): data
         keys, x unit, wavelength, solvent, material, the structures and the reactor's truth keys."""
         return {
-            "qdots_pattern_key": self.intensity.name,
+            "qdots_pattern_key": self.subtracted.name,
             "qdots_x_key": self.q.name,
             "x_unit": "q",
             "wavelength": float(self.wavelength.get()),
@@ -376,7 +380,9 @@ class SaxsWaxsDetector(Device):
         def work():
             try:
                 with self._acquire_lock:
-                    self.intensity._publish(self.simulate(truth), timestamp)
+                    counts = self.simulate(truth)
+                    self.intensity._publish(counts, timestamp)
+                    self.subtracted._publish(counts - self.blank.get(), timestamp)
             except Exception as exc:  # noqa: BLE001 - reported through the status
                 status.set_exception(exc)
             else:
