@@ -216,7 +216,7 @@ class Predictor:
         the "numpy" device follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS instead).
         Bundles of another task than quantum-dot sizing (a ``ClusterNet``: shape and size of metal clusters) give a
         :class:`~qdots_bluesky.cluster_predictor.ClusterPredictor` with the same methods, whose answers are
-        :class:`~qdots_bluesky.estimate.TaskEstimate`\ s.
+        :class:`~qdots_bluesky.estimate.TaskEstimate` objects.
         Raises BundleError for a bad bundle, ValueError for a bad device.
         """
         contents = read_bundle(path)

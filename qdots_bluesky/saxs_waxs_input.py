@@ -8,8 +8,8 @@ Resampling: each grid point's value is the mean of the data's linear interpolant
 data are denser than the grid (WAXS on a log grid) this averages several points and their noise; where they are
 sparser (SAXS near Q_min) it interpolates. A grid point is *measured* when its Q lies within the data's range and
 not inside a gap of the data (two neighbouring data points further apart than :data:`GAP_FACTOR` times the median
-data step of the pattern's part: SAXS below :data:`SAXS_WAXS_SPLIT_Q`, WAXS above; e.g. between two detectors or
-at non-finite intensities, which are dropped first). Masked points carry :data:`MASK_FILL`.
+of the neighbouring steps: between two detectors, or at non-finite intensities, which are dropped first). Masked
+points carry :data:`MASK_FILL`.
 
 Network input: two channels per grid point, asinh(Y / median of the measured |Y|) (log-like over the decades from
 SAXS to WAXS, defined for the slightly negative values a subtraction can leave) with masked points at 0, and the
@@ -28,7 +28,7 @@ from .units import XUnit, check_wavelength, tth_to_q
 MASK_FILL = 0.0
 #: Two data points further apart than this many median steps leave a gap (masked grid points between them).
 GAP_FACTOR = 5.0
-#: Q (1/A) that separates the SAXS and WAXS parts when judging the data's typical step.
+#: Q (1/A) from which a pattern counts as wide-angle (a SAXS + WAXS model's shape rests on data above it).
 SAXS_WAXS_SPLIT_Q = 1.0
 
 
@@ -98,16 +98,17 @@ def resample_saxs_waxs(x: Any, y: Any, grid_q: np.ndarray, *, x_unit: str = "q",
 
 
 def _gaps(x: np.ndarray) -> list[tuple[float, float]]:
-    """(low, high) Q of every step longer than GAP_FACTOR x the median step of its part (SAXS / WAXS)."""
+    """(low, high) Q of every step longer than GAP_FACTOR x the median of the (up to six) neighbouring steps: a
+    detector gap or dropped points, whatever the data's spacing (linear, log or changing at a detector edge)."""
     steps = np.diff(x)
-    out = []
-    left = x[:-1]
-    for part in (left < SAXS_WAXS_SPLIT_Q, left >= SAXS_WAXS_SPLIT_Q):
-        if part.sum() >= 3:
-            typical = float(np.median(steps[part]))
-            for i in np.flatnonzero(part & (steps > GAP_FACTOR * typical)):
-                out.append((float(x[i]), float(x[i + 1])))
-    return sorted(out)
+    n = steps.size
+    if n < 3:
+        return []
+    shifts = [k for k in range(-3, 4) if k != 0]
+    padded = np.concatenate([np.full(3, np.nan), steps, np.full(3, np.nan)])
+    neighbours = np.stack([padded[3 + k: 3 + k + n] for k in shifts])
+    local = np.nanmedian(neighbours, axis=0)
+    return [(float(x[i]), float(x[i + 1])) for i in np.flatnonzero(steps > GAP_FACTOR * local)]
 
 
 def network_input(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -38,6 +38,16 @@ def test_a_gap_between_two_detectors_is_masked_and_reported():
     assert len(report.gaps) == 1 and report.gaps[0][0] == pytest.approx(0.4) and report.gaps[0][1] == pytest.approx(1.2)
 
 
+def test_log_spaced_data_have_no_gaps_but_dropped_points_leave_one():
+    q = np.geomspace(0.01, 20.0, 3000)
+    _, mask, report = resample_saxs_waxs(q, np.ones(q.size), GRID)
+    assert report.gaps == [] and mask[GRID >= 0.01].all()
+    y = np.ones(q.size)
+    y[1500:1560] = np.nan  # a dead module: its points are dropped
+    _, mask, report = resample_saxs_waxs(q, y, GRID)
+    assert len(report.gaps) == 1 and not mask[(GRID > q[1501]) & (GRID < q[1558])].any()
+
+
 def test_two_theta_data_with_the_wavelength_give_the_same_as_q_data():
     q = np.linspace(0.5, 12.0, 5000)
     y = np.exp(-q / 3) + 0.01 * q

@@ -186,26 +186,32 @@ def live_printer(stream: TextIO | None = None, stream_name: str = STREAM_NAME) -
 def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: float = 2.0, temperature: float = 140.0,
              time_scale: float = 60.0, virtual_time: bool = False, seed: int | None = 0, x_unit: str = "tth",
              beamline_options: dict[str, Any] | None = None, plot: str | Path | None = "qdots_demo.png",
-             echo: TextIO | bool | None = True, md: dict[str, Any] | None = None) -> DemoResult:
+             echo: TextIO | bool | None = True, md: dict[str, Any] | None = None, system: str = "pbs") -> DemoResult:
     """Run a simulated synthesis scan with live sizing, store it in ``store``, read it back; see the module docstring.
 
+    ``system``: "pbs" (quantum dots, WAXS) or "gold" (gold clusters, SAXS + WAXS: :mod:`.gold_demo`; the table gains
+    the true structure fractions and the predicted structure probabilities; ``x_unit`` is Q).
     ``echo``: where progress goes (True: the current sys.stdout; None/False: nowhere).
     """
+    if system not in ("pbs", "gold"):
+        raise ValueError(f"system {system!r}; accepted: 'pbs' or 'gold'")
     if echo is True:
         echo = sys.stdout
     echo = echo or None
     from bluesky import RunEngine
 
     from ..plans import insitu_synthesis
-    from ..sim.beamline import make_simulated_beamline, use_virtual_time
+    from ..sim.beamline import gold_synthesis_devices, make_simulated_beamline, use_virtual_time
 
     options = dict(clock="manual" if virtual_time else "real", time_scale=time_scale, temperature=temperature,
-                   x_unit=x_unit, seed=seed, progress=echo is not None)
+                   seed=seed, progress=echo is not None)
+    if system == "pbs":
+        options["x_unit"] = x_unit
     options.update(beamline_options or {})
     t0 = time.perf_counter()
-    reactor, detector = make_simulated_beamline(**options)
+    reactor, detector = (make_simulated_beamline if system == "pbs" else gold_synthesis_devices)(**options)
     if echo:
-        n = np.asarray(detector.tth.get() if x_unit == "tth" else detector.q.get()).size
+        n = np.asarray(detector.tth.get() if system == "pbs" and x_unit == "tth" else detector.q.get()).size
         print(f"simulated beamline ready ({n}-point patterns, {time.perf_counter() - t0:.1f} s)", file=echo, flush=True)
     RE = RunEngine({})
     if virtual_time:
@@ -226,11 +232,33 @@ def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: fl
     uid = uids[-1]
     run = store.runs[uid]
     table = sizes_with_truth(run, sizer.stream_name)
+    if system == "gold":
+        from .gold_demo import gold_table
+
+        table = gold_table(run, table, sizer.stream_name)
     out = DemoResult(uid=uid, table=table, streams=sorted(run), num_events=dict(run.metadata["stop"]["num_events"]),
                      store_description=store.description)
     if plot:
-        out.plot = plot_demo(plot, table, title=demo_title(uid, temperature, sizer.predictor.path))
+        out.plot = plot_system_demo(plot, table, system, title=demo_title(uid, temperature, sizer.predictor.path))
     return out
+
+
+def plot_system_demo(path: str | Path, table: dict[str, np.ndarray], system: str, title: str = "") -> Path:
+    """The demo's figure for its system: size over time (pbs); structure probabilities and size over time (gold)."""
+    if system == "gold":
+        from .gold_demo import plot_gold_demo
+
+        return plot_gold_demo(path, table, title)
+    return plot_demo(path, table, title)
+
+
+def format_system_table(table: dict[str, np.ndarray], system: str) -> str:
+    """The demo's text table for its system (:func:`format_table`, or the gold one with structures)."""
+    if system == "gold":
+        from .gold_demo import format_gold_table
+
+        return format_gold_table(table)
+    return format_table(table)
 
 
 def demo_title(uid: str, temperature: float, model_path: Any) -> str:

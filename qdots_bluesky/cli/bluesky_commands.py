@@ -104,7 +104,12 @@ def add_demo(sub) -> argparse.ArgumentParser:
         description="Run a simulated in-situ synthesis (PbS reactor + WAXS detector) under a Bluesky RunEngine "
                     "with live quantum-dot sizing; store the run with its 'qdots_size' stream in Tiled (an "
                     "embedded server in --directory, or --tiled-uri); read it back, print a table of true and "
-                    "predicted sizes and save a plot.")
+                    "predicted sizes and save a plot. With --system gold: a gold nanoparticle synthesis (icosahedra, "
+                    "then decahedra, then fcc as they grow) seen by a SAXS + WAXS detector, sized and classified live "
+                    "by the shipped gold shape + size model; the plot shows structure probabilities and size over time.")
+    p.add_argument("--system", choices=("pbs", "gold"), default="pbs",
+                   help="what is synthesised: pbs (quantum dots, WAXS; the default) or gold (Au clusters, SAXS + WAXS; "
+                        "the first run computes the detector's cluster patterns, ~2 min, cached afterwards)")
     _add_model_options(p)
     p.add_argument("--points", type=int, default=30, metavar="N", help="number of patterns in the scan (default 30)")
     p.add_argument("--delay", type=float, default=2.0, metavar="S",
@@ -113,20 +118,24 @@ def add_demo(sub) -> argparse.ArgumentParser:
                    help="simulated reaction seconds per real second (default 60: 2 s apart = 2 min of reaction)")
     p.add_argument("--virtual-time", action="store_true",
                    help="do not wait: the plan's sleeps advance the simulated reaction at once")
-    p.add_argument("--temperature", type=float, default=140.0, metavar="C",
-                   help="reaction temperature in deg C, 60-200 (default 140; hotter grows bigger dots)")
+    p.add_argument("--temperature", type=float, default=None, metavar="C",
+                   help="reaction temperature in deg C: pbs 60-200 (default 140; hotter grows bigger dots), gold 20-110 "
+                        "(default 80)")
     p.add_argument("--x-unit", choices=XUnit.choices(), default="tth",
-                   help="detector x axis: 'tth' (2theta, X04SA-like 0.5-84 deg) or 'q' (1-15 1/A) (default tth)")
+                   help="detector x axis of pbs: 'tth' (2theta, X04SA-like 0.5-84 deg) or 'q' (1-15 1/A) (default tth; "
+                        "gold: always Q, 0.02-15 1/A log-spaced)")
     p.add_argument("--tth-step", type=float, default=None, metavar="DEG",
                    help="2theta step of the simulated detector in degrees (default 0.0036, X04SA: 23 195 points; "
                         "0.0168 gives ~5 000 points)")
     p.add_argument("--max-diameter", type=float, default=None, metavar="NM",
-                   help="largest cluster diameter (nm) the simulated detector computes patterns for (default 21, as "
-                        "the reference series; 12 starts several times faster, enough below ~9 nm)")
+                   help="largest cluster diameter (nm) the simulated detector computes patterns for (pbs: default 21, as "
+                        "the reference series; 12 starts several times faster, enough below ~9 nm; gold: default 10, "
+                        "at most 12; the scan stops with an error once the mean grows past it)")
     p.add_argument("--count-rate", type=float, default=None, metavar="N",
-                   help="counts per second at the strongest point of the simulated detector (exposure 1 s): the "
+                   help="pbs: counts per second at the strongest point of the simulated detector (exposure 1 s): the "
                         "signal-to-noise ratio there is sqrt(N) (default 1e4: 100, within the training's range; the "
-                        "measured X04SA colloids of the development set reach 1000-2000, i.e. ~1e6-4e6)")
+                        "measured X04SA colloids of the development set reach 1000-2000, i.e. ~1e6-4e6); gold: counts "
+                        "per second on a unit level of the blank (default 1e4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the detector noise (default 0)")
     p.add_argument("--plot", default="qdots_demo.png", metavar="PNG",
                    help="figure of predicted vs true size over time (default qdots_demo.png; '' for none)")
@@ -136,7 +145,7 @@ def add_demo(sub) -> argparse.ArgumentParser:
 
 
 def cmd_demo(args) -> int:
-    from ..callbacks.demo import demo_title, format_table, plot_demo, run_demo
+    from ..callbacks.demo import demo_title, format_system_table, plot_system_demo, run_demo
     from ..callbacks.runs import mask_api_key
     from ..io import check_output_path
 
@@ -155,13 +164,19 @@ def cmd_demo(args) -> int:
             check_output_path(args.plot, "--plot")  # before the scan, not after it
         except ValueError as exc:
             return _fail("demo", str(exc))
+    gold = args.system == "gold"
+    temperature = args.temperature if args.temperature is not None else (80.0 if gold else 140.0)
     beamline = {}
-    if args.tth_step is not None:
+    if args.tth_step is not None and not gold:
         beamline["tth_step"] = args.tth_step
     if args.max_diameter is not None:
-        beamline["max_diameter_nm"] = args.max_diameter
+        beamline["d_max_nm" if gold else "max_diameter_nm"] = args.max_diameter
     if args.count_rate is not None:
         beamline["count_rate"] = args.count_rate
+    if gold and args.model is None:
+        from ..models.bundle import shipped_bundle_path
+
+        args.model = str(shipped_bundle_path("metal-shape-size"))
     try:
         sizer = _make_sizer(args)
     except _errors() as exc:
@@ -174,16 +189,16 @@ def cmd_demo(args) -> int:
     try:
         print(f"model {sizer.predictor.path} on {sizer.predictor.device}; runs stored in {store.description}", flush=True)
         print(f"scan: {args.points} patterns, {args.delay:g} s apart"
-              f"{' (virtual time)' if args.virtual_time else ''}, {args.temperature:g} C", flush=True)
+              f"{' (virtual time)' if args.virtual_time else ''}, {temperature:g} C", flush=True)
         try:
-            result = run_demo(store, sizer, points=args.points, delay=args.delay, temperature=args.temperature,
+            result = run_demo(store, sizer, points=args.points, delay=args.delay, temperature=temperature,
                               time_scale=args.time_scale, virtual_time=args.virtual_time, seed=args.seed,
-                              x_unit=args.x_unit, plot=None, beamline_options=beamline)
+                              x_unit=args.x_unit, plot=None, beamline_options=beamline, system=args.system)
         except ValueError as exc:
             return _fail("demo", str(exc))
         # the table and the replay hint first: a figure that cannot be written must not lose them
         print(f"\nrun {result.uid} read back from Tiled: streams {result.streams}, num_events {result.num_events}")
-        print(format_table(result.table))
+        print(format_system_table(result.table, args.system))
         where = (f"--directory {store.server.directory}" if store.server is not None
                  else f"--tiled-uri '{mask_api_key(store.uri)}'")
         print(f"re-size it later with: qdots replay {where} {result.uid[:8]} [--model NEWER.safetensors] [--write-back]")
@@ -191,8 +206,8 @@ def cmd_demo(args) -> int:
         status = 0 if result.num_events.get(sizer.stream_name) == n_events == len(result.table["seq_num"]) else 1
         if args.plot:
             try:
-                path = plot_demo(args.plot, result.table,
-                                 title=demo_title(result.uid, args.temperature, sizer.predictor.path))
+                path = plot_system_demo(args.plot, result.table, args.system,
+                                        title=demo_title(result.uid, temperature, sizer.predictor.path))
             except (OSError, ValueError) as exc:
                 return _fail("demo", f"the figure could not be written to {args.plot}: {exc}")
             print(f"plot saved to {path}")

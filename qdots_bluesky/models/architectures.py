@@ -1,7 +1,7 @@
 """The network architectures a bundle can hold, by the name in its config (``network.architecture``).
 
 - ``"QDotsNet"`` (bundles without the key: the shipped quantum-dot sizer): :mod:`.engine` / :mod:`.network`;
-- ``"ClusterNet"`` (shape + size of metal nanoclusters from SAXS + WAXS): :mod:`.cluster_engine` /
+- ``"cluster-cnn"`` (shape + size of metal nanoclusters from SAXS + WAXS): :mod:`.cluster_engine` /
   :mod:`.cluster_network`.
 
 Each gives its config check, the names and shapes of its stored weights, a NumPy evaluator (no PyTorch) and a
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 QDOTS_CNN = "QDotsNet"
-CLUSTER_CNN = "ClusterNet"
+CLUSTER_CNN = "cluster-cnn"
 ARCHITECTURES = (QDOTS_CNN, CLUSTER_CNN)
 #: Temperature of a cluster model's family logits (fitted on held-out simulations).
 T_SHAPE_TEMPERATURE = "calibration.temperature_shape"

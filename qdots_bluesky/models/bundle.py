@@ -85,6 +85,8 @@ COARSE_PREFIX = "coarse."
 COARSE_METADATA = "coarse_specialist"
 #: File name of the shipped model inside this package.
 DEFAULT_BUNDLE_NAME = "default_model.safetensors"
+#: The shipped bundle of each task (models/ inside this package).
+SHIPPED_BUNDLES = {"pbs-size": DEFAULT_BUNDLE_NAME, "metal-shape-size": "metal_shape_size_au.safetensors"}
 _HEADER_KEY = "qdots_metadata"
 
 
@@ -95,6 +97,13 @@ class BundleError(ValueError):
 def default_bundle_path() -> Path:
     """Path of the shipped model, ``qdots_bluesky/models/default_model.safetensors`` (may not exist yet)."""
     return Path(__file__).resolve().parent / DEFAULT_BUNDLE_NAME
+
+
+def shipped_bundle_path(task: str = "pbs-size") -> Path:
+    """Path of the shipped bundle of a task (:data:`SHIPPED_BUNDLES`; may not exist yet)."""
+    if task not in SHIPPED_BUNDLES:
+        raise ValueError(f"no shipped model for the task {task!r}; accepted: {', '.join(SHIPPED_BUNDLES)}")
+    return default_bundle_path().with_name(SHIPPED_BUNDLES[task])
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

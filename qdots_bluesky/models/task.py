@@ -81,20 +81,23 @@ class Target:
             out["labels"] = list(self.labels)
             if self.groups:
                 out["group_name"] = self.group_name
-                out["groups"] = {g: list(ms) for g, ms in self.groups}
+                out["groups"] = [{"name": g, "labels": list(ms)} for g, ms in self.groups]  # a list keeps the order
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Target":
         if not isinstance(d, Mapping) or "name" not in d or "kind" not in d:
             raise TaskError(f"target {d!r}; accepted: an object with 'name' and 'kind'")
-        groups = d.get("groups") or {}
-        if not isinstance(groups, Mapping):
-            raise TaskError(f"target {d['name']!r}: groups {groups!r}; accepted: an object group -> labels")
+        groups = d.get("groups") or []
+        if isinstance(groups, Mapping):
+            groups = [{"name": g, "labels": ms} for g, ms in groups.items()]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, Mapping) and "name" in g and "labels" in g
+                                                            for g in groups):
+            raise TaskError(f"target {d['name']!r}: groups {groups!r}; accepted: a list of {{'name', 'labels'}} objects")
         return cls(name=str(d["name"]), kind=str(d["kind"]), description=str(d.get("description", "")),
                    unit=None if d.get("unit") is None else str(d["unit"]),
                    labels=tuple(str(v) for v in d.get("labels", ())), group_name=str(d.get("group_name", "")),
-                   groups=tuple((str(g), tuple(str(m) for m in ms)) for g, ms in groups.items()))
+                   groups=tuple((str(g["name"]), tuple(str(m) for m in g["labels"])) for g in groups))
 
 
 @dataclass(frozen=True)

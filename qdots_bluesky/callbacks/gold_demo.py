@@ -1,0 +1,109 @@
+"""``qdots demo --system gold``: a simulated gold synthesis, sized and classified live, stored in Tiled.
+
+The beamline is :func:`qdots_bluesky.sim.beamline.gold_synthesis_devices` (a reactor whose clusters grow from
+icosahedra through decahedra to fcc, a SAXS + WAXS detector whose blank-subtracted pattern the sizer reads); the
+sizer is the same :class:`~.live_sizer.LiveSizer` as for quantum dots, loaded with a SAXS + WAXS shape + size
+bundle, so the ``qdots_size`` stream holds what that bundle's task declares (structure and family probabilities,
+sizes +- 1 sigma). :func:`gold_table` joins it with the reactor's truth, :func:`format_gold_table` prints it and
+:func:`plot_gold_demo` draws structure probabilities and size over time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runs import read_stream
+
+#: The structures the reactor reports and the task's structure groups, in the same order.
+STRUCTURES = ("icosahedron", "decahedron", "fcc")
+GROUPS = ("icosahedral", "decahedral", "fcc")
+
+
+def gold_table(run: Any, table: dict[str, np.ndarray], stream: str) -> dict[str, np.ndarray]:
+    """``table`` (:func:`~.demo.sizes_with_truth`) with the true structure fractions (``true_<structure>``) and
+    the predicted structure probabilities (``p_<group>``) and label (``structure``)."""
+    sizes = read_stream(run, stream)
+    order = np.argsort(np.asarray(sizes["source_seq_num"]), kind="stable")
+    source = (run[stream].metadata.get("configuration", {}).get("qdots_sizer", {}).get("data", {})
+              .get("source_stream") or "primary")
+    primary = read_stream(run, source)
+    idx = np.asarray(table["seq_num"], dtype=int) - 1
+    out = dict(table)
+    truth_keys = run.metadata["start"].get("qdots_truth_keys") or []
+    for s in STRUCTURES:
+        key = next((k for k in truth_keys if k.endswith(f"true_{s}")), None)
+        values = np.asarray(primary.get(key, []), dtype=float) if key else np.zeros(0)
+        out[f"true_{s}"] = np.array([values[i] if 0 <= i < values.size else np.nan for i in idx])
+    if "structure_probabilities" in sizes:
+        p = np.asarray(sizes["structure_probabilities"], dtype=float)[order]
+        for j, g in enumerate(GROUPS):
+            out[f"p_{g}"] = p[:, j]
+        out["structure"] = np.asarray(sizes["structure"])[order]
+    return out
+
+
+def format_gold_table(table: dict[str, np.ndarray]) -> str:
+    """A text table: event, reaction time, true size and dominant structure, predicted size +- 1 sigma, structure and
+    its probability, status; then the mean size error, the share within 2 sigma and the share of right structures."""
+    lines = [f"{'#':>3} {'t_reac(min)':>11} {'true D(nm)':>10} {'true structure':>20} {'predicted D(nm)':>16} "
+             f"{'structure':>12} {'P':>5}  status"]
+    true_frac = np.stack([np.asarray(table[f"true_{s}"], dtype=float) for s in STRUCTURES], axis=1)
+    right = []
+    for i in range(len(table["seq_num"])):
+        size, std = float(table["size_nm"][i]), float(table["size_std_nm"][i])
+        pred = f"{size:5.2f} ± {std:4.2f}" if np.isfinite(size) else "-"
+        frac = true_frac[i]
+        truth = (f"{GROUPS[int(np.nanargmax(frac))]} {np.nanmax(frac):.2f}" if np.isfinite(table["true_size_nm"][i])
+                 and np.isfinite(frac).all() and str(table.get("outcome", ["sized"] * (i + 1))[i]) != "error" else "-")
+        label = str(table["structure"][i]) if "structure" in table else ""
+        p = float(table[f"p_{label}"][i]) if label in GROUPS else float("nan")
+        if label in GROUPS and np.isfinite(frac).all() and np.nanmax(frac) > 0:
+            right.append(GROUPS[int(np.nanargmax(frac))] == label)
+        status = str(table["status"][i])
+        note = str(table["message"][i]).split(";")[0][:60] if status != "ok" else ""
+        elapsed = float(table["elapsed_s"][i]) / 60.0
+        lines.append(f"{int(table['seq_num'][i]):>3} {elapsed:>11.1f} {float(table['true_size_nm'][i]):>10.2f} "
+                     f"{truth:>20} {pred:>16} {label or '-':>12} {p:>5.2f}  {status}{f' ({note})' if note else ''}")
+    err = np.asarray(table["size_nm"], dtype=float) - np.asarray(table["true_size_nm"], dtype=float)
+    good = np.isfinite(err)
+    if good.any():
+        within = np.abs(err[good]) <= 2 * np.asarray(table["size_std_nm"], dtype=float)[good]
+        lines.append(f"mean |predicted - true| = {np.mean(np.abs(err[good])):.2f} nm over {int(good.sum())} estimates "
+                     f"({int(within.sum())} within 2 sigma); dominant structure right for {sum(right)} of {len(right)}")
+    return "\n".join(lines)
+
+
+def plot_gold_demo(path: str | Path, table: dict[str, np.ndarray], title: str = "") -> Path:
+    """Save a two-panel figure over reaction time: the predicted structure probabilities (points) and the true
+    number fractions (lines); the predicted size with 1-sigma bars and the true mean diameter."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path = path if path.suffix else path.with_suffix(".png")
+    t = np.asarray(table["elapsed_s"], dtype=float) / 60.0
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, constrained_layout=True)
+    for s, g, color in zip(STRUCTURES, GROUPS, ("tab:purple", "tab:green", "tab:orange")):
+        ax1.plot(t, table[f"true_{s}"], "-", color=color, lw=1.5, label=f"true {s} fraction")
+        if f"p_{g}" in table:
+            ax1.plot(t, table[f"p_{g}"], "o", color=color, ms=4, label=f"P({g})")
+    ax1.set_ylabel("fraction / probability")
+    ax1.set_ylim(-0.03, 1.03)
+    ax1.legend(fontsize=7, ncol=2, loc="center right")
+    ax1.grid(alpha=0.3)
+    ax2.plot(t, table["true_size_nm"], "-", color="k", lw=1.5, label="true mean diameter")
+    size, std = np.asarray(table["size_nm"], dtype=float), np.asarray(table["size_std_nm"], dtype=float)
+    ok = np.isfinite(size)
+    ax2.errorbar(t[ok], size[ok], yerr=std[ok], fmt="o", ms=4, capsize=2, color="tab:blue", label="predicted ± 1σ")
+    ax2.set_xlabel("reaction time (min)")
+    ax2.set_ylabel("number-weighted mean diameter (nm)")
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title or "Live shape and size of gold nanoparticles during a simulated synthesis", fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
