@@ -92,7 +92,7 @@ def task_keys(task: Task) -> dict[str, dict[str, Any]]:
             keys[name] = _string_key(f"most probable {name} ({text}); '' where not sized", choices=labels + [""])
             keys[f"{name}_confidence"] = _number_key("dimensionless", f"calibrated probability of {name}")
             keys[f"{name}_probabilities"] = {"dtype": "array", "shape": [len(labels)], "dtype_numpy": "<f8",
-                                             "units": "dimensionless", "dims": [name], "labels": labels,
+                                             "units": "dimensionless", "dims": [f"{name}_label"], "labels": labels,
                                              "source": f"{SIZER_OBJECT}: calibrated probability of each {name} (labels)"}
     n = len(task.size_classes_nm)
     keys["size_class_nm"] = _number_key("nm", "most probable size class (number-weighted mean diameter)")

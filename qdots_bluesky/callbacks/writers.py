@@ -46,7 +46,7 @@ class ArraySafeTiledWriter:
     def __init__(self, runs: Any, batch_size: int | None = None) -> None:
         from bluesky_tiled_plugins import TiledWriter
 
-        self.writer = TiledWriter(runs) if batch_size is None else TiledWriter(runs, batch_size=int(batch_size))
+        self.writer = _tiled_writer(TiledWriter, runs, batch_size)
 
     def __call__(self, name: str, doc: dict) -> None:
         if name == "event" and any(isinstance(v, np.ndarray) for v in doc.get("data", {}).values()):
@@ -116,5 +116,14 @@ def make_writer(runs: Any, batch_size: int | None = None, threaded: bool = False
     else:
         from bluesky_tiled_plugins import TiledWriter
 
-        writer = TiledWriter(runs) if batch_size is None else TiledWriter(runs, batch_size=int(batch_size))
+        writer = _tiled_writer(TiledWriter, runs, batch_size)
     return BufferedCallback(writer) if threaded else writer
+
+
+def _tiled_writer(cls: Any, runs: Any, batch_size: int | None) -> Any:
+    """A TiledWriter that stores every event array as an array node: short ones (a task's 3 or 6 class
+    probabilities) would otherwise go into the event table, which reads them back as their text."""
+    options: dict[str, Any] = {"max_array_size": 0}
+    if batch_size is not None:
+        options["batch_size"] = int(batch_size)
+    return cls(runs, **options)
