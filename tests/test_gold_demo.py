@@ -50,3 +50,12 @@ def test_cli_gold_demo_with_a_model_runs_and_prints_the_structure_table(store, g
                         "--plot", str(tmp_path / "g.png")])
     out = capsys.readouterr().out
     assert rc == 0 and "true structure" in out and "plot saved to" in out
+
+
+def test_replay_of_a_gold_run_with_its_task_bundle_reproduces_the_live_answers(store, gold_bundle, capsys):
+    with LiveSizer(model=gold_bundle, device="numpy") as sizer:
+        result = run_demo(store, sizer, points=3, delay=2.0, temperature=80.0, virtual_time=True, seed=5,
+                          beamline_options=SMALL, plot=None, echo=None, system="gold")
+    rc = qdots_main(["replay", "--tiled-uri", store.uri, result.uid, "--model", str(gold_bundle), "--device", "numpy"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "identical to the stored live estimates" in out

@@ -273,8 +273,10 @@ def cmd_replay(args) -> int:
                 continue
             same = None
             if live is not None and len(live.get("size_nm", [])) == len(table["size_nm"]):
+                compared = [k for k in ("size_nm", "size_std_nm", "confidence", "probabilities", "shape_probabilities")
+                            if k in live and k in table]  # what the model's task publishes
                 same = all(np.array_equal(np.asarray(live[k], float), np.asarray(table[k], float), equal_nan=True)
-                           for k in ("size_nm", "size_std_nm", "confidence", "probabilities"))
+                           for k in compared)
             if not args.quiet:
                 print(f"{'#':>4} {'replay D(nm)':>15} {'status':>8}" + (f" {'stored D(nm)':>15}" if live is not None else ""))
                 for i in range(len(table["size_nm"])):
