@@ -32,10 +32,16 @@ def gold_table(run: Any, table: dict[str, np.ndarray], stream: str) -> dict[str,
     idx = np.asarray(table["seq_num"], dtype=int) - 1
     out = dict(table)
     truth_keys = run.metadata["start"].get("qdots_truth_keys") or []
-    for s in STRUCTURES:
-        key = next((k for k in truth_keys if k.endswith(f"true_{s}")), None)
+    def pick(suffix: str) -> np.ndarray:
+        key = next((k for k in truth_keys if k.endswith(suffix)), None)
         values = np.asarray(primary.get(key, []), dtype=float) if key else np.zeros(0)
-        out[f"true_{s}"] = np.array([values[i] if 0 <= i < values.size else np.nan for i in idx])
+        return np.array([values[i] if 0 <= i < values.size else np.nan for i in idx])
+
+    nucleated = pick("nucleated")
+    before = nucleated == 0  # no particles yet: no true size or structure
+    out["true_size_nm"] = np.where(before, np.nan, np.asarray(table["true_size_nm"], dtype=float))
+    for s in STRUCTURES:
+        out[f"true_{s}"] = np.where(before, np.nan, pick(f"true_{s}"))
     if "structure_probabilities" in sizes:
         p = np.asarray(sizes["structure_probabilities"], dtype=float)[order]
         for j, g in enumerate(GROUPS):
@@ -55,8 +61,7 @@ def format_gold_table(table: dict[str, np.ndarray]) -> str:
         size, std = float(table["size_nm"][i]), float(table["size_std_nm"][i])
         pred = f"{size:5.2f} ± {std:4.2f}" if np.isfinite(size) else "-"
         frac = true_frac[i]
-        truth = (f"{GROUPS[int(np.nanargmax(frac))]} {np.nanmax(frac):.2f}" if np.isfinite(table["true_size_nm"][i])
-                 and np.isfinite(frac).all() and str(table.get("outcome", ["sized"] * (i + 1))[i]) != "error" else "-")
+        truth = (f"{GROUPS[int(np.argmax(frac))]} {np.max(frac):.2f}" if np.isfinite(frac).all() else "no particles")
         label = str(table["structure"][i]) if "structure" in table else ""
         p = float(table[f"p_{label}"][i]) if label in GROUPS else float("nan")
         if label in GROUPS and np.isfinite(frac).all() and np.nanmax(frac) > 0:
@@ -64,7 +69,9 @@ def format_gold_table(table: dict[str, np.ndarray]) -> str:
         status = str(table["status"][i])
         note = str(table["message"][i]).split(";")[0][:60] if status != "ok" else ""
         elapsed = float(table["elapsed_s"][i]) / 60.0
-        lines.append(f"{int(table['seq_num'][i]):>3} {elapsed:>11.1f} {float(table['true_size_nm'][i]):>10.2f} "
+        true_d = float(table["true_size_nm"][i])
+        true_d = f"{true_d:.2f}" if np.isfinite(true_d) else "-"
+        lines.append(f"{int(table['seq_num'][i]):>3} {elapsed:>11.1f} {true_d:>10} "
                      f"{truth:>20} {pred:>16} {label or '-':>12} {p:>5.2f}  {status}{f' ({note})' if note else ''}")
     err = np.asarray(table["size_nm"], dtype=float) - np.asarray(table["true_size_nm"], dtype=float)
     good = np.isfinite(err)
@@ -86,19 +93,26 @@ def plot_gold_demo(path: str | Path, table: dict[str, np.ndarray], title: str = 
     path = Path(path)
     path = path if path.suffix else path.with_suffix(".png")
     t = np.asarray(table["elapsed_s"], dtype=float) / 60.0
+    status = np.asarray([str(v) for v in table["status"]])
+    sized = np.isfinite(np.asarray(table["size_nm"], dtype=float))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, constrained_layout=True)
     for s, g, color in zip(STRUCTURES, GROUPS, ("tab:purple", "tab:green", "tab:orange")):
         ax1.plot(t, table[f"true_{s}"], "-", color=color, lw=1.5, label=f"true {s} fraction")
-        if f"p_{g}" in table:
-            ax1.plot(t, table[f"p_{g}"], "o", color=color, ms=4, label=f"P({g})")
+        if f"p_{g}" in table:  # filled: ok; open: flagged (out of distribution, low confidence, ...)
+            p = np.asarray(table[f"p_{g}"], dtype=float)
+            for m, face in ((sized & (status == "ok"), color), (sized & (status != "ok"), "none")):
+                ax1.plot(t[m], p[m], "o", color=color, mfc=face, ms=4, label=f"P({g})" if face == color else None)
     ax1.set_ylabel("fraction / probability")
     ax1.set_ylim(-0.03, 1.03)
     ax1.legend(fontsize=7, ncol=2, loc="center right")
     ax1.grid(alpha=0.3)
     ax2.plot(t, table["true_size_nm"], "-", color="k", lw=1.5, label="true mean diameter")
     size, std = np.asarray(table["size_nm"], dtype=float), np.asarray(table["size_std_nm"], dtype=float)
-    ok = np.isfinite(size)
-    ax2.errorbar(t[ok], size[ok], yerr=std[ok], fmt="o", ms=4, capsize=2, color="tab:blue", label="predicted ± 1σ")
+    for m, name, color, marker in ((sized & (status == "ok"), "ok", "tab:blue", "o"),
+                                   (sized & (status != "ok"), "flagged", "tab:orange", "s")):
+        if m.any():
+            ax2.errorbar(t[m], size[m], yerr=std[m], fmt=marker, ms=4, capsize=2, color=color,
+                         label=f"predicted ± 1σ ({name})")
     ax2.set_xlabel("reaction time (min)")
     ax2.set_ylabel("number-weighted mean diameter (nm)")
     ax2.legend(fontsize=8)

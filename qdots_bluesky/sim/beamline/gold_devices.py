@@ -128,9 +128,10 @@ class GoldSynthesisReactor(SynthesisReactor):
             return obs
 
     def truth_keys(self) -> list[str]:
-        """Data keys of the truth a sizing callback can compare with: size, dispersion, structure fractions, time."""
+        """Data keys of the truth a sizing callback can compare with: size, dispersion, structure fractions, whether
+        particles have nucleated, concentration, time."""
         return [s.name for s in (self.true_size, self.true_dispersion, self.true_icosahedron, self.true_decahedron,
-                                 self.true_fcc, self.concentration, self.elapsed)]
+                                 self.true_fcc, self.nucleated, self.concentration, self.elapsed)]
 
 
 # --------------------------------------------------------------------------------------------
