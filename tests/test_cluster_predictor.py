@@ -114,3 +114,20 @@ def test_refinement_and_bad_inputs_of_a_task_model_get_one_line_errors(bundle):
         predictor.predict_standardized(np.zeros((1, 2, N + 1), np.float32))
     with pytest.raises(ValueError, match="outside the model's grid"):
         predictor.predict_pattern(np.linspace(20, 30, 50), np.ones(50), x_unit="q")
+
+
+def test_qdots_predict_with_a_task_bundle_prints_json_with_the_task_keys_and_a_figure(bundle, tmp_path, capsys):
+    from qdots_bluesky.cli.main import main
+
+    q = np.geomspace(0.01, 20.0, 2000)
+    path = tmp_path / "gold.xy"
+    np.savetxt(path, np.c_[q, pattern(q)], header="x_unit: q")
+    assert main(["predict", "--model", str(bundle), "--device", "numpy", str(path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert record["task"] == "metal-shape-size" and set(record["structure_probabilities"]) == {"icosahedral",
+                                                                                              "decahedral", "fcc"}
+    assert record["units"]["size_nm"] == "nm"
+    assert main(["predict", "--model", str(bundle), "--device", "numpy", str(path), "--plot", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 5000
+    assert main(["predict", "--model", str(bundle), "--device", "numpy", str(path), "--refine"]) == 2
+    assert "--refine: the DSE refinement refines quantum-dot sizes" in capsys.readouterr().err

@@ -88,8 +88,8 @@ def _load(args):
         return fail("predict", str(exc))
     except ValueError as exc:
         return fail("predict", f"--device: {exc}")
-    n_layers = len(predictor.contents.config["kernels"])
-    if not -n_layers <= args.cam_layer < n_layers:
+    n_layers = len(predictor.contents.config.get("kernels", ()))  # Grad-CAM layers (quantum-dot networks only)
+    if n_layers and not -n_layers <= args.cam_layer < n_layers:
         return fail("predict", f"--cam-layer {args.cam_layer}: the model has {n_layers} conv layers; accepted: "
                                f"0..{n_layers - 1} or -1..-{n_layers}")
     return predictor
