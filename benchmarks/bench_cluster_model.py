@@ -161,7 +161,7 @@ def figures(out: Path, families, table: dict, parts: dict, robust: dict) -> list
             ax.bar(np.arange(len(families)) + (k - 1.5) * width, [m[key][f] for f in families], width, label=mode)
         ax.set_xticks(range(len(families)), families, rotation=20, fontsize=8)
         ax.set_ylabel(f"MAE of {label} (nm)")
-        ax.set_title(f"size error of {label} per true shape (dispersions 0-0.3 pooled, sized answers)")
+        ax.set_title(f"{label} error per true shape (dispersions 0-0.3 pooled, sized answers)", fontsize=10)
         ax.legend(fontsize=8)
     written.append(str(out / "size_errors_by_shape.png"))
     fig.savefig(written[-1], dpi=110)
