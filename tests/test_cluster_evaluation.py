@@ -120,3 +120,42 @@ def test_evaluation_sets_hold_only_held_out_clusters_under_the_condition():
     assert np.all(np.min(np.abs(unstrained[:, None] - held_out[None, :]), axis=1) < 1e-4)
     again = draw_evaluation_set(bases, EvaluationCondition("saxs", 0.0, saxs_end_q=0.5), 64, seed=3)
     np.testing.assert_array_equal(again.x, data.x)
+
+
+def _estimate(family_p, size, std, classes=SIZE_CLASSES_NM, flags=(), status="sized"):
+    from qdots_bluesky.estimate import TaskEstimate
+    from qdots_bluesky.models.continuous import class_probabilities
+
+    p_size = class_probabilities(np.log([size]), np.array([std / size]), classes)[0]
+    values = {"size_nm": (size, std), "size_volume_nm": (size * 1.1, std), "dispersion": (0.0, 0.01)}
+    if status != "sized":
+        values = {k: (np.nan, np.nan) for k in values}
+    return TaskEstimate(task="metal-shape-size", values=values, units={}, std_keys={},
+                        classes={"shape": dict(zip(FAMILIES, family_p))},
+                        size_probabilities=dict(zip(classes.tolist(), p_size.tolist())), ood_distance=0.0,
+                        status=status, flags=list(flags))
+
+
+def test_estimate_metrics_from_answers():
+    from qdots_bluesky.sim.learning.cluster_evaluation import estimate_arrays, estimate_metrics
+
+    onehot = np.eye(6)
+    # row 0: right family, size right; row 1: decahedron called an icosahedron, size one class off (+0.5 nm);
+    # row 2: truncated octahedron called a sphere (right group), not sized (NaN), flagged; row 3: only no_waxs
+    ests = [_estimate(onehot[0] * 0.9 + 0.1 / 6, 2.0, 0.01), _estimate(onehot[0] * 0.9 + 0.1 / 6, 4.5, 0.01),
+            _estimate(onehot[5] * 0.9 + 0.1 / 6, 7.0, 0.01, flags=["out_of_distribution"], status="above_range"),
+            _estimate(onehot[4] * 0.9 + 0.1 / 6, 9.0, 0.5, flags=["no_waxs"])]
+    arrays = estimate_arrays(ests, FAMILIES)
+    assert arrays["family_probabilities"].shape == (4, 6) and np.isnan(arrays["size_nm"][2])
+    assert list(arrays["flagged"]) == [False, False, True, False]
+    targets = {"family_probabilities": onehot[[0, 1, 3, 4]], "diameter_nm": np.array([2.0, 4.0, 7.0, 9.0]),
+               "volume_diameter_nm": np.array([2.2, 4.4, 7.7, 9.9])}
+    m = estimate_metrics(arrays, targets, FAMILIES)
+    assert m["acc6"] == pytest.approx(2 / 4) and m["acc3"] == pytest.approx(3 / 4)
+    assert m["size_class_acc"] == pytest.approx(3 / 4) and m["size_class_acc_pm1"] == 1.0
+    assert m["sized"] == 0.75 and m["mae_dn_nm"] == pytest.approx(0.5 / 3)
+    assert m["mae_dv_nm"] == pytest.approx(0.55 / 3)  # 2.2 vs 2.2, 4.95 vs 4.4, 9.9 vs 9.9
+    assert m["coverage_dn"]["68"] == pytest.approx(2 / 3)  # the 4.5 +- 0.01 nm answer misses 4.0
+    assert m["flagged"] == 0.25 and m["flags"] == {"no_waxs": 0.25, "out_of_distribution": 0.25}
+    c3 = np.array(m["confusion3_by_size_nm"])
+    assert c3.shape == (9, 3, 3) and c3.sum() == 4 and c3[3, 1, 0] == 1

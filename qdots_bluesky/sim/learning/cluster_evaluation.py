@@ -11,7 +11,9 @@ Pure functions of network outputs and targets (no predictor, no torch):
   68 % and 95 % intervals;
 - :func:`draw_evaluation_set`: a held-out set (``part="test"`` clusters: never trained) under one
   :class:`EvaluationCondition` (mask mode, dispersion 0 / 0.2 / drawn, counting noise, Q edges), so robustness curves
-  over Q range, noise and polydispersity come from a list of conditions (:func:`evaluation_conditions`).
+  over Q range, noise and polydispersity come from a list of conditions (:func:`evaluation_conditions`);
+- :func:`estimate_arrays` and :func:`estimate_metrics`: the same figures from the answers users get
+  (``TaskEstimate`` answers of the ``ClusterPredictor``: calibrated probabilities, sizes NaN where not sized, flags).
 """
 from __future__ import annotations
 
@@ -185,3 +187,74 @@ def draw_evaluation_set(bases: list[MetalBasis], condition: EvaluationCondition,
     ranges = replace(ranges, dispersion=disp, mixture_share=0.0)
     aug = MetalAugmenter(bases[0].q, settings=condition.augment_settings(augment or MetalAugmentSettings()))
     return draw_set(MetalSource(bases, aug, size, ranges, part=part, test_every=test_every), seed=seed)
+
+
+#: Flags that say what was measured rather than doubt the answer (left out of the share of flagged answers).
+INFORMATIONAL_FLAGS = frozenset({"no_waxs"})
+
+
+def estimate_arrays(estimates: Sequence[Any], families: Sequence[str], shape_key: str = "shape") -> dict[str, np.ndarray]:
+    """Arrays of a predictor's answers (``TaskEstimate`` answers): ``family_probabilities`` (rows x ``families``),
+    ``size_nm``, ``size_std_nm``, ``size_volume_nm``, ``dispersion`` (NaN where not sized), ``size_probabilities``
+    (rows x size classes) with ``size_classes_nm``, ``status`` and ``flagged`` (any flag but
+    :data:`INFORMATIONAL_FLAGS`), and ``flags`` (rows x names in ``flag_names``, bool)."""
+    if not estimates:
+        raise ValueError("estimates: accepted: one or more TaskEstimate")
+    classes = np.array(sorted(estimates[0].size_probabilities), dtype=np.float64)
+    names = sorted({f for e in estimates for f in e.flags})
+
+    def value(e, key, i):
+        return float(e.values.get(key, (np.nan, np.nan))[i])
+    return {"family_probabilities": np.array([[e.classes[shape_key][f] for f in families] for e in estimates]),
+            "size_nm": np.array([value(e, "size_nm", 0) for e in estimates]),
+            "size_std_nm": np.array([value(e, "size_nm", 1) for e in estimates]),
+            "size_volume_nm": np.array([value(e, "size_volume_nm", 0) for e in estimates]),
+            "dispersion": np.array([value(e, "dispersion", 0) for e in estimates]),
+            "size_classes_nm": classes,
+            "size_probabilities": np.array([[e.size_probabilities[c] for c in classes] for e in estimates]),
+            "status": np.array([e.status for e in estimates]),
+            "flagged": np.array([bool(set(e.flags) - INFORMATIONAL_FLAGS) for e in estimates]),
+            "flag_names": np.array(names, dtype=object),
+            "flags": np.array([[f in e.flags for f in names] for e in estimates], dtype=bool).reshape(len(estimates),
+                                                                                                       len(names))}
+
+
+def estimate_metrics(arrays: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], families: Sequence[str],
+                     n_bins: int = 15) -> dict[str, Any]:
+    """The figures of one set from :func:`estimate_arrays` and the set's ``targets`` (``family_probabilities``,
+    ``diameter_nm``, ``volume_diameter_nm``): shape accuracy and ECE (:func:`shape_metrics`), the size class of
+    D_N (most probable class of the answer's ``size_probabilities``; exact and within one class) and its top-1 ECE,
+    over every row; MAE of D_N and D_V (nm), 68 / 95 % coverage of D_N's interval (in ln D: |ln D - ln D_est| <=
+    z sigma / D_est) and MAE per family over the sized rows (``sized``: their share); the share ``flagged``, the
+    share of each flag, confusion matrices of families and structure groups per 1 nm bin of D_N."""
+    families = list(families)
+    probs = np.asarray(arrays["family_probabilities"], dtype=np.float64)
+    true_p = np.asarray(targets["family_probabilities"], dtype=np.float64)
+    d_n, d_v = (np.asarray(targets[k], dtype=np.float64) for k in ("diameter_nm", "volume_diameter_nm"))
+    out: dict[str, Any] = {"n": int(probs.shape[0])} | shape_metrics(probs, true_p, families, n_bins)
+    classes = np.asarray(arrays["size_classes_nm"], dtype=np.float64)
+    p_size = np.asarray(arrays["size_probabilities"], dtype=np.float64)
+    true_class = size_class_labels(d_n, classes)
+    pred_class = p_size.argmax(axis=1)
+    sized = np.isfinite(arrays["size_nm"]) & np.isfinite(arrays["size_std_nm"])
+    est, std, est_v = (np.asarray(arrays[k], dtype=np.float64)[sized] for k in ("size_nm", "size_std_nm",
+                                                                                "size_volume_nm"))
+    labels = true_p.argmax(axis=1)
+    g = structure_group_matrix(families)
+    nan = float("nan")
+    out |= {"size_class_acc": float(np.mean(pred_class == true_class)),
+            "size_class_acc_pm1": float(np.mean(np.abs(pred_class - true_class) <= 1)),
+            "ece_size": expected_calibration_error(p_size, true_class, n_bins),
+            "sized": float(np.mean(sized)),
+            "mae_dn_nm": float(np.mean(np.abs(est - d_n[sized]))) if sized.any() else nan,
+            "mae_dv_nm": float(np.mean(np.abs(est_v - d_v[sized]))) if sized.any() else nan,
+            "coverage_dn": (interval_coverage(np.log(d_n[sized]), np.log(est), std / est) if sized.any()
+                            else {k: nan for k in INTERVAL_LEVELS}),
+            "mae_dn_nm_by_family": size_errors_by_family(labels[sized], d_n[sized], est, families),
+            "mae_dv_nm_by_family": size_errors_by_family(labels[sized], d_v[sized], est_v, families),
+            "flagged": float(np.mean(arrays["flagged"])),
+            "flags": {str(f): float(np.mean(arrays["flags"][:, i])) for i, f in enumerate(arrays["flag_names"])},
+            "confusion6_by_size_nm": confusion_by_size(labels, probs.argmax(1), d_n, len(families)).tolist(),
+            "confusion3_by_size_nm": confusion_by_size((true_p @ g).argmax(1), (probs @ g).argmax(1), d_n,
+                                                       len(STRUCTURE_GROUPS)).tolist()}
+    return out
