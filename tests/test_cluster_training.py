@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from qdots_bluesky.models.calibration import fit_temperature
 from qdots_bluesky.models.cluster_engine import NumpyClusterNet
 from qdots_bluesky.models.cluster_network import ClusterNet
 from qdots_bluesky.models.network import bundle_weights
@@ -14,11 +15,13 @@ from qdots_bluesky.sim.learning.cluster_training import (
     ClusterSource,
     ClusterTrainingSettings,
     cluster_loss,
+    fit_group_temperature,
     load_cluster_bases,
     network_config,
     predict_outputs,
     train_cluster_model,
 )
+from qdots_bluesky.sim.learning.cluster_evaluation import structure_group_matrix
 from qdots_bluesky.sim.learning.metal_augment import MetalAugmenter
 from qdots_bluesky.sim.learning.metal_sources import MetalPopulationRanges, split_basis
 
@@ -115,3 +118,22 @@ def test_settings_say_what_is_accepted():
         ClusterTrainingSettings(blank_share=1.2)
     with pytest.raises(ValueError, match="batch_size 0; accepted"):
         ClusterTrainingSettings(batch_size=0)
+
+
+def test_group_temperature():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, (400, 2))
+    labels = (z[:, 1] + rng.normal(0, 2, 400) > z[:, 0]).astype(int)
+    # with one family per group the group likelihood is the family likelihood
+    t = fit_group_temperature(z, labels, structure_group_matrix(["icosahedron", "decahedron"]))
+    assert t == pytest.approx(fit_temperature(z, labels), rel=1e-3)
+    # six families: habits within fcc confused at random, groups right with a margin -> the groups' temperature is
+    # below the families' (sharper groups), the families' fit above it
+    fam = ["icosahedron", "decahedron", "octahedron", "truncated_octahedron", "cuboctahedron", "sphere"]
+    g = structure_group_matrix(fam)
+    true = rng.integers(0, 6, 600)
+    z6 = rng.normal(0, 1, (600, 6)) + 3.0 * g[true] @ g.T
+    t3 = fit_group_temperature(z6, (np.eye(6)[true] @ g).argmax(1), g)
+    assert t3 < fit_temperature(z6, true)
+    with pytest.raises(ValueError, match="accepted"):
+        fit_group_temperature(z6, true[:5], g)

@@ -3,7 +3,7 @@
 Architecture, inputs and outputs: see :mod:`.cluster_engine` (the torch-free half: config, state-dict shapes, the
 same network in NumPy). Two branches (SAXS part, WAXS part of the log-Q grid) of strided Conv1d + BatchNorm + ReLU,
 a dense layer each; the family head reads the WAXS branch, the continuous (Gaussian: mean, log std) and presence
-heads read both. With the default config: 268 k parameters.
+heads read both. With the default config: 276 365 parameters (~1.1 MB as float32, ~0.55 MB as float16).
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ on fresh populations of the training clusters every epoch (:class:`ClusterSource
 rest log-normal with drawn dispersion or two-family mixtures, a share of blanks), then calibrates on held-out clusters
 (``part="test"``, never trained; one seed for the calibration set, others for the evaluation sets):
 
-- ``calibration.temperature_shape`` (1,): temperature of the family logits (:func:`~qdots_bluesky.models.calibration.
-  fit_temperature` on single-family rows);
+- ``calibration.temperature_shape`` (1,): temperature of the family logits fitted to the structure groups
+  (icosahedral / decahedral / fcc, the primary shape answer) on single-family rows (:func:`fit_group_temperature`);
 - ``calibration.continuous_interval`` (2, K): the power law of :func:`~qdots_bluesky.models.continuous.
   fit_interval_calibration` for the continuous standard deviations;
 - ``ood.feature_mean``, ``ood.feature_precision``, ``ood.threshold``: :func:`~qdots_bluesky.models.calibration.
@@ -29,16 +29,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
-from ...models.calibration import fit_feature_statistics, fit_temperature
+from ...models.calibration import TEMPERATURE_BOUNDS, fit_feature_statistics
 from ...models.cluster_engine import LOG_SIGMA_BOUNDS, cluster_continuous_estimates
 from ...models.cluster_network import ClusterNet
 from ...models.continuous import fit_interval_calibration
 from ...models.network import count_parameters
 from ..physics.metal_basis import MetalBasis, build_metal_basis, saxs_waxs_q
 from ..physics.metal_clusters import FAMILIES
-from .cluster_evaluation import EvaluationCondition, condition_metrics, draw_evaluation_set
+from .cluster_evaluation import EvaluationCondition, condition_metrics, draw_evaluation_set, structure_group_matrix
 from .metal_augment import MASK_MODES, MetalAugmenter, MetalAugmentSettings
 from .metal_sources import MetalPopulationRanges, MetalSource, split_basis
 from .sources import BatchProducer, draw_set
@@ -77,9 +79,10 @@ class ClusterTrainingSettings:
     augment: MetalAugmentSettings = field(default_factory=MetalAugmentSettings)
     ranges: MetalPopulationRanges = field(default_factory=lambda: MetalPopulationRanges(
         mixture_share=0.2, strain=(-0.01, 0.01)))
-    monodisperse_share: float = 0.3  # rows drawn with dispersion exactly 0 (single clusters)
+    monodisperse_share: float = 0.5  # rows drawn with dispersion exactly 0 (single clusters)
     blank_share: float = 0.05  # rows without clusters (presence target 0)
-    loss_weights: tuple[float, float, float, float, float] = (1.0, 1.0, 0.5, 0.3, 0.2)  # family, lnD_N, lnD_V, disp, presence
+    # family, ln D_N, ln D_V, dispersion, presence (0.7 / 1.5 for family / ln D_N gained ~1.5 % of size class over 1 / 1)
+    loss_weights: tuple[float, float, float, float, float] = (0.7, 1.5, 0.5, 0.3, 0.2)
     calibration_size: int = 4096
     evaluation_size: int = 1024
     evaluation_dispersions: tuple[float, ...] = (0.0, 0.2)
@@ -148,7 +151,7 @@ class ClusterSource:
 
 
 def cluster_loss(out: dict[str, torch.Tensor], targets: dict[str, np.ndarray], config: dict[str, Any],
-                 weights=(1.0, 1.0, 0.5, 0.3, 0.2)) -> tuple[torch.Tensor, dict[str, float]]:
+                 weights=(0.7, 1.5, 0.5, 0.3, 0.2)) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of one batch (module docstring) and its parts (floats, per target)."""
     present = torch.from_numpy(np.asarray(targets["presence"], dtype=np.float32))
     n_valid = present.sum().clamp(min=1.0)
@@ -194,13 +197,35 @@ def network_config(settings: ClusterTrainingSettings, q: np.ndarray) -> dict[str
     return ClusterNet(None, **(cfg | dict(settings.network))).config
 
 
+def fit_group_temperature(logits: np.ndarray, group_labels: np.ndarray, groups: np.ndarray) -> float:
+    """The temperature T minimising the negative log-likelihood of the structure groups ``group_labels`` under
+    softmax(logits / T) summed per group (``groups``: families x groups, 0/1), within the bounds of
+    :func:`~qdots_bluesky.models.calibration.fit_temperature`. Calibrates the groups (the primary shape answer);
+    the fcc habits within a group are then as confident as the group (their own temperature would be higher)."""
+    z = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(group_labels)
+    groups = np.asarray(groups, dtype=np.float64)
+    if z.ndim != 2 or groups.shape[0] != z.shape[1] or labels.shape != (z.shape[0],) or z.shape[0] == 0:
+        raise ValueError(f"logits {z.shape}, labels {labels.shape}, groups {groups.shape}; accepted: (n, families), "
+                         "(n,), (families, groups)")
+    member = groups[:, labels].T > 0  # (n, families): the families of each row's group
+
+    def nll(log_t: float) -> float:
+        a = z / np.exp(log_t)
+        return float(np.mean(logsumexp(a, axis=1) - logsumexp(np.where(member, a, -np.inf), axis=1)))
+
+    lo, hi = np.log(TEMPERATURE_BOUNDS)
+    return float(np.exp(minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}).x))
+
+
 def calibrate(model: ClusterNet, data, config: dict[str, Any]) -> dict[str, np.ndarray]:
     """The calibration tensors (module docstring) from a held-out set ``data`` (a DrawnSet with ``presence``)."""
     out = predict_outputs(model, data.x)
     present = data.targets["presence"] > 0.5
     probs = data.targets["family_probabilities"]
     single = present & (probs.max(axis=1) > 0.999)
-    temperature = fit_temperature(out["family_logits"][single], probs[single].argmax(axis=1))
+    groups = structure_group_matrix(config["families"])
+    temperature = fit_group_temperature(out["family_logits"][single], (probs[single] @ groups).argmax(axis=1), groups)
     mean, std = cluster_continuous_estimates(out["continuous"][present], config)
     truth = data.targets["continuous"][present, :N_CONTINUOUS]
     interval = fit_interval_calibration(truth - mean, std)
