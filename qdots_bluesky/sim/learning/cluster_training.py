@@ -74,7 +74,7 @@ class ClusterTrainingSettings:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     seed: int = 0
-    threads: int | None = 1  # torch threads: 1 leaves the other core to the batch producer (9-13 s per epoch on 2 cores, against 40-110 s with 2)
+    threads: int | None = 1  # torch threads; 1 leaves a core to the batch producer (2 cores: 9-13 s per epoch, 40-110 s with 2)
     network: dict[str, Any] = field(default_factory=dict)  # overrides of the network config
     augment: MetalAugmentSettings = field(default_factory=MetalAugmentSettings)
     ranges: MetalPopulationRanges = field(default_factory=lambda: MetalPopulationRanges(
