@@ -21,16 +21,12 @@ from typing import Any
 import numpy as np
 
 from .estimate import TaskEstimate
-from .models.architectures import T_SHAPE_TEMPERATURE, numpy_network, torch_network
+from .models.architectures import T_SHAPE_TEMPERATURE, VALUE_OUTPUTS, numpy_network, torch_network
 from .models.bundle import T_CONTINUOUS_INTERVAL, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD, BundleContents
 from .models.calibration import mahalanobis_distance, softmax
 from .models.continuous import calibrated_std, class_probabilities
 from .saxs_waxs_input import SAXS_WAXS_SPLIT_Q, log_q_grid, network_input, resample_saxs_waxs
 
-#: The network's continuous outputs that give each value target, and whether the output is the value's logarithm.
-CONTINUOUS_SOURCES: dict[str, tuple[str, bool]] = {
-    "size_nm": ("log_mean_diameter_nm", True), "size_volume_nm": ("log_volume_diameter_nm", True),
-    "dispersion": ("dispersion", False), "strain": ("strain", False)}
 LOW_CONFIDENCE = 0.5
 
 
@@ -77,7 +73,7 @@ class ClusterPredictor:
         self.feature_mean = np.asarray(t[T_FEATURE_MEAN], dtype=np.float64)
         self.feature_precision = np.asarray(t[T_FEATURE_PRECISION], dtype=np.float64)
         self.ood_threshold = float(t[T_OOD_THRESHOLD].reshape(-1)[0])
-        spec = self.task.input
+        spec = self.task.input  # read_bundle checked that the network answers the task (architectures.task_mismatch)
         self.grid = spec  # q_min, q_max, n_points: what LiveSizer and the reports show
         self.q = log_q_grid(spec.q_min, spec.q_max, spec.n_points)
         self.size_classes_nm = np.asarray(self.task.size_classes_nm, dtype=np.float64)
@@ -85,15 +81,9 @@ class ClusterPredictor:
         outputs = list(cfg["continuous_targets"])
         self._values = []
         for target in self.task.values:
-            source, log = CONTINUOUS_SOURCES.get(target.name, (target.name, False))
-            if source not in outputs:
-                raise ValueError(f"{contents.path}: the task's value {target.name!r} needs the network output "
-                                 f"{source!r}; the network gives {outputs}")
+            source, log = VALUE_OUTPUTS.get(target.name, (target.name, False))
             self._values.append((target, outputs.index(source), log))
         self._classes = self.task.classes
-        if len(self._classes) != 1 or list(self._classes[0].labels) != list(cfg["families"]):
-            raise ValueError(f"{contents.path}: the task's classes {[list(c.labels) for c in self._classes]} differ from "
-                             f"the network's families {cfg['families']}")
         ranges = ((contents.metadata.get("training") or {}).get("population_ranges") or {}).get("mean_diameter_nm")
         D = self.size_classes_nm
         half = 0.5 * float(np.min(np.diff(D))) if D.size > 1 else 0.0
@@ -155,6 +145,7 @@ class ClusterPredictor:
             value = float(np.exp(mu[i, j])) if log else float(mu[i, j])
             std = value * float(sd[i, j]) if log else float(sd[i, j])
             values[target.name], units[target.name], std_keys[target.name] = (value, std), target.unit, target.std_key()
+        _physical(values)
         flags: list[str] = []
         details: dict[str, str] = {}
         if p_present[i] < 0.5:
@@ -180,15 +171,17 @@ class ClusterPredictor:
             flags.append("size_at_range_edge")
             details["size_at_range_edge"] = (f"{size:.2f} +- 2 x {size_std:.2f} nm reaches the edge of the trained "
                                              f"range {lo:.1f}-{hi:.1f} nm")
+        size_probabilities = dict(zip(self.size_classes_nm.tolist(), p_size[i].tolist()))
         if status != "sized":  # no size and no shape where there are no particles or beyond what the model knows
-            for f in ("low_confidence",):
-                if f in flags:
-                    flags.remove(f)
-                    details.pop(f)
+            if "low_confidence" in flags:
+                flags.remove("low_confidence")
+                details.pop("low_confidence")
             values = {k: (np.nan, np.nan) for k in values}
+            classes = {name: dict.fromkeys(p, np.nan) for name, p in classes.items()}
+            size_probabilities = dict.fromkeys(size_probabilities, np.nan)
         return TaskEstimate(
             task=self.task.name, values=values, units=units, std_keys=std_keys, classes=classes,
-            size_probabilities=dict(zip(self.size_classes_nm.tolist(), p_size[i].tolist())),
+            size_probabilities=size_probabilities, calibrated="out_of_distribution" not in flags,
             ood_distance=float(dist[i]), nanocrystal_probability=float(p_present[i]), status=status,
             trained_range_nm=self.trained_range_nm, flags=flags, flag_details=details,
             standardization=None if report is None else dict(report))
@@ -220,3 +213,15 @@ class ClusterPredictor:
         X, reports = self.prepare(x, Y, x_unit=x_unit, wavelength=wavelength)
         return self.predict_standardized(X, reports)
 
+
+
+def _physical(values: dict[str, tuple[float, float]]) -> None:
+    """Keep the published values physical: a dispersion (a relative standard deviation) is not negative, and a
+    volume-weighted mean diameter is not below the number-weighted one (D_V >= D_N for every size distribution);
+    the network's Gaussians can cross these bounds by a fraction of their width."""
+    if "dispersion" in values:
+        value, std = values["dispersion"]
+        values["dispersion"] = (max(value, 0.0), std)
+    if "size_volume_nm" in values and "size_nm" in values:
+        value, std = values["size_volume_nm"]
+        values["size_volume_nm"] = (max(value, values["size_nm"][0]), std)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-#: Every flag a SizeEstimate can carry, and what it means.
+#: Every flag an estimate (SizeEstimate or TaskEstimate) can carry, and what it means.
 FLAGS: dict[str, str] = {
     "no_nanocrystals": "the presence head gives a probability below 0.5 that the pattern holds any nanocrystal "
                        "scattering of the trained kind: it looks like pure solvent, an empty capillary or "
@@ -122,9 +122,10 @@ class SizeEstimate:
 class TaskEstimate:
     """The answer of a bundle's task (:mod:`qdots_bluesky.models.task`) for one pattern.
 
-    ``values``: target name -> (value, 1-sigma uncertainty) in the target's unit (``units``), NaN where not
-    sized; ``classes``: target (or group) name -> {label: calibrated probability}; ``size_probabilities``: the
-    size classes' probabilities (nm -> probability) from the size's Gaussian; the rest as in :class:`SizeEstimate`.
+    ``values``: target name -> (value, 1-sigma uncertainty) in the target's unit (``units``); ``classes``: target
+    (or group) name -> {label: calibrated probability}; ``size_probabilities``: the size classes' probabilities
+    (nm -> probability) from the size's Gaussian; all NaN where the status is not "sized" (no particles, or beyond
+    the trained sizes): no shape and no size there. The rest as in :class:`SizeEstimate`.
     """
 
     task: str
@@ -141,6 +142,7 @@ class TaskEstimate:
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
     standardization: dict[str, Any] | None = None
+    calibrated: bool = True  # False: the pattern is unlike the training data, the confidences are not published
 
     @property
     def size_nm(self) -> float:
@@ -151,12 +153,13 @@ class TaskEstimate:
         return self.values.get("size_nm", (np.nan, np.nan))[1]
 
     def best(self, name: str) -> tuple[str, float]:
-        """The most probable label of a class target (or group) and its probability; ("", NaN) when not sized."""
+        """The most probable label of a class target (or group) and its calibrated probability; ("", NaN) when not
+        sized, the probability NaN where the pattern is unlike the training data (``calibrated`` False)."""
         probabilities = self.classes[name]
         if self.status != "sized" or not probabilities:
             return "", float("nan")
         label = max(probabilities, key=probabilities.get)
-        return label, float(probabilities[label])
+        return label, float(probabilities[label]) if self.calibrated else float("nan")
 
     @property
     def size_class_nm(self) -> float:
@@ -188,8 +191,8 @@ class TaskEstimate:
         out: dict[str, Any] = {"task": self.task, "status": self.status}
         out.update({k: finite(v) for k, v in self.record().items() if not isinstance(v, list)})
         for name, probabilities in self.classes.items():
-            out[f"{name}_probabilities"] = dict(probabilities)
-        out["probabilities"] = {_size_key(k): v for k, v in self.size_probabilities.items()}
+            out[f"{name}_probabilities"] = {k: finite(float(v)) for k, v in probabilities.items()}
+        out["probabilities"] = {_size_key(k): finite(float(v)) for k, v in self.size_probabilities.items()}
         out.update(units=dict(self.units), network=self.network,
                    trained_range_nm=None if self.trained_range_nm is None else list(self.trained_range_nm),
                    flags=list(self.flags), flag_details=dict(self.flag_details),
@@ -208,7 +211,7 @@ class TaskEstimate:
         parts = []
         for name in self.classes:
             label, p = self.best(name)
-            parts.append(f"{name} {label} ({p:.2f})")
+            parts.append(f"{name} {label} ({p:.2f})" if np.isfinite(p) else f"{name} {label} (not calibrated here)")
         for name, (value, std) in self.values.items():
             unit = self.units.get(name, "")
             unit = "" if unit in ("", "dimensionless") else f" {unit}"

@@ -8,8 +8,9 @@ Resampling: each grid point's value is the mean of the data's linear interpolant
 data are denser than the grid (WAXS on a log grid) this averages several points and their noise; where they are
 sparser (SAXS near Q_min) it interpolates. A grid point is *measured* when its Q lies within the data's range and
 not inside a gap of the data (two neighbouring data points further apart than :data:`GAP_FACTOR` times the median
-of the neighbouring steps: between two detectors, or at non-finite intensities, which are dropped first). Masked
-points carry :data:`MASK_FILL`.
+of the neighbouring steps and than two grid cells: between two detectors, or at non-finite intensities, which are
+dropped first; repeated Q values, e.g. where two detectors overlap, are averaged first). Masked points carry
+:data:`MASK_FILL`.
 
 Network input: two channels per grid point, asinh(Y / median of the measured |Y|) (log-like over the decades from
 SAXS to WAXS, defined for the slightly negative values a subtraction can leave) with masked points at 0, and the
@@ -68,9 +69,8 @@ def resample_saxs_waxs(x: Any, y: Any, grid_q: np.ndarray, *, x_unit: str = "q",
         check_wavelength(float(wavelength))
         x = tth_to_q(x, float(wavelength))
     keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    order = np.argsort(x, kind="stable")
-    x, y = x[order], y[order]
+    x, index = np.unique(x[keep], return_inverse=True)  # sorted; repeated Q (overlapping detectors) averaged
+    y = np.bincount(index, weights=y[keep], minlength=x.size) / np.bincount(index, minlength=x.size)
     if x.size < 2 or x[-1] <= x[0]:
         raise ValueError(f"{x.size} finite data points; accepted: two or more at distinct Q")
     grid_q = np.asarray(grid_q, dtype=np.float64)
@@ -78,7 +78,8 @@ def resample_saxs_waxs(x: Any, y: Any, grid_q: np.ndarray, *, x_unit: str = "q",
     if not inside.any():
         raise ValueError(f"the data cover Q {x[0]:.3g}-{x[-1]:.3g} 1/A, outside the model's grid "
                          f"{grid_q[0]:.3g}-{grid_q[-1]:.3g} 1/A; accepted: a pattern that overlaps it")
-    gaps = _gaps(x)
+    cell = np.exp(np.mean(np.diff(np.log(grid_q))))  # ratio of neighbouring grid points
+    gaps = [(lo, hi) for lo, hi in _gaps(x) if hi / lo > cell ** 2]  # narrower ones are bridged by the interpolant
     mask = inside.copy()
     for lo, hi in gaps:
         mask &= ~((grid_q > lo) & (grid_q < hi))

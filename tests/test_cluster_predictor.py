@@ -28,6 +28,10 @@ def tiny_bundle(path, task=TASK, **meta):
     cfg = default_cluster_config(n_points=N, saxs_stop=int(np.searchsorted(q, 1.0)), waxs_start=int(np.searchsorted(q, 0.5)),
                                  widths=[4, 8], kernel=3, hidden=8)
     model = ClusterNet(cfg).eval()
+    with torch.no_grad():  # untrained, but answering: particles present, sizes near 3 nm with a small spread
+        model.presence_head.bias.fill_(10.0)
+        model.continuous_head.weight.mul_(0.05)
+        model.continuous_head.bias.zero_()
     d = 2 * cfg["hidden"]
     tensors = {T_SHAPE_TEMPERATURE: np.array([1.5], np.float32),
                "calibration.continuous_interval": np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32),
@@ -84,10 +88,27 @@ def test_an_answer_holds_what_the_task_declares_and_publishes_under_its_keys(bun
     assert set(record) <= set(keys) and {"size_nm", "size_std_nm", "shape", "structure_probabilities"} <= set(record)
     text = json.dumps(est.to_dict(), allow_nan=False)  # JSON without NaN: a missing value is null
     assert '"task": "metal-shape-size"' in text
-    if est.status == "sized":
-        assert est.size_std_nm > 0 and "±" in est.summary()
-    else:  # an untrained network may see no particles or put the size anywhere: no size, and the summary says why
-        assert np.isnan(est.size_nm) and est.no_size_reason() and est.no_size_reason() in est.summary()
+    assert est.status == "sized" and 2.0 < est.size_nm < 5.0 and est.size_std_nm > 0 and "±" in est.summary()
+    assert est.values["size_volume_nm"][0] >= est.size_nm and est.values["dispersion"][0] >= 0  # physical bounds
+    shape, p = est.best("structure")
+    assert shape in ("icosahedral", "decahedral", "fcc") and 0 < p <= 1 and record["structure"] == shape
+
+
+def test_where_no_particles_are_found_nothing_is_published_but_the_reason(tmp_path):
+    q = np.geomspace(0.01, 20.0, 3000)
+    path = tiny_bundle(tmp_path / "blind.safetensors")
+    from qdots_bluesky.models.bundle import read_bundle as read
+
+    contents = read(path)
+    contents.weights["presence_head.bias"] = np.array([-10.0], np.float32)  # the presence head sees nothing
+    predictor = ClusterPredictor(contents, device="numpy")
+    est = predictor.predict_pattern(q, pattern(q), x_unit="q")
+    assert est.status == "no_nanocrystals" and "no_nanocrystals" in est.flags
+    assert np.isnan(est.size_nm) and all(np.isnan(v) for v in est.classes["shape"].values())
+    assert all(np.isnan(v) for v in est.size_probabilities.values()) and est.best("shape")[0] == ""
+    record = est.record()
+    assert record["shape"] == "" and np.isnan(record["structure_confidence"])
+    assert json.dumps(est.to_dict(), allow_nan=False) and est.summary().startswith("no particles detected")
 
 
 def test_a_saxs_only_pattern_is_flagged_no_waxs_and_its_report_says_what_was_measured(bundle):
@@ -131,3 +152,29 @@ def test_qdots_predict_with_a_task_bundle_prints_json_with_the_task_keys_and_a_f
     assert (tmp_path / "g.png").stat().st_size > 5000
     assert main(["predict", "--model", str(bundle), "--device", "numpy", str(path), "--refine"]) == 2
     assert "--refine: the DSE refinement refines quantum-dot sizes" in capsys.readouterr().err
+
+
+def test_a_bundle_whose_network_cannot_answer_its_task_is_refused_when_written(tmp_path):
+    from qdots_bluesky.models.task import InputSpec, Target, Task
+
+    wrong_classes = Task("t", "Au", InputSpec("saxs-waxs", 0.02, 15.0, N, "log"),
+                         (Target("shape", "classes", labels=("a", "b")), Target("size_nm", "value", unit="nm")),
+                         size_classes_nm=(1.0, 2.0))
+    with pytest.raises(BundleError, match="not the network's families"):
+        tiny_bundle(tmp_path / "a.safetensors", task=wrong_classes)
+    strain = Task("t", "Au", TASK.input, TASK.targets + (Target("strain", "value", unit="dimensionless"),),
+                  size_classes_nm=TASK.size_classes_nm)
+    with pytest.raises(BundleError, match="not among the network's outputs"):
+        tiny_bundle(tmp_path / "b.safetensors", task=strain)
+    linear = Task("t", "Au", InputSpec("saxs-waxs", 0.02, 15.0, N, "linear"), TASK.targets,
+                  size_classes_nm=TASK.size_classes_nm)
+    with pytest.raises(BundleError, match="a cluster network reads saxs-waxs, log"):
+        tiny_bundle(tmp_path / "c.safetensors", task=linear)
+
+
+def test_a_live_sizer_does_not_refine_with_a_task_it_cannot_refine(bundle):
+    pytest.importorskip("bluesky")
+    from qdots_bluesky.callbacks.live_sizer import LiveSizer
+
+    with pytest.raises(ValueError, match="refine: the DSE refinement refines quantum-dot sizes"):
+        LiveSizer(model=bundle, device="numpy", refine=True)

@@ -35,7 +35,10 @@ def test_gold_demo_sizes_and_classifies_every_pattern_and_stores_the_task_keys(s
     nucleated = np.isfinite(fractions).all(axis=1) & (fractions.sum(axis=1) > 0)
     assert np.allclose(fractions[nucleated].sum(axis=1), 1.0)
     probabilities = np.stack([t[f"p_{g}"] for g in ("icosahedral", "decahedral", "fcc")], axis=1)
-    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)  # the network's reading, whatever the status
+    sized = np.asarray(t["outcome"]) == "sized"
+    assert sized.sum() >= 3  # the tiny bundle answers once particles are there
+    assert np.allclose(probabilities[sized].sum(axis=1), 1.0, atol=1e-6)
+    assert np.isnan(probabilities[~sized]).all()  # no shape where no particles are found
     stored = store.runs[result.uid]["qdots_size"].read()
     assert {"shape", "shape_probabilities", "structure", "size_nm", "size_std_nm", "outcome"} <= set(stored)
     assert "size_regression_nm" not in stored  # the quantum-dot sizer's keys are not the gold task's
@@ -59,3 +62,11 @@ def test_replay_of_a_gold_run_with_its_task_bundle_reproduces_the_live_answers(s
     rc = qdots_main(["replay", "--tiled-uri", store.uri, result.uid, "--model", str(gold_bundle), "--device", "numpy"])
     out = capsys.readouterr().out
     assert rc == 0 and "identical to the stored live estimates" in out
+
+
+def test_cli_gold_demo_says_in_one_line_when_the_dots_outgrow_the_detector(store, gold_bundle, capsys):
+    rc = qdots_main(["demo", "--system", "gold", "--model", str(gold_bundle), "--device", "numpy", "--points", "6",
+                     "--delay", "5", "--virtual-time", "--max-diameter", "2.2", "--tiled-uri", store.uri, "--plot", ""])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the scan stopped" in err and "outside the detector's clusters" in err
+    assert "Traceback" not in err

@@ -76,3 +76,17 @@ def test_network_input_is_scale_free_with_the_mask_as_second_channel():
     assert a.shape == (2, 2, GRID.size) and a.dtype == np.float32
     assert np.allclose(a, b, atol=1e-5)
     assert np.all(a[1, 0, :50] == MASK_FILL) and np.all(a[1, 1, :50] == 0) and np.all(a[0, 1] == 1)
+
+
+def test_overlapping_detectors_and_repeated_q_leave_no_gap():
+    saxs = np.geomspace(0.02, 1.2, 700)
+    waxs = np.linspace(0.8, 15.0, 6000)
+    q = np.concatenate([saxs, waxs, waxs[:50]])  # interleaved in the overlap, some points twice
+    values, mask, report = resample_saxs_waxs(q, np.ones(q.size), GRID)
+    assert report.gaps == [] and mask[GRID >= 0.02].all() and np.allclose(values[mask], 1.0)
+
+
+def test_training_and_prediction_share_one_input():
+    from qdots_bluesky.sim.learning import metal_augment
+
+    assert metal_augment.network_input is network_input and metal_augment.MASK_FILL == MASK_FILL

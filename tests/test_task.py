@@ -103,3 +103,24 @@ def test_an_error_event_of_a_task_fills_every_key_with_nothing():
     assert math.isnan(data["size_nm"]) and data["shape"] == "" and len(data["shape_probabilities"]) == 6
     assert all(math.isnan(v) for v in data["structure_probabilities"])
     assert data["status"] == "error" and data["message"] == "broken file" and data["source_seq_num"] == 3
+
+
+def test_tasks_whose_keys_clash_or_whose_fields_are_malformed_are_refused():
+    nm = dict(kind="value", unit="nm")
+    spec = InputSpec("saxs-waxs", 0.02, 15, 64, "log")
+    with pytest.raises(TaskError, match="published twice or are the sizer's own"):
+        Task("t", "Au", spec, (Target("size_nm", **nm), Target("size_std_nm", **nm)))
+    with pytest.raises(TaskError, match="sizer's own"):
+        Task("t", "Au", spec, (Target("status", **nm),))
+    bad = metal_shape_size_task().to_dict()
+    bad["targets"][0]["labels"] = None
+    with pytest.raises(TaskError, match="a list of label names"):
+        Task.from_dict(bad)
+    for key, value, message in (("presence", "false", "true or false"), ("size_classes_nm", [1.0, float("nan")], "positive")):
+        with pytest.raises(TaskError, match=message):
+            Task.from_dict({**metal_shape_size_task().to_dict(), key: value})
+    spec_dict = {**metal_shape_size_task().to_dict()}
+    spec_dict["input"] = {**spec_dict["input"], "n_points": 2.7}
+    with pytest.raises(TaskError, match="whole number"):
+        Task.from_dict(spec_dict)
+    assert task_of({"q_grid": "abc"}).is_pbs_preset  # a bad grid is left to the bundle check to report

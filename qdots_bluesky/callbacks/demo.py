@@ -221,8 +221,13 @@ def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: fl
     if echo:
         tokens.append(sizer.subscribe(live_printer(echo, sizer.stream_name)))
     RE.subscribe(sizer)
+    from bluesky.utils import FailedStatus
+
     try:
         result = RE(insitu_synthesis(detector, reactor, points, delay, md=md or {}))
+    except FailedStatus as exc:  # a device failed (e.g. the dots grew past the detector's clusters): say why, once
+        cause = exc.__cause__ or exc
+        raise ValueError(f"the scan stopped: {cause}") from None
     finally:
         for token in tokens:
             sizer.unsubscribe(token)

@@ -15,7 +15,12 @@ Every incoming document is forwarded unchanged, except the stop document, whose
 *source* stream, usually ``primary``) the sizer adds a stream named ``qdots_size`` (option
 ``stream_name``) to the same run: one descriptor (``run_start`` = the scan's start uid),
 emitted right after the source descriptor, and exactly one event per source event, in order,
-with these data keys (see :mod:`.schema` for dtype, shape and units):
+with the data keys of the loaded bundle's task (:mod:`qdots_bluesky.models.task`; see :mod:`.schema` for dtype,
+shape and units). A SAXS + WAXS shape + size bundle publishes its targets (e.g. ``shape``, ``structure`` with
+their ``_confidence`` and ``_probabilities``, ``size_nm`` +- ``size_std_nm``, ``size_volume_nm``, ``dispersion``),
+``size_class_nm``, ``probabilities``, ``ood_distance``, ``nanocrystal_probability`` and the common keys below
+(``outcome``, ``status``, ``flags``, ``message``, ``source_seq_num``, ``source_uid``, ``latency_ms``). A quantum-dot
+sizer (the shipped model, and every bundle without a task) publishes:
 
 - ``size_nm``, ``size_std_nm``, ``size_class_nm``, ``size_regression_nm``: number-weighted mean
   diameter (nm), its uncertainty, the most probable class, the regression head's estimate;
@@ -160,6 +165,10 @@ class LiveSizer(DocumentRouter):
             options = {} if num_threads is None else {"num_threads": num_threads}
             predictor = Predictor.from_bundle(model, device=device, **options)
         self.predictor = predictor
+        task = getattr(predictor, "task", None)
+        if refine and task is not None and not task.is_pbs_preset:
+            raise ValueError(f"refine: the DSE refinement refines quantum-dot sizes; the model's task is {task.name!r}; "
+                             "accepted: refine=False with this model, or a quantum-dot model")
         self.discovery = DiscoveryOptions(pattern_key=pattern_key, x_key=x_key, x_unit=parse_unit(x_unit),
                                           wavelength=None if wavelength is None else float(wavelength),
                                           source_stream=source_stream)
@@ -396,7 +405,8 @@ class LiveSizer(DocumentRouter):
         self._forward("descriptor", run.output_descriptor)
 
     def _emit_result(self, job: Job, result: Any, latency_ms: float | None = None, force: bool = False) -> None:
-        """Compose and send (or hold) the output event of ``job``; ``result`` is a SizeEstimate or an error text."""
+        """Compose and send (or hold) the output event of ``job``; ``result`` is an estimate (SizeEstimate or
+        TaskEstimate) or an error text."""
         run = job.run
         n = self._layout_keys
         with run.lock:

@@ -238,6 +238,14 @@ def cmd_evaluate(args) -> int:
     from ..sim.learning.evaluation import evaluate_model
 
     model = args.model or default_bundle_path()
+    from ..models.bundle import read_bundle
+
+    task = read_bundle(model).task
+    if not task.is_pbs_preset:
+        raise ValueError(f"the model's task is {task.name!r}; qdots evaluate scores quantum-dot sizers on their library. "
+                         "The evaluation report of a SAXS + WAXS shape + size model (held-out clusters, confusion "
+                         "matrices, robustness curves, DebyeCalculator patterns): python benchmarks/bench_cluster_model.py "
+                         f"{model}")
     report = evaluate_model(model, args.library, args.output, seed=args.seed, progress=True,
                             robustness_repeats=args.repeats)
     ref = report["reference"]

@@ -17,6 +17,10 @@ CLUSTER_CNN = "cluster-cnn"
 ARCHITECTURES = (QDOTS_CNN, CLUSTER_CNN)
 #: Temperature of a cluster model's family logits (fitted on held-out simulations).
 T_SHAPE_TEMPERATURE = "calibration.temperature_shape"
+#: The network output behind each value a task can declare, and whether the output is the value's logarithm.
+VALUE_OUTPUTS: dict[str, tuple[str, bool]] = {
+    "size_nm": ("log_mean_diameter_nm", True), "size_volume_nm": ("log_volume_diameter_nm", True),
+    "dispersion": ("dispersion", False), "strain": ("strain", False)}
 
 
 def architecture_of(cfg: Mapping[str, Any]) -> str:
@@ -69,6 +73,33 @@ def torch_network(cfg: Mapping[str, Any]) -> Any:
     from .network import QDotsNet
 
     return QDotsNet(cfg)
+
+
+def task_mismatch(cfg: Mapping[str, Any], task: Any) -> str:
+    """Why a cluster network cannot answer ``task`` ("" when it can): its classes must be the network's families,
+    each value one of its continuous outputs, the input its number of points, and the size classes say what sizes
+    it knows."""
+    if architecture_of(cfg) != CLUSTER_CNN:
+        return ""
+    if task.input.kind != "saxs-waxs" or task.input.spacing != "log":
+        return f"the task reads {task.input.kind} on a {task.input.spacing} grid; a cluster network reads saxs-waxs, log"
+    if task.input.n_points != cfg["n_points"]:
+        return f"the task's input has {task.input.n_points} points but the network takes {cfg['n_points']}"
+    if [list(t.labels) for t in task.classes] != [list(cfg["families"])]:
+        return f"the task's classes {[list(t.labels) for t in task.classes]} are not the network's families {cfg['families']}"
+    missing = [t.name for t in task.values if VALUE_OUTPUTS.get(t.name, (t.name,))[0] not in cfg["continuous_targets"]]
+    if missing:
+        return f"the task's values {missing} are not among the network's outputs {cfg['continuous_targets']}"
+    if len(task.size_classes_nm) < 2:
+        return "the task has fewer than two size classes (what sizes the model knows)"
+    return ""
+
+
+def feature_size(cfg: Mapping[str, Any]) -> int:
+    """Length of the feature vector the out-of-distribution statistics are kept over."""
+    if architecture_of(cfg) == CLUSTER_CNN:
+        return 2 * int(cfg["hidden"])  # the two branches' dense features
+    return int(cfg["filters"][-1])
 
 
 def required_tensors(cfg: Mapping[str, Any]) -> tuple[str, ...]:

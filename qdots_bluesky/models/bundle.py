@@ -55,7 +55,16 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..standardize import QGrid
-from .architectures import QDOTS_CNN, architecture_of, check_network_config, numpy_network, required_tensors, state_shapes
+from .architectures import (
+    QDOTS_CNN,
+    architecture_of,
+    check_network_config,
+    feature_size,
+    numpy_network,
+    required_tensors,
+    state_shapes,
+    task_mismatch,
+)
 from .engine import check_config
 from .task import Task, TaskError, task_of
 
@@ -380,8 +389,8 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
         _check_qdots_metadata(meta, cfg)
     elif "task" not in meta:
         raise BundleError(f"a {architecture_of(cfg)} network needs a 'task' in the metadata (see qdots_bluesky.models.task)")
-    elif task.input.n_points != cfg["n_points"]:
-        raise BundleError(f"the task's input has {task.input.n_points} points but the network takes {cfg['n_points']}")
+    elif mismatch := task_mismatch(cfg, task):
+        raise BundleError(mismatch)
     expected = state_shapes(cfg)
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
@@ -404,10 +413,7 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
         if a is None or tuple(a.shape) != (2, n_cont) or not (np.isfinite(a).all() and (a[1] > 0).all()):
             raise BundleError(f"the network has a continuous head but the tensor {T_CONTINUOUS_INTERVAL} is missing "
                               f"or bad; accepted: shape (2, {n_cont}), finite, exponents (second row) > 0")
-    d = extras[T_FEATURE_MEAN].size
-    if architecture_of(cfg) == QDOTS_CNN and d != cfg["filters"][-1]:
-        raise BundleError(f"tensor {T_FEATURE_MEAN} has shape {tuple(extras[T_FEATURE_MEAN].shape)}, expected "
-                          f"({cfg['filters'][-1]},)")
+    d = feature_size(cfg)
     shapes = {T_FEATURE_MEAN: (d,), T_FEATURE_PRECISION: (d, d)}
     for k in needed:
         if k == T_CONTINUOUS_INTERVAL:

@@ -34,6 +34,11 @@ METAL_STRUCTURES = {"icosahedral": ["icosahedron"], "decahedral": ["decahedron"]
                     "fcc": ["octahedron", "truncated_octahedron", "cuboctahedron", "sphere"]}
 
 
+#: Data keys every sizer publishes besides a task's targets.
+RESERVED_KEYS = frozenset({"outcome", "status", "flags", "message", "source_seq_num", "source_uid", "latency_ms",
+                           "probabilities", "size_class_nm", "ood_distance", "nanocrystal_probability"})
+
+
 class TaskError(ValueError):
     """A task that cannot be read; the message says what was wrong and what is accepted."""
 
@@ -88,15 +93,18 @@ class Target:
     def from_dict(cls, d: Mapping[str, Any]) -> "Target":
         if not isinstance(d, Mapping) or "name" not in d or "kind" not in d:
             raise TaskError(f"target {d!r}; accepted: an object with 'name' and 'kind'")
+        labels = d.get("labels", ())
+        if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
+            raise TaskError(f"target {d['name']!r}: labels {labels!r}; accepted: a list of label names")
         groups = d.get("groups") or []
         if isinstance(groups, Mapping):
             groups = [{"name": g, "labels": ms} for g, ms in groups.items()]
-        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, Mapping) and "name" in g and "labels" in g
-                                                            for g in groups):
+        if not isinstance(groups, (list, tuple)) or not all(
+                isinstance(g, Mapping) and "name" in g and isinstance(g.get("labels"), (list, tuple)) for g in groups):
             raise TaskError(f"target {d['name']!r}: groups {groups!r}; accepted: a list of {{'name', 'labels'}} objects")
         return cls(name=str(d["name"]), kind=str(d["kind"]), description=str(d.get("description", "")),
                    unit=None if d.get("unit") is None else str(d["unit"]),
-                   labels=tuple(str(v) for v in d.get("labels", ())), group_name=str(d.get("group_name", "")),
+                   labels=tuple(str(v) for v in labels), group_name=str(d.get("group_name", "")),
                    groups=tuple((str(g["name"]), tuple(str(m) for m in g["labels"])) for g in groups))
 
 
@@ -126,6 +134,8 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "InputSpec":
         try:
+            if float(d["n_points"]) != int(d["n_points"]):
+                raise ValueError(f"n_points {d['n_points']!r} is not a whole number")
             return cls(kind=str(d["kind"]), q_min=float(d["q_min"]), q_max=float(d["q_max"]),
                        n_points=int(d["n_points"]), spacing=str(d.get("spacing", "linear")),
                        channels=tuple(str(c) for c in d.get("channels", ("intensity",))))
@@ -155,8 +165,23 @@ class Task:
         names += [t.group_name for t in self.targets if t.groups]
         if not self.targets or len(set(names)) != len(names):
             raise TaskError(f"task {self.name!r} targets {names}; accepted: one or more targets with distinct names")
+        keys = self.published_keys()
+        clash = sorted({k for k in keys if keys.count(k) > 1} | (set(keys) & RESERVED_KEYS))
+        if clash:
+            raise TaskError(f"task {self.name!r}: the data keys {clash} would be published twice or are the sizer's own; "
+                            "accepted: target names whose keys (name, its _std, _confidence, _probabilities) are distinct")
         if any(b <= a for a, b in zip(self.size_classes_nm, self.size_classes_nm[1:])):
             raise TaskError(f"task {self.name!r}: size classes {list(self.size_classes_nm)}; accepted: increasing (nm)")
+
+    def published_keys(self) -> list[str]:
+        """The data keys the targets publish (values and their uncertainties, labels, confidences, probabilities)."""
+        keys = []
+        for t in self.values:
+            keys += [t.name, t.std_key()]
+        for t in self.classes:
+            for name in [t.name] + ([t.group_name] if t.groups else []):
+                keys += [name, f"{name}_confidence", f"{name}_probabilities"]
+        return keys
 
     def target(self, name: str) -> Target:
         """The target called ``name`` (KeyError with the known names otherwise)."""
@@ -193,8 +218,12 @@ class Task:
         known = {"name", "material", "description", "input", "targets", "size_classes_nm", "presence"}
         try:
             classes = tuple(float(v) for v in d.get("size_classes_nm", ()))
+            if not all(v > 0 for v in classes):  # also refuses NaN
+                raise ValueError
         except (TypeError, ValueError):
-            raise TaskError(f"task size_classes_nm {d.get('size_classes_nm')!r}; accepted: numbers (nm)") from None
+            raise TaskError(f"task size_classes_nm {d.get('size_classes_nm')!r}; accepted: positive numbers (nm)") from None
+        if not isinstance(d.get("presence", True), bool):
+            raise TaskError(f"task presence {d.get('presence')!r}; accepted: true or false")
         if not isinstance(d["targets"], (list, tuple)):
             raise TaskError(f"task targets {d['targets']!r}; accepted: a list of target objects")
         return cls(name=str(d["name"]), material=str(d["material"]), input=InputSpec.from_dict(d["input"]),
@@ -248,7 +277,8 @@ def task_of(metadata: Mapping[str, Any]) -> Task:
     """The task a bundle's metadata declares; bundles without one are the PbS size preset with their classes."""
     if metadata.get("task") is not None:
         return Task.from_dict(metadata["task"])
-    grid = metadata.get("q_grid") or {}
+    grid = metadata.get("q_grid")
+    grid = grid if isinstance(grid, Mapping) else {}  # a bad grid is the bundle check's to report
     return pbs_size_task(metadata.get("size_classes_nm", ()), float(grid.get("q_min", 1.0)),
                          float(grid.get("q_max", 15.0)), int(grid.get("n_points", 5004)))
 

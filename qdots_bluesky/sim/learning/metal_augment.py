@@ -33,12 +33,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import sparse
 
+from ...saxs_waxs_input import MASK_FILL, network_input  # noqa: F401  (the one input of training and prediction)
 from ..physics.solvents import solvent_pattern
 
 #: Q (1/A) from which a pattern counts as WAXS, for the reference level W.
 WAXS_FROM_Q = 1.0
-#: Value of masked intensities and of masked network inputs.
-MASK_FILL = 0.0
 MASK_MODES = ("both", "saxs", "waxs", "gap")
 SOLVENTS = ("hexane", "toluene")
 
@@ -135,14 +134,6 @@ def q_mask(q: np.ndarray, mode: np.ndarray, saxs_end: np.ndarray, waxs_start: np
     mode = np.asarray(mode)[:, None]
     return ((mode == 0) | ((mode == 1) & (q <= s)) | ((mode == 2) & (q >= w))
             | ((mode == 3) & ((q <= s) | (q >= s + g))))
-
-
-def network_input(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Two channels (rows, 2, Q) float32: asinh(Y / median of the row's measured |Y|), :data:`MASK_FILL` where
-    masked, and the mask (1 measured, 0 masked)."""
-    scale = np.array([np.median(np.abs(y[m])) if m.any() else 1.0 for y, m in zip(intensity, mask)])
-    x = np.where(mask, np.arcsinh(intensity / np.maximum(scale, 1e-300)[:, None]), MASK_FILL)
-    return np.stack([x, mask], axis=1).astype(np.float32)
 
 
 class MetalAugmenter:
