@@ -36,7 +36,8 @@ def task_training_settings(task: Task, **overrides: Any) -> ClusterTrainingSetti
                                                                                                  base.d_max_nm)
     settings = replace(base, element=task.material, families=tuple(shapes[0].labels), q_min=spec.q_min,
                        q_max=spec.q_max, n_points=int(spec.n_points), d_min_nm=float(d_range[0]),
-                       d_max_nm=float(d_range[1]))
+                       d_max_nm=float(d_range[1]),
+                       ranges=replace(base.ranges, mean_diameter_nm=(float(d_range[0]), float(d_range[1]))))
     return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
