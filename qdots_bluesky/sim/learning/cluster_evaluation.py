@@ -196,7 +196,8 @@ INFORMATIONAL_FLAGS = frozenset({"no_waxs"})
 def estimate_arrays(estimates: Sequence[Any], families: Sequence[str], shape_key: str = "shape") -> dict[str, np.ndarray]:
     """Arrays of a predictor's answers (``TaskEstimate`` answers): ``family_probabilities`` (rows x ``families``),
     ``size_nm``, ``size_std_nm``, ``size_volume_nm``, ``dispersion`` (NaN where not sized), ``size_probabilities``
-    (rows x size classes) with ``size_classes_nm``, ``status`` and ``flagged`` (any flag but
+    (rows x size classes) with ``size_classes_nm`` (the probabilities of an answer without shape or size, where no
+    particles were found or beyond the trained sizes, taken as chance: 1 / columns), ``status`` and ``flagged`` (any flag but
     :data:`INFORMATIONAL_FLAGS`), and ``flags`` (rows x names in ``flag_names``, bool)."""
     if not estimates:
         raise ValueError("estimates: accepted: one or more TaskEstimate")
@@ -205,13 +206,19 @@ def estimate_arrays(estimates: Sequence[Any], families: Sequence[str], shape_key
 
     def value(e, key, i):
         return float(e.values.get(key, (np.nan, np.nan))[i])
-    return {"family_probabilities": np.array([[e.classes[shape_key][f] for f in families] for e in estimates]),
+
+    def answered(rows: np.ndarray) -> np.ndarray:
+        """Rows without an answer (no particles found, beyond the trained sizes: NaN) as chance, 1 / columns."""
+        rows = np.array(rows, dtype=np.float64)
+        rows[~np.isfinite(rows).all(axis=1)] = 1.0 / rows.shape[1]
+        return rows
+    return {"family_probabilities": answered([[e.classes[shape_key][f] for f in families] for e in estimates]),
             "size_nm": np.array([value(e, "size_nm", 0) for e in estimates]),
             "size_std_nm": np.array([value(e, "size_nm", 1) for e in estimates]),
             "size_volume_nm": np.array([value(e, "size_volume_nm", 0) for e in estimates]),
             "dispersion": np.array([value(e, "dispersion", 0) for e in estimates]),
             "size_classes_nm": classes,
-            "size_probabilities": np.array([[e.size_probabilities[c] for c in classes] for e in estimates]),
+            "size_probabilities": answered([[e.size_probabilities[c] for c in classes] for e in estimates]),
             "status": np.array([e.status for e in estimates]),
             "flagged": np.array([bool(set(e.flags) - INFORMATIONAL_FLAGS) for e in estimates]),
             "flag_names": np.array(names, dtype=object),
