@@ -42,7 +42,6 @@ import time
 import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
-from ophyd.status import DeviceStatus
 
 from ...lru import LRUCache, array_key
 from ...units import XUnit, check_wavelength, q_to_tth, tth_to_q
@@ -54,7 +53,7 @@ from ..physics.materials import get_structure
 from ..physics.population import check_strain, population_patterns, series_pair_table
 from ..physics.solvents import solvent_names, solvent_pattern
 from .growth import GrowthLaw, GrowthObservation, GrowthState
-from .signals import BoolSignal, ChoiceSignal, ReadOnlySignal, SetpointSignal, finished_status
+from .signals import BoolSignal, ChoiceSignal, ReadOnlySignal, SetpointSignal, acquire_in_thread, finished_status
 
 __all__ = [
     "SynthesisReactor",
@@ -420,22 +419,13 @@ class WaxsDetector(Device):
         }
 
     def trigger(self):
-        status = DeviceStatus(self)
         truth = self.reactor.update()  # the state this exposure sees; the reactor's signals show it
         timestamp = time.time()
 
-        def work():
-            try:
-                with self._acquire_lock:
-                    counts = self.simulate(truth.mean_nm, truth.dispersion, truth.fraction)
-                    self.intensity._publish(counts, timestamp)
-            except Exception as exc:  # noqa: BLE001 - reported through the status
-                status.set_exception(exc)
-            else:
-                status.set_finished()
+        def acquire():
+            self.intensity._publish(self.simulate(truth.mean_nm, truth.dispersion, truth.fraction), timestamp)
 
-        threading.Thread(target=work, name=f"{self.name}-acquire", daemon=True).start()
-        return status
+        return acquire_in_thread(self, self._acquire_lock, acquire)
 
 
 def make_simulated_beamline(*, temperature: float = 140.0, precursor: float = 30.0, clock: str = "real",

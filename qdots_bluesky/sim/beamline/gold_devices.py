@@ -43,7 +43,6 @@ import numpy as np
 from ase.data import atomic_numbers
 from ophyd import Component as Cpt
 from ophyd import Device, Kind, Signal
-from ophyd.status import DeviceStatus
 
 from ...lru import LRUCache, array_key
 from ..physics.metal_basis import build_metal_basis, saxs_waxs_q
@@ -51,7 +50,7 @@ from ..physics.metal_clusters import DIAMETER_RANGE_NM
 from ..physics.solvents import solvent_names, solvent_pattern
 from .devices import SynthesisReactor
 from .gold_growth import STRUCTURES, GoldGrowthLaw, GoldObservation, GoldState
-from .signals import BoolSignal, ChoiceSignal, ReadOnlySignal, SetpointSignal
+from .signals import BoolSignal, ChoiceSignal, ReadOnlySignal, SetpointSignal, acquire_in_thread
 
 __all__ = ["FCC_FAMILIES", "GoldSynthesisReactor", "SaxsWaxsDetector", "gold_synthesis_devices"]
 
@@ -374,23 +373,15 @@ class SaxsWaxsDetector(Device):
         }
 
     def trigger(self):
-        status = DeviceStatus(self)
         truth = self.reactor.update()  # the state this exposure sees; the reactor's signals show it
         timestamp = time.time()
 
-        def work():
-            try:
-                with self._acquire_lock:
-                    counts = self.simulate(truth)
-                    self.intensity._publish(counts, timestamp)
-                    self.subtracted._publish(counts - self.blank.get(), timestamp)
-            except Exception as exc:  # noqa: BLE001 - reported through the status
-                status.set_exception(exc)
-            else:
-                status.set_finished()
+        def acquire():
+            counts = self.simulate(truth)
+            self.intensity._publish(counts, timestamp)
+            self.subtracted._publish(counts - self.blank.get(), timestamp)
 
-        threading.Thread(target=work, name=f"{self.name}-acquire", daemon=True).start()
-        return status
+        return acquire_in_thread(self, self._acquire_lock, acquire)
 
 
 def gold_synthesis_devices(*, temperature: float = 80.0, precursor: float = 10.0, clock: str = "real",

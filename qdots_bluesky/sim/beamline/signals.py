@@ -120,3 +120,24 @@ def finished_status(device) -> DeviceStatus:
     st = DeviceStatus(device)
     st.set_finished()
     return st
+
+
+def acquire_in_thread(device, lock, acquire) -> DeviceStatus:
+    """A status that completes once ``acquire()`` (computing and publishing a pattern) has run under ``lock`` in a
+    worker thread, or that carries its exception: a simulated detector's trigger, which must not block the
+    RunEngine."""
+    import threading
+
+    status = DeviceStatus(device)
+
+    def work():
+        try:
+            with lock:
+                acquire()
+        except Exception as exc:  # noqa: BLE001 - reported through the status
+            status.set_exception(exc)
+        else:
+            status.set_finished()
+
+    threading.Thread(target=work, name=f"{device.name}-acquire", daemon=True).start()
+    return status
