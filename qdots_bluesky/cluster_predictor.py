@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .compute_device import resolve_device
 from .estimate import TaskEstimate
 from .models.architectures import T_SHAPE_TEMPERATURE, VALUE_OUTPUTS, numpy_network, torch_network
 from .models.bundle import T_CONTINUOUS_INTERVAL, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD, BundleContents
@@ -52,8 +53,6 @@ class ClusterPredictor:
 
     def __init__(self, contents: BundleContents, device: Any = None, *, batch_size: int = 512,
                  low_confidence: float = LOW_CONFIDENCE, num_threads: int | None = None) -> None:
-        from .predictor import resolve_device
-
         self.contents = contents
         self.task = contents.task
         self.device = resolve_device(device)

@@ -68,6 +68,7 @@ from .models.bundle import (
     BundleContents,
     read_bundle,
 )
+from .compute_device import default_device, resolve_device  # noqa: F401  (re-exported: where they were)
 from .models.architectures import QDOTS_CNN
 from .models.calibration import mahalanobis_distance, softmax
 from .models.continuous import calibrated_std, class_probabilities
@@ -83,28 +84,6 @@ TRUNCATION_COVERAGE = 0.95
 COARSE_FACTOR = 10.0
 
 
-def resolve_device(device: Any = None) -> str:
-    """``None``/"auto" -> "cuda" if available else "cpu"; "numpy" stays; other strings are checked by torch."""
-    if isinstance(device, str) and device.lower() == "numpy":
-        return "numpy"
-    import torch
-
-    if device is None or (isinstance(device, str) and device.lower() == "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not known ({exc}); accepted: 'auto', 'cpu', 'cuda', 'cuda:N', "
-                         "'mps' or 'numpy'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: PyTorch sees no CUDA GPU here; use 'cpu' or 'numpy'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ValueError(f"device {device!r}: MPS is not available here; use 'cpu' or 'numpy'")
-    return str(dev)
-
-
 def trained_range_nm(training: Mapping[str, Any], size_classes_nm: np.ndarray, continuous: bool) -> tuple[float, float]:
     """Number-weighted mean diameters (nm) the network was trained on.
 
@@ -116,24 +95,6 @@ def trained_range_nm(training: Mapping[str, Any], size_classes_nm: np.ndarray, c
         return float(ranges[0]), float(ranges[1])
     half = 0.5 * float(np.min(np.diff(size_classes_nm))) if size_classes_nm.size > 1 else 0.0
     return float(size_classes_nm[0]) - half, float(size_classes_nm[-1]) + half
-
-
-def default_device() -> str:
-    """The device the ``qdots`` commands use by default ("auto"): "cuda" where PyTorch is installed and sees a GPU,
-    else "numpy" (the same network and weights evaluated with NumPy on the CPU; PyTorch not needed).
-
-    PyTorch is imported only where an NVIDIA driver is present, so the check costs nothing on a CPU machine.
-    """
-    import os
-    import shutil
-
-    if not (os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi")):
-        return "numpy"
-    try:
-        import torch
-    except ImportError:
-        return "numpy"
-    return "cuda" if torch.cuda.is_available() else "numpy"
 
 
 class _TorchEngine:

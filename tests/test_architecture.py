@@ -8,8 +8,9 @@ for ``__version__``):
   refine (the optional refinement after the network; callbacks only) (sim.beamline only in callbacks/demo.py);
 - file_sizing (the files side of the predictor) -> predictor, estimate, models, standardize, io, units, plotting,
   refine (``qdots predict --refine``);
-- predictor -> estimate, models, standardize, units, io (plotting lazily, for its figure), cluster_predictor (the
-  answers of SAXS + WAXS task bundles) -> predictor, estimate, models, saxs_waxs_input, units;
+- predictor -> estimate, models, standardize, units, io (plotting lazily, for its figure), compute_device,
+  cluster_predictor (the answers of SAXS + WAXS task bundles) -> estimate, models, saxs_waxs_input, units,
+  compute_device; compute_device (which device runs a network) -> nothing;
 - saxs_waxs_input (the SAXS + WAXS models' input) -> units;
 - models -> standardize, units; standardize -> units, lru; io -> units; estimate, lru, plotting, units -> nothing;
 - sim.learning -> sim.physics, models, predictor, cluster_predictor, estimate, standardize, saxs_waxs_input, units, io,
@@ -39,8 +40,9 @@ RULES: dict[str, set[str]] = {
     "callbacks": {"plans", "predictor", "estimate", "models", "standardize", "io", "units", "plotting", "refine"},
     "plans": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting"},
     "file_sizing": {"predictor", "estimate", "models", "standardize", "io", "units", "plotting", "refine"},
-    "predictor": {"estimate", "models", "standardize", "units", "io", "plotting", "cluster_predictor"},
-    "cluster_predictor": {"predictor", "estimate", "models", "saxs_waxs_input", "units"},
+    "predictor": {"estimate", "models", "standardize", "units", "io", "plotting", "cluster_predictor", "compute_device"},
+    "cluster_predictor": {"estimate", "models", "saxs_waxs_input", "units", "compute_device"},
+    "compute_device": set(),
     "saxs_waxs_input": {"units"},
     "estimate": set(),
     "models": {"standardize", "units"},
@@ -181,6 +183,7 @@ def test_physics_imports_only_its_third_party_packages():
 
 @pytest.mark.parametrize("module", ["io", "units", "standardize", "predictor", "file_sizing", "models",
                                     "cluster_predictor", "saxs_waxs_input", "models.task", "models.architectures",
+                                    "compute_device",
                                     "models.bundle", "models.engine", "models.calibration", "models.continuous",
                                     "cli", "cli.main", "cli.common", "cli.predict", "cli.simulate", "cli.training",
                                     "cli.bluesky_commands"])

@@ -35,7 +35,7 @@ def resolve_cli_device(device: str, *, batch_independent: bool = False) -> str:
     """
     if device.lower() != "auto":
         return device
-    from ..predictor import default_device
+    from ..compute_device import default_device
 
     chosen = default_device()
     if chosen == "numpy" and batch_independent:
