@@ -109,7 +109,7 @@ def add_demo(sub) -> argparse.ArgumentParser:
                     "by the shipped gold shape + size model; the plot shows structure probabilities and size over time.")
     p.add_argument("--system", choices=("pbs", "gold"), default="pbs",
                    help="what is synthesised: pbs (quantum dots, WAXS; the default) or gold (Au clusters, SAXS + WAXS; "
-                        "the first run computes the detector's cluster patterns, ~2 min, cached afterwards)")
+                        "the first run computes the detector's cluster patterns, about a minute, cached afterwards)")
     _add_model_options(p)
     p.add_argument("--points", type=int, default=30, metavar="N", help="number of patterns in the scan (default 30)")
     p.add_argument("--delay", type=float, default=2.0, metavar="S",
