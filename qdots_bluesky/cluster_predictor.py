@@ -22,10 +22,10 @@ import numpy as np
 
 from .compute_device import resolve_device
 from .estimate import TaskEstimate
-from .models.architectures import T_SHAPE_TEMPERATURE, VALUE_OUTPUTS, numpy_network, torch_network
+from .models.architectures import T_DISPERSION_SLOPE, T_SHAPE_TEMPERATURE, VALUE_OUTPUTS, numpy_network, torch_network
 from .models.bundle import T_CONTINUOUS_INTERVAL, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD, BundleContents
 from .models.calibration import mahalanobis_distance, softmax
-from .models.continuous import calibrated_std, class_probabilities
+from .models.continuous import calibrated_std, class_probabilities, widened_std
 from .saxs_waxs_input import SAXS_WAXS_SPLIT_Q, log_q_grid, network_input, resample_saxs_waxs
 
 LOW_CONFIDENCE = 0.5
@@ -69,6 +69,8 @@ class ClusterPredictor:
         t = contents.tensors
         self.shape_temperature = float(t[T_SHAPE_TEMPERATURE].reshape(-1)[0])
         self.interval = np.asarray(t[T_CONTINUOUS_INTERVAL], dtype=np.float64)
+        self.dispersion_slope = (np.asarray(t[T_DISPERSION_SLOPE], dtype=np.float64) if T_DISPERSION_SLOPE in t
+                                 else np.zeros(self.interval.shape[1]))
         self.feature_mean = np.asarray(t[T_FEATURE_MEAN], dtype=np.float64)
         self.feature_precision = np.asarray(t[T_FEATURE_PRECISION], dtype=np.float64)
         self.ood_threshold = float(t[T_OOD_THRESHOLD].reshape(-1)[0])
@@ -124,6 +126,9 @@ class ClusterPredictor:
 
         mu, sd = cluster_continuous_estimates(out["continuous"], self.contents.config)
         sd = calibrated_std(sd, self.interval)
+        outputs = list(self.contents.config["continuous_targets"])
+        if "dispersion" in outputs:  # wider where the population is broad (held-out calibration)
+            sd = widened_std(sd, mu[:, outputs.index("dispersion")], self.dispersion_slope)
         p_shape = softmax(out["family_logits"], self.shape_temperature)
         p_present = 1.0 / (1.0 + np.exp(-np.clip(out["presence_logit"].astype(np.float64), -60, 60)))
         dist = mahalanobis_distance(out["features"], self.feature_mean, self.feature_precision)

@@ -92,7 +92,7 @@ def test_tiny_training_calibrates_evaluates_and_learns():
     assert not r.model.training and len(r.history) == 12
     shapes = {k: v.shape for k, v in r.tensors.items()}
     d = 2 * 24
-    assert shapes == {"calibration.temperature_shape": (1,), "calibration.continuous_interval": (2, 3),
+    assert shapes == {"calibration.temperature_shape": (1,), "calibration.continuous_interval": (2, 3), "calibration.continuous_dispersion_slope": (3,),
                       "ood.feature_mean": (d,), "ood.feature_precision": (d, d), "ood.threshold": (1,)}
     assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in r.tensors.values())
     assert r.tensors["calibration.temperature_shape"][0] > 0

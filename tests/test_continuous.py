@@ -42,3 +42,20 @@ def test_continuous_estimates_undo_the_head_standardization():
     assert std[1, 3] == pytest.approx(sc[3] * np.exp(3.0))  # log standard deviations are bounded
     with pytest.raises(ValueError, match="continuous_scales"):
         default_config(continuous_scales=[1.0, 1.0, 0.0, 1.0])
+
+
+def test_a_dispersion_slope_makes_intervals_hold_alike_for_narrow_and_broad_populations():
+    from qdots_bluesky.models.continuous import fit_covariate_slope, widened_std
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    disp = rng.uniform(0.0, 0.3, n)
+    true_sd = 0.02 * np.exp(4.0 * disp)  # errors grow with the dispersion; the network's width does not
+    error = (rng.standard_normal(n) * true_sd)[:, None]
+    std = np.full((n, 1), 0.03)
+    slope, factor = fit_covariate_slope(error, std, disp)
+    assert 3.0 <= slope[0] <= 5.0
+    sd = widened_std(std, disp, slope) * factor
+    for rows in (disp < 0.1, disp > 0.2):
+        assert abs(np.mean(np.abs(error[rows, 0]) <= sd[rows, 0]) - 0.683) < 0.04
+    assert np.allclose(widened_std(std, -disp, slope), std)  # a negative estimate widens nothing

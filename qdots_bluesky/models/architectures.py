@@ -17,6 +17,9 @@ CLUSTER_CNN = "cluster-cnn"
 ARCHITECTURES = (QDOTS_CNN, CLUSTER_CNN)
 #: Temperature of a cluster model's family logits (fitted on held-out simulations).
 T_SHAPE_TEMPERATURE = "calibration.temperature_shape"
+#: Optional (K,): widening of a cluster model's calibrated standard deviations with its estimated dispersion
+#: (models.continuous.widened_std); bundles without it widen nothing.
+T_DISPERSION_SLOPE = "calibration.continuous_dispersion_slope"
 #: The network output behind each value a task can declare, and whether the output is the value's logarithm.
 VALUE_OUTPUTS: dict[str, tuple[str, bool]] = {
     "size_nm": ("log_mean_diameter_nm", True), "size_volume_nm": ("log_volume_diameter_nm", True),

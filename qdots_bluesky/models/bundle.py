@@ -57,6 +57,7 @@ import numpy as np
 from ..standardize import QGrid
 from .architectures import (
     QDOTS_CNN,
+    T_DISPERSION_SLOPE,
     architecture_of,
     check_network_config,
     feature_size,
@@ -413,6 +414,10 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
         if a is None or tuple(a.shape) != (2, n_cont) or not (np.isfinite(a).all() and (a[1] > 0).all()):
             raise BundleError(f"the network has a continuous head but the tensor {T_CONTINUOUS_INTERVAL} is missing "
                               f"or bad; accepted: shape (2, {n_cont}), finite, exponents (second row) > 0")
+    slope = extras.get(T_DISPERSION_SLOPE)
+    if slope is not None and (tuple(slope.shape) != (n_cont,) or not np.isfinite(slope).all()):
+        raise BundleError(f"tensor {T_DISPERSION_SLOPE} has shape {tuple(slope.shape)} or bad values; accepted: "
+                          f"({n_cont},), finite")
     d = feature_size(cfg)
     shapes = {T_FEATURE_MEAN: (d,), T_FEATURE_PRECISION: (d, d)}
     for k in needed:

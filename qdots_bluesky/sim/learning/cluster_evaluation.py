@@ -24,7 +24,7 @@ import numpy as np
 
 from ...models.calibration import expected_calibration_error, softmax
 from ...models.cluster_engine import cluster_continuous_estimates
-from ...models.continuous import calibrated_std, class_probabilities
+from ...models.continuous import calibrated_std, class_probabilities, widened_std
 from ..physics.metal_basis import MetalBasis
 from .metal_augment import MASK_MODES, MetalAugmenter, MetalAugmentSettings
 from .metal_sources import MetalPopulationRanges, MetalSource
@@ -110,10 +110,12 @@ def interval_coverage(truth: np.ndarray, mean: np.ndarray, std: np.ndarray) -> d
 
 
 def condition_metrics(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], config: Mapping[str, Any],
-                      temperature: float = 1.0, interval_calibration: np.ndarray | None = None) -> dict[str, Any]:
+                      temperature: float = 1.0, interval_calibration: np.ndarray | None = None,
+                      dispersion_slope: np.ndarray | None = None) -> dict[str, Any]:
     """Every metric of one evaluation set: ``outputs`` of the network (``family_logits``, ``continuous``), the set's
     ``targets`` (``family_probabilities``, ``diameter_nm``, ``volume_diameter_nm``, ``dispersion``), its ``config``;
-    the family temperature and the interval calibration (2 x K, ``fit_interval_calibration``) when fitted."""
+    the family temperature, the interval calibration (2 x K, ``fit_interval_calibration``) and its widening with the
+    estimated dispersion (K, ``fit_covariate_slope``) when fitted."""
     families = list(config["families"])
     probs = softmax(outputs["family_logits"], temperature)
     true_p = np.asarray(targets["family_probabilities"], dtype=np.float64)
@@ -121,6 +123,8 @@ def condition_metrics(outputs: Mapping[str, np.ndarray], targets: Mapping[str, n
     mean, std = cluster_continuous_estimates(outputs["continuous"], config)
     if interval_calibration is not None:
         std = calibrated_std(std, interval_calibration)
+    if dispersion_slope is not None:
+        std = widened_std(std, mean[:, 2], dispersion_slope)
     d_n, d_v = (np.asarray(targets[k], dtype=np.float64) for k in ("diameter_nm", "volume_diameter_nm"))
     labels = true_p.argmax(axis=1)
     pred_dn, pred_dv = np.exp(mean[:, 0]), np.exp(mean[:, 1])

@@ -33,10 +33,11 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
+from ...models.architectures import T_DISPERSION_SLOPE
 from ...models.calibration import TEMPERATURE_BOUNDS, fit_feature_statistics
 from ...models.cluster_engine import LOG_SIGMA_BOUNDS, cluster_continuous_estimates
 from ...models.cluster_network import ClusterNet
-from ...models.continuous import fit_interval_calibration
+from ...models.continuous import calibrated_std, fit_covariate_slope, fit_interval_calibration
 from ...models.network import count_parameters
 from ..physics.metal_basis import MetalBasis, build_metal_basis, saxs_waxs_q
 from ..physics.metal_clusters import FAMILIES
@@ -48,6 +49,8 @@ from .sources import BatchProducer, draw_set
 #: Names of the calibration tensors a cluster bundle stores.
 T_TEMPERATURE_SHAPE = "calibration.temperature_shape"
 T_CONTINUOUS_INTERVAL = "calibration.continuous_interval"
+#: Column of the dispersion among the continuous outputs.
+DISPERSION_OUTPUT = 2
 T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD = "ood.feature_mean", "ood.feature_precision", "ood.threshold"
 #: Number of continuous targets the head predicts (ln D_N, ln D_V, dispersion: the first columns of "continuous").
 N_CONTINUOUS = 3
@@ -229,9 +232,14 @@ def calibrate(model: ClusterNet, data, config: dict[str, Any]) -> dict[str, np.n
     mean, std = cluster_continuous_estimates(out["continuous"][present], config)
     truth = data.targets["continuous"][present, :N_CONTINUOUS]
     interval = fit_interval_calibration(truth - mean, std)
+    # one power law of the network's width leaves polydisperse populations under-covered and monodisperse ones
+    # over-covered: widen by exp(slope x estimated dispersion), then rescale so that 68 % hold overall
+    slope, factor = fit_covariate_slope(truth - mean, calibrated_std(std, interval), mean[:, DISPERSION_OUTPUT])
+    interval[0] += np.log(factor)
     stats = fit_feature_statistics(out["features"][present])
     return {T_TEMPERATURE_SHAPE: np.array([temperature], dtype=np.float32),
             T_CONTINUOUS_INTERVAL: interval.astype(np.float32),
+            T_DISPERSION_SLOPE: slope.astype(np.float32),
             T_FEATURE_MEAN: stats["feature_mean"], T_FEATURE_PRECISION: stats["feature_precision"],
             T_OOD_THRESHOLD: stats["threshold"]}
 
@@ -249,7 +257,8 @@ def evaluate_cluster_model(model: ClusterNet, bases: list[MetalBasis], tensors: 
                                    ranges, test_every=settings.test_every)
         out = predict_outputs(model, data.x)
         metrics[cond.name] = condition_metrics(out, data.targets, model.config,
-                                               float(tensors[T_TEMPERATURE_SHAPE][0]), tensors[T_CONTINUOUS_INTERVAL])
+                                               float(tensors[T_TEMPERATURE_SHAPE][0]), tensors[T_CONTINUOUS_INTERVAL],
+                                               tensors.get(T_DISPERSION_SLOPE))
     return metrics
 
 
