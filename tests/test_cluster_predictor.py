@@ -178,3 +178,21 @@ def test_a_live_sizer_does_not_refine_with_a_task_it_cannot_refine(bundle):
 
     with pytest.raises(ValueError, match="refine: the DSE refinement refines quantum-dot sizes"):
         LiveSizer(model=bundle, device="numpy", refine=True)
+
+
+def test_the_dispersion_slope_widens_the_sizes_uncertainty_and_a_bad_one_is_refused(tmp_path):
+    from qdots_bluesky.models.architectures import T_DISPERSION_SLOPE
+    from qdots_bluesky.models.bundle import read_bundle as read
+
+    q = np.geomspace(0.01, 20.0, 3000)
+    base = read(tiny_bundle(tmp_path / "base.safetensors"))
+    plain = ClusterPredictor(base, device="numpy").predict_pattern(q, pattern(q), x_unit="q")
+    base.tensors[T_DISPERSION_SLOPE] = np.array([5.0, 5.0, 5.0], np.float32)
+    wide = ClusterPredictor(base, device="numpy").predict_pattern(q, pattern(q), x_unit="q")
+    d = wide.values["dispersion"][0]
+    assert wide.size_std_nm == pytest.approx(plain.size_std_nm * np.exp(5.0 * d), rel=1e-6)
+    torch.manual_seed(0)
+    model = ClusterNet(base.config).eval()
+    bad = dict(base.tensors, **{T_DISPERSION_SLOPE: np.zeros(2, np.float32)})
+    with pytest.raises(BundleError, match="continuous_dispersion_slope has shape"):
+        save_bundle(tmp_path / "bad.safetensors", model, {"task": TASK}, bad)
