@@ -27,3 +27,14 @@ def test_tasks_the_cluster_training_cannot_serve_are_refused():
         task_training_settings(no_shape)
     with pytest.raises(ValueError, match="accepted: \\(low, high\\)"):
         task_training_settings(metal_shape_size_task(size_classes_nm=[2.0, 13.0]))
+
+
+def test_train_options_left_out_take_each_task_s_own_defaults():
+    import importlib
+
+    parser = importlib.import_module("qdots_bluesky.cli.main").build_parser()
+    args = parser.parse_args(["train", "--task", "metal-shape-size", "--epochs", "7"])
+    assert args.epochs == 7 and args.max_minutes is None and args.learning_rate is None
+    s = task_training_settings(metal_shape_size_task(), epochs=args.epochs, max_minutes=args.max_minutes,
+                               lr=args.learning_rate)
+    assert s.epochs == 7 and s.max_minutes == 22.0 and s.lr == 2e-3

@@ -34,21 +34,26 @@ def add_train(sub) -> None:
     from ..sim.learning.settings import DEFAULT_STRAIN_JITTER, MAX_STRAIN_JITTER, PRECISIONS
 
     d = _training_defaults()
-    p.add_argument("--epochs", type=int, default=d.max_epochs,
-                   help=f"maximum number of epochs (default {d.max_epochs}; early stopping may end sooner)")
-    p.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch,
-                   help=f"augmented patterns drawn per epoch (default {d.samples_per_epoch})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"batch size (default {d.batch_size})")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate,
-                   help=f"peak learning rate of the one-cycle schedule (default {d.learning_rate:g})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"maximum number of epochs (default {d.max_epochs}; early stopping may end sooner; "
+                        "metal-shape-size: its own default, 400, the time limit ends it sooner)")
+    p.add_argument("--samples-per-epoch", type=int, default=None,
+                   help=f"augmented patterns drawn per epoch (default {d.samples_per_epoch}; metal-shape-size: "
+                        "8192 fresh populations)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"batch size (default {d.batch_size}; metal-shape-size: 256)")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help=f"peak learning rate of the one-cycle schedule (default {d.learning_rate:g}; metal-shape-size: "
+                        "0.002, cosine)")
     p.add_argument("--patience", type=int, default=d.patience,
                    help="epochs without validation improvement before stopping, counted only in the last "
                         f"{(1 - d.early_stopping_from) * 100:.0f} %% of the epochs, once the learning rate anneals (default {d.patience})")
-    p.add_argument("--max-minutes", type=float, default=d.max_minutes,
+    p.add_argument("--max-minutes", type=float, default=None,
                    help=f"stop after this many minutes even if epochs remain, the coarse specialist's included: the main "
                         "network stops early enough to leave the specialist its epochs at the speed measured so far "
                         f"(default {d.max_minutes:g}, a safety net: the README gives the default run's time; a run this "
-                        "cap stops ends where the machine's speed lets it, so it does not reproduce bit for bit)")
+                        "cap stops ends where the machine's speed lets it, so it does not reproduce bit for bit; "
+                        "metal-shape-size: 22, the time its training takes)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
@@ -155,11 +160,9 @@ def _train_task(args, task) -> int:
     from ..sim.learning.cluster_bundle import save_cluster_bundle, task_training_settings
     from ..sim.learning.cluster_training import train_cluster_model
 
-    d = _training_defaults()  # the pbs-size defaults: an option left at it takes the task's own default
-    given = {name: getattr(args, option) for name, option, default in (
-        ("epochs", "epochs", d.max_epochs), ("populations_per_epoch", "samples_per_epoch", d.samples_per_epoch),
-        ("batch_size", "batch_size", d.batch_size), ("lr", "learning_rate", d.learning_rate),
-        ("max_minutes", "max_minutes", d.max_minutes)) if getattr(args, option) != default}
+    given = {name: getattr(args, option) for name, option in (  # None: the task's own default
+        ("epochs", "epochs"), ("populations_per_epoch", "samples_per_epoch"), ("batch_size", "batch_size"),
+        ("lr", "learning_rate"), ("max_minutes", "max_minutes"))}
     settings = task_training_settings(task, seed=args.seed, **given)
     trained = train_cluster_model(settings, progress=True)
     path = save_cluster_bundle(args.output, trained, task)
@@ -175,6 +178,12 @@ def _train_pbs(args) -> int:
     from ..sim.learning.augment import AugmentationSettings
     from ..sim.learning.train import TrainingSettings, cross_validate, train_model
 
+    d = _training_defaults()  # options not given take the pbs-size defaults
+    for option, default in (("epochs", d.max_epochs), ("samples_per_epoch", d.samples_per_epoch),
+                            ("batch_size", d.batch_size), ("learning_rate", d.learning_rate),
+                            ("max_minutes", d.max_minutes)):
+        if getattr(args, option) is None:
+            setattr(args, option, default)
     library = Path(args.library)
     if not library.exists():
         if not args.build_library:
