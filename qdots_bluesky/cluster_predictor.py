@@ -25,7 +25,7 @@ from .estimate import TaskEstimate
 from .models.architectures import T_DISPERSION_SLOPE, T_SHAPE_TEMPERATURE, VALUE_OUTPUTS, numpy_network, torch_network
 from .models.bundle import T_CONTINUOUS_INTERVAL, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD, BundleContents
 from .models.calibration import mahalanobis_distance, softmax
-from .models.continuous import calibrated_std, class_probabilities, widened_std
+from .models.continuous import calibrated_std, class_probabilities, trained_range_nm, widened_std
 from .saxs_waxs_input import SAXS_WAXS_SPLIT_Q, log_q_grid, network_input, resample_saxs_waxs
 
 LOW_CONFIDENCE = 0.5
@@ -85,11 +85,7 @@ class ClusterPredictor:
             source, log = VALUE_OUTPUTS.get(target.name, (target.name, False))
             self._values.append((target, outputs.index(source), log))
         self._classes = self.task.classes
-        ranges = ((contents.metadata.get("training") or {}).get("population_ranges") or {}).get("mean_diameter_nm")
-        D = self.size_classes_nm
-        half = 0.5 * float(np.min(np.diff(D))) if D.size > 1 else 0.0
-        self.trained_range_nm = ((float(ranges[0]), float(ranges[1])) if ranges
-                                 else (float(D[0]) - half, float(D[-1]) + half))
+        self.trained_range_nm = trained_range_nm(contents.metadata.get("training") or {}, self.size_classes_nm, True)
         self._engine(np.zeros((1, 2, spec.n_points), dtype=np.float32))  # warm-up
 
     @property

@@ -71,7 +71,7 @@ from .models.bundle import (
 from .compute_device import default_device, resolve_device  # noqa: F401  (re-exported: where they were)
 from .models.architectures import QDOTS_CNN
 from .models.calibration import mahalanobis_distance, softmax
-from .models.continuous import calibrated_std, class_probabilities
+from .models.continuous import calibrated_std, class_probabilities, trained_range_nm
 from .models.engine import continuous_estimates, receptive_fields
 from .estimate import FLAGS, STATUSES, SizeEstimate  # noqa: F401  (re-exported: the predictor's answers)
 from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
@@ -82,19 +82,6 @@ LOW_CONFIDENCE = 0.5
 TRUNCATION_COVERAGE = 0.95
 #: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised.
 COARSE_FACTOR = 10.0
-
-
-def trained_range_nm(training: Mapping[str, Any], size_classes_nm: np.ndarray, continuous: bool) -> tuple[float, float]:
-    """Number-weighted mean diameters (nm) the network was trained on.
-
-    Continuous bundles: the ``population_ranges.mean_diameter_nm`` of their training; class-only bundles (and
-    continuous ones without that record): the size classes widened by half a class step on each side.
-    """
-    ranges = (training.get("population_ranges") or {}).get("mean_diameter_nm") if continuous else None
-    if ranges is not None:
-        return float(ranges[0]), float(ranges[1])
-    half = 0.5 * float(np.min(np.diff(size_classes_nm))) if size_classes_nm.size > 1 else 0.0
-    return float(size_classes_nm[0]) - half, float(size_classes_nm[-1]) + half
 
 
 class _TorchEngine:

@@ -212,7 +212,7 @@ def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any]
             meta["q_grid"] = meta["q_grid"].to_dict()
     for key, value in owned:
         given = meta.get(key)
-        if given is not None and _jsonable(given) != _jsonable(value):
+        if given is not None and jsonable(given) != jsonable(value):
             raise BundleError(f"{path}: metadata {key!r} = {given!r} differs from the model's {value!r}")
         meta[key] = value
     meta["format"] = BUNDLE_FORMAT
@@ -230,7 +230,7 @@ def save_bundle(path: str | Path, model: "QDotsNet", metadata: Mapping[str, Any]
         meta[COARSE_METADATA] = {**dict(coarse.info), "network": check_config(coarse.model.config),
                                  "min_source_q_step": step}
     try:
-        meta = _jsonable(meta)
+        meta = jsonable(meta)
         header = {"format": BUNDLE_FORMAT, "format_version": str(BUNDLE_FORMAT_VERSION),
                   _HEADER_KEY: json.dumps(meta, allow_nan=False, sort_keys=True)}
     except (TypeError, ValueError) as exc:
@@ -450,14 +450,15 @@ def _check_qdots_metadata(meta: Mapping[str, Any], cfg: Mapping[str, Any]) -> No
             raise BundleError(f"metadata {key} {meta[key]} differ from the network config's {cfg[key]}")
 
 
-def _jsonable(obj: Any) -> Any:
-    """NumPy scalars/arrays, Paths, tuples and QGrids to plain JSON types (recursively)."""
+def jsonable(obj: Any) -> Any:
+    """NumPy scalars/arrays, Paths, tuples and QGrids to plain JSON types (recursively); ValueError for a non-finite
+    number (bundle metadata is strict JSON)."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):

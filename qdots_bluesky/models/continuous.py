@@ -9,6 +9,8 @@ NumPy only.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import numpy as np
 from scipy.special import ndtr
 
@@ -106,3 +108,16 @@ def fit_covariate_slope(error: np.ndarray, std: np.ndarray, covariate: np.ndarra
         best[j] = slopes[int(np.argmin(spread))]
     factor = np.quantile(error / widened_std(std, cov, best), ONE_SIGMA, axis=0)
     return best, np.maximum(factor, 1e-3)
+
+
+def trained_range_nm(training: Mapping[str, Any], size_classes_nm: np.ndarray, continuous: bool) -> tuple[float, float]:
+    """Number-weighted mean diameters (nm) the network was trained on.
+
+    Continuous bundles: the ``population_ranges.mean_diameter_nm`` of their training; class-only bundles (and
+    continuous ones without that record): the size classes widened by half a class step on each side.
+    """
+    ranges = (training.get("population_ranges") or {}).get("mean_diameter_nm") if continuous else None
+    if ranges is not None:
+        return float(ranges[0]), float(ranges[1])
+    half = 0.5 * float(np.min(np.diff(size_classes_nm))) if size_classes_nm.size > 1 else 0.0
+    return float(size_classes_nm[0]) - half, float(size_classes_nm[-1]) + half

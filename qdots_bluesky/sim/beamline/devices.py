@@ -213,6 +213,26 @@ class SynthesisReactor(Device):
 # --------------------------------------------------------------------------------------------
 #: Per-cluster patterns of the last few detector set-ups, shared by detectors with the same settings.
 _PATTERNS: LRUCache[np.ndarray] = LRUCache(4)
+#: Built-in solvent curves of the simulated detectors, by (solvent, grid, wavelength, WAXS level).
+_SOLVENTS: LRUCache[np.ndarray] = LRUCache(8)
+
+
+def solvent_curve(name: str, q: np.ndarray, wavelength_a: float, waxs_from_q: float | None = None) -> np.ndarray | None:
+    """The built-in solvent model on ``q`` (1/A; electron units per molecule, or with ``waxs_from_q`` scaled to mean 1
+    over Q >= it, the whole grid where it ends below), read-only and memoised (the first model of a solvent takes a
+    few s); None for 'none'."""
+    if name == "none":
+        return None
+
+    def compute() -> np.ndarray:
+        pattern = solvent_pattern(name, q, wavelength_a)
+        if waxs_from_q is not None:
+            waxs = q >= waxs_from_q
+            pattern = pattern / pattern[waxs if waxs.any() else slice(None)].mean()
+        pattern.setflags(write=False)
+        return pattern
+
+    return _SOLVENTS.get_or_compute((name, array_key(q), round(wavelength_a, 8), waxs_from_q), compute)
 
 
 def _cluster_patterns(material: str, q: np.ndarray, wavelength_a: float, strain: float, n: np.ndarray,
@@ -330,7 +350,6 @@ class WaxsDetector(Device):
         self._progress = progress
         self._rng = np.random.default_rng(seed)
         self._acquire_lock = threading.Lock()
-        self._solvent_cache: tuple[str, np.ndarray] | None = None
         self.precompute_seconds: float | None = None
         if precompute:
             self.precompute()
@@ -363,15 +382,7 @@ class WaxsDetector(Device):
 
     def solvent_pattern(self) -> np.ndarray | None:
         """The built-in solvent model (electron units per molecule) on the grid; None for 'none'."""
-        name = self.solvent.get()
-        if name == "none":
-            return None
-        cached = self._solvent_cache
-        if cached is None or cached[0] != name:
-            pattern = solvent_pattern(name, self._q_values, float(self.wavelength.get()))
-            pattern.setflags(write=False)
-            cached = self._solvent_cache = (name, pattern)
-        return cached[1]
+        return solvent_curve(self.solvent.get(), self._q_values, float(self.wavelength.get()))
 
     def _on_solvent(self, value=None, **kwargs) -> None:
         self.solvent_pattern()  # the first model of a solvent takes a few s: not in a trigger

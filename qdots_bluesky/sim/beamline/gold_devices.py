@@ -47,8 +47,8 @@ from ophyd import Device, Kind, Signal
 from ...lru import LRUCache, array_key
 from ..physics.metal_basis import build_metal_basis, saxs_waxs_q
 from ..physics.metal_clusters import DIAMETER_RANGE_NM
-from ..physics.solvents import solvent_names, solvent_pattern
-from .devices import SynthesisReactor
+from ..physics.solvents import solvent_names
+from .devices import SynthesisReactor, solvent_curve
 from .gold_growth import STRUCTURES, GoldGrowthLaw, GoldObservation, GoldState
 from .signals import BoolSignal, ChoiceSignal, ReadOnlySignal, SetpointSignal, acquire_in_thread
 
@@ -246,7 +246,6 @@ class SaxsWaxsDetector(Device):
         self._progress = progress
         self._rng = np.random.default_rng(seed)
         self._acquire_lock = threading.Lock()
-        self._solvent_cache: tuple[str, np.ndarray] | None = None
         self.construction_seconds: float | None = None
         if precompute:
             self.precompute()
@@ -303,17 +302,7 @@ class SaxsWaxsDetector(Device):
 
     def solvent_pattern(self) -> np.ndarray | None:
         """The solvent model scaled to mean 1 over Q >= 1 1/A (the whole grid if it ends below); None for 'none'."""
-        name = self.solvent.get()
-        if name == "none":
-            return None
-        cached = self._solvent_cache
-        if cached is None or cached[0] != name:
-            pattern = solvent_pattern(name, self._q_values, float(self.wavelength.get()))
-            waxs = self._q_values >= WAXS_FROM_Q
-            pattern = pattern / pattern[waxs if waxs.any() else slice(None)].mean()
-            pattern.setflags(write=False)
-            cached = self._solvent_cache = (name, pattern)
-        return cached[1]
+        return solvent_curve(self.solvent.get(), self._q_values, float(self.wavelength.get()), WAXS_FROM_Q)
 
     def blank_level(self) -> np.ndarray:
         """Blank per unit of count rate x exposure: solvent_level x the solvent model + background_level."""

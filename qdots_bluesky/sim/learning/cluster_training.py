@@ -34,6 +34,7 @@ from scipy.special import logsumexp
 from tqdm.auto import tqdm
 
 from ...models.architectures import T_DISPERSION_SLOPE
+from ...models.bundle import jsonable
 from ...models.calibration import TEMPERATURE_BOUNDS, fit_feature_statistics
 from ...models.cluster_engine import LOG_SIGMA_BOUNDS, cluster_continuous_estimates
 from ...models.cluster_network import ClusterNet
@@ -104,7 +105,7 @@ class ClusterTrainingSettings:
 
     def to_json(self) -> dict[str, Any]:
         """The settings as a JSON-able dict."""
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
 
 @dataclass
@@ -320,7 +321,7 @@ def train_cluster_model(settings: ClusterTrainingSettings | None = None, progres
                "presence": _presence_metrics(model, bases, augmenter, s),
                "temperature_shape": float(tensors[T_TEMPERATURE_SHAPE][0]),
                "train_seconds": train_seconds, "epochs": len(history), "total_seconds": time.time() - t_start}
-    info = {"settings": s.to_json(), "augmentation": _jsonable(dataclasses.asdict(s.augment)),
+    info = {"settings": s.to_json(), "augmentation": jsonable(dataclasses.asdict(s.augment)),
             "parameters": count_parameters(model),
             "basis": {"element": s.element, "families": list(s.families), "wavelength_a": bases[0].wavelength_a,
                       "clusters": {b.family: len(b.params) for b in bases},
@@ -329,17 +330,4 @@ def train_cluster_model(settings: ClusterTrainingSettings | None = None, progres
                       "q_grid": {"q_min": float(q[0]), "q_max": float(q[-1]), "n_points": int(q.size),
                                  "spacing": "log", "unit": "1/A"},
                       "diameter_range_nm": [s.d_min_nm, s.d_max_nm]}}
-    return TrainedClusterModel(model, tensors, _jsonable(metrics), history, info)
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples to lists, NumPy scalars to Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
+    return TrainedClusterModel(model, tensors, jsonable(metrics), history, info)
