@@ -25,6 +25,7 @@ from .estimate import TaskEstimate
 from .models.architectures import T_DISPERSION_SLOPE, T_SHAPE_TEMPERATURE, VALUE_OUTPUTS, numpy_network, torch_network
 from .models.bundle import T_CONTINUOUS_INTERVAL, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD, BundleContents
 from .models.calibration import mahalanobis_distance, softmax
+from .models.cluster_engine import cluster_continuous_estimates
 from .models.continuous import calibrated_std, class_probabilities, trained_range_nm, widened_std
 from .saxs_waxs_input import SAXS_WAXS_SPLIT_Q, log_q_grid, network_input, resample_saxs_waxs
 
@@ -80,6 +81,7 @@ class ClusterPredictor:
         self.size_classes_nm = np.asarray(self.task.size_classes_nm, dtype=np.float64)
         self.dispersion_classes = np.zeros(0)
         outputs = list(cfg["continuous_targets"])
+        self._dispersion_index = outputs.index("dispersion") if "dispersion" in outputs else None
         self._values = []
         for target in self.task.values:
             source, log = VALUE_OUTPUTS.get(target.name, (target.name, False))
@@ -118,18 +120,14 @@ class ClusterPredictor:
         X = np.asarray(X)
         n = X.shape[0]
         reports = [None] * n if reports is None else list(reports)
-        from .models.cluster_engine import cluster_continuous_estimates
-
         mu, sd = cluster_continuous_estimates(out["continuous"], self.contents.config)
         sd = calibrated_std(sd, self.interval)
-        outputs = list(self.contents.config["continuous_targets"])
-        if "dispersion" in outputs:  # wider where the population is broad (held-out calibration)
-            sd = widened_std(sd, mu[:, outputs.index("dispersion")], self.dispersion_slope)
+        if self._dispersion_index is not None:  # wider where the population is broad (held-out calibration)
+            sd = widened_std(sd, mu[:, self._dispersion_index], self.dispersion_slope)
         p_shape = softmax(out["family_logits"], self.shape_temperature)
         p_present = 1.0 / (1.0 + np.exp(-np.clip(out["presence_logit"].astype(np.float64), -60, 60)))
         dist = mahalanobis_distance(out["features"], self.feature_mean, self.feature_precision)
-        size_index = next(i for t, i, _ in self._values if t.name == "size_nm") if any(
-            t.name == "size_nm" for t, _, _ in self._values) else None
+        size_index = next((i for t, i, _ in self._values if t.name == "size_nm"), None)
         p_size = (class_probabilities(mu[:, size_index], sd[:, size_index], self.size_classes_nm)
                   if size_index is not None and self.size_classes_nm.size else np.zeros((n, 0)))
         has_waxs = (X[:, 1, self.q >= SAXS_WAXS_SPLIT_Q] > 0.5).any(axis=1)

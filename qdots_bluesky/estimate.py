@@ -105,7 +105,7 @@ class SizeEstimate:
 
     def summary(self) -> str:
         """One line for people: size +- std, class, dispersion, confidence, flags (or why there is no size)."""
-        flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
+        flags = _flags_text(self.flags, self.flag_details)
         if self.status != "sized":
             return f"{self.no_size_reason()}; flags: {flags or 'none'}"
         confidence = "not assessed" if not np.isfinite(self.confidence) else f"{self.confidence:.2f}"
@@ -205,7 +205,7 @@ class TaskEstimate:
 
     def summary(self) -> str:
         """One line for people: the classes' best labels, each value +- sigma, flags (or why there is none)."""
-        flags = "; ".join(f"{f} ({self.flag_details[f]})" if f in self.flag_details else f for f in self.flags)
+        flags = _flags_text(self.flags, self.flag_details)
         if self.status != "sized":
             return f"{self.no_size_reason()}; flags: {flags or 'none'}"
         parts = []
@@ -217,6 +217,11 @@ class TaskEstimate:
             unit = "" if unit in ("", "dimensionless") else f" {unit}"
             parts.append(f"{name} {value:.3g} ± {std:.2g}{unit}" if not unit else f"{name} {value:.2f} ± {std:.2f}{unit}")
         return f"{', '.join(parts)}; flags: {flags or 'none'}"
+
+
+def _flags_text(flags: list[str], details: dict[str, str]) -> str:
+    """The flags with their reasons, for a summary line."""
+    return "; ".join(f"{f} ({details[f]})" if f in details else f for f in flags)
 
 
 def _no_size_reason(status: str, trained_range_nm: tuple[float, float] | None, what: str) -> str:
