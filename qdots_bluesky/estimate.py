@@ -42,6 +42,12 @@ STATUSES: dict[str, str] = {
     "above_range": "the dots are larger than the model's trained range: no size, only the bound",
     "below_range": "the dots are smaller than the model's trained range: no size, only the bound",
 }
+#: Data keys of a SizeEstimate that hold one float each (NaN when unknown), in its field order.
+SIZE_FLOAT_KEYS = ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm",
+                   "size_regression_nm", "dispersion", "dispersion_std", "dispersion_confidence", "strain", "strain_std",
+                   "confidence", "ood_distance", "nanocrystal_probability")
+
+
 @dataclass
 class SizeEstimate:
     """The size of the quantum dots in one pattern (diameters in nm); see the module docstring."""
@@ -98,6 +104,12 @@ class SizeEstimate:
             "flag_details": dict(self.flag_details),
             "standardization": None if self.standardization is None else dict(self.standardization),
         }
+
+    def record(self) -> dict[str, Any]:
+        """The published values under their data keys (the ``qdots_size`` layout of a quantum-dot sizer)."""
+        out = {k: float("nan") if getattr(self, k) is None else float(getattr(self, k)) for k in SIZE_FLOAT_KEYS}
+        out["probabilities"] = [float(v) for v in self.probabilities.values()]
+        return out
 
     def no_size_reason(self) -> str:
         """Why there is no size, in words ("no nanocrystals detected", "> 11.0 nm: ..."); "" for a sized pattern."""

@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any, Mapping, Sequence
 
+from ..estimate import SIZE_FLOAT_KEYS
 from ..models.task import Task, pbs_size_task
 
 #: Name of the stream the sizer adds to each run.
@@ -19,9 +20,7 @@ STREAM_NAME = "qdots_size"
 SIZER_OBJECT = "qdots_sizer"
 STATUS_OK, STATUS_FLAGGED, STATUS_ERROR = "ok", "flagged", "error"
 #: Data keys that hold one float each (NaN when unknown or on error), in the order of SizeEstimate.
-FLOAT_KEYS = ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "size_regression_nm",
-              "dispersion", "dispersion_std", "dispersion_confidence", "strain", "strain_std", "confidence",
-              "ood_distance", "nanocrystal_probability")
+FLOAT_KEYS = SIZE_FLOAT_KEYS
 #: Keys of a refining sizer (``LiveSizer(refine=True)``): the DSE refinement's values (NaN where not refined)
 #: -> the refinement's ``to_dict()`` key, units and description.
 REFINED_KEYS: dict[str, tuple[str, str | None, str]] = {
@@ -168,12 +167,7 @@ def event_data(result: Any, layout: int | Mapping[str, Any], seq_num: int, uid: 
             data.update({k: math.nan for k in FLOAT_KEYS}, probabilities=[math.nan] * int(layout))
         data.update(outcome="error", status=STATUS_ERROR, flags="", message=result)
     else:
-        if hasattr(result, "record"):  # a task's answers publish themselves under the task's keys
-            data = dict(result.record())
-        else:
-            values = {k: getattr(result, k) for k in FLOAT_KEYS}
-            data = {k: math.nan if v is None else float(v) for k, v in values.items()}
-            data["probabilities"] = [float(v) for v in result.probabilities.values()]
+        data = dict(result.record())  # every estimate publishes itself under its task's keys
         flags = list(result.flags)
         outcome = getattr(result, "status", "sized")
         data["outcome"] = outcome
