@@ -38,8 +38,10 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
     """Join a stored run's ``qdots_size`` stream with the reactor truth of its source events.
 
     Keys: ``seq_num``, ``t_scan_s`` (since the first event), ``elapsed_s`` (reaction time, when
-    recorded), ``true_size_nm``, ``true_dispersion`` (NaN when not recorded), and the estimate keys
-    ``size_nm``, ``size_std_nm``, ``size_class_nm``, ``dispersion``, ``confidence``, ``status``, ``message``.
+    recorded), ``true_size_nm``, ``true_dispersion`` (NaN when not recorded), ``truth:<key>`` for every data key
+    the start document's ``qdots_truth_keys`` names, and the estimate keys ``size_nm``, ``size_std_nm``,
+    ``size_class_nm``, ``dispersion``, ``confidence``, ``status``, ``message`` (and ``structure``,
+    ``structure_probabilities`` of a shape model).
     """
     sizes = read_sizes(run, stream)
     n = len(sizes["size_nm"])
@@ -71,9 +73,11 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
              "true_size_nm": pick(size_key), "true_dispersion": pick(disp_key)}
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "dispersion",
                 "dispersion_std", "strain", "strain_std", "confidence", "outcome", "status", "flags", "message",
-                "latency_ms"):
+                "latency_ms", "structure", "structure_probabilities"):
         if key in sizes:
             table[key] = sizes[key]
+    for key in truth_keys:  # the rest of the truth the run names (e.g. the gold reactor's structure fractions)
+        table.setdefault(f"truth:{key}", pick(key))
     return table
 
 
@@ -240,7 +244,7 @@ def run_demo(store: TiledStore, sizer: LiveSizer, *, points: int = 30, delay: fl
     if system == "gold":
         from .gold_demo import gold_table
 
-        table = gold_table(run, table, sizer.stream_name)
+        table = gold_table(table)
     out = DemoResult(uid=uid, table=table, streams=sorted(run), num_events=dict(run.metadata["stop"]["num_events"]),
                      store_description=store.description)
     if plot:

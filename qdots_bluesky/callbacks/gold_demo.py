@@ -10,43 +10,32 @@ sizes +- 1 sigma). :func:`gold_table` joins it with the reactor's truth, :func:`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .runs import read_stream
 
 #: The structures the reactor reports and the task's structure groups, in the same order.
 STRUCTURES = ("icosahedron", "decahedron", "fcc")
 GROUPS = ("icosahedral", "decahedral", "fcc")
 
 
-def gold_table(run: Any, table: dict[str, np.ndarray], stream: str) -> dict[str, np.ndarray]:
-    """``table`` (:func:`~.demo.sizes_with_truth`) with the true structure fractions (``true_<structure>``) and
-    the predicted structure probabilities (``p_<group>``) and label (``structure``)."""
-    sizes = read_stream(run, stream)
-    order = np.argsort(np.asarray(sizes["source_seq_num"]), kind="stable")
-    source = (run[stream].metadata.get("configuration", {}).get("qdots_sizer", {}).get("data", {})
-              .get("source_stream") or "primary")
-    primary = read_stream(run, source)
-    idx = np.asarray(table["seq_num"], dtype=int) - 1
+def gold_table(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``table`` (:func:`~.demo.sizes_with_truth`) with the true structure fractions (``true_<structure>``; NaN, and
+    no true size, before nucleation) and the predicted structure probabilities (``p_<group>``)."""
     out = dict(table)
-    truth_keys = run.metadata["start"].get("qdots_truth_keys") or []
-    def pick(suffix: str) -> np.ndarray:
-        key = next((k for k in truth_keys if k.endswith(suffix)), None)
-        values = np.asarray(primary.get(key, []), dtype=float) if key else np.zeros(0)
-        return np.array([values[i] if 0 <= i < values.size else np.nan for i in idx])
 
-    nucleated = pick("nucleated")
-    before = nucleated == 0  # no particles yet: no true size or structure
+    def truth(suffix: str) -> np.ndarray:
+        key = next((k for k in table if k.startswith("truth:") and k.endswith(suffix)), None)
+        return np.asarray(table[key], dtype=float) if key else np.full(len(table["seq_num"]), np.nan)
+
+    before = truth("nucleated") == 0  # no particles yet: no true size or structure
     out["true_size_nm"] = np.where(before, np.nan, np.asarray(table["true_size_nm"], dtype=float))
     for s in STRUCTURES:
-        out[f"true_{s}"] = np.where(before, np.nan, pick(f"true_{s}"))
-    if "structure_probabilities" in sizes:
-        p = np.asarray(sizes["structure_probabilities"], dtype=float)[order]
+        out[f"true_{s}"] = np.where(before, np.nan, truth(f"true_{s}"))
+    if "structure_probabilities" in table:
+        p = np.asarray(table["structure_probabilities"], dtype=float)
         for j, g in enumerate(GROUPS):
             out[f"p_{g}"] = p[:, j]
-        out["structure"] = np.asarray(sizes["structure"])[order]
     return out
 
 
