@@ -181,3 +181,36 @@ def test_series_keeps_places_and_time_key_is_checked(pattern_file, tmp_path, cap
     # every key of a result row is reserved
     row = rows[0]
     assert set(row) <= result_keys() | {"file"}
+
+
+def test_blank_of_another_wavelength_is_read_on_its_own_q_axis(pattern_file, tmp_path, capsys):
+    """A hexane blank recorded at 0.70 A serves the 0.564 A colloid once its own wavelength is known (option or
+    header); read at the colloid's wavelength its Q axis is wrong and the fit is worse."""
+    from qdots_bluesky.refine import load_blank
+    from qdots_bluesky.units import q_to_tth
+
+    wl_blank = 0.70
+    q = np.linspace(0.5, 9.0, 4000)
+    tth = q_to_tth(q, wl_blank)
+    y = 1e4 * solvent_pattern("hexane", q, WL)
+    bare, headed = tmp_path / "hexane_blank.xye", tmp_path / "hexane_headed.xye"
+    np.savetxt(bare, np.column_stack([tth, y]))
+    np.savetxt(headed, np.column_stack([tth, y]), header=f"wavelength: {wl_blank} A")
+    common = [str(pattern_file), "--solvent", "none", "--max-diameter", "6", "--q-range", "1", "7", "--json",
+              "--no-profile", "--statistical-esd"]
+    chi2 = {}
+    for label, extra in (("option", ["--blank", str(bare), "--blank-wavelength", str(wl_blank)]),
+                         ("header", ["--blank", str(headed)]), ("wrong", ["--blank", str(bare)])):
+        assert _run(common + extra) == 0
+        row = json.loads(capsys.readouterr().out)[0]
+        chi2[label] = row["reduced_chi2"]
+        if label != "wrong":
+            assert abs(row["size_nm"] - 3.0) < 3 * row["size_std_nm"]
+    assert chi2["option"] == pytest.approx(chi2["header"], rel=1e-6)
+    assert chi2["option"] < 1.5 and chi2["wrong"] > 1.5 * chi2["option"]
+    blank = load_blank(bare, wl_blank)
+    assert blank.q == pytest.approx(q, rel=1e-9)
+    with pytest.raises(ValueError, match="blank's wavelength"):
+        load_blank(bare, None)
+    assert _run([str(pattern_file), "--blank", str(bare), "--blank-wavelength", "-1"]) == 2
+    assert "wavelength" in capsys.readouterr().err

@@ -41,7 +41,11 @@ def add_fit(sub) -> argparse.ArgumentParser:
     p.add_argument("--x-unit", choices=XUnit.choices(), default=None,
                    help="x column: 2theta deg or Q 1/A (default: the file header's x unit, else 2theta)")
     p.add_argument("--blank", action="append", default=[], metavar="FILE",
-                   help="measured blank (solvent, capillary) at the same wavelength, its own scale; repeatable")
+                   help="measured blank (solvent, capillary), its own scale; repeatable")
+    p.add_argument("--blank-wavelength", type=float, default=None, metavar="A",
+                   help="wavelength in A the blanks were measured at, if not the patterns' (a blank of another "
+                        "beamtime: it is used on its own Q axis); default: the blank file's header, else the "
+                        "pattern's wavelength")
     p.add_argument("--solvent", default=None, metavar="NAME",
                    help="built-in solvent model: hexane, toluene, auto (the one that fits better) or none "
                         "(default: none with --blank or a flat plate, else auto)")
@@ -174,8 +178,9 @@ def cmd_fit(args) -> int:
     material = args.cif if args.cif else args.material
     try:
         exclude = parse_ranges(args.exclude)
-        if args.wavelength is not None:
-            check_wavelength(args.wavelength)
+        for value in (args.wavelength, args.blank_wavelength):
+            if value is not None:
+                check_wavelength(value)
         geometry = Geometry(kind=args.geometry)
         if args.cif and not Path(args.cif).is_file():
             raise ValueError(f"--cif {args.cif!r} does not exist; give the path of a CIF file")
@@ -202,7 +207,8 @@ def cmd_fit(args) -> int:
         try:
             pattern, wavelength, x_unit = _read_input(name, args)
             time_value = header_number(pattern.header, args.time_key) if args.time_key else None
-            blanks = [load_blank(b, wavelength, args.x_unit or "tth") for b in args.blank]
+            blanks = [load_blank(b, args.blank_wavelength, args.x_unit or "tth", default_wavelength_a=wavelength)
+                      for b in args.blank]
             result = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wavelength, x_unit=x_unit,
                                     material=material, geometry=geometry, blanks=blanks, solvent=solvent,
                                     background_order=args.background_order, q_range=args.q_range,

@@ -130,10 +130,25 @@ def prepare_data(x, y, sigma=None, *, x_unit: str = "tth", wavelength_a: float,
     return FitData(q=q, tth=t, y=y_k, sigma=s_k, n_raw=n_raw)
 
 
-def load_blank(path: str | Path, wavelength_a: float, x_unit: str = "tth") -> Blank:
+def load_blank(path: str | Path, wavelength_a: float | None, x_unit: str = "tth", *,
+               default_wavelength_a: float | None = None) -> Blank:
     """A measured blank from a pattern file (read with :func:`qdots_bluesky.io.read_pattern`), x in 2theta (deg)
-    at ``wavelength_a`` (A) or Q (1/A)."""
+    or Q (1/A). ``wavelength_a`` (A): the wavelength the *blank* was measured at; None takes the file header's
+    (``wavelength: ... A``), else ``default_wavelength_a`` (e.g. the sample's, for a blank of the same beamtime).
+    The blank is kept on its own Q axis, so one blank serves patterns of any wavelength (the solvent's I(Q) does
+    not depend on it; its Compton share and absorption do, a little)."""
     pattern = read_pattern(path)
-    q, _ = _axes(np.asarray(pattern.x, float), x_unit, wavelength_a)
+    if wavelength_a is None and x_unit != "q":
+        wavelength_a = pattern.wavelength_from_header() or default_wavelength_a
+        if wavelength_a is None:
+            raise ValueError(f"blank {path}: 2theta data need the blank's wavelength; accepted: --blank-wavelength A, "
+                             "a 'wavelength: ... A' header line in the blank file, or Q data (--x-unit q)")
+    x = np.asarray(pattern.x, float)
+    if x_unit == "q" and wavelength_a is None:
+        if x.min() < 0:
+            raise ValueError(f"blank {path}: Q from {x.min():.4g} 1/A; accepted: Q >= 0")
+        q = x
+    else:
+        q, _ = _axes(x, x_unit, wavelength_a)
     order = np.argsort(q)
     return Blank(Path(path).stem, q[order], np.asarray(pattern.y, float)[order])
