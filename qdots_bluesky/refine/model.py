@@ -120,6 +120,16 @@ def cubic_interp(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.nda
     return out
 
 
+def _linear_rows(rows: np.ndarray, x0: float, step: float, x: np.ndarray) -> np.ndarray:
+    """Rows on the equispaced grid x0 + step i read at ``x`` by linear interpolation (end values held beyond the
+    grid, as :func:`numpy.interp`), all rows at once."""
+    n = rows.shape[1]
+    t = np.clip((np.asarray(x, dtype=float) - x0) / step, 0.0, n - 1.0)
+    base = np.minimum(t.astype(np.int64), n - 2)
+    t = t - base
+    return rows[:, base] * (1.0 - t) + rows[:, base + 1] * t
+
+
 def _cubic_row(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """:func:`cubic_interp` of one row (faster: one padded copy, four gathers)."""
     n = y.size
@@ -132,6 +142,18 @@ def _cubic_row(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.ndarr
     i = base + 1
     return (0.5 * (-t3 + 2.0 * t2 - t) * padded[i] + 0.5 * (3.0 * t3 - 5.0 * t2 + 2.0) * padded[i + 1]
             + 0.5 * (-3.0 * t3 + 4.0 * t2 + t) * padded[i + 2] + 0.5 * (t3 - t2) * padded[i + 3])
+
+
+def _reflections(basis: ClusterBasis, q_max: float, wavelength_a: float) -> list:
+    """The basis structure's reflection families up to ``q_max`` (1/A) at ``wavelength_a`` (A): computed once per
+    basis, wavelength and whole 1/A of reach and kept on the basis (every model of a refinement, its binned and
+    auxiliary ones included, asks for them)."""
+    cache = basis.__dict__.setdefault("_reflections", {})
+    reach = float(np.ceil(q_max))
+    key = (reach, float(wavelength_a))
+    if key not in cache:
+        cache[key] = bragg_reflections(basis.structure, reach, wavelength_a=wavelength_a)
+    return [r for r in cache[key] if r.q <= q_max]
 
 
 def polarization(tth_deg: np.ndarray, monochromator_tth_deg: float | None = None) -> np.ndarray:
@@ -181,7 +203,7 @@ class DotModel:
         # (Compton is smooth: linear interpolation; on a flat plate the displacement's shift of it is neglected)
         q_zero = self.observed_q(np.zeros(5))
         self._f_true = [np.interp(q, basis.q, self.f_sq) for q in q_zero]
-        self._compton_q = [np.stack([np.interp(q, basis.q, row) for row in basis.compton]) for q in q_zero]
+        self._compton_q = [_linear_rows(basis.compton, self.q0, self.step, q) for q in q_zero]
         self._f_grad = np.gradient(self.f_sq, self.step)
         # self terms per cluster and unit F: n^3 cells of sum(occupancy) atoms each
         self._atoms = np.asarray(basis.n, dtype=float) ** 3 * float(np.sum(basis.structure.occupancies))
@@ -194,6 +216,7 @@ class DotModel:
         if geometry.flat_plate and geometry.texture:
             self._setup_families()
         self._aux: DotModel | None = None
+        self._last_inner: tuple[bytes, np.ndarray] | None = None
         if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
             step = min(AUX_TTH_STEP, float(np.median(np.diff(self.tth)))) if self.tth.size > 1 else AUX_TTH_STEP
             step = step if aux_step is None else float(aux_step)
@@ -248,7 +271,7 @@ class DotModel:
 
     def _setup_families(self) -> None:
         qmax = float(self.q.max()) * 1.05 + 0.3
-        refl = bragg_reflections(self.basis.structure, qmax, wavelength_a=self.wavelength_a)
+        refl = _reflections(self.basis, qmax, self.wavelength_a)
         groups: list[tuple[float, float, list[str]]] = []
         for r in refl:
             inten = r.multiplicity * r.f_squared / r.q**2
@@ -300,7 +323,7 @@ class DotModel:
         theta = np.asarray(theta, dtype=float)
         gauss, lorentz = self.instrument_widths(theta)
         if self._aux is not None:  # flat plate: on the equispaced 2theta grid, convolved, read at the data's 2theta
-            inner = self._aux.columns(theta[:5]).T
+            inner = self._inner(theta)
             if gauss > 0 or lorentz > 0:
                 inner = voigt_convolve(inner, self._aux_step, gauss, lorentz, max_fwhm=self.max_instrument_fwhm)
             return cubic_interp(float(self._aux.tth[0]), self._aux_step, inner, self.tth).T
@@ -334,6 +357,26 @@ class DotModel:
         if self.pol is not None:
             out *= self.pol[:, None]
         return out
+
+    def _inner(self, theta: np.ndarray) -> np.ndarray:
+        """A flat plate's dot columns on the auxiliary 2theta grid before the instrument (columns x points); the
+        last one is kept (a Jacobian's instrument columns start from the columns of the same theta)."""
+        key = theta[:5].tobytes()
+        if self._last_inner is None or self._last_inner[0] != key:
+            self._last_inner = (key, self._aux.columns(theta[:5]).T)
+        return self._last_inner[1]
+
+    def instrument_derivatives(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A flat plate's dot columns differentiated by the instrument's Gaussian FWHM squared and Lorentzian FWHM
+        (points x columns each; exact, from the Voigt transfer function on the auxiliary 2theta grid)."""
+        if self._aux is None:
+            raise ValueError("instrument derivatives of the columns are computed for the flat-plate geometry only")
+        gauss, lorentz = self.instrument_widths(np.asarray(theta, dtype=float))
+        inner = self._inner(np.asarray(theta, dtype=float))
+        _, d_g, d_l = voigt_convolve(inner, self._aux_step, gauss, lorentz, derivatives=True,
+                                     max_fwhm=self.max_instrument_fwhm)
+        x0 = float(self._aux.tth[0])
+        return cubic_interp(x0, self._aux_step, d_g, self.tth).T, cubic_interp(x0, self._aux_step, d_l, self.tth).T
 
     @property
     def analytic(self) -> bool:

@@ -25,10 +25,11 @@ PROFILE_SHRINK_TRIES = 3
 #: A flat plate's forward-difference Jacobian is recomputed every JACOBIAN_REFRESH accepted steps, Broyden-updated
 #: between (see :func:`levenberg_marquardt`).
 JACOBIAN_REFRESH = 3
-#: Each profile refit: at most PROFILE_NFEV evaluations, relative cost tolerance PROFILE_TOL (its chi^2 matters to a
-#: small fraction of chi2_red).
+#: Each profile refit: at most PROFILE_NFEV evaluations, relative cost tolerance PROFILE_TOL: the profile's chi^2 rises
+#: by ~4 chi2_red over its steps, and 1e-4 of a cost of (bins x chi2_red) is a few per cent of that (on the measured
+#: development set the e.s.d.s move by <= 2 % against 1e-6, in 10-25 % less time).
 PROFILE_NFEV = 30
-PROFILE_TOL = 1e-6
+PROFILE_TOL = 1e-4
 
 
 def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -134,21 +135,30 @@ class Problem:
     def residual(self, theta: np.ndarray, with_jacobian: bool = False) -> np.ndarray:
         return self.solve(theta, with_jacobian=with_jacobian)[0]
 
-    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+    def jacobian(self, theta: np.ndarray, wanted: np.ndarray | None = None) -> np.ndarray:
         """Kaufman's variable-projection Jacobian of :meth:`residual`: -P (dA/dtheta s), P the projector off the
-        active linear columns (capillary: analytic derivatives of the dot column)."""
+        active linear columns (capillary: analytic derivatives of the dot column). ``wanted``: the parameter indices
+        whose columns are needed (others are 0; a flat plate's forward differences skip them)."""
         if self._last is None or self._last[0] != theta.tobytes():
             self.solve(theta, with_jacobian=True)
         _, _, s, Ap, cols, d_cols = self._last
         m = cols.shape[1]
         if self.model.analytic:
             G = (d_cols if d_cols is not None else self.model.columns_jacobian(theta)[1]) * s[0]
-        else:  # forward differences of the dot columns (not of the whole projected solve)
+        else:  # forward differences of the dot columns (not of the whole projected solve), exact instrument columns
             base = cols @ s[:m]
             G = np.empty((base.size, theta.size))
+            k = self.model.instrument_index
+            skip = set(self.fixed_params) | ({i for i in range(theta.size) if i not in set(wanted)}
+                                             if wanted is not None else set())
+            if not {k, k + 1} <= skip:
+                d_g, d_l = self.model.instrument_derivatives(theta)
+                G[:, k], G[:, k + 1] = d_g @ s[:m], d_l @ s[:m]
             for i in range(theta.size):
-                if i in self.fixed_params:
+                if i in skip:
                     G[:, i] = 0.0
+                    continue
+                if i in (k, k + 1):
                     continue
                 h = 1e-4 * max(1.0, abs(theta[i]))
                 th = theta.copy()
@@ -187,7 +197,7 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
     def jac(p):
         theta = full.copy()
         theta[free] = p
-        return problem.jacobian(theta)[:, free]
+        return problem.jacobian(theta, free)[:, free]
 
     scale = problem.model.x_scale(x0)[:x0.size]
     p0 = np.clip(full[free], lo[free], hi[free])

@@ -157,9 +157,24 @@ def load_cif(path: str | Path, default_b_iso: float = 1.0) -> CrystalStructure:
     return s
 
 
+_BUILTIN_CACHE: dict[str, CrystalStructure] = {}
+
+
+def _cached_builtins() -> dict[str, CrystalStructure]:
+    """:func:`builtin_materials` built once (ASE's bulk builder takes ms, and every refinement asks), with read-only
+    arrays so that no caller can change the shared structures."""
+    if not _BUILTIN_CACHE:
+        for name, structure in builtin_materials().items():
+            for arr in (structure.cell, structure.fractional_positions, structure.occupancies, structure.b_iso):
+                arr.setflags(write=False)
+            _BUILTIN_CACHE[name] = structure
+    return _BUILTIN_CACHE
+
+
 def get_structure(material: str) -> CrystalStructure:
-    """A built-in material by name (case-insensitive) or a structure from a .cif path."""
-    builtins = builtin_materials()
+    """A built-in material by name (case-insensitive; one shared, read-only structure each) or a structure from a
+    .cif path."""
+    builtins = _cached_builtins()
     for name, structure in builtins.items():
         if material.lower() == name.lower():
             return structure
