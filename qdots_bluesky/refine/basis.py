@@ -116,3 +116,20 @@ def refinement_basis(material: str, wavelength_a: float, q: np.ndarray | None = 
                 pass  # a read-only cache is not an error
     _MEMORY[key] = basis
     return basis
+
+
+def decimated_basis(basis: ClusterBasis, stride: int) -> ClusterBasis:
+    """The basis on every ``stride``-th point of its Q grid (the rows are point values of the DSE, so this is exact
+    sampling), kept on the basis: a fit on bins of several points reads its model from a grid that is still finer
+    than the bins, at a fraction of the cost of the convolution and the reading."""
+    if stride <= 1:
+        return basis
+    cache = basis.__dict__.setdefault("_decimated", {})
+    if stride not in cache:
+        coarse = ClusterBasis(q=basis.q[::stride], n=basis.n, unit_nm=basis.unit_nm,
+                              crystal=np.ascontiguousarray(basis.crystal[:, ::stride]),
+                              compton=np.ascontiguousarray(basis.compton[:, ::stride]), structure=basis.structure,
+                              wavelength_a=basis.wavelength_a)
+        coarse._f_sq = basis.form_factor_sq()[::stride]
+        cache[stride] = coarse
+    return cache[stride]

@@ -11,6 +11,7 @@ from scipy.linalg import solve_triangular
 from scipy.optimize import nnls
 
 from ..sim.physics.cluster_basis import ClusterBasis, population_targets
+from .basis import decimated_basis
 from .data import FitData
 from .model import DotModel
 
@@ -87,7 +88,9 @@ class Problem:
         a blank's missing points): the means of Q, 2theta, intensity and of the fixed and free columns, sigma =
         sqrt(sum sigma^2) / n (the statistics are kept); the dot columns are the model read at the bins' mean Q (it
         differs from the model's bin average by its curvature over a bin). A cheaper fit where the points oversample
-        the peaks; a flat plate's auxiliary 2theta grid coarsens by the same factor."""
+        the peaks; a flat plate's auxiliary 2theta grid coarsens by the same factor, and the model is read from
+        every (factor // 2)-th point of the basis (:func:`~qdots_bluesky.refine.basis.decimated_basis`: still two
+        basis points per bin)."""
         if factor <= 1:
             return self
         d = self.data
@@ -104,8 +107,8 @@ class Problem:
         sigma = np.sqrt(np.add.reduceat(d.sigma**2, starts)) / counts
         sub = FitData(mean(d.q), None if d.tth is None else mean(d.tth), mean(d.y), sigma, d.n_raw)
         aux_step = None if self.model.aux_step is None else self.model.aux_step * factor
-        model = DotModel(self.model.basis, sub.q, self.model.wavelength_a, self.model.geometry, sub.tth,
-                         family_q=self.model.family_range, aux_step=aux_step)
+        model = DotModel(decimated_basis(self.model.basis, factor // 2), sub.q, self.model.wavelength_a,
+                         self.model.geometry, sub.tth, family_q=self.model.family_range, aux_step=aux_step)
         return Problem(model, sub, mean(self.fixed), mean(self.free), self.fixed_params)
 
     def _proj(self, A: np.ndarray) -> np.ndarray:
