@@ -1,6 +1,6 @@
 """DSE refinement of measured patterns whose reference size is known: accuracy, e.s.d. coverage and speed.
 
-    python benchmarks/bench_refine.py DIR [--solvents DIR] [--network] [--no-profile] [--no-instrument] [--repeat N]
+    python benchmarks/bench_refine.py DIR [--solvents DIR] [--network] [--no-profile] [--no-instrument] [--dispersion S] [--repeat N]
                                           [--json [OUT]]
 
 File names carry wavelength and reference size as in ``bench_measured.py`` (whose name parsing is reused):
@@ -62,13 +62,13 @@ def basis_seconds(material: str, wavelength: float) -> float:
 
 def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int,
                 instrument: tuple[float, float] | None = None, correlated_esd: bool = True,
-                blank_wavelength_a: float | None = BLANK_WAVELENGTH_A) -> dict[str, Any]:
+                blank_wavelength_a: float | None = BLANK_WAVELENGTH_A, dispersion: float | None = None) -> dict[str, Any]:
     pattern = read_pattern(path)
     lab = info.kind == "laboratory"
     named = next((s for s in SOLVENTS if s in path.stem.lower()), None)
     blank_path = solvents_dir / f"{named}.xye" if named else None
     options: dict[str, Any] = {"wavelength_a": info.wavelength_a, "profile": profile, "instrument_fwhm": instrument,
-                               "correlated_esd": correlated_esd}
+                               "correlated_esd": correlated_esd, "dispersion": dispersion}
     if lab:
         options.update(geometry="flat-plate", solvent="none")
         background = "none"
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--network", action="store_true", help="start from the shipped network's estimate")
     ap.add_argument("--no-profile", action="store_true", help="e.s.d.s from the covariance only")
     ap.add_argument("--no-instrument", action="store_true", help="hold the instrument widths at 0 (no resolution)")
+    ap.add_argument("--dispersion", type=float, default=None, metavar="S",
+                    help="hold the dispersion at S in every refinement (as qdots fit --dispersion): how D_N follows it")
     ap.add_argument("--statistical-esd", action="store_true",
                     help="e.s.d.s without the residuals' correlation factor (as qdots fit --statistical-esd)")
     ap.add_argument("--repeat", type=int, default=3, help="refinements per file for the timing (median; default 3)")
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows.append(refine_file(path, info, solvents_dir, predictor, not args.no_profile, args.repeat,
                                     (0.0, 0.0) if args.no_instrument else None, not args.statistical_esd,
-                                    args.blank_wavelength))
+                                    args.blank_wavelength, args.dispersion))
         except ValueError as exc:
             print(f"{path.name}: error: {exc}", file=sys.stderr)
             rows.append({"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "size_nm": None,

@@ -105,6 +105,10 @@ def test_refine_options_and_picking():
         make_refiner({"colour": "red"})
     with pytest.raises(ValueError, match="accepted"):
         make_refiner("yes")
+    assert make_refiner({"dispersion": 0.1}).dispersion == 0.1
+    for bad in (0.9, "0.1", True):
+        with pytest.raises(ValueError, match="dispersion=.*accepted: 0.02 to 0.45"):
+            make_refiner({"dispersion": bad})
     a, b = object(), object()
     assert pick_newest([a, a, b, a, b], [True, True, True, True, False]) == {2, 3}
     assert pick_newest([a, a], [False, False]) == set()

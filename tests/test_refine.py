@@ -256,7 +256,7 @@ def test_profile_at_the_dispersion_bound(pbs, monkeypatch):
     and the profile takes both its steps on the side with room (the curvature there gives the e.s.d.)."""
     import qdots_bluesky.refine.fit as fit_module
 
-    monkeypatch.setattr(fit_module, "_DISPERSION_BOUNDS", (0.15, 0.45))
+    monkeypatch.setattr(fit_module, "DISPERSION_BOUNDS", (0.15, 0.45))
     q, y, _, _ = _simulate(pbs, 3.4, 0.08, 0.0, np.random.default_rng(11))
     r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0),
                        instrument_fwhm=(0.0, 0.0))
@@ -272,3 +272,27 @@ def test_auto_solvent_from_start_values_picks_the_right_model(pbs, solvent):
                        start={"size_nm": 3.2, "dispersion": 0.12}, profile=False)
     assert f"solvent_{solvent}" in r.scales and r.status == "sized", r.summary()
     assert abs(r.size_nm - 3.4) < 3 * r.size_std_nm
+
+
+def test_held_dispersion_gives_the_size_at_that_dispersion(pbs):
+    """A dispersion known from elsewhere, held: the true one recovers D_N with a smaller e.s.d. than the profile's
+    (no mean-dispersion correlation left); a wider one moves D_N down (the correlation's direction) while D_V, which
+    the peaks fix, stays; a value outside the bounds is refused."""
+    rng = np.random.default_rng(13)
+    q, y, _, _ = _simulate(pbs, 3.4, 0.12, 0.003, rng)
+    kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    free = refine_pattern(q, y, **kw)
+    held = refine_pattern(q, y, dispersion=0.12, **kw)
+    assert held.status == "sized" and held.dispersion_held and not free.dispersion_held
+    assert held.dispersion == pytest.approx(0.12) and held.dispersion_std == 0.0
+    assert abs(held.size_nm - 3.4) < 2.5 * held.size_std_nm
+    assert 0 < held.size_std_nm < free.size_std_nm
+    assert "profile_failed" not in held.flags and held.to_dict()["dispersion_held"] is True
+    wide = refine_pattern(q, y, dispersion=0.25, **kw)
+    assert wide.size_nm < held.size_nm - 0.2
+    assert abs(wide.size_volume_nm - held.size_volume_nm) < 0.25 * (held.size_nm - wide.size_nm)
+    at_bound = refine_pattern(q, y, dispersion=0.02, profile=False, **kw)
+    assert "dispersion_at_bound" not in at_bound.flags  # the user's value, not a bound the fit ran into
+    for bad in (0.5, -0.1, "wide"):
+        with pytest.raises(ValueError, match="held dispersion"):
+            refine_pattern(q, y, dispersion=bad, **kw)

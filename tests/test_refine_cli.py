@@ -110,6 +110,12 @@ def test_measured_lab_film_refines(capsys):
     row = json.loads(capsys.readouterr().out)[0]
     assert row["status"] == "sized" and row["rwp"] < 0.10 and 2.0 < row["size_nm"] < 7.0
     assert row["texture"] and all(v >= 0 for v in row["texture"].values())
+    # held narrow: the untextured dot column takes a zero scale while the reflection families carry the dots
+    # (once reported as "no nanocrystals" at Rwp 45 %)
+    status = _run([str(LAB), "--wavelength", "1.5406", "--geometry", "flat-plate", "--json", "--no-profile",
+                   "--instrument-fwhm", "0", "0", "--dispersion", "0.05"])
+    row = json.loads(capsys.readouterr().out)[0]
+    assert status == 0 and row["status"] == "sized" and row["rwp"] < 0.10 and row["scales"]["dots"] == 0.0
 
 
 def test_fit_reads_the_x_unit_of_the_header_and_checks_outputs_first(pattern_file, tmp_path, capsys):
@@ -214,3 +220,16 @@ def test_blank_of_another_wavelength_is_read_on_its_own_q_axis(pattern_file, tmp
         load_blank(bare, None)
     assert _run([str(pattern_file), "--blank", str(bare), "--blank-wavelength", "-1"]) == 2
     assert "wavelength" in capsys.readouterr().err
+
+
+def test_fit_dispersion_held(pattern_file, capsys):
+    common = [str(pattern_file), "--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7"]
+    assert _run(common + ["--dispersion", "0.1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["dispersion_held"] is True and row["dispersion"] == pytest.approx(0.1)
+    assert abs(row["size_nm"] - 3.0) < 3 * row["size_std_nm"]
+    assert _run(common + ["--dispersion", "0.1"]) == 0
+    assert "dispersion 0.100 (held)" in capsys.readouterr().out
+    assert _run(common + ["--dispersion", "0.9"]) == 2
+    err = capsys.readouterr().err
+    assert "--dispersion 0.9; accepted: 0.02 to 0.45" in err and len(err.strip().splitlines()) == 1

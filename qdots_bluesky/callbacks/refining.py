@@ -36,7 +36,7 @@ class LiveRefiner:
     """Options of the live refinement. ``material``: built-in name or CIF path (default PbS, the shipped model's);
     ``geometry``: 'capillary' or 'flat-plate'; ``solvent``: 'auto', a built-in solvent or 'none'; ``q_range`` (1/A)
     and ``max_diameter_nm`` (largest cluster of the basis); ``instrument_fwhm``: held (Gaussian, Lorentzian) FWHMs
-    or None (refined); ``profile``: size e.s.d.s from the profile over the dispersion (slower, honest about the
+    or None (refined); ``dispersion``: held at this value (known from elsewhere) or None (refined); ``profile``: size e.s.d.s from the profile over the dispersion (slower, honest about the
     mean-dispersion correlation); ``figure_dir`` and ``figure_every``: a figure of the first and then of every
     ``figure_every``-th refined pattern in ``figure_dir`` (0, the default: none; see :meth:`plot_last`)."""
 
@@ -46,6 +46,7 @@ class LiveRefiner:
     q_range: tuple[float, float] | None = None
     max_diameter_nm: float = 21.0
     instrument_fwhm: tuple[float, float] | None = None
+    dispersion: float | None = None
     profile: bool = True
     figure_dir: str | Path | None = None
     figure_every: int = 0
@@ -55,6 +56,12 @@ class LiveRefiner:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
+        from ..refine.fit import DISPERSION_BOUNDS
+
+        if self.dispersion is not None and not (isinstance(self.dispersion, numbers.Real) and
+                                                DISPERSION_BOUNDS[0] <= self.dispersion <= DISPERSION_BOUNDS[1]):
+            raise ValueError(f"dispersion={self.dispersion!r}; accepted: {DISPERSION_BOUNDS[0]} to "
+                             f"{DISPERSION_BOUNDS[1]} (held) or None (refined)")
         if (isinstance(self.figure_every, bool) or not isinstance(self.figure_every, numbers.Integral)
                 or self.figure_every < 0):
             raise ValueError(f"figure_every={self.figure_every!r}; accepted: 0 (no figures) or a positive integer N "
@@ -98,7 +105,8 @@ class LiveRefiner:
             result = refine_pattern(x, y, wavelength_a=float(wavelength_a), x_unit=x_unit or "tth",
                                     material=self.material, geometry=self.geometry, solvent=self.solvent,
                                     q_range=self.q_range, network=estimate, basis=self.basis(wavelength_a),
-                                    instrument_fwhm=self.instrument_fwhm, profile=self.profile, keep_curves=True)
+                                    instrument_fwhm=self.instrument_fwhm, dispersion=self.dispersion,
+                                    profile=self.profile, keep_curves=True)
         except ValueError as exc:
             logger.warning("refinement skipped: %s", exc)
             return None
@@ -145,7 +153,8 @@ def make_refiner(refine: Any) -> LiveRefiner | None:
             return LiveRefiner(**dict(refine))
         except TypeError as exc:
             raise ValueError(f"refine options {dict(refine)!r}: {exc}; accepted: material, geometry, solvent, "
-                             "q_range, max_diameter_nm, instrument_fwhm, profile, figure_dir, figure_every") from None
+                             "q_range, max_diameter_nm, instrument_fwhm, dispersion, profile, figure_dir, "
+                             "figure_every") from None
     raise ValueError(f"refine={refine!r}; accepted: True, False, a mapping of options or a LiveRefiner")
 
 

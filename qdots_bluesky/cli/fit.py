@@ -63,6 +63,10 @@ def add_fit(sub) -> argparse.ArgumentParser:
                    help="hold the instrument's Voigt resolution at these FWHMs (e.g. a measured standard's): in Q "
                         "(1/A) for a capillary, in 2theta (deg) for a flat plate; default: both refined (0-0.02 1/A, "
                         "0-0.3 deg)")
+    p.add_argument("--dispersion", type=float, default=None, metavar="S",
+                   help="hold the dispersion (relative std of the log-normal, 0.02-0.45) at a value known from "
+                        "elsewhere (TEM, SAXS) instead of refining it: WAXS alone determines it poorly against the "
+                        "number-weighted mean D_N, whose value and e.s.d. are then those at that dispersion")
     p.add_argument("--standard", default=None, metavar="NAME",
                    help="the files are a line-profile standard (Si, LaB6, a built-in material or a CIF file): fit the "
                         "instrument's Voigt FWHMs from its peaks (widths constant in Q for a capillary, in 2theta for "
@@ -170,6 +174,7 @@ def cmd_fit(args) -> int:
     from ..file_sizing import json_safe
     from ..io import check_output_path
     from ..refine import Geometry, load_blank, parse_ranges, refine_pattern
+    from ..refine.fit import DISPERSION_BOUNDS
     from ..refine.plot import plot_refinement
     from ..refine.series_plot import plot_series
     from ..units import check_wavelength
@@ -182,6 +187,9 @@ def cmd_fit(args) -> int:
             if value is not None:
                 check_wavelength(value)
         geometry = Geometry(kind=args.geometry)
+        if args.dispersion is not None and not DISPERSION_BOUNDS[0] <= args.dispersion <= DISPERSION_BOUNDS[1]:
+            raise ValueError(f"--dispersion {args.dispersion}; accepted: {DISPERSION_BOUNDS[0]} to "
+                             f"{DISPERSION_BOUNDS[1]} (relative std of the log-normal)")
         if args.cif and not Path(args.cif).is_file():
             raise ValueError(f"--cif {args.cif!r} does not exist; give the path of a CIF file")
         if not 0 <= args.background_order <= 12:
@@ -214,7 +222,8 @@ def cmd_fit(args) -> int:
                                     background_order=args.background_order, q_range=args.q_range,
                                     exclude_tth=exclude, start=previous if args.sequential else None,
                                     max_diameter_nm=args.max_diameter, profile=not args.no_profile,
-                                    instrument_fwhm=args.instrument_fwhm, correlated_esd=not args.statistical_esd)
+                                    instrument_fwhm=args.instrument_fwhm, dispersion=args.dispersion,
+                                    correlated_esd=not args.statistical_esd)
         except ValueError as exc:  # PatternFileError is a ValueError
             _report_failure(name, exc)
             failed += 1

@@ -57,7 +57,7 @@ from .residuals import esd_correlation_factor
 from .result import FLAGS, RefinementCurves, RefinementResult
 from .solver import Problem, covariance, dispersion_profile, fit_nonlinear, volume_diameter
 
-__all__ = ["refine_pattern", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
+__all__ = ["refine_pattern", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
 #: Rwp above which a fit is flagged poor (10 %: DSE fits of measured dots reach 2-6 %, see DESIGN.md).
 POOR_FIT_RWP = 0.10
@@ -80,7 +80,8 @@ MAX_BIN = 4
 BIN_POINTS_PER_FWHM = 10.0
 POLISH_NFEV = 4
 COARSE_TOL = 1e-5
-_DISPERSION_BOUNDS = (0.02, 0.45)
+#: Bounds of the refined (or held) dispersion, relative std of the log-normal.
+DISPERSION_BOUNDS = (0.02, 0.45)
 _STRAIN_BOUNDS = (-0.03, 0.03)
 _B_BOUNDS = (-1.2, 3.0)
 _DISPLACEMENT_BOUNDS = (-1.0, 1.0)
@@ -129,13 +130,14 @@ def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | N
     return out, out["size_nm"], (float(std) if std is not None and np.isfinite(float(std)) else None)
 
 
-def _coarse_start(problem: Problem, lo: np.ndarray, hi: np.ndarray, extra: list[float]) -> tuple[np.ndarray, int]:
-    """Best of a grid over diameter x dispersion (strain 0), then a scan of the strain; on every
+def _coarse_start(problem: Problem, lo: np.ndarray, hi: np.ndarray, extra: list[float],
+                  dispersions: Sequence[float] = (0.08, 0.16, 0.28)) -> tuple[np.ndarray, int]:
+    """Best of a grid over diameter x ``dispersions`` (strain 0), then a scan of the strain; on every
     ``COARSE_STRIDE``-th point (the grid only has to find the basin). Returns (start, model evaluations)."""
     problem = problem.subsampled(COARSE_STRIDE)
     best, best_theta = np.inf, None
     for d in np.geomspace(lo[0] * 1.05, hi[0] * 0.95, 26):
-        for disp in (0.08, 0.16, 0.28):
+        for disp in dispersions:
             theta = np.array([d, disp, 0.0, 0.0] + extra)
             cost = float(np.sum(problem.residual(theta) ** 2))
             if cost < best:
@@ -193,7 +195,8 @@ class _Setup:
 def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry,
            blanks: Sequence[Blank], solvent: str, background_order: int, q_range: tuple[float, float] | None,
            exclude_tth: Sequence[tuple[float, float]], start: Any, network: Any, basis: ClusterBasis | None,
-           max_diameter_nm: float, instrument: tuple[float, float] | None) -> _Setup:
+           max_diameter_nm: float, instrument: tuple[float, float] | None,
+           dispersion: float | None = None) -> _Setup:
     """The data's points, the model, the linear columns, bounds and start values of one refinement."""
     if not 0 <= int(background_order) <= 12:
         raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
@@ -231,11 +234,13 @@ def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geom
     free = chebyshev.chebvander(xc, int(background_order))
     k_instr = model.instrument_index
     fixed_params = {} if instrument is None else {k_instr: instrument[0] ** 2, k_instr + 1: instrument[1]}
+    if dispersion is not None:
+        fixed_params[1] = dispersion
     problem = Problem(model, data, fixed, free, fixed_params)
 
     names_p = model.parameter_names
     w_hi = model.max_instrument_fwhm
-    bounds = {"size_nm": (max(1.0, 1.5 * basis.unit_nm), 0.75 * model.max_diameter_nm), "dispersion": _DISPERSION_BOUNDS,
+    bounds = {"size_nm": (max(1.0, 1.5 * basis.unit_nm), 0.75 * model.max_diameter_nm), "dispersion": DISPERSION_BOUNDS,
               "strain": _STRAIN_BOUNDS, "b_offset": _B_BOUNDS, "displacement_mm": _DISPLACEMENT_BOUNDS,
               "instrument_gauss_fwhm_sq": (0.0, w_hi**2), "instrument_lorentz_fwhm": (0.0, w_hi)}
     lo = np.array([bounds[k][0] for k in names_p])
@@ -252,10 +257,14 @@ def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geom
     elif "instrument_gauss_fwhm" in given:
         given["instrument_gauss_fwhm_sq"] = given["instrument_gauss_fwhm"] ** 2
     start_nfev = 0
+    if dispersion is not None:  # a held value wins over a start's
+        given.pop("dispersion", None)
+        defaults["dispersion"] = dispersion
     if given:
         x0 = np.clip(np.array([given.get(k, defaults.get(k)) for k in names_p], dtype=float), lo, hi)
     else:
-        x0, start_nfev = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]])
+        x0, start_nfev = _coarse_start(problem, lo, hi, [defaults[k] for k in names_p[4:]],
+                                       (dispersion,) if dispersion is not None else (0.08, 0.16, 0.28))
     return _Setup(problem, data, model, basis, names, lo, hi, x0, net_size, net_std, q_range, start_nfev)
 
 
@@ -265,7 +274,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    background_order: int = 3, q_range: tuple[float, float] | None = None,
                    exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
                    basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
-                   instrument_fwhm: Sequence[float] | None = None,
+                   instrument_fwhm: Sequence[float] | None = None, dispersion: float | None = None,
                    profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True) -> RefinementResult:
     """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
     K-alpha1 wavelength for a flat plate).
@@ -286,17 +295,28 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     capillary, in 2theta (deg) for a flat plate, held fixed; None (default): both refined within 0 to
     :data:`~qdots_bluesky.refine.model.INSTRUMENT_BOUNDS`; ``correlated_esd``: e.s.d.s multiplied by the
     residuals' correlation factor (:func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`; default), else
-    the covariance's alone (they hold only for a model that leaves independent residuals).
+    the covariance's alone (they hold only for a model that leaves independent residuals); ``dispersion``: hold the
+    dispersion (relative std of the log-normal) at this value, known from elsewhere (TEM, SAXS): WAXS determines
+    it poorly against D_N (see the module docstring), so D_N and its e.s.d. are then those at that dispersion (no
+    profile over it; the result says ``dispersion_held``).
     """
     t0 = time.perf_counter()
     geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
     instrument = _instrument_fixed(instrument_fwhm, geometry)
+    if dispersion is not None:
+        try:
+            dispersion = float(dispersion)
+        except (TypeError, ValueError):
+            dispersion = float("nan")
+        if not DISPERSION_BOUNDS[0] <= dispersion <= DISPERSION_BOUNDS[1]:
+            raise ValueError(f"held dispersion {dispersion!r}; accepted: {DISPERSION_BOUNDS[0]} to "
+                             f"{DISPERSION_BOUNDS[1]} (relative std of the log-normal), or None to refine it")
     solvent = str(solvent).lower()
     if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
         raise ValueError(f"solvent {solvent!r}; accepted: {', '.join(SOLVENT_CHOICES + tuple(solvent_names()))}")
     common = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
                   background_order=background_order, q_range=q_range, exclude_tth=exclude_tth, basis=basis,
-                  max_diameter_nm=max_diameter_nm)
+                  max_diameter_nm=max_diameter_nm, dispersion=dispersion)
     if solvent == "auto" and not _start_values(start if start is not None else network)[0]:
         # no start values: refine with every built-in model and keep the lowest reduced chi^2
         best = min((refine_pattern(x, y, sigma, solvent=n, instrument_fwhm=instrument_fwhm, profile=profile,
@@ -322,7 +342,9 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     n_dof = max(data.q.size - (n_p + scales.size + free.shape[1]), 1)
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
-    present = scales[0] > 0 and (cost0 - cost) / chi2_red >= NO_DOTS_DCHI2
+    # any dot column counts: on a textured flat plate the untextured one may take a zero scale while every
+    # reflection family carries the dots
+    present = scales[:cols.shape[1]].sum() > 0 and (cost0 - cost) / chi2_red >= NO_DOTS_DCHI2
     cov = std_scales = None
     if present:
         cov, std_scales, significance = covariance(problem, theta, scales, cols, chi2_red, lo, hi)
@@ -333,9 +355,16 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
         cols = np.zeros_like(cols)
         scales = np.r_[np.zeros(cols.shape[1]), rest]
 
+    held = dispersion is not None
     result = _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present,
-                       coarse_fit if profile else None, material, wavelength_a, geometry, q_range, keep_curves, cov,
-                       std_scales, correlated_esd)
+                       coarse_fit if profile and not held else None, material, wavelength_a, geometry, q_range,
+                       keep_curves, cov, std_scales, correlated_esd)
+    result.dispersion_held = held
+    if held and result.status == "sized":
+        result.dispersion_std = 0.0  # held, not refined (the covariance leaves rounding there)
+    if held and "dispersion_at_bound" in result.flags:  # the user's value, not a bound the fit ran into
+        result.flags.remove("dispersion_at_bound")
+        result.flag_details.pop("dispersion_at_bound", None)
     result.network_size_nm = net_size
     if result.status == "sized" and net_size is not None and net_std is not None:
         combined = float(np.hypot(result.size_std_nm, net_std))

@@ -104,6 +104,7 @@ class RefinementResult:
     instrument_lorentz_fwhm_std: float = 0.0
     instrument_unit: str = "1/A"
     instrument_refined: bool = True
+    dispersion_held: bool = False  # held at a given value (e.g. from TEM): e.s.d. 0, D_N's e.s.d. at that value
     nfev: int = 0  # residual evaluations: start search, binned fit, profile, polish (not finite-difference columns)
     elapsed_s: float = 0.0
     curves: RefinementCurves | None = field(default=None, repr=False)
@@ -138,6 +139,7 @@ class RefinementResult:
             "instrument_lorentz_fwhm_std": _finite(self.instrument_lorentz_fwhm_std),
             "instrument_unit": self.instrument_unit,
             "instrument_refined": bool(self.instrument_refined),
+            "dispersion_held": bool(self.dispersion_held),
             "rwp": _finite(self.rwp),
             "rwp_expected": _finite(self.rwp_expected),
             "reduced_chi2": _finite(self.reduced_chi2),
@@ -164,7 +166,8 @@ class RefinementResult:
         if self.status != "sized":
             return f"no nanocrystals (dot component not significant); Rwp {100 * self.rwp:.2f} %, flags: {flags}"
         return (f"D_N {self.size_nm:.3f} ± {self.size_std_nm:.3f} nm, D_V {self.size_volume_nm:.3f} ± "
-                f"{self.size_volume_std_nm:.3f} nm, dispersion {self.dispersion:.3f} ± {self.dispersion_std:.3f}, "
+                f"{self.size_volume_std_nm:.3f} nm, dispersion {self.dispersion:.3f} "
+                f"{'(held)' if self.dispersion_held else f'± {self.dispersion_std:.3f}'}, "
                 f"strain {100 * self.strain:+.3f} ± {100 * self.strain_std:.3f} %, instrument FWHM G "
                 f"{self.instrument_gauss_fwhm:.4g} L {self.instrument_lorentz_fwhm:.4g} {self.instrument_unit}"
                 f"{'' if self.instrument_refined else ' (held)'}, Rwp {100 * self.rwp:.2f} % "
