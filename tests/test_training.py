@@ -139,6 +139,12 @@ def test_evaluation_report(trained, small_library, tmp_path):
             assert saved["robustness_standard_error"][key][point] == pytest.approx(expected, abs=1e-12)
     assert np.asarray(saved["reference"]["size_confusion"]).shape == (3, 3)
     assert np.asarray(saved["reference"]["size_confusion"]).sum() == saved["reference"]["patterns"]
+    within = saved["reference"]["size_within_std"]  # coverage of the stated uncertainty, overall and per condition
+    for k in ("1", "2"):
+        assert set(within[k]) == {"all", "by_area_fraction", "by_snr", "by_dispersion"}
+        shares = within[k]["by_dispersion"]
+        assert shares and all(0.0 <= v <= 1.0 for v in shares.values())
+    assert all(within["2"]["by_dispersion"][c] >= within["1"]["by_dispersion"][c] for c in within["1"]["by_dispersion"])
     detection = saved["nanocrystal_detection"]
     assert set(detection["pure_solvent_flagged"]) == {f"{s} snr {n}" for s in ("hexane", "toluene", "empty")
                                                        for n in (122, 46, 24, 14)}

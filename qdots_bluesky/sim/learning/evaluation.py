@@ -163,7 +163,9 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     report["reference"]["size_within_std"] = {
         k: {"all": float(v.mean()),
             "by_area_fraction": {f"{f:g}": float(v[cond["fraction"] == f].mean()) for f in REFERENCE_FRACTIONS},
-            "by_snr": {f"{q:g}": float(v[cond["snr"] == q].mean()) for q in REFERENCE_SNRS}}
+            "by_snr": {f"{q:g}": float(v[cond["snr"] == q].mean()) for q in REFERENCE_SNRS},
+            "by_dispersion": {f"{c:g}": float(v[y_disp[idx] == i].mean()) for i, c in enumerate(disp_classes)
+                              if np.any(y_disp[idx] == i)}}
         for k, v in within.items()}
 
     blank_set = blank_test_set(augmenter, seed + 2, repeats=256) if pn is not None else None
