@@ -44,7 +44,7 @@ from ..physics.metal_basis import MetalBasis, build_metal_basis, saxs_waxs_q
 from ..physics.metal_clusters import FAMILIES
 from .cluster_evaluation import EvaluationCondition, condition_metrics, draw_evaluation_set, structure_group_matrix
 from .metal_augment import MASK_MODES, MetalAugmenter, MetalAugmentSettings
-from .metal_sources import MetalPopulationRanges, MetalSource, split_basis
+from .metal_sources import MetalPopulationRanges, MetalSource, population_bases, split_basis
 from .sources import BatchProducer, draw_set
 
 #: Names of the calibration tensors a cluster bundle stores.
@@ -134,13 +134,15 @@ class ClusterSource:
     """Per epoch (the source protocol of :mod:`.sources`): ``size`` clean patterns of the ``part`` clusters, a share
     ``monodisperse_share`` with dispersion exactly 0 and the rest from ``ranges``, then a share ``blank_share``
     replaced by :func:`blank_patterns`; targets as :class:`~.metal_sources.MetalSource` plus ``presence`` (0 blank,
-    1 clusters)."""
+    1 clusters). The polydisperse rows of ``part="test"`` draw a sparse family from its whole series
+    (:func:`~.metal_sources.population_bases`), so the calibration sees populations, not histograms of 1-3 clusters."""
 
     def __init__(self, bases: list[MetalBasis], augmenter: MetalAugmenter, size: int, ranges: MetalPopulationRanges,
                  monodisperse_share: float = 0.3, blank_share: float = 0.05, part: str = "train", test_every: int = 5):
         n_mono = int(round(size * monodisperse_share))
         mono = dataclasses.replace(ranges, dispersion=(0.0, 0.0))
-        self.sources = [MetalSource(bases, augmenter, n, r, part=part, test_every=test_every)
+        self.sources = [MetalSource(population_bases(bases, part, test_every, polydisperse=r is ranges), augmenter, n,
+                                    r, part="all", test_every=test_every)
                         for n, r in ((n_mono, mono), (size - n_mono, ranges)) if n > 0]
         self.augmenter, self.size, self.blank_share = augmenter, size, blank_share
 
