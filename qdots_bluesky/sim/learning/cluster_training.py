@@ -274,6 +274,22 @@ def _presence_metrics(model: ClusterNet, bases, augmenter, settings: ClusterTrai
     return {"blank_detected": float(np.mean(logit[blank] < 0)), "clusters_detected": float(np.mean(logit[~blank] > 0))}
 
 
+def calibrate_and_evaluate(model: ClusterNet, bases: list[MetalBasis], settings: ClusterTrainingSettings,
+                           progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The steps after training (the model left in eval mode): the calibration tensors from a held-out set (seed
+    settings.seed + 1000) and the held-out metrics (:func:`evaluate_cluster_model`, presence, temperature)."""
+    s = settings
+    model.eval()
+    augmenter = MetalAugmenter(bases[0].q, settings=s.augment)
+    calib_src = ClusterSource(bases, augmenter, s.calibration_size, s.ranges, s.monodisperse_share, s.blank_share,
+                              part="test", test_every=s.test_every)
+    tensors = calibrate(model, draw_set(calib_src, seed=s.seed + 1000), model.config)
+    metrics = {"conditions": evaluate_cluster_model(model, bases, tensors, s, progress=progress),
+               "presence": _presence_metrics(model, bases, augmenter, s),
+               "temperature_shape": float(tensors[T_TEMPERATURE_SHAPE][0])}
+    return tensors, metrics
+
+
 def train_cluster_model(settings: ClusterTrainingSettings | None = None, progress: bool = True) -> TrainedClusterModel:
     """Train, calibrate and evaluate a cluster network (module docstring); returns the :class:`TrainedClusterModel`."""
     s = settings or ClusterTrainingSettings()
@@ -315,14 +331,8 @@ def train_cluster_model(settings: ClusterTrainingSettings | None = None, progres
         bar.set_postfix(family=f"{sums['family']:.3f}", log_dn=f"{sums['log_dn']:.2f}")
     bar.close()
     train_seconds = time.time() - t_train
-    model.eval()
-    calib_src = ClusterSource(bases, augmenter, s.calibration_size, s.ranges, s.monodisperse_share, s.blank_share,
-                              part="test", test_every=s.test_every)
-    tensors = calibrate(model, draw_set(calib_src, seed=s.seed + 1000), model.config)
-    metrics = {"conditions": evaluate_cluster_model(model, bases, tensors, s, progress=progress),
-               "presence": _presence_metrics(model, bases, augmenter, s),
-               "temperature_shape": float(tensors[T_TEMPERATURE_SHAPE][0]),
-               "train_seconds": train_seconds, "epochs": len(history), "total_seconds": time.time() - t_start}
+    tensors, metrics = calibrate_and_evaluate(model, bases, s, progress)
+    metrics |= {"train_seconds": train_seconds, "epochs": len(history), "total_seconds": time.time() - t_start}
     info = {"settings": s.to_json(), "augmentation": jsonable(dataclasses.asdict(s.augment)),
             "parameters": count_parameters(model),
             "basis": {"element": s.element, "families": list(s.families), "wavelength_a": bases[0].wavelength_a,
