@@ -5,9 +5,10 @@
     python benchmarks/bench_cluster_model.py run1.safetensors --debyecalculator-python /path/to/venv/bin/python
 
 1. Held-out simulations (``part="test"`` clusters: never trained, polydisperse populations of the icosahedra,
-   cuboctahedra and octahedra from their whole series: only 4-7 of them are held out; single families; strain +-1 %; the bundle's own
-   augmentation with the mask mode and dispersion fixed; seeds from --seed): the issue's targets, one line each, then
-   a table per condition (mask mode both / saxs / waxs / gap x dispersion 0 / 0.1 / 0.2 / 0.3).
+   cuboctahedra and octahedra from their whole series: only 4-7 of them are held out; single families; strain
+   +-1 %; the bundle's own augmentation with the mask mode and dispersion fixed; seeds from --seed): the issue's
+   targets, one line each, then a table per condition (mask mode both / saxs / waxs / gap x dispersion 0 / 0.1 /
+   0.2 / 0.3).
 2. The report in --out: report.json (every figure) and PNG figures: confusion matrices of the 6 families and of the
    3 structures per 1 nm size bin (WAXS only and both), size errors per shape, robustness curves (shape and size
    class vs counts per point, vs dispersion, vs Q range).

@@ -193,7 +193,8 @@ def draw_evaluation_set(bases: list[MetalBasis], condition: EvaluationCondition,
     disp = ranges.dispersion if condition.dispersion is None else (condition.dispersion,) * 2
     ranges = replace(ranges, dispersion=disp, mixture_share=0.0)
     aug = MetalAugmenter(bases[0].q, settings=condition.augment_settings(augment or MetalAugmentSettings()))
-    drawn = population_bases(bases, part, test_every, polydisperse=populations_of_series and condition.dispersion != 0.0)
+    polydisperse = populations_of_series and condition.dispersion != 0.0
+    drawn = population_bases(bases, part, test_every, polydisperse=polydisperse)
     return draw_set(MetalSource(drawn, aug, size, ranges, part="all", test_every=test_every), seed=seed)
 
 
