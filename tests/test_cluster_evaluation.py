@@ -122,6 +122,23 @@ def test_evaluation_sets_hold_only_held_out_clusters_under_the_condition():
     np.testing.assert_array_equal(again.x, data.x)
 
 
+def test_polydisperse_evaluation_sets_draw_a_sparse_family_from_its_series():
+    q = saxs_waxs_q(0.02, 15.0, 256)
+    bases = [build_metal_basis("Au", f, q, 1.0, 3.0) for f in FAMILIES[:2]]  # 1 held-out icosahedron, 8 decahedra
+    cond = EvaluationCondition("both", 0.2)
+    new, old = (draw_evaluation_set(bases, cond, 256, seed=4, populations_of_series=s) for s in (True, False))
+    ico = new.targets["family_probabilities"][:, 0] > 0.5
+    # one held-out icosahedron: the old 'population' is that cluster alone; the new one a population of the series
+    assert np.all(old.targets["dispersion"][old.targets["family_probabilities"][:, 0] > 0.5] < 1e-6)
+    assert np.mean(new.targets["dispersion"][ico]) > 0.1
+    deca = ~ico
+    held_out = split_basis(bases[1], "test").diameter_nm
+    assert np.all(new.targets["diameter_nm"][deca] / (1 + new.targets["strain"][deca]) <= held_out.max() + 1e-9)
+    mono = draw_evaluation_set(bases, EvaluationCondition("both", 0.0), 64, seed=4)
+    again = draw_evaluation_set(bases, EvaluationCondition("both", 0.0), 64, seed=4, populations_of_series=False)
+    np.testing.assert_array_equal(mono.x, again.x)
+
+
 def _estimate(family_p, size, std, classes=SIZE_CLASSES_NM, flags=(), status="sized"):
     from qdots_bluesky.estimate import TaskEstimate
     from qdots_bluesky.models.continuous import class_probabilities

@@ -19,6 +19,7 @@ from qdots_bluesky.sim.learning.metal_augment import (
 from qdots_bluesky.sim.learning.metal_sources import (
     MetalPopulationRanges,
     MetalSource,
+    population_bases,
     split_basis,
     strained,
 )
@@ -98,6 +99,19 @@ def test_held_out_clusters_never_reach_training(bases, augmenter):
         assert len(test.params) == pytest.approx(len(basis.params) / 5, abs=1)
     source = MetalSource(bases, augmenter, 8, part="test")
     assert [b.params for b in source.bases] == [split_basis(b, "test").params for b in bases]
+
+
+def test_polydisperse_held_out_populations_of_a_sparse_family_come_from_its_whole_series(bases):
+    """Held-out clusters too far apart to form a population (1-2.5 nm: one icosahedron, two truncated octahedra 49 %
+    apart) give way to the whole series for polydisperse populations only; dense families (six decahedra 13 % apart)
+    and monodisperse or training populations keep their split."""
+    poly = population_bases(bases, "test", polydisperse=True)
+    whole = {"icosahedron": True, "decahedron": False, "truncated_octahedron": True}
+    for b, p in zip(bases, poly):
+        assert p.params == (b.params if whole[b.family] else split_basis(b, "test").params)
+    for part, polydisperse in (("test", False), ("train", True), ("train", False)):
+        assert [p.params for p in population_bases(bases, part, polydisperse=polydisperse)] == [
+            split_basis(b, part).params for b in bases]
 
 
 def test_strain_moves_a_peak_by_the_lattice_change():

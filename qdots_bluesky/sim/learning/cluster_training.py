@@ -44,7 +44,7 @@ from ..physics.metal_basis import MetalBasis, build_metal_basis, saxs_waxs_q
 from ..physics.metal_clusters import FAMILIES
 from .cluster_evaluation import EvaluationCondition, condition_metrics, draw_evaluation_set, structure_group_matrix
 from .metal_augment import MASK_MODES, MetalAugmenter, MetalAugmentSettings
-from .metal_sources import MetalPopulationRanges, MetalSource, split_basis
+from .metal_sources import MetalPopulationRanges, MetalSource, population_bases, split_basis
 from .sources import BatchProducer, draw_set
 
 #: Names of the calibration tensors a cluster bundle stores.
@@ -134,13 +134,15 @@ class ClusterSource:
     """Per epoch (the source protocol of :mod:`.sources`): ``size`` clean patterns of the ``part`` clusters, a share
     ``monodisperse_share`` with dispersion exactly 0 and the rest from ``ranges``, then a share ``blank_share``
     replaced by :func:`blank_patterns`; targets as :class:`~.metal_sources.MetalSource` plus ``presence`` (0 blank,
-    1 clusters)."""
+    1 clusters). The polydisperse rows of ``part="test"`` draw a sparse family from its whole series
+    (:func:`~.metal_sources.population_bases`), so the calibration sees populations, not histograms of 1-3 clusters."""
 
     def __init__(self, bases: list[MetalBasis], augmenter: MetalAugmenter, size: int, ranges: MetalPopulationRanges,
                  monodisperse_share: float = 0.3, blank_share: float = 0.05, part: str = "train", test_every: int = 5):
         n_mono = int(round(size * monodisperse_share))
         mono = dataclasses.replace(ranges, dispersion=(0.0, 0.0))
-        self.sources = [MetalSource(bases, augmenter, n, r, part=part, test_every=test_every)
+        self.sources = [MetalSource(population_bases(bases, part, test_every, polydisperse=r is ranges), augmenter, n,
+                                    r, part="all", test_every=test_every)
                         for n, r in ((n_mono, mono), (size - n_mono, ranges)) if n > 0]
         self.augmenter, self.size, self.blank_share = augmenter, size, blank_share
 
@@ -272,6 +274,22 @@ def _presence_metrics(model: ClusterNet, bases, augmenter, settings: ClusterTrai
     return {"blank_detected": float(np.mean(logit[blank] < 0)), "clusters_detected": float(np.mean(logit[~blank] > 0))}
 
 
+def calibrate_and_evaluate(model: ClusterNet, bases: list[MetalBasis], settings: ClusterTrainingSettings,
+                           progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The steps after training (the model left in eval mode): the calibration tensors from a held-out set (seed
+    settings.seed + 1000) and the held-out metrics (:func:`evaluate_cluster_model`, presence, temperature)."""
+    s = settings
+    model.eval()
+    augmenter = MetalAugmenter(bases[0].q, settings=s.augment)
+    calib_src = ClusterSource(bases, augmenter, s.calibration_size, s.ranges, s.monodisperse_share, s.blank_share,
+                              part="test", test_every=s.test_every)
+    tensors = calibrate(model, draw_set(calib_src, seed=s.seed + 1000), model.config)
+    metrics = {"conditions": evaluate_cluster_model(model, bases, tensors, s, progress=progress),
+               "presence": _presence_metrics(model, bases, augmenter, s),
+               "temperature_shape": float(tensors[T_TEMPERATURE_SHAPE][0])}
+    return tensors, metrics
+
+
 def train_cluster_model(settings: ClusterTrainingSettings | None = None, progress: bool = True) -> TrainedClusterModel:
     """Train, calibrate and evaluate a cluster network (module docstring); returns the :class:`TrainedClusterModel`."""
     s = settings or ClusterTrainingSettings()
@@ -313,14 +331,8 @@ def train_cluster_model(settings: ClusterTrainingSettings | None = None, progres
         bar.set_postfix(family=f"{sums['family']:.3f}", log_dn=f"{sums['log_dn']:.2f}")
     bar.close()
     train_seconds = time.time() - t_train
-    model.eval()
-    calib_src = ClusterSource(bases, augmenter, s.calibration_size, s.ranges, s.monodisperse_share, s.blank_share,
-                              part="test", test_every=s.test_every)
-    tensors = calibrate(model, draw_set(calib_src, seed=s.seed + 1000), model.config)
-    metrics = {"conditions": evaluate_cluster_model(model, bases, tensors, s, progress=progress),
-               "presence": _presence_metrics(model, bases, augmenter, s),
-               "temperature_shape": float(tensors[T_TEMPERATURE_SHAPE][0]),
-               "train_seconds": train_seconds, "epochs": len(history), "total_seconds": time.time() - t_start}
+    tensors, metrics = calibrate_and_evaluate(model, bases, s, progress)
+    metrics |= {"train_seconds": train_seconds, "epochs": len(history), "total_seconds": time.time() - t_start}
     info = {"settings": s.to_json(), "augmentation": jsonable(dataclasses.asdict(s.augment)),
             "parameters": count_parameters(model),
             "basis": {"element": s.element, "families": list(s.families), "wavelength_a": bases[0].wavelength_a,

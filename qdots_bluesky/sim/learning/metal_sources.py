@@ -83,6 +83,28 @@ def split_basis(basis: MetalBasis, part: str, test_every: int = 5, seed: int = 0
                    crystal=basis.crystal[keep], compton=basis.compton[keep])
 
 
+#: A family whose held-out clusters lie further apart than this (median of consecutive diameter ratios - 1) cannot
+#: form a polydisperse population of them: see :func:`population_bases`.
+COARSE_SPACING = 0.2
+
+
+def population_bases(bases: list[MetalBasis], part: str, test_every: int = 5, polydisperse: bool = False,
+                     split_seed: int = 0) -> list[MetalBasis]:
+    """The clusters each family's populations are drawn from: :func:`split_basis` of ``part``, except for
+    polydisperse populations of held-out clusters (``part="test"``) of a family whose held-out clusters are spaced
+    by more than :data:`COARSE_SPACING`: its whole series. Au 1-10 nm: 4 held-out icosahedra and cuboctahedra
+    (1.7, 4.1, 6.4, 8.8 nm) and 7 octahedra (1.4-9.8 nm, 17-99 % apart), where a 10-30 % log-normal of held-out
+    clusters would be a histogram of one to three of them, its number-weighted mean unlike a population's (the SAXS
+    sees the largest); decahedra, truncated octahedra and spheres (4, 1.5 and 9 % apart) stay held out."""
+    out = []
+    for b in bases:
+        split = split_basis(b, part, test_every, split_seed)
+        d = np.sort(split.diameter_nm)
+        coarse = d.size < 2 or float(np.median(d[1:] / d[:-1])) - 1.0 > COARSE_SPACING
+        out.append(b if polydisperse and part == "test" and coarse else split)
+    return out
+
+
 def draw_metal_populations(rng: np.random.Generator, n: int, bases: list[MetalBasis],
                            ranges: MetalPopulationRanges) -> dict[str, np.ndarray]:
     """``n`` populations: ``family`` (n, 2) family indices (the second = the first for a single family),
