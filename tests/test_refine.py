@@ -296,3 +296,15 @@ def test_held_dispersion_gives_the_size_at_that_dispersion(pbs):
     for bad in (0.5, -0.1, "wide"):
         with pytest.raises(ValueError, match="held dispersion"):
             refine_pattern(q, y, dispersion=bad, **kw)
+
+
+def test_dots_presence_counts_every_dot_column():
+    """A textured flat plate's untextured column may take a zero scale while the reflection families carry the
+    dots: still dots. No positive scale, or too small a gain in chi^2 (25 x chi2_red, 5 sigma): no dots."""
+    from qdots_bluesky.refine.fit import NO_DOTS_DCHI2, dots_improve_fit
+
+    assert dots_improve_fit(np.array([0.0, 1.2, 0.4]), 1000.0, 100.0, 2.0)
+    assert dots_improve_fit(np.array([0.7]), 1000.0, 100.0, 2.0)
+    assert not dots_improve_fit(np.array([0.0, 0.0]), 1000.0, 100.0, 2.0)
+    assert not dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 0.99 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0)
+    assert dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 1.01 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0)

@@ -57,7 +57,7 @@ from .residuals import esd_correlation_factor
 from .result import FLAGS, RefinementCurves, RefinementResult
 from .solver import Problem, covariance, dispersion_profile, fit_nonlinear, volume_diameter
 
-__all__ = ["refine_pattern", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
+__all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
 #: Rwp above which a fit is flagged poor (10 %: DSE fits of measured dots reach 2-6 %, see DESIGN.md).
 POOR_FIT_RWP = 0.10
@@ -111,6 +111,13 @@ def _instrument_fixed(instrument_fwhm: Sequence[float] | None, geometry: Geometr
     if not (0.0 <= g <= hi and 0.0 <= lor <= hi):
         raise ValueError(f"instrument FWHMs {g}, {lor} {unit}; accepted: 0 to {hi} {unit} for a {geometry.kind}")
     return g, lor
+
+
+def dots_improve_fit(dot_scales: np.ndarray, cost_without: float, cost_with: float, chi2_red: float) -> bool:
+    """The first test of the dots' presence: some dot column has a positive scale (any counts: on a textured flat
+    plate the untextured column may take a zero scale while the reflection families carry the dots) and the dots
+    lower the weighted sum of squares by ``NO_DOTS_DCHI2`` x chi2_red."""
+    return bool(np.sum(dot_scales) > 0 and (cost_without - cost_with) / chi2_red >= NO_DOTS_DCHI2)
 
 
 def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | None]:
@@ -342,9 +349,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     n_dof = max(data.q.size - (n_p + scales.size + free.shape[1]), 1)
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
-    # any dot column counts: on a textured flat plate the untextured one may take a zero scale while every
-    # reflection family carries the dots
-    present = scales[:cols.shape[1]].sum() > 0 and (cost0 - cost) / chi2_red >= NO_DOTS_DCHI2
+    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red)
     cov = std_scales = None
     if present:
         cov, std_scales, significance = covariance(problem, theta, scales, cols, chi2_red, lo, hi)

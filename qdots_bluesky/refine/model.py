@@ -71,8 +71,12 @@ PARAMETERS = ("size_nm", "dispersion", "strain", "b_offset", "displacement_mm", 
 #: Upper bounds of the instrument FWHMs per geometry (lower bounds 0) and their units.
 INSTRUMENT_BOUNDS = {"capillary": 0.02, "flat-plate": 0.3}
 INSTRUMENT_UNITS = {"capillary": "1/A", "flat-plate": "deg"}
-#: Step (deg) of the auxiliary 2theta grid of a flat plate's instrument convolution (or the data's, if finer).
-AUX_TTH_STEP = 0.02
+#: Step (deg) of the auxiliary 2theta grid of a flat plate's instrument convolution (or the data's, if finer). The
+#: data are read on the basis's Q step (0.0027 1/A: 0.03-0.04 deg at Cu K-alpha), and the narrowest dot peaks the
+#: refinement allows (clusters up to 0.75 x 21 nm) are >= 0.5 deg wide: >= 12 points of 0.04 deg per FWHM, where the
+#: cubic reading errs by < 1e-3. Against 0.02 deg: D_N moves by 0.003 nm (0.01 e.s.d.) on the measured films, in 30 %
+#: less time.
+AUX_TTH_STEP = 0.04
 GEOMETRIES = ("capillary", "flat-plate")
 
 
