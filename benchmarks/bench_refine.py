@@ -6,8 +6,8 @@
 File names carry wavelength and reference size as in ``bench_measured.py`` (whose name parsing is reused):
 ``PbS_synchr_wl0p564162A_5p03nm_hexane.xye``. A synchrotron file whose name names a solvent (hexane, toluene)
 is refined with that measured blank from ``--solvents`` (default DIR/../solvents) when it is there (read at
-``--blank-wavelength``, default 0.564162 A, the beamtime of the shared blanks, and used on its own Q axis, so it serves
-patterns of any wavelength), else with ``--solvent auto`` (the better of the built-in hexane and toluene models); ``_lab_`` files as flat plates
+``--blank-wavelength``, else its header's wavelength, else 0.564162 A, the beamtime of the shared blanks, and used on
+its own Q axis, so it serves patterns of any wavelength), else with ``--solvent auto`` (the better of the built-in hexane and toluene models); ``_lab_`` files as flat plates
 (K-alpha doublet, displacement, a scale per reflection family) without solvent. ``--network`` starts each
 refinement from the shipped network's estimate (else the coarse grid) and compares with it.
 
@@ -62,7 +62,7 @@ def basis_seconds(material: str, wavelength: float) -> float:
 
 def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int,
                 instrument: tuple[float, float] | None = None, correlated_esd: bool = True,
-                blank_wavelength_a: float | None = BLANK_WAVELENGTH_A, dispersion: float | None = None) -> dict[str, Any]:
+                blank_wavelength_a: float | None = None, dispersion: float | None = None) -> dict[str, Any]:
     pattern = read_pattern(path)
     lab = info.kind == "laboratory"
     named = next((s for s in SOLVENTS if s in path.stem.lower()), None)
@@ -73,7 +73,7 @@ def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, 
         options.update(geometry="flat-plate", solvent="none")
         background = "none"
     elif blank_path is not None and blank_path.is_file():
-        options.update(blanks=[load_blank(blank_path, blank_wavelength_a, default_wavelength_a=info.wavelength_a)], solvent="none")
+        options.update(blanks=[load_blank(blank_path, blank_wavelength_a, default_wavelength_a=BLANK_WAVELENGTH_A)], solvent="none")
         background = f"blank {blank_path.name}"
     else:
         options.update(solvent="auto")
@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("directory", type=Path)
     ap.add_argument("--solvents", type=Path, default=None, help="measured solvent blanks (default DIR/../solvents)")
-    ap.add_argument("--blank-wavelength", type=float, default=BLANK_WAVELENGTH_A, metavar="A",
-                    help="wavelength (A) the blanks in --solvents were measured at (default 0.564162, the shared "
-                         "blanks' beamtime)")
+    ap.add_argument("--blank-wavelength", type=float, default=None, metavar="A",
+                    help="wavelength (A) the blanks in --solvents were measured at (default: a blank's header, else "
+                         "0.564162, the shared blanks' beamtime)")
     ap.add_argument("--material", default="PbS")
     ap.add_argument("--network", action="store_true", help="start from the shipped network's estimate")
     ap.add_argument("--no-profile", action="store_true", help="e.s.d.s from the covariance only")

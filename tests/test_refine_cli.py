@@ -116,6 +116,8 @@ def test_measured_lab_film_refines(capsys):
                    "--instrument-fwhm", "0", "0", "--dispersion", "0.05"])
     row = json.loads(capsys.readouterr().out)[0]
     assert status == 0 and row["status"] == "sized" and row["rwp"] < 0.10
+    texture = np.array(list(row["texture"].values()))  # relative to the families' mean: finite, of order 1
+    assert np.all(np.isfinite(texture)) and 0.05 < texture.min() and texture.max() < 20.0
 
 
 def test_fit_reads_the_x_unit_of_the_header_and_checks_outputs_first(pattern_file, tmp_path, capsys):

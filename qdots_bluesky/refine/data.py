@@ -139,10 +139,14 @@ def load_blank(path: str | Path, wavelength_a: float | None, x_unit: str = "tth"
     not depend on it; its Compton share and absorption do, a little)."""
     pattern = read_pattern(path)
     if wavelength_a is None and x_unit != "q":
-        wavelength_a = pattern.wavelength_from_header() or default_wavelength_a
+        header = pattern.wavelength_from_header()
+        wavelength_a = header if header is not None else default_wavelength_a
         if wavelength_a is None:
-            raise ValueError(f"blank {path}: 2theta data need the blank's wavelength; accepted: --blank-wavelength A, "
-                             "a 'wavelength: ... A' header line in the blank file, or Q data (--x-unit q)")
+            raise ValueError(f"blank {path}: 2theta data need the blank's wavelength; accepted: the wavelength given "
+                             "(qdots fit --blank-wavelength A), a 'wavelength: ... A' header line in the blank file, "
+                             "or Q data")
+    if wavelength_a is not None:
+        check_wavelength(wavelength_a)
     x = np.asarray(pattern.x, float)
     if x_unit == "q" and wavelength_a is None:
         if x.min() < 0:

@@ -311,12 +311,13 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     geometry = geometry if isinstance(geometry, Geometry) else Geometry(kind=str(geometry))
     instrument = _instrument_fixed(instrument_fwhm, geometry)
     if dispersion is not None:
+        given = dispersion
         try:
             dispersion = float(dispersion)
         except (TypeError, ValueError):
             dispersion = float("nan")
         if not DISPERSION_BOUNDS[0] <= dispersion <= DISPERSION_BOUNDS[1]:
-            raise ValueError(f"held dispersion {dispersion!r}; accepted: {DISPERSION_BOUNDS[0]} to "
+            raise ValueError(f"held dispersion {given!r}; accepted: {DISPERSION_BOUNDS[0]} to "
                              f"{DISPERSION_BOUNDS[1]} (relative std of the log-normal), or None to refine it")
     solvent = str(solvent).lower()
     if solvent not in SOLVENT_CHOICES and solvent not in [s.lower() for s in solvent_names()]:
@@ -375,8 +376,9 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
         combined = float(np.hypot(result.size_std_nm, net_std))
         if abs(result.size_nm - net_size) > DISAGREE_FACTOR * combined:
             result.flags.append("disagrees_with_network")
-            result.flag_details["disagrees_with_network"] = (f"refined {result.size_nm:.2f} ± {result.size_std_nm:.2f} "
-                                                             f"nm, network {net_size:.2f} ± {net_std:.2f} nm")
+            result.flag_details["disagrees_with_network"] = (
+                f"refined {result.size_nm:.2f} ± {result.size_std_nm:.2f} nm, network {net_size:.2f} ± {net_std:.2f} nm"
+                + (f" (the refinement's dispersion held at {dispersion:g})" if dispersion is not None else ""))
     # every model evaluation: start search, binned fit and profile, full-data polish and covariance
     result.nfev = problem.nfev + setup.start_nfev + (coarse.nfev if coarse is not problem else 0)
     result.elapsed_s = time.perf_counter() - t0
@@ -437,9 +439,11 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
                       size_volume_std_nm=vol_std, dispersion=float(theta[1]), dispersion_std=disp_std,
                       strain=float(theta[2]), strain_std=float(std[2]), b_offset=float(theta[3]),
                       b_offset_std=float(std[3]))
-        if model.families:
-            base = scales[0] if scales[0] > 0 else nan
-            texture = {label: float(scales[1 + k] / base) for k, label in enumerate(model.families)}
+        if model.families:  # each family's scale over their powder-intensity-weighted mean: 1 for a powder
+            fam = scales[1:1 + len(model.families)]
+            weights = model.family_intensities
+            base = float(weights @ fam / weights.sum()) if weights.sum() > 0 else 0.0
+            texture = {label: float(fam[k] / base) if base > 0 else nan for k, label in enumerate(model.families)}
     else:
         std_scales = np.full(scales.size, nan)
         values = dict(status="no_nanocrystals", size_nm=nan, size_std_nm=nan, size_volume_nm=nan,

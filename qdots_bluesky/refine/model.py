@@ -243,6 +243,12 @@ class DotModel:
         return self._family_q
 
     @property
+    def family_intensities(self) -> np.ndarray:
+        """Powder intensities m |F|^2 / Q^2 of the reflection families with a texture scale (:attr:`families` order)."""
+        model = self._aux if self._aux is not None else self
+        return model._fam_i[model._fam_in] if model.families else np.zeros(0)
+
+    @property
     def parameter_names(self) -> tuple[str, ...]:
         """Names of the nonlinear parameters (see :data:`PARAMETERS`)."""
         return PARAMETERS if self.geometry.flat_plate else PARAMETERS[:4] + PARAMETERS[5:]

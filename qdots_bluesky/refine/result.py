@@ -84,7 +84,7 @@ class RefinementResult:
     displacement_std_mm: float | None
     scales: dict[str, float]
     scales_std: dict[str, float]
-    texture: dict[str, float] | None
+    texture: dict[str, float] | None  # flat plate: each reflection family's scale over the families' mean (1: powder)
     rwp: float
     rwp_expected: float
     reduced_chi2: float

@@ -164,10 +164,11 @@ def _cached_builtins() -> dict[str, CrystalStructure]:
     """:func:`builtin_materials` built once (ASE's bulk builder takes ms, and every refinement asks), with read-only
     arrays so that no caller can change the shared structures."""
     if not _BUILTIN_CACHE:
-        for name, structure in builtin_materials().items():
+        built = builtin_materials()
+        for structure in built.values():
             for arr in (structure.cell, structure.fractional_positions, structure.occupancies, structure.b_iso):
                 arr.setflags(write=False)
-            _BUILTIN_CACHE[name] = structure
+        _BUILTIN_CACHE.update(built)  # at once: a concurrent caller sees all of them or builds its own
     return _BUILTIN_CACHE
 
 
