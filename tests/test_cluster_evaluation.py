@@ -134,6 +134,8 @@ def test_polydisperse_evaluation_sets_draw_a_sparse_family_from_its_series():
     deca = ~ico
     held_out = split_basis(bases[1], "test").diameter_nm
     assert np.all(new.targets["diameter_nm"][deca] / (1 + new.targets["strain"][deca]) <= held_out.max() + 1e-9)
+    narrow = draw_evaluation_set(bases, EvaluationCondition("both", 0.05), 256, seed=4)  # below SERIES_DISPERSION
+    assert np.all(narrow.targets["dispersion"][narrow.targets["family_probabilities"][:, 0] > 0.5] < 1e-6)
     mono = draw_evaluation_set(bases, EvaluationCondition("both", 0.0), 64, seed=4)
     again = draw_evaluation_set(bases, EvaluationCondition("both", 0.0), 64, seed=4, populations_of_series=False)
     np.testing.assert_array_equal(mono.x, again.x)

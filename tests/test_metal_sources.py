@@ -20,6 +20,7 @@ from qdots_bluesky.sim.learning.metal_sources import (
     MetalPopulationRanges,
     MetalSource,
     population_bases,
+    split_dispersion_range,
     split_basis,
     strained,
 )
@@ -215,3 +216,16 @@ def test_strained_populations_scale_the_sizes_and_keep_the_patterns_finite(bases
     basis = bases[pops["family"][row, 0]]
     w = basis.weights(pops["mean_nm"][row, :1], pops["dispersion"][row, :1])[0]
     assert t["diameter_nm"][row] == pytest.approx((w @ basis.diameter_nm) * (1 + pops["strain"][row]), rel=1e-5)
+
+
+def test_dispersion_range_split_at_the_series_width():
+    """Rows narrower than SERIES_DISPERSION stay on held-out clusters, wider ones may use the series; the rows are
+    shared in proportion to the widths, so the draw stays uniform."""
+    from qdots_bluesky.sim.learning.metal_sources import SERIES_DISPERSION
+
+    pieces = split_dispersion_range(0.0, 0.3, 300)
+    assert [(r, series) for r, _, series in pieces] == [((0.0, SERIES_DISPERSION), False), ((SERIES_DISPERSION, 0.3), True)]
+    assert [n for _, n, _ in pieces] == [100, 200]
+    assert split_dispersion_range(0.15, 0.3, 10) == [((0.15, 0.3), 10, True)]
+    assert split_dispersion_range(0.0, 0.05, 10) == [((0.0, 0.05), 10, False)]
+    assert split_dispersion_range(0.2, 0.2, 7) == [((0.2, 0.2), 7, True)]

@@ -9,8 +9,10 @@ Pure functions of network outputs and targets (no predictor, no torch):
   accuracy of the 0.5 nm size class of D_N (classes :data:`SIZE_CLASSES_NM` 1.0..10.0 nm; predicted class = the
   class with most Gaussian mass, as :func:`~qdots_bluesky.models.continuous.class_probabilities`), coverage of the
   68 % and 95 % intervals;
-- :func:`draw_evaluation_set`: a held-out set (``part="test"`` clusters: never trained; polydisperse populations of
-  the icosahedra, cuboctahedra and octahedra, of which only 4-7 are held out, from their whole series) under one
+- :func:`draw_evaluation_set`: a held-out set (``part="test"`` clusters: never trained; except polydisperse
+  populations, at least :data:`~.metal_sources.SERIES_DISPERSION` wide, of the icosahedra, cuboctahedra and
+  octahedra, of which only 4-7 are held out: from their whole series, ~3/4 of their number weight on trained
+  clusters) under one
   :class:`EvaluationCondition` (mask mode, dispersion 0 / 0.2 / drawn, counting noise, Q edges), so robustness curves
   over Q range, noise and polydispersity come from a list of conditions (:func:`evaluation_conditions`);
 - :func:`estimate_arrays` and :func:`estimate_metrics`: the same figures from the answers users get
@@ -28,7 +30,7 @@ from ...models.cluster_engine import cluster_continuous_estimates
 from ...models.continuous import calibrated_std, class_probabilities, widened_std
 from ..physics.metal_basis import MetalBasis
 from .metal_augment import MASK_MODES, MetalAugmenter, MetalAugmentSettings
-from .metal_sources import MetalPopulationRanges, MetalSource, population_bases
+from .metal_sources import SERIES_DISPERSION, MetalPopulationRanges, MetalSource, population_bases
 from .sources import DrawnSet, draw_set
 
 #: Structure groups and the families in each (a family not named here counts as fcc).
@@ -187,13 +189,15 @@ def draw_evaluation_set(bases: list[MetalBasis], condition: EvaluationCondition,
                         part: str = "test", test_every: int = 5, populations_of_series: bool = True) -> DrawnSet:
     """``size`` single-family populations of the held-out clusters (``part``) under ``condition`` (inputs, targets),
     drawn with ``seed``; other ranges (strain, mean diameters) from ``ranges`` (default: strain +-1 %). Polydisperse
-    populations of a family with too few held-out clusters to form one come from its whole series
-    (:func:`~.metal_sources.population_bases`; ``populations_of_series=False``: held-out clusters only, as before)."""
+    populations (a fixed dispersion >= :data:`~.metal_sources.SERIES_DISPERSION`) of a family with too few held-out
+    clusters to form one come from its whole series, trained clusters included (:func:`~.metal_sources.population_bases`;
+    ``populations_of_series=False``, or a drawn dispersion: held-out clusters only)."""
     ranges = ranges or MetalPopulationRanges(strain=(-0.01, 0.01))
     disp = ranges.dispersion if condition.dispersion is None else (condition.dispersion,) * 2
     ranges = replace(ranges, dispersion=disp, mixture_share=0.0)
     aug = MetalAugmenter(bases[0].q, settings=condition.augment_settings(augment or MetalAugmentSettings()))
-    polydisperse = populations_of_series and condition.dispersion != 0.0
+    polydisperse = (populations_of_series and condition.dispersion is not None
+                    and condition.dispersion >= SERIES_DISPERSION)
     drawn = population_bases(bases, part, test_every, polydisperse=polydisperse)
     return draw_set(MetalSource(drawn, aug, size, ranges, part="all", test_every=test_every), seed=seed)
 

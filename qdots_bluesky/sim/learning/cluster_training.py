@@ -44,7 +44,7 @@ from ..physics.metal_basis import MetalBasis, build_metal_basis, saxs_waxs_q
 from ..physics.metal_clusters import FAMILIES
 from .cluster_evaluation import EvaluationCondition, condition_metrics, draw_evaluation_set, structure_group_matrix
 from .metal_augment import MASK_MODES, MetalAugmenter, MetalAugmentSettings
-from .metal_sources import MetalPopulationRanges, MetalSource, population_bases, split_basis
+from .metal_sources import MetalPopulationRanges, MetalSource, population_bases, split_basis, split_dispersion_range
 from .sources import BatchProducer, draw_set
 
 #: Names of the calibration tensors a cluster bundle stores.
@@ -134,16 +134,19 @@ class ClusterSource:
     """Per epoch (the source protocol of :mod:`.sources`): ``size`` clean patterns of the ``part`` clusters, a share
     ``monodisperse_share`` with dispersion exactly 0 and the rest from ``ranges``, then a share ``blank_share``
     replaced by :func:`blank_patterns`; targets as :class:`~.metal_sources.MetalSource` plus ``presence`` (0 blank,
-    1 clusters). The polydisperse rows of ``part="test"`` draw a sparse family from its whole series
-    (:func:`~.metal_sources.population_bases`), so the calibration sees populations, not histograms of 1-3 clusters."""
+    1 clusters). The polydisperse rows of ``part="test"`` at least :data:`~.metal_sources.SERIES_DISPERSION` wide draw
+    a sparse family from its whole series (:func:`~.metal_sources.population_bases`: clusters trained on), so the
+    calibration sees populations, not histograms of 1-3 clusters."""
 
     def __init__(self, bases: list[MetalBasis], augmenter: MetalAugmenter, size: int, ranges: MetalPopulationRanges,
                  monodisperse_share: float = 0.3, blank_share: float = 0.05, part: str = "train", test_every: int = 5):
         n_mono = int(round(size * monodisperse_share))
         mono = dataclasses.replace(ranges, dispersion=(0.0, 0.0))
-        self.sources = [MetalSource(population_bases(bases, part, test_every, polydisperse=r is ranges), augmenter, n,
-                                    r, part="all", test_every=test_every)
-                        for n, r in ((n_mono, mono), (size - n_mono, ranges)) if n > 0]
+        pieces = [(mono, n_mono, False)] + [(dataclasses.replace(ranges, dispersion=d), n, series) for d, n, series
+                                            in split_dispersion_range(*ranges.dispersion, size - n_mono)]
+        self.sources = [MetalSource(population_bases(bases, part, test_every, polydisperse=series), augmenter, n, r,
+                                    part="all", test_every=test_every)
+                        for r, n, series in pieces if n > 0]
         self.augmenter, self.size, self.blank_share = augmenter, size, blank_share
 
     def __call__(self, rng: np.random.Generator):
@@ -276,8 +279,9 @@ def _presence_metrics(model: ClusterNet, bases, augmenter, settings: ClusterTrai
 
 def calibrate_and_evaluate(model: ClusterNet, bases: list[MetalBasis], settings: ClusterTrainingSettings,
                            progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The steps after training (the model left in eval mode): the calibration tensors from a held-out set (seed
-    settings.seed + 1000) and the held-out metrics (:func:`evaluate_cluster_model`, presence, temperature)."""
+    """The steps after training (the model left in eval mode): the calibration tensors from a set of held-out
+    clusters (seed settings.seed + 1000; polydisperse rows of the sparse families from their whole series, see
+    :class:`ClusterSource`) and the metrics (:func:`evaluate_cluster_model`, presence, temperature)."""
     s = settings
     model.eval()
     augmenter = MetalAugmenter(bases[0].q, settings=s.augment)

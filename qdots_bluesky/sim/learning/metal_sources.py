@@ -86,13 +86,29 @@ def split_basis(basis: MetalBasis, part: str, test_every: int = 5, seed: int = 0
 #: A family whose held-out clusters lie further apart than this (median of consecutive diameter ratios - 1) cannot
 #: form a polydisperse population of them: see :func:`population_bases`.
 COARSE_SPACING = 0.2
+#: Polydisperse rows at least this wide (relative std) draw such a family from its whole series; narrower ones stay on
+#: its held-out clusters (a 5 % log-normal over clusters 20-140 % apart is one cluster: from the series it would be a
+#: single trained one).
+SERIES_DISPERSION = COARSE_SPACING / 2
+
+
+def split_dispersion_range(low: float, high: float, size: int) -> list[tuple[tuple[float, float], int, bool]]:
+    """``size`` rows of log-normal widths uniform in ``low``-``high`` as (range, rows, from the whole series) pieces
+    below and above :data:`SERIES_DISPERSION` (rows in proportion to the pieces' widths, so the draw stays uniform)."""
+    t = min(max(SERIES_DISPERSION, low), high)
+    if high <= low:
+        return [((low, high), size, low >= SERIES_DISPERSION)]
+    n_low = int(round(size * (t - low) / (high - low)))
+    return [(r, n, series) for r, n, series in (((low, t), n_low, False), ((t, high), size - n_low, True)) if n > 0]
 
 
 def population_bases(bases: list[MetalBasis], part: str, test_every: int = 5, polydisperse: bool = False,
                      split_seed: int = 0) -> list[MetalBasis]:
     """The clusters each family's populations are drawn from: :func:`split_basis` of ``part``, except for
-    polydisperse populations of held-out clusters (``part="test"``) of a family whose held-out clusters are spaced
-    by more than :data:`COARSE_SPACING`: its whole series. Au 1-10 nm: 4 held-out icosahedra and cuboctahedra
+    polydisperse populations of held-out clusters (``part="test"``, callers pass ``polydisperse`` for rows at least
+    :data:`SERIES_DISPERSION` wide) of a family whose held-out clusters are spaced by more than
+    :data:`COARSE_SPACING`: its whole series, whose clusters were trained on (~3/4 of such a population's number
+    weight, Au 1-10 nm). Au 1-10 nm: 4 held-out icosahedra and cuboctahedra
     (1.7, 4.1, 6.4, 8.8 nm) and 7 octahedra (1.4-9.8 nm, 17-99 % apart), where a 10-30 % log-normal of held-out
     clusters would be a histogram of one to three of them, its number-weighted mean unlike a population's (the SAXS
     sees the largest); decahedra, truncated octahedra and spheres (4, 1.5 and 9 % apart) stay held out."""
