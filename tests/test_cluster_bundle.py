@@ -37,4 +37,4 @@ def test_train_options_left_out_take_each_task_s_own_defaults():
     assert args.epochs == 7 and args.max_minutes is None and args.learning_rate is None
     s = task_training_settings(metal_shape_size_task(), epochs=args.epochs, max_minutes=args.max_minutes,
                                lr=args.learning_rate)
-    assert s.epochs == 7 and s.max_minutes == 22.0 and s.lr == 2e-3
+    assert s.epochs == 7 and s.max_minutes == 45.0 and s.lr == 2e-3

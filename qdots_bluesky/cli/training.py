@@ -53,7 +53,7 @@ def add_train(sub) -> None:
                         "network stops early enough to leave the specialist its epochs at the speed measured so far "
                         f"(default {d.max_minutes:g}, a safety net: the README gives the default run's time; a run this "
                         "cap stops ends where the machine's speed lets it, so it does not reproduce bit for bit; "
-                        "metal-shape-size: 22, the time its training takes)")
+                        "metal-shape-size: 45, the time its training takes)")
     p.add_argument("--focal-gamma", type=float, default=d.focal_gamma,
                    help="focal loss exponent on the size and dispersion classes, weighting the patterns still "
                         f"misclassified (dilute, noisy, coarse) over easy ones; 0 = cross-entropy (default {d.focal_gamma:g})")
