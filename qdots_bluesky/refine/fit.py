@@ -361,16 +361,9 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
         cols = np.zeros_like(cols)
         scales = np.r_[np.zeros(cols.shape[1]), rest]
 
-    held = dispersion is not None
     result = _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present,
-                       coarse_fit if profile and not held else None, material, wavelength_a, geometry, q_range,
-                       keep_curves, cov, std_scales, correlated_esd)
-    result.dispersion_held = held
-    if held and result.status == "sized":
-        result.dispersion_std = 0.0  # held, not refined (the covariance leaves rounding there)
-    if held and "dispersion_at_bound" in result.flags:  # the user's value, not a bound the fit ran into
-        result.flags.remove("dispersion_at_bound")
-        result.flag_details.pop("dispersion_at_bound", None)
+                       coarse_fit if profile else None, material, wavelength_a, geometry, q_range, keep_curves, cov,
+                       std_scales, correlated_esd)
     result.network_size_nm = net_size
     if result.status == "sized" and net_size is not None and net_std is not None:
         combined = float(np.hypot(result.size_std_nm, net_std))
@@ -409,12 +402,13 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
     texture = None
     if present:
         std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        std[list(problem.fixed_params)] = 0.0  # held, not refined (the covariance leaves rounding there)
         volume = volume_diameter(basis, theta)
         h = 1e-4 * theta[:2]
         grad = np.array([(volume_diameter(basis, theta + np.r_[h[0], np.zeros(theta.size - 1)]) - volume) / h[0],
                          (volume_diameter(basis, theta + np.r_[0.0, h[1], np.zeros(theta.size - 2)]) - volume) / h[1]])
         cond_d = cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1] if cov[1, 1] > 0 else cov[0, 0]
-        profile = profile_fit is not None
+        profile = profile_fit is not None and 1 not in problem.fixed_params  # no profile over a held dispersion
         prof = (dispersion_profile(*profile_fit, float(std[1]), lo, hi, chi2_red, basis, cov=cov) if profile
                 else None)
         if prof is None:
@@ -430,7 +424,8 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         std = std * inflate
         std_scales = std_scales * inflate
         for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound", "b_offset_at_bound")):
-            if min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
+            # a held value is the user's, not a bound the fit ran into
+            if i not in problem.fixed_params and min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
                 flags.append(flag)
         k = model.instrument_index
         if k not in problem.fixed_params and (theta[k] > hi[k] * (1 - 1e-3) or theta[k + 1] > hi[k + 1] * (1 - 1e-3)):
@@ -468,7 +463,8 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         instrument_gauss_fwhm_std=(_gauss_esd(float(np.sqrt(max(theta[k], 0.0))), float(std[k]) ** 2)
                                    if refined_instrument else 0.0),
         instrument_lorentz_fwhm_std=float(std[k + 1]) if refined_instrument else 0.0,
-        instrument_unit=INSTRUMENT_UNITS[geometry.kind], instrument_refined=refined_instrument)
+        instrument_unit=INSTRUMENT_UNITS[geometry.kind], instrument_refined=refined_instrument,
+        dispersion_held=1 in problem.fixed_params)
     return RefinementResult(**instrument_values,
         **values, displacement_mm=float(theta[4]) if flat and present else None,
         displacement_std_mm=float(std[4]) if flat and present else None,

@@ -152,8 +152,8 @@ class Problem:
             base = cols @ s[:m]
             G = np.empty((base.size, theta.size))
             k = self.model.instrument_index
-            skip = set(self.fixed_params) | ({i for i in range(theta.size) if i not in set(wanted)}
-                                             if wanted is not None else set())
+            skip = set(self.fixed_params) | (set(range(theta.size)) - {int(i) for i in wanted} if wanted is not None
+                                             else set())
             if not {k, k + 1} <= skip:
                 d_g, d_l = self.model.instrument_derivatives(theta)
                 G[:, k], G[:, k + 1] = d_g @ s[:m], d_l @ s[:m]
