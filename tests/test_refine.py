@@ -105,6 +105,30 @@ def test_cdse_size_recovered():
     assert abs(r.size_nm - 3.2) < 3 * r.size_std_nm and r.size_std_nm < 0.3
 
 
+def test_noisy_pattern_with_undetermined_instrument_is_sized(pbs):
+    """Few counts: the instrument widths trade with the dispersion along a flat valley (the fit may run them to a
+    bound), which must not make the dots' intensity look insignificant (it did: 'no nanocrystals' for 4 of 6)."""
+    for seed in range(1, 5):
+        q, y, _, _ = _simulate(pbs, 3.4, 0.10, 0.0, np.random.default_rng(seed), dots=600.0)
+        r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+        assert r.status == "sized" and r.instrument_refined, r.summary()
+        assert abs(r.size_nm - 3.4) < 2.5 * r.size_std_nm, r.summary()
+
+
+def test_poor_fit_is_the_models_misfit_not_counting_noise(pbs):
+    rng = np.random.default_rng(11)
+    q, y, nc, solv = _simulate(pbs, 3.4, 0.10, 0.0, rng)
+    expected = nc + solv + 3000.0 + 200.0 * q
+    sparse = rng.poisson(expected * 40.0 / expected.mean()).astype(float)  # ~40 counts a point: Rexp ~16 %
+    kw = dict(wavelength_a=WL, x_unit="q", basis=pbs, q_range=(1.0, 8.0))
+    noisy = refine_pattern(q, sparse, solvent="hexane", instrument_fwhm=(0.0, 0.0), **kw)
+    assert noisy.rwp > 0.10 and noisy.reduced_chi2 == pytest.approx(1.0, abs=0.15)
+    assert "poor_fit" not in noisy.flags, noisy.summary()
+    wrong = refine_pattern(q, y, solvent="none", background_order=0, **kw)  # the solvent left out of the model
+    assert wrong.rwp > 0.10 and wrong.rwp > 2 * wrong.rwp_expected
+    assert "poor_fit" in wrong.flags and "Rexp" in wrong.flag_details["poor_fit"]
+
+
 def test_no_dots_gives_no_size(pbs):
     rng = np.random.default_rng(7)
     sel = (pbs.q >= 1.0) & (pbs.q <= 8.0)

@@ -54,13 +54,11 @@ from .basis import refinement_basis
 from .data import Blank, FitData, prepare_data
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, SCHERRER_K_SPHERE, DotModel, Geometry
 from .residuals import esd_correlation_factor
-from .result import FLAGS, RefinementCurves, RefinementResult
-from .solver import Problem, covariance, dispersion_profile, fit_nonlinear, volume_diameter
+from .result import FLAGS, POOR_FIT_NOISE_RATIO, POOR_FIT_RWP, RefinementCurves, RefinementResult, is_poor_fit
+from .solver import Problem, at_bound, covariance, dispersion_profile, fit_nonlinear, volume_diameter
 
 __all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
-#: Rwp above which a fit is flagged poor (10 %: DSE fits of measured dots reach 2-6 %, see DESIGN.md).
-POOR_FIT_RWP = 0.10
 #: Chi^2 gain (in units of chi2_red) the dots must bring to count as present: 25 = 5 sigma.
 NO_DOTS_DCHI2 = 25.0
 #: ... and their total intensity (sum over the dot columns) must exceed this many of its e.s.d.s (full
@@ -423,9 +421,10 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
         size_std, vol_std, disp_std = size_std * inflate, vol_std * inflate, disp_std * inflate
         std = std * inflate
         std_scales = std_scales * inflate
+        bound = at_bound(theta, lo, hi)
         for i, flag in enumerate(("size_at_bound", "dispersion_at_bound", "strain_at_bound", "b_offset_at_bound")):
             # a held value is the user's, not a bound the fit ran into
-            if i not in problem.fixed_params and min(theta[i] - lo[i], hi[i] - theta[i]) < 1e-3 * (hi[i] - lo[i]):
+            if i not in problem.fixed_params and bound[i]:
                 flags.append(flag)
         k = model.instrument_index
         if k not in problem.fixed_params and (theta[k] > hi[k] * (1 - 1e-3) or theta[k + 1] > hi[k + 1] * (1 - 1e-3)):
@@ -445,11 +444,12 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
                       size_volume_std_nm=nan, dispersion=nan, dispersion_std=nan, strain=nan, strain_std=nan,
                       b_offset=nan, b_offset_std=nan)
         std = np.full(theta.size, nan)
-    if rwp > POOR_FIT_RWP:
+    if is_poor_fit(rwp, rexp):
         flags.append("poor_fit")
     details.update({f: FLAGS[f] for f in flags if f not in details})
     if "poor_fit" in flags:
-        details["poor_fit"] = f"Rwp {100 * rwp:.1f} % > {100 * POOR_FIT_RWP:.0f} %"
+        details["poor_fit"] = (f"Rwp {100 * rwp:.1f} % > {100 * POOR_FIT_RWP:.0f} % and > {POOR_FIT_NOISE_RATIO:g} x "
+                               f"Rexp {100 * rexp:.1f} %")
     keep = [0] + list(range(n_dot, scales.size))
     curves = None
     if keep_curves:

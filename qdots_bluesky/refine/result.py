@@ -22,11 +22,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RefinementCurves", "RefinementResult", "FLAGS", "STATUSES"]
+__all__ = ["RefinementCurves", "RefinementResult", "FLAGS", "STATUSES", "POOR_FIT_RWP", "POOR_FIT_NOISE_RATIO",
+           "is_poor_fit"]
+
+#: A fit is poor where Rwp exceeds POOR_FIT_RWP (10 %: DSE fits of measured dots reach 2-6 %, see DESIGN.md) and
+#: POOR_FIT_NOISE_RATIO times the Rwp counting noise alone would give (Rexp): noisy data fitted down to their noise
+#: have Rwp = Rexp at any count level, and that is not a poor fit.
+POOR_FIT_RWP = 0.10
+POOR_FIT_NOISE_RATIO = 2.0
+
+
+def is_poor_fit(rwp: float, rwp_expected: float, threshold: float = POOR_FIT_RWP) -> bool:
+    """Whether a fit of weighted profile R ``rwp`` is poor: above ``threshold`` and above POOR_FIT_NOISE_RATIO x the
+    expected R of counting noise ``rwp_expected`` (the misfit is the model's, not the counts')."""
+    return bool(rwp > threshold and rwp > POOR_FIT_NOISE_RATIO * rwp_expected)
 
 #: What each flag means.
 FLAGS: dict[str, str] = {
-    "poor_fit": "Rwp above the poor-fit threshold: the model does not describe the pattern; read the size with care",
+    "poor_fit": "Rwp above the poor-fit threshold (10 %) and above twice what counting noise alone gives (Rexp): the "
+                "model does not describe the pattern; read the size with care",
     "disagrees_with_network": "the refined size and the network's estimate differ by more than twice their combined "
                               "uncertainty (the refinement's e.s.d. as reported, with the residuals' correlation "
                               "factor)",

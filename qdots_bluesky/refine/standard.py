@@ -34,11 +34,15 @@ from ..sim.physics.reflections import bragg_reflections
 from ..units import XUnit, check_wavelength, q_to_tth, tth_to_q
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, KA2_RATIO, KA2_WAVELENGTH_A
 from .residuals import esd_correlation_factor
+from .result import is_poor_fit
 from .solver import levenberg_marquardt
 
 __all__ = ["STANDARDS", "InstrumentFit", "standard_structure", "fit_instrument"]
 
 #: Line-profile standards by name: (lattice parameter in A, what it is). NIST SRM 640f silicon and SRM 660c LaB6.
+#: Rwp above which (and above twice the counting noise's Rexp) a standard's fit is poor: sharp Bragg peaks fit less
+#: closely than the dots' broad ones.
+POOR_STANDARD_RWP = 0.15
 STANDARDS = {"Si": (5.431144, "silicon, NIST SRM 640f, a = 5.431144 A"),
              "LaB6": (4.156826, "lanthanum hexaboride, NIST SRM 660c, a = 4.156826 A")}
 
@@ -189,7 +193,7 @@ def fit_instrument(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     rwp = float(np.sqrt((r @ r) / np.sum((y * w) ** 2)))
     flags = [f"{name}_at_bound" for name, i in (("gauss_fwhm", 0), ("lorentz_fwhm", 1), ("shift", 2))
              if theta[i] >= hi[i] * (1 - 1e-6) or (i == 2 and theta[i] <= lo[i] * (1 - 1e-6))]
-    if rwp > 0.15:
+    if is_poor_fit(rwp, float(np.sqrt(n_dof / np.sum((y * w) ** 2))), threshold=POOR_STANDARD_RWP):
         flags.append("poor_fit")
     return InstrumentFit(standard=standard, geometry=geometry, gauss_fwhm=float(theta[0]),
                          gauss_fwhm_std=float(std[0]), lorentz_fwhm=float(theta[1]), lorentz_fwhm_std=float(std[1]),
