@@ -1,0 +1,44 @@
+"""benchmarks/bench_demo_limit.py: the demo's patterns sized by the network and refined with the exact model."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("bench_demo_limit", ROOT / "benchmarks" / "bench_demo_limit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+
+def test_summary_counts_only_sized_patterns():
+    truth = np.array([5.0, 6.0, 7.0])
+    s = bench.summary(truth, np.array([5.1, np.nan, 7.5]), np.array([0.1, np.nan, 0.1]))
+    assert s["sized"] == 2 and s["n"] == 3
+    assert s["mae_nm"] == pytest.approx(0.3) and s["within_2_sigma"] == pytest.approx(0.5)
+
+
+def test_run_sizes_and_refines_the_demo_patterns(tmp_path, capsys):
+    pytest.importorskip("ophyd")
+    out = tmp_path / "limit.json"
+    assert bench.main(["--points", "4", "--count-rate", "1e5", "--max-diameter", "9", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["rows"]) == 3 and "network: sized 3 of 3" in capsys.readouterr().out
+    exact = data["summary"]["exact"]
+    # the exact model on its own patterns: every one sized, within a few e.s.d.s of the truth
+    assert exact["sized"] == 3 and exact["mae_nm"] < 0.1
+    for row in data["rows"]:
+        size, std = row["exact"]
+        assert abs(size - row["true_nm"]) < 3 * std
