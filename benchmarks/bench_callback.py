@@ -118,12 +118,13 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         sizer.refiner.prepare(wavelength)
         print(f"refinement basis at {wavelength} A ready in {time.perf_counter() - t:.1f} s")
-    out = {"events": 0, "status": {}, "refined": 0}
+    out = {"events": 0, "status": {}, "refined": 0, "refined_sized": 0}
 
     def sink(name, doc):
         if name == "event" and "latency_ms" in doc["data"]:
             out["events"] += 1
             out["refined"] += int(doc["data"].get("refined", 0))
+            out["refined_sized"] += int(np.isfinite(doc["data"].get("refined_size_nm", np.nan)))
             s = doc["data"]["status"]
             out["status"][s] = out["status"].get(s, 0) + 1
 
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
     # warm-up run (operator build, allocator, first chunks)
     one_run(int(min(100, args.rate * 2)), pace=True)
     sizer.latencies_ms.clear()
-    out.update(events=0, status={}, refined=0)
+    out.update(events=0, status={}, refined=0, refined_sized=0)
     rss_warm = rss_mb()
     n = int(round(args.duration * args.rate))
     print(f"model: {path} ({origin}); device {sizer.predictor.device}; torch threads "
@@ -197,7 +198,8 @@ def main(argv=None) -> int:
     print(f"stop flush {flush_ms:.1f} ms; RSS start {rss0:.0f} MiB, after warm-up {rss_warm:.0f} MiB, end {rss_end:.0f} MiB")
     if args.refine:
         print(f"refined {out['refined']} of {out['events']} estimates ({100 * out['refined'] / max(out['events'], 1):.0f} "
-              f"%); the others sent unrefined (a worker behind refines the newest of a batch)")
+              f"%; {out['refined_sized']} of them with a refined size, the others found no dots); the others sent "
+              "unrefined (a worker behind refines the newest of a batch)")
         ok = out["events"] == n and n / elapsed >= 0.98 * args.rate
         print("targets with refinement (rate sustained, nothing dropped):", "MET" if ok else "NOT MET")
     else:
