@@ -115,6 +115,17 @@ def test_noisy_pattern_with_undetermined_instrument_is_sized(pbs):
         assert abs(r.size_nm - 3.4) < 2.5 * r.size_std_nm, r.summary()
 
 
+def test_weak_dots_in_a_strong_solvent_are_found(pbs):
+    """Dots at a fifth of the solvent's level, ~150 counts a point: their chi^2 gain is thousands of chi2_red, yet
+    an intensity test at fixed size and dispersion (the scale trades with D) called 4 of these 5 'no nanocrystals'."""
+    for seed in range(5):
+        q, y, _, _ = _simulate(pbs, 3.0, 0.15, 0.0, np.random.default_rng(seed), dots=150.0, solvent_level=5.0)
+        r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0),
+                           instrument_fwhm=(0.0, 0.0))
+        assert r.status == "sized", r.summary()
+        assert abs(r.size_nm - 3.0) < 2.5 * r.size_std_nm, r.summary()
+
+
 def test_poor_fit_is_the_models_misfit_not_counting_noise(pbs):
     rng = np.random.default_rng(11)
     q, y, nc, solv = _simulate(pbs, 3.4, 0.10, 0.0, rng)
@@ -327,7 +338,8 @@ def test_held_dispersion_gives_the_size_at_that_dispersion(pbs):
 
 def test_dots_presence_counts_every_dot_column():
     """A textured flat plate's untextured column may take a zero scale while the reflection families carry the
-    dots: still dots. No positive scale, or too small a gain in chi^2 (25 x chi2_red, 5 sigma): no dots."""
+    dots: still dots. No positive scale, or too small a gain in chi^2 (25 x chi2_red x the residuals' correlation
+    factor squared, 5 sigma): no dots."""
     from qdots_bluesky.refine.fit import NO_DOTS_DCHI2, dots_improve_fit
 
     assert dots_improve_fit(np.array([0.0, 1.2, 0.4]), 1000.0, 100.0, 2.0)
@@ -335,6 +347,11 @@ def test_dots_presence_counts_every_dot_column():
     assert not dots_improve_fit(np.array([0.0, 0.0]), 1000.0, 100.0, 2.0)
     assert not dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 0.99 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0)
     assert dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 1.01 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0)
+    # residuals correlated over ~9 points (factor 3) are ~9x fewer independent ones: 9x the gain is needed
+    gain = 100.0 + 5.0 * NO_DOTS_DCHI2 * 2.0
+    assert dots_improve_fit(np.array([1.0]), gain, 100.0, 2.0, correlation_factor=1.0)
+    assert not dots_improve_fit(np.array([1.0]), gain, 100.0, 2.0, correlation_factor=3.0)
+    assert dots_improve_fit(np.array([1.0]), 100.0 + 9.1 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0, correlation_factor=3.0)
 
 
 def test_flat_plate_instrument_columns_are_the_derivatives():

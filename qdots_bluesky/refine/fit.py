@@ -29,9 +29,10 @@ same for the volume-weighted mean. Every e.s.d. is then multiplied by the residu
 (:mod:`~qdots_bluesky.refine.residuals`; ``correlated_esd=False`` keeps the covariance's), and so is the
 combined uncertainty of the ``disagrees_with_network`` flag.
 
-Outcomes: ``no_nanocrystals`` where the dots do not improve chi^2 by ``NO_DOTS_DCHI2`` x chi2_red (a
-5-sigma significance), take a zero scale, or an intensity below ``NO_DOTS_SIGNIFICANCE`` e.s.d.s; flags in
-:data:`~qdots_bluesky.refine.result.FLAGS`.
+Outcomes: ``no_nanocrystals`` where the dots take a zero scale or do not improve chi^2 by ``NO_DOTS_DCHI2`` x
+chi2_red x cf^2, cf the residuals' correlation factor (a likelihood-ratio test at 5 sigma, counting the residuals
+of a peak's width as the fewer independent ones they are: a dot component that only soaks up the misfit of a
+solvent model leaves correlated residuals and gains little); flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
 
 Instrument resolution (:mod:`~qdots_bluesky.refine.model`): a Voigt profile whose Gaussian and Lorentzian FWHMs
 (1/A for a capillary, deg 2theta for a flat plate) are refined within 0 to ``INSTRUMENT_BOUNDS`` (started at
@@ -59,11 +60,9 @@ from .solver import Problem, at_bound, covariance, dispersion_profile, fit_nonli
 
 __all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
-#: Chi^2 gain (in units of chi2_red) the dots must bring to count as present: 25 = 5 sigma.
+#: Chi^2 gain (in units of chi2_red x the residuals' correlation factor squared) the dots must bring to count as
+#: present: 25 = 5 sigma.
 NO_DOTS_DCHI2 = 25.0
-#: ... and their total intensity (sum over the dot columns) must exceed this many of its e.s.d.s (full
-#: covariance): a dot component that only soaks up the misfit of a solvent model does not.
-NO_DOTS_SIGNIFICANCE = 5.0
 #: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
 DISAGREE_FACTOR = 2.0
 SOLVENT_CHOICES = ("none", "auto")
@@ -111,11 +110,15 @@ def _instrument_fixed(instrument_fwhm: Sequence[float] | None, geometry: Geometr
     return g, lor
 
 
-def dots_improve_fit(dot_scales: np.ndarray, cost_without: float, cost_with: float, chi2_red: float) -> bool:
-    """The first test of the dots' presence: some dot column has a positive scale (any counts: on a textured flat
-    plate the untextured column may take a zero scale while the reflection families carry the dots) and the dots
-    lower the weighted sum of squares by ``NO_DOTS_DCHI2`` x chi2_red."""
-    return bool(np.sum(dot_scales) > 0 and (cost_without - cost_with) / chi2_red >= NO_DOTS_DCHI2)
+def dots_improve_fit(dot_scales: np.ndarray, cost_without: float, cost_with: float, chi2_red: float,
+                     correlation_factor: float = 1.0) -> bool:
+    """The test of the dots' presence: some dot column has a positive scale (any counts: on a textured flat plate the
+    untextured column may take a zero scale while the reflection families carry the dots) and the dots lower the
+    weighted sum of squares by ``NO_DOTS_DCHI2`` x chi2_red x ``correlation_factor``^2 (the residuals' correlation
+    factor, :func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`: residuals correlated over a peak's width
+    are fewer independent ones, and a misfit the dots only soak up is such)."""
+    gain = (cost_without - cost_with) / (chi2_red * max(float(correlation_factor), 1.0) ** 2)
+    return bool(np.sum(dot_scales) > 0 and gain >= NO_DOTS_DCHI2)
 
 
 def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | None]:
@@ -348,13 +351,11 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     n_dof = max(data.q.size - (n_p + scales.size + free.shape[1]), 1)
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
-    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red)
+    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, esd_correlation_factor(r))
     cov = std_scales = None
     if present:
-        cov, std_scales, significance = covariance(problem, theta, scales, cols, chi2_red, lo, hi)
-        # the dots' intensity must differ from 0 by NO_DOTS_SIGNIFICANCE of its e.s.d. (correlations included)
-        present = significance >= NO_DOTS_SIGNIFICANCE
-    if not present:  # report the model without dots: its scales, background and Rwp
+        cov, std_scales = covariance(problem, theta, scales, cols, chi2_red, hi)
+    else:  # report the model without dots: its scales, background and Rwp
         _, rest, _ = problem.solve(theta, dots=False)
         cols = np.zeros_like(cols)
         scales = np.r_[np.zeros(cols.shape[1]), rest]

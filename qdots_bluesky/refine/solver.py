@@ -291,7 +291,7 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
     return p, cost
 
 
-#: A nonlinear parameter within this fraction of its range from a bound is at the bound (flags, significance).
+#: A nonlinear parameter within this fraction of its range from a bound is at the bound.
 AT_BOUND = 1e-3
 
 
@@ -301,15 +301,11 @@ def at_bound(theta: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np.ndarray, chi2_red: float,
-                lo: np.ndarray, hi: np.ndarray):
+               hi: np.ndarray):
     """Covariance of (nonlinear params, active scales, background) from the full weighted Jacobian x chi2_red;
-    the problem's fixed parameters have no column (their rows and columns of the covariance are 0).
-
-    Also the significance of the dots' total intensity (over its e.s.d., correlations included) with the
-    instrument widths and the parameters at a bound held: a convolution keeps the area, so the resolution cannot
-    make or unmake dots, yet where noisy data do not determine it (its widths trade with the dispersion along a
-    flat valley, and the fit may run to a bound) the full covariance's intensity variance is as wide as that valley,
-    which says nothing about whether there are dots."""
+    the problem's fixed parameters have no column (their rows and columns of the covariance are 0). Returns the
+    nonlinear parameters' block and the e.s.d.s of the scales (NaN for inactive ones). ``hi``: the upper bounds (a
+    flat plate's forward differences step down from them)."""
     w = problem.w[:, None]
     lin_cols = np.hstack([cols, problem.fixed_w / w])
 
@@ -335,28 +331,11 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
     norms = np.sqrt(np.einsum("ij,ij->j", Jfull, Jfull))
     norms[norms == 0] = 1.0
     Jn = Jfull / norms
-    normal = Jn.T @ Jn
-    cov = np.linalg.pinv(normal, rcond=1e-12) / np.outer(norms, norms) * chi2_red
+    cov = np.linalg.pinv(Jn.T @ Jn, rcond=1e-12) / np.outer(norms, norms) * chi2_red
     std_scales = np.full(scales.size, np.nan)
     lin = slice(theta.size, theta.size + active.sum())
     std_scales[active] = np.sqrt(np.maximum(np.diag(cov)[lin], 0.0))
-    # significance of the dots' total intensity (all dot columns: with texture, one per reflection family)
-    cov_sig = cov
-    k = problem.model.instrument_index
-    held = at_bound(theta, lo, hi)
-    held[[k, k + 1]] = True
-    bound = np.flatnonzero(held & (np.abs(Jnl).sum(axis=0) > 0))
-    if bound.size:  # those held: their rows and columns of the normal matrix dropped
-        keep = np.setdiff1d(np.arange(normal.shape[0]), bound)
-        cov_sig = np.zeros_like(cov)
-        cov_sig[np.ix_(keep, keep)] = (np.linalg.pinv(normal[np.ix_(keep, keep)], rcond=1e-12)
-                                       / np.outer(norms[keep], norms[keep]) * chi2_red)
-    m = cols.shape[1]
-    g = np.where(np.arange(scales.size) < m, lin_cols.sum(axis=0), 0.0)[active]
-    total = float(g @ scales[active])
-    var = float(g @ cov_sig[lin, lin] @ g)
-    significance = total / np.sqrt(var) if var > 0 else (np.inf if total > 0 else 0.0)
-    return cov[:theta.size, :theta.size], std_scales, significance
+    return cov[:theta.size, :theta.size], std_scales
 
 
 def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_std: float, lo, hi, chi2_red: float, basis,
