@@ -56,7 +56,7 @@ def test_recovers_size_dispersion_strain(pbs):
     assert abs(r.size_volume_nm - vol) < 2.5 * r.size_volume_std_nm
     # the profile carries the mean-dispersion correlation: the size e.s.d. exceeds the one at fixed dispersion
     assert r.size_std_nm > r.size_volume_std_nm
-    assert r.reduced_chi2 == pytest.approx(1.0, abs=0.2)
+    assert r.reduced_chi2 == pytest.approx(1.0, abs=0.2) and r.reduced_chi2_with_dots == r.reduced_chi2
     assert r.esd_correlation_factor < 1.3  # white residuals: the e.s.d.s need no correlation correction
     d = r.to_dict()
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion", "dispersion_std",
@@ -149,6 +149,8 @@ def test_no_dots_gives_no_size(pbs):
     r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
     assert r.status == "no_nanocrystals", r.summary()
     assert np.isnan(r.size_nm) and r.to_dict()["size_nm"] is None and r.to_dict()["size_std_nm"] is None
+    # the rejected model with dots fits at least as well as the reported one without (how 'auto' compares solvents)
+    assert r.reduced_chi2_with_dots <= r.reduced_chi2 * (1 + 1e-3) and r.to_dict()["reduced_chi2_with_dots"] > 0
 
 
 def test_solvent_model_mismatch_is_not_taken_for_dots(pbs):

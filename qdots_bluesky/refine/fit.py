@@ -291,7 +291,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     ``blanks``: measured blanks (:class:`~qdots_bluesky.refine.data.Blank`) each with its own scale;
     ``solvent``: a built-in solvent model name, 'auto' or 'none'; 'auto' refines with the one of hexane and
     toluene that fits better at the start values (a start or network given), else refines with both and keeps the
-    lower reduced chi^2;
+    one whose model with dots has the lower reduced chi^2;
     ``q_range`` (1/A): default 1-15 for a capillary, the data's range for a flat plate, within the basis;
     ``exclude_tth``: 2theta ranges (deg) left out; ``start``: values to start from (mapping or object with
     size_nm, dispersion, strain[, b_offset, displacement_mm], e.g. a previous result's ``to_dict()``);
@@ -327,10 +327,13 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                   background_order=background_order, q_range=q_range, exclude_tth=exclude_tth, basis=basis,
                   max_diameter_nm=max_diameter_nm, dispersion=dispersion)
     if solvent == "auto" and not _start_values(start if start is not None else network)[0]:
-        # no start values: refine with every built-in model and keep the lowest reduced chi^2
-        best = min((refine_pattern(x, y, sigma, solvent=n, instrument_fwhm=instrument_fwhm, profile=profile,
-                                   keep_curves=keep_curves, correlated_esd=correlated_esd, **common)
-                    for n in AUTO_SOLVENTS), key=lambda r: r.reduced_chi2)
+        # no start values: refine with every built-in model and keep the one whose model with dots fits best (a
+        # no_nanocrystals result reports the model without dots, whose chi^2 is not comparable)
+        results = [refine_pattern(x, y, sigma, solvent=n, instrument_fwhm=instrument_fwhm, profile=profile,
+                                  keep_curves=keep_curves, correlated_esd=correlated_esd, **common)
+                   for n in AUTO_SOLVENTS]
+        best = min(results, key=lambda r: r.reduced_chi2_with_dots)
+        best.nfev = sum(r.nfev for r in results)
         best.elapsed_s = time.perf_counter() - t0
         return best
     options = dict(common, start=start, network=network, instrument=instrument)
@@ -363,6 +366,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     result = _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present,
                        coarse_fit if profile else None, material, wavelength_a, geometry, q_range, keep_curves, cov,
                        std_scales, correlated_esd)
+    result.reduced_chi2_with_dots = result.reduced_chi2 if present else chi2_red
     result.network_size_nm = net_size
     if result.status == "sized" and net_size is not None and net_std is not None:
         combined = float(np.hypot(result.size_std_nm, net_std))
