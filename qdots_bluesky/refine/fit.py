@@ -110,6 +110,26 @@ def _instrument_fixed(instrument_fwhm: Sequence[float] | None, geometry: Geometr
     return g, lor
 
 
+def _usable_esds(esds: tuple[float, float, float], step_nm: float, spans: tuple[float, float, float],
+                 dispersion_held: bool = False) -> tuple[tuple[float, float, float], bool]:
+    """The e.s.d.s of (D_N, D_V, dispersion) made usable: a zero or non-finite one (a population on one cluster of
+    the series is flat in size and dispersion) becomes the series' diameter step / sqrt 12 for the sizes and the
+    dispersion's range / sqrt 12, one wider than its parameter's range (``spans``) that range / sqrt 12 (the
+    spread of no knowledge within the bounds). Returns them and whether any changed. A held dispersion keeps its 0."""
+    out, limited = [], False
+    for k, (esd, span) in enumerate(zip(esds, spans)):
+        ignorance = span / np.sqrt(12.0)
+        if k == 2 and dispersion_held:
+            value = esd
+        elif not np.isfinite(esd) or esd <= 0.0:
+            value = step_nm / np.sqrt(12.0) if k < 2 else ignorance
+        else:
+            value = min(esd, ignorance)
+        limited = limited or value != esd
+        out.append(float(value))
+    return (out[0], out[1], out[2]), limited
+
+
 def dots_improve_fit(dot_scales: np.ndarray, cost_without: float, cost_with: float, chi2_red: float,
                      correlation_factor: float = 1.0) -> bool:
     """The test of the dots' presence: some dot column has a positive scale (any counts: on a textured flat plate the
@@ -424,6 +444,11 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
             size_std = float(np.sqrt(max(cond_d, 0.0) + (slope_d * disp_std) ** 2))
             vol_std = float(np.sqrt(max(grad[0] ** 2 * max(cond_d, 0.0), 0.0) + (slope_v * disp_std) ** 2))
         size_std, vol_std, disp_std = size_std * inflate, vol_std * inflate, disp_std * inflate
+        (size_std, vol_std, disp_std), limited = _usable_esds(
+            (size_std, vol_std, disp_std), basis.unit_nm, (hi[0] - lo[0], hi[0] - lo[0], hi[1] - lo[1]),
+            dispersion_held=1 in problem.fixed_params)
+        if limited:
+            flags.append("esd_limited")
         std = std * inflate
         std_scales = std_scales * inflate
         bound = at_bound(theta, lo, hi)
@@ -465,9 +490,11 @@ def _assemble(problem, data, model, basis, theta, scales, cols, names, chi2_red,
     refined_instrument = k not in problem.fixed_params
     instrument_values = dict(
         instrument_gauss_fwhm=float(np.sqrt(max(theta[k], 0.0))), instrument_lorentz_fwhm=float(theta[k + 1]),
-        instrument_gauss_fwhm_std=(_gauss_esd(float(np.sqrt(max(theta[k], 0.0))), float(std[k]) ** 2)
-                                   if refined_instrument else 0.0),
-        instrument_lorentz_fwhm_std=float(std[k + 1]) if refined_instrument else 0.0,
+        # no wider than the spread of no knowledge within the bounds (0 to the upper bound), as the sizes'
+        instrument_gauss_fwhm_std=(min(_gauss_esd(float(np.sqrt(max(theta[k], 0.0))), float(std[k]) ** 2),
+                                       model.max_instrument_fwhm / np.sqrt(12.0)) if refined_instrument else 0.0),
+        instrument_lorentz_fwhm_std=(min(float(std[k + 1]), model.max_instrument_fwhm / np.sqrt(12.0))
+                                     if refined_instrument else 0.0),
         instrument_unit=INSTRUMENT_UNITS[geometry.kind], instrument_refined=refined_instrument,
         dispersion_held=1 in problem.fixed_params)
     return RefinementResult(**instrument_values,

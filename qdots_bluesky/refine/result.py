@@ -50,8 +50,14 @@ FLAGS: dict[str, str] = {
     "b_offset_at_bound": "the Debye-Waller offset reached its bound (-1.2 or +3 A^2): the model lacks something at "
                          "high Q (disorder, surface, background)",
     "profile_failed": "the profile over the dispersion could not be evaluated; e.s.d.s are from the covariance",
-    "instrument_at_bound": "an instrument FWHM reached its upper bound: broadening the dots' model lacks (strain "
-                           "spread, stacking faults, a wider resolution) is taken as the instrument's",
+    "instrument_at_bound": "an instrument FWHM reached its upper bound: the data do not separate it from the size "
+                           "distribution's width (noisy or narrow-range data: D_N follows it, see its e.s.d.), or "
+                           "broadening the dots' model lacks (strain spread, stacking faults, a wider resolution) is "
+                           "taken as the instrument's; a resolution measured on a standard (--instrument-fwhm) decides",
+    "esd_limited": "the covariance gave a size or dispersion no usable e.s.d.: zero (a population on one cluster of "
+                   "the series, flat in size and dispersion: the e.s.d. given is the series' diameter step / sqrt 12, "
+                   "the dispersion's its range / sqrt 12) or wider than the refinement's range (given as range / "
+                   "sqrt 12, that of no knowledge within it)",
 }
 STATUSES: dict[str, str] = {
     "sized": "nanocrystal scattering found and refined",
