@@ -18,7 +18,7 @@ import numpy as np
 from ..io import read_pattern
 from ..units import XUnit, check_wavelength, q_to_tth, tth_to_q
 
-__all__ = ["FitData", "Blank", "prepare_data", "load_blank", "parse_ranges"]
+__all__ = ["FitData", "Blank", "prepare_data", "load_blank", "parse_ranges", "data_axes"]
 
 
 
@@ -68,7 +68,9 @@ def parse_ranges(text: str | None) -> list[tuple[float, float]]:
     return out
 
 
-def _axes(x: np.ndarray, x_unit: str, wavelength_a: float) -> tuple[np.ndarray, np.ndarray | None]:
+def data_axes(x: np.ndarray, x_unit: str, wavelength_a: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Q (1/A) and 2theta (deg; None for Q beyond 4 pi / lambda) of points ``x`` in ``x_unit`` ("tth" or "q");
+    ValueError for 2theta outside 0-180 deg or a negative Q."""
     if x_unit == "tth":
         if x.min() < 0 or x.max() >= 180:
             raise ValueError(f"2theta from {x.min():.4g} to {x.max():.4g} deg; accepted: 0 to 180 deg")
@@ -111,7 +113,7 @@ def prepare_data(x, y, sigma=None, *, x_unit: str = "tth", wavelength_a: float,
         if s.shape != y.shape or not np.all(np.isfinite(s)):
             raise ValueError("sigma must be finite and as long as y")
         s = np.where(s > 0, s, counting)
-    q, tth = _axes(x, x_unit, wavelength_a)
+    q, tth = data_axes(x, x_unit, wavelength_a)
     lo, hi = float(q_range[0]), float(q_range[1])
     keep = (q >= lo) & (q <= hi)
     for a, b in exclude_tth:
@@ -153,6 +155,6 @@ def load_blank(path: str | Path, wavelength_a: float | None, x_unit: str = "tth"
             raise ValueError(f"blank {path}: Q from {x.min():.4g} 1/A; accepted: Q >= 0")
         q = x
     else:
-        q, _ = _axes(x, x_unit, wavelength_a)
+        q, _ = data_axes(x, x_unit, wavelength_a)
     order = np.argsort(q)
     return Blank(Path(path).stem, q[order], np.asarray(pattern.y, float)[order])

@@ -127,6 +127,7 @@ class RefinementResult:
     dispersion_held: bool = False  # held at a given value (e.g. from TEM): e.s.d. 0, D_N's e.s.d. at that value
     # the model with dots: reduced_chi2 where sized; for no_nanocrystals that of the with-dots fit the test rejected
     reduced_chi2_with_dots: float = float("nan")
+    weights: str = "given"  # 1/sigma from: "given" (the file's sigma), "counts" (sqrt of the counts), "model" (Pearson)
     nfev: int = 0  # residual evaluations: start search, binned fit, profile, polish (not finite-difference columns)
     elapsed_s: float = 0.0
     curves: RefinementCurves | None = field(default=None, repr=False)
@@ -166,6 +167,7 @@ class RefinementResult:
             "rwp_expected": _finite(self.rwp_expected),
             "reduced_chi2": _finite(self.reduced_chi2),
             "reduced_chi2_with_dots": _finite(self.reduced_chi2_with_dots),
+            "weights": self.weights,
             "scales": {k: _finite(v) for k, v in self.scales.items()},
             "scales_std": {k: _finite(v) for k, v in self.scales_std.items()},
             "texture": None if self.texture is None else {k: _finite(v) for k, v in self.texture.items()},
