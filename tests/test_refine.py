@@ -379,15 +379,15 @@ def test_flat_plate_instrument_columns_are_the_derivatives():
 def test_esds_are_never_zero_nor_wider_than_no_knowledge():
     """A population on one cluster of the series is flat in size and dispersion (zero covariance e.s.d.s); a flat
     dispersion valley can make the profile's e.s.d. huge: both become bounded, flagged figures."""
-    from qdots_bluesky.refine.fit import _usable_esds
+    from qdots_bluesky.refine.assemble import usable_esds
 
     step, spans = 0.4638, (14.0, 14.0, 0.43)
-    (d, v, s), limited = _usable_esds((0.0, float("nan"), 0.0), step, spans)
+    (d, v, s), limited = usable_esds((0.0, float("nan"), 0.0), step, spans)
     assert limited and d == v == pytest.approx(step / np.sqrt(12)) and s == pytest.approx(0.43 / np.sqrt(12))
-    (d, v, s), limited = _usable_esds((34.9, 0.2, 2.5), step, spans)
+    (d, v, s), limited = usable_esds((34.9, 0.2, 2.5), step, spans)
     assert limited and d == pytest.approx(14.0 / np.sqrt(12)) and v == 0.2 and s == pytest.approx(0.43 / np.sqrt(12))
-    assert _usable_esds((0.1, 0.05, 0.02), step, spans) == ((0.1, 0.05, 0.02), False)
-    assert _usable_esds((0.1, 0.05, 0.0), step, spans, dispersion_held=True) == ((0.1, 0.05, 0.0), False)
+    assert usable_esds((0.1, 0.05, 0.02), step, spans) == ((0.1, 0.05, 0.02), False)
+    assert usable_esds((0.1, 0.05, 0.0), step, spans, dispersion_held=True) == ((0.1, 0.05, 0.0), False)
 
 
 def test_few_counts_are_weighted_by_the_model(pbs):
