@@ -6,8 +6,8 @@
 The patterns are those ``qdots demo`` measures (the simulated reactor's growth law at ``--temperature``, one pattern
 every 2 min of reaction, the X04SA-like WAXS detector with its built-in hexane and counting noise at ``--count-rate``
 counts/s on the strongest point), drawn here without a RunEngine. Each is sized by the network (the shipped model or
-``--model``) and refined by ``refine_pattern`` with the detector's own solvent model, started from the network's
-estimate, twice: with the instrument resolution held at 0 (the simulated detector has none: the exact model) and
+``--model``) and refined by ``refine_pattern`` (as ``qdots fit`` does, with its weights from the counts) with the
+detector's own solvent model, started from the network's estimate, twice: with the instrument resolution held at 0 (the simulated detector has none: the exact model) and
 refined (the default of ``qdots fit``, for a resolution not known beforehand). Prints per pattern the true
 number-weighted mean diameter and dispersion, each estimate +- its uncertainty, then for each the mean |error| and the
 share within 2 stated uncertainties. The gap between the two refinements is what an unknown peak-width share costs; the
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"true_nm": float(d_true), "true_dispersion": float(s_true),
                "network": (net.size_nm, net.size_std_nm)}
         for key, instrument in (("exact", (0.0, 0.0)), ("resolution_refined", None)):
-            r = refine_pattern(x, y, np.sqrt(np.maximum(y, 1.0)), wavelength_a=wl, solvent="hexane", network=net,
+            r = refine_pattern(x, y, wavelength_a=wl, solvent="hexane", network=net,  # qdots fit's weights
                                instrument_fwhm=instrument, max_diameter_nm=args.max_diameter, keep_curves=False)
             row[key] = (r.size_nm, r.size_std_nm)
             row[key + "_flags"] = list(r.flags)

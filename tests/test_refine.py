@@ -56,7 +56,8 @@ def test_recovers_size_dispersion_strain(pbs):
     assert abs(r.size_volume_nm - vol) < 2.5 * r.size_volume_std_nm
     # the profile carries the mean-dispersion correlation: the size e.s.d. exceeds the one at fixed dispersion
     assert r.size_std_nm > r.size_volume_std_nm
-    assert r.reduced_chi2 == pytest.approx(1.0, abs=0.2) and r.reduced_chi2_with_dots == r.reduced_chi2
+    assert r.reduced_chi2 == pytest.approx(1.0, abs=0.2)
+    assert r.weights == "counts"  # no sigma given, thousands of counts: sigma^2 = the counts
     assert r.esd_correlation_factor < 1.3  # white residuals: the e.s.d.s need no correlation correction
     d = r.to_dict()
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion", "dispersion_std",
@@ -149,8 +150,6 @@ def test_no_dots_gives_no_size(pbs):
     r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
     assert r.status == "no_nanocrystals", r.summary()
     assert np.isnan(r.size_nm) and r.to_dict()["size_nm"] is None and r.to_dict()["size_std_nm"] is None
-    # the rejected model with dots fits at least as well as the reported one without (how 'auto' compares solvents)
-    assert r.reduced_chi2_with_dots <= r.reduced_chi2 * (1 + 1e-3) and r.to_dict()["reduced_chi2_with_dots"] > 0
 
 
 def test_solvent_model_mismatch_is_not_taken_for_dots(pbs):
@@ -163,6 +162,28 @@ def test_solvent_model_mismatch_is_not_taken_for_dots(pbs):
     r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
     assert r.status == "no_nanocrystals", r.summary()
     assert r.scales["dots"] == 0.0 and r.curves is not None and not np.any(r.curves.components["dots"])
+
+
+def test_slightly_wrong_solvent_model_is_not_taken_for_dots(pbs):
+    """Hexane whose Q is 0.5 % off the model's (a wavelength or calibration a little off): the misfit gains a dot
+    component at the series' smallest size, a smooth hump, enough chi^2 to pass the likelihood-ratio test now and
+    then (3-5 of 10 draws before the hump was ruled out); it is not dots."""
+    sel = (pbs.q >= 1.0) & (pbs.q <= 8.0)
+    q = pbs.q[sel]
+    solv = solvent_pattern("hexane", q / 1.005, WL)
+    solv /= solv.mean()
+    for seed in range(100, 106):
+        y = np.random.default_rng(seed).poisson(3000.0 * solv + 300.0).astype(float)
+        r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0),
+                           profile=False)
+        assert r.status == "no_nanocrystals", r.summary()
+
+
+def test_poor_fit_rule():
+    from qdots_bluesky.refine.result import is_poor_fit
+
+    assert is_poor_fit(0.25, 0.05) and not is_poor_fit(0.25, 0.15) and not is_poor_fit(0.08, 0.01)
+    assert not is_poor_fit(0.12, 0.01, threshold=0.15) and is_poor_fit(0.2, 0.01, threshold=0.15)
 
 
 def test_basis_cache_round_trip(tmp_path, monkeypatch):

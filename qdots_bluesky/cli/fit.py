@@ -21,7 +21,7 @@ from ..units import XUnit
 CSV_KEYS = ("status", "size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "dispersion",
             "dispersion_std", "strain", "strain_std", "b_offset", "displacement_mm", "instrument_gauss_fwhm",
             "instrument_gauss_fwhm_std", "instrument_lorentz_fwhm", "instrument_lorentz_fwhm_std", "instrument_unit",
-            "dispersion_held", "rwp", "reduced_chi2", "n_points")
+            "dispersion_held", "rwp", "reduced_chi2", "reduced_chi2_with_dots", "weights", "n_points")
 
 
 def add_fit(sub) -> argparse.ArgumentParser:

@@ -59,7 +59,7 @@ from .data import Blank, FitData, data_axes, prepare_data
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, SCHERRER_K_SPHERE, DotModel, Geometry
 from .residuals import esd_correlation_factor
 from .result import POOR_FIT_RWP, RefinementResult
-from .solver import Problem, covariance, fit_nonlinear
+from .solver import AT_BOUND, Problem, covariance, fit_nonlinear
 
 __all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
@@ -290,7 +290,8 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     K-alpha1 wavelength for a flat plate).
 
     Weights: 1 / ``sigma`` where given (``weights`` "given"), else counting statistics: sigma^2 = the counts
-    ("counts"), or, where the median count is below ``PEARSON_BELOW``, the counts the model expects ("model":
+    ("counts"), or, for counts (non-negative integers) whose median over the Q range is below ``PEARSON_BELOW``, the
+    counts the model expects ("model":
     Pearson's chi^2; a first refinement weighted by the counts averaged over ``PEARSON_SMOOTH_POINTS`` neighbours,
     then one weighted by its model and started from it; weights from each point's own count favour the points that
     fluctuate low and bias few counts, e.g. D_N +0.28 nm at 6 nm with most points under 5 counts).
@@ -321,25 +322,45 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    start=start, network=network, basis=basis, max_diameter_nm=max_diameter_nm,
                    instrument_fwhm=instrument_fwhm, dispersion=dispersion, profile=profile, keep_curves=keep_curves,
                    correlated_esd=correlated_esd)
-    counts = np.asarray(y, dtype=float)
-    if sigma is not None or not counts.size or not np.median(counts) < PEARSON_BELOW:
+    q_raw = None if sigma is not None else _sparse_counts_q(x, y, x_unit, wavelength_a, q_range)
+    if q_raw is None:
         result = _refine_pattern(x, y, sigma, **options)
         result.weights = "given" if sigma is not None else "counts"
         return result
     t0 = time.perf_counter()
     # first pass: weights from the counts averaged over a few neighbours (nearly free of each point's fluctuation)
+    counts = np.asarray(y, dtype=float)
     smooth = uniform_filter1d(counts, PEARSON_SMOOTH_POINTS, mode="nearest")
     first = _refine_pattern(x, y, np.sqrt(np.maximum(smooth, MIN_EXPECTED_COUNTS)),
                             **dict(options, profile=False, keep_curves=True))
-    q_raw, _ = data_axes(np.asarray(x, dtype=float), XUnit.parse(x_unit).value, wavelength_a)
     expected = np.interp(q_raw, first.curves.q, first.curves.calculated)
-    second_start = first if first.status == "sized" else start
-    result = _refine_pattern(x, y, np.sqrt(np.maximum(expected, MIN_EXPECTED_COUNTS)),
-                             **dict(options, start=second_start))
+    second = dict(options, start=first if first.status == "sized" else start)
+    chosen = [k.removeprefix("solvent_") for k in first.scales if k.startswith("solvent_")]
+    if str(solvent).lower() == "auto" and chosen:  # the first pass chose the solvent model already
+        second["solvent"] = chosen[0]
+    result = _refine_pattern(x, y, np.sqrt(np.maximum(expected, MIN_EXPECTED_COUNTS)), **second)
     result.weights = "model"
     result.nfev += first.nfev
     result.elapsed_s = time.perf_counter() - t0
     return result
+
+
+def _sparse_counts_q(x, y, x_unit: str, wavelength_a: float, q_range) -> np.ndarray | None:
+    """Q (1/A) of the points x where ``y`` are counts (non-negative integers) whose median over ``q_range`` (default
+    1-15 1/A) is below ``PEARSON_BELOW``: data to weight by the model's expected counts; else None (also for input
+    that the refinement will reject with its own message)."""
+    try:
+        counts = np.asarray(y, dtype=float)
+        q, _ = data_axes(np.asarray(x, dtype=float), XUnit.parse(x_unit).value, wavelength_a)
+    except (TypeError, ValueError):
+        return None
+    if counts.shape != q.shape or not counts.size or not np.all(np.isfinite(counts)):
+        return None
+    if np.any(counts < 0) or np.any(counts != np.round(counts)):  # not counts (e.g. normalised to a monitor)
+        return None
+    lo, hi = q_range if q_range is not None else (1.0, 15.0)
+    inside = (q >= lo) & (q <= hi)
+    return q if inside.any() and np.median(counts[inside]) < PEARSON_BELOW else None
 
 
 def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry | str,
@@ -396,6 +417,10 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
     present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, esd_correlation_factor(r))
+    # a dot component at the series' smallest size (its broadest, least structured patterns, widened further by the
+    # dispersion and instrument) is a smooth hump that soaks up a solvent model's misfit as well as any dots would
+    hump = theta[0] - lo[0] < AT_BOUND * (hi[0] - lo[0])
+    present = present and not hump
     cov = std_scales = None
     if present:
         cov, std_scales = covariance(problem, theta, scales, cols, chi2_red, hi)
@@ -407,7 +432,7 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
     result = assemble_result(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present,
                        coarse_fit if profile else None, material, wavelength_a, geometry, q_range, keep_curves, cov,
                        std_scales, correlated_esd)
-    result.reduced_chi2_with_dots = result.reduced_chi2 if present else chi2_red
+    result.reduced_chi2_with_dots = chi2_red  # the same residuals and degrees of freedom as reduced_chi2 where sized
     result.network_size_nm = net_size
     if result.status == "sized" and net_size is not None and net_std is not None:
         combined = float(np.hypot(result.size_std_nm, net_std))

@@ -57,7 +57,8 @@ FLAGS: dict[str, str] = {
     "esd_limited": "the covariance gave a size or dispersion no usable e.s.d.: zero (a population on one cluster of "
                    "the series, flat in size and dispersion: the e.s.d. given is the series' diameter step / sqrt 12, "
                    "the dispersion's its range / sqrt 12) or wider than the refinement's range (given as range / "
-                   "sqrt 12, that of no knowledge within it)",
+                   "sqrt 12, that of no knowledge within it; the instrument widths' e.s.d.s are bounded by their "
+                   "range / sqrt 12 without this flag)",
 }
 STATUSES: dict[str, str] = {
     "sized": "nanocrystal scattering found and refined",
