@@ -50,10 +50,11 @@ def usable_esds(esds: tuple[float, float, float], step_nm: float, spans: tuple[f
 
 def assemble_result(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present, profile_fit,
               material, wavelength_a, geometry, q_range, keep_curves, cov, std_scales,
-              correlated_esd: bool = True) -> RefinementResult:
+              correlated_esd: bool = True, correlation_factor: float | None = None) -> RefinementResult:
     """The :class:`RefinementResult` of a fit: components and Rwp, the e.s.d.s (covariance, the profile over the
     dispersion unless ``profile_fit`` is None, the residuals' correlation factor, :func:`usable_esds`), flags,
-    texture and curves; ``present``: the dots passed the presence test (else the model without dots is reported)."""
+    texture and curves; ``present``: the dots passed the presence test (else the model without dots is reported);
+    ``correlation_factor``: the residuals' correlation factor where already known for these residuals."""
     n_dot = cols.shape[1]
     bg_coef = problem.background(scales, cols)
     dots_calc = cols @ scales[:n_dot]
@@ -67,7 +68,8 @@ def assemble_result(problem, data, model, basis, theta, scales, cols, names, chi
     rwp = float(np.sqrt(np.sum(wr**2) / np.sum((data.y / data.sigma) ** 2)))
     n_dof = max(data.q.size - (theta.size + scales.size + bg_coef.size), 1)
     rexp = float(np.sqrt(n_dof / np.sum((data.y / data.sigma) ** 2)))
-    correlation_factor = esd_correlation_factor(wr)
+    if correlation_factor is None:
+        correlation_factor = esd_correlation_factor(wr)
     inflate = correlation_factor if correlated_esd else 1.0
     flags, details = [], {}
     nan = float("nan")

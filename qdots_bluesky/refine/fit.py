@@ -416,7 +416,8 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
     n_dof = max(data.q.size - (n_p + scales.size + free.shape[1]), 1)
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
-    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, esd_correlation_factor(r))
+    correlation = esd_correlation_factor(r)  # of the residuals with dots (the reported ones where the dots are present)
+    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, correlation)
     # a dot component at the series' smallest size (its broadest, least structured patterns, widened further by the
     # dispersion and instrument) is a smooth hump that soaks up a solvent model's misfit as well as any dots would
     hump = theta[0] - lo[0] < AT_BOUND * (hi[0] - lo[0])
@@ -431,7 +432,7 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
 
     result = assemble_result(problem, data, model, basis, theta, scales, cols, names, chi2_red, lo, hi, present,
                        coarse_fit if profile else None, material, wavelength_a, geometry, q_range, keep_curves, cov,
-                       std_scales, correlated_esd)
+                       std_scales, correlated_esd, correlation if present else None)
     result.reduced_chi2_with_dots = chi2_red  # the same residuals and degrees of freedom as reduced_chi2 where sized
     result.network_size_nm = net_size
     if result.status == "sized" and net_size is not None and net_std is not None:
