@@ -1,14 +1,18 @@
 """The DSE refinement on simulations of its own model: found where there are dots, not where there are none, unbiased,
 and e.s.d.s that cover the truth, over many draws.
 
-    python benchmarks/bench_refine_sim.py [--draws 240] [--blanks 60] [--seed 0] [--max-diameter 12] [--json OUT]
+    python benchmarks/bench_refine_sim.py [--geometry capillary|flat-plate] [--draws 240] [--blanks 60] [--seed 0]
+                                          [--max-diameter 12] [--json OUT]
 
 Each draw is a capillary pattern at 0.564162 A on Q 1-8 1/A (the basis grid of the refinement's own cluster series
 up to ``--max-diameter``, so nothing unmodelled enters): a log-normal population of PbS dots (mean diameter 2-8 nm,
 dispersion 0.05-0.25, strain -0.3 to +0.5 %) at 30-10 000 counts a point on average, the built-in hexane at 0.3-30
 times the dots' level and a sloped background, Poisson counts; then refined by ``refine_pattern`` without sigma
 (``qdots fit``'s weights from the counts) with the hexane model, the instrument resolution refined (the default) and
-held at 0. ``--blanks`` more draws hold no dots (hexane and background alone). Prints, per instrument setting and
+held at 0. ``--blanks`` more draws hold no dots (hexane and background alone). ``--geometry flat-plate``: laboratory
+films instead, Cu K-alpha1/2 on 2theta 22-80 deg in 0.02 deg steps, the refinement's own flat-plate model (K-alpha
+doublet, polarization, a sample displacement of +-0.1 mm, in half of the draws a free scale per reflection family,
+log-normal with sigma 0.3), no solvent, a sloped background; refined as ``qdots fit --geometry flat-plate``. Prints, per instrument setting and
 per group of draws (dispersion x D below or above the series' diameter step, the dots' counts), how many were sized,
 the mean error of D_N over the mean e.s.d., the shares within 1 and 2 e.s.d. (0.68 and 0.95 expected) and the median
 time; and the false positives on the blanks.
@@ -27,12 +31,16 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # o
 
 import numpy as np  # noqa: E402
 
-from qdots_bluesky.refine import refine_pattern  # noqa: E402
+from qdots_bluesky.refine import Geometry, refine_pattern  # noqa: E402
 from qdots_bluesky.refine.basis import refinement_basis  # noqa: E402
+from qdots_bluesky.refine.model import DotModel  # noqa: E402
 from qdots_bluesky.sim.physics.solvents import solvent_pattern  # noqa: E402
 
 WAVELENGTH_A = 0.564162
 Q_RANGE = (1.0, 8.0)
+#: Laboratory films: Cu K-alpha1 (A) and the 2theta axis (deg).
+LAB_WAVELENGTH_A = 1.5406
+LAB_TTH = np.arange(22.0, 80.0, 0.02)
 SETTINGS = {"resolution refined": None, "resolution held at 0": (0.0, 0.0)}
 
 
@@ -61,6 +69,21 @@ def simulate(basis, case: dict) -> tuple[np.ndarray, np.ndarray]:
     return q, np.random.default_rng(case["seed"]).poisson(lam).astype(float)
 
 
+def simulate_flat_plate(model: DotModel, case: dict, rng_texture: np.random.Generator) -> np.ndarray:
+    """Counts on LAB_TTH of a textured (or not) film of ``case`` through the refinement's flat-plate ``model``."""
+    displacement = float(rng_texture.uniform(-0.1, 0.1))
+    cols = model.columns(np.array([case["size_nm"], case["dispersion"], case["strain"], 0.0, displacement]))
+    textured = rng_texture.random() < 0.5
+    scales = np.exp(rng_texture.normal(0.0, 0.3, cols.shape[1] - 1)) if textured else np.ones(cols.shape[1] - 1)
+    level = case["counts"]
+    lam = np.zeros(LAB_TTH.size)
+    if case["dots"]:
+        dots = cols[:, 0] + cols[:, 1:] @ scales
+        lam = lam + level * dots / dots.mean()
+    lam = lam + (0.2 + case["background"]) * level * (1.0 + 0.01 * (80.0 - LAB_TTH))
+    return np.random.default_rng(case["seed"]).poisson(lam).astype(float)
+
+
 def group_of(case: dict, step_nm: float) -> str:
     """'narrow' where the population's width (dispersion x D) is below the series' diameter step, else 'broad';
     with the dots' counts."""
@@ -83,6 +106,8 @@ def summarize(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--geometry", choices=("capillary", "flat-plate"), default="capillary",
+                        help="synchrotron capillaries with solvent (default) or laboratory films on a flat plate")
     parser.add_argument("--draws", type=int, default=240, help="patterns with dots (default 240)")
     parser.add_argument("--blanks", type=int, default=60, help="patterns without dots (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
@@ -92,16 +117,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.draws < 1 or args.blanks < 0:
         parser.error("--draws must be >= 1 and --blanks >= 0")
-    basis = refinement_basis("PbS", WAVELENGTH_A, np.linspace(0.8, 8.5, 700), max_diameter_nm=args.max_diameter)
+    flat = args.geometry == "flat-plate"
+    if flat:
+        basis = refinement_basis("PbS", LAB_WAVELENGTH_A, np.linspace(0.9, 6.0, 700), max_diameter_nm=args.max_diameter)
+        geometry = Geometry(kind="flat-plate")
+        q_lab = 4.0 * np.pi * np.sin(np.radians(LAB_TTH) / 2.0) / LAB_WAVELENGTH_A
+        model = DotModel(basis, q_lab, LAB_WAVELENGTH_A, geometry, LAB_TTH)
+        options = dict(x_unit="tth", wavelength_a=LAB_WAVELENGTH_A, geometry=geometry, solvent="none")
+    else:
+        basis = refinement_basis("PbS", WAVELENGTH_A, np.linspace(0.8, 8.5, 700), max_diameter_nm=args.max_diameter)
+        options = dict(x_unit="q", wavelength_a=WAVELENGTH_A, solvent="hexane", q_range=Q_RANGE)
     rng = np.random.default_rng(args.seed)
     cases = [draw_case(rng, True) for _ in range(args.draws)] + [draw_case(rng, False) for _ in range(args.blanks)]
     rows = []
     for i, case in enumerate(cases):
-        q, y = simulate(basis, case)
+        if flat:
+            x, y = LAB_TTH, simulate_flat_plate(model, case, np.random.default_rng(case["seed"] + 1))
+        else:
+            x, y = simulate(basis, case)
         for label, instrument in SETTINGS.items():
             t = time.perf_counter()
-            r = refine_pattern(q, y, wavelength_a=WAVELENGTH_A, x_unit="q", solvent="hexane", basis=basis,
-                               q_range=Q_RANGE, instrument_fwhm=instrument, keep_curves=False)
+            r = refine_pattern(x, y, basis=basis, instrument_fwhm=instrument, keep_curves=False, **options)
             rows.append({"case": i, "setting": label, "dots": case["dots"], "group": group_of(case, basis.unit_nm),
                          "truth_nm": case["size_nm"], "status": r.status, "size_nm": r.size_nm,
                          "size_std_nm": r.size_std_nm, "flags": list(r.flags), "weights": r.weights,

@@ -363,18 +363,22 @@ def test_dots_presence_counts_every_dot_column():
     """A textured flat plate's untextured column may take a zero scale while the reflection families carry the
     dots: still dots. No positive scale, or too small a gain in chi^2 (25 x chi2_red x the residuals' correlation
     factor squared, 5 sigma): no dots."""
-    from qdots_bluesky.refine.fit import NO_DOTS_DCHI2, dots_improve_fit
+    from qdots_bluesky.refine.fit import dots_improve_fit, dots_threshold
 
+    one = dots_threshold(1)
+    assert one == pytest.approx(25.0, abs=0.05) and dots_threshold(7) > 40 and dots_threshold(15) > dots_threshold(7)
     assert dots_improve_fit(np.array([0.0, 1.2, 0.4]), 1000.0, 100.0, 2.0)
     assert dots_improve_fit(np.array([0.7]), 1000.0, 100.0, 2.0)
     assert not dots_improve_fit(np.array([0.0, 0.0]), 1000.0, 100.0, 2.0)
-    assert not dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 0.99 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0)
-    assert dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 1.01 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0)
+    assert not dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 0.99 * one * 2.0, 100.0, 2.0)
+    assert dots_improve_fit(np.array([0.0, 1.0]), 100.0 + 1.01 * one * 2.0, 100.0, 2.0)
+    # more parameters of their own: more gain needed (noise alone lowers chi^2 by about their number)
+    assert not dots_improve_fit(np.array([1.0]), 100.0 + 1.01 * one * 2.0, 100.0, 2.0, n_parameters=7)
     # residuals correlated over ~9 points (factor 3) are ~9x fewer independent ones: 9x the gain is needed
-    gain = 100.0 + 5.0 * NO_DOTS_DCHI2 * 2.0
+    gain = 100.0 + 5.0 * one * 2.0
     assert dots_improve_fit(np.array([1.0]), gain, 100.0, 2.0, correlation_factor=1.0)
     assert not dots_improve_fit(np.array([1.0]), gain, 100.0, 2.0, correlation_factor=3.0)
-    assert dots_improve_fit(np.array([1.0]), 100.0 + 9.1 * NO_DOTS_DCHI2 * 2.0, 100.0, 2.0, correlation_factor=3.0)
+    assert dots_improve_fit(np.array([1.0]), 100.0 + 9.1 * one * 2.0, 100.0, 2.0, correlation_factor=3.0)
 
 
 def test_flat_plate_instrument_columns_are_the_derivatives():

@@ -29,10 +29,12 @@ same for the volume-weighted mean. Every e.s.d. is then multiplied by the residu
 (:mod:`~qdots_bluesky.refine.residuals`; ``correlated_esd=False`` keeps the covariance's), and so is the
 combined uncertainty of the ``disagrees_with_network`` flag.
 
-Outcomes: ``no_nanocrystals`` where the dots take a zero scale or do not improve chi^2 by ``NO_DOTS_DCHI2`` x
-chi2_red x cf^2, cf the residuals' correlation factor (a likelihood-ratio test at 5 sigma, counting the residuals
-of a peak's width as the fewer independent ones they are: a dot component that only soaks up the misfit of a
-solvent model leaves correlated residuals and gains little); flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
+Outcomes: ``no_nanocrystals`` where the dots take a zero scale or do not improve chi^2 by chi2_red x cf^2 x the
+chi^2 quantile of their k parameters at the 5-sigma tail ``NO_DOTS_P`` (25 for k = 1, 42 for a capillary's 7, more
+for a textured flat plate's scale per reflection family), cf the residuals' correlation factor (a likelihood-ratio
+test that counts the residuals of a peak's width as the fewer independent ones they are: a dot component that only
+soaks up the misfit of a solvent model leaves correlated residuals and gains little), or sit at the series' smallest
+size (a smooth hump); flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
 
 Instrument resolution (:mod:`~qdots_bluesky.refine.model`): a Voigt profile whose Gaussian and Lorentzian FWHMs
 (1/A for a capillary, deg 2theta for a flat plate) are refined within 0 to ``INSTRUMENT_BOUNDS`` (started at
@@ -49,6 +51,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from numpy.polynomial import chebyshev
 from scipy.ndimage import uniform_filter1d
+from scipy.stats import chi2 as chi2_dist
 
 from ..sim.physics.cluster_basis import ClusterBasis
 from ..sim.physics.solvents import solvent_names, solvent_pattern
@@ -61,7 +64,7 @@ from .residuals import esd_correlation_factor
 from .result import POOR_FIT_RWP, RefinementResult
 from .solver import AT_BOUND, Problem, covariance, fit_nonlinear
 
-__all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_DCHI2", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
+__all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_P", "dots_threshold", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
 #: Counting-statistics weights come from the first refinement's model (Pearson's chi^2) where the median count is
 #: below PEARSON_BELOW (see refine_pattern), and never from fewer than MIN_EXPECTED_COUNTS expected counts.
@@ -69,9 +72,9 @@ PEARSON_BELOW = 100.0
 MIN_EXPECTED_COUNTS = 0.5
 #: ... the first of the two refinements weighting by the counts averaged over this many neighbouring points.
 PEARSON_SMOOTH_POINTS = 9
-#: Chi^2 gain (in units of chi2_red x the residuals' correlation factor squared) the dots must bring to count as
-#: present: 25 = 5 sigma.
-NO_DOTS_DCHI2 = 25.0
+#: Tail probability of the dots' likelihood-ratio test (two-sided 5 sigma): their chi^2 gain (in units of chi2_red x
+#: the residuals' correlation factor squared) must exceed the chi^2 quantile of their parameters' count at it.
+NO_DOTS_P = 5.733e-7
 #: A refined size disagrees with the network where |D - D_net| > DISAGREE_FACTOR x sqrt(esd^2 + std_net^2).
 DISAGREE_FACTOR = 2.0
 SOLVENT_CHOICES = ("none", "auto")
@@ -112,15 +115,22 @@ def _instrument_fixed(instrument_fwhm: Sequence[float] | None, geometry: Geometr
     return g, lor
 
 
+def dots_threshold(n_parameters: int) -> float:
+    """The chi^2 gain (in units of chi2_red x cf^2) the dots must bring with ``n_parameters`` of their own (their
+    scales and refined nonlinear parameters): the chi^2 quantile at ``NO_DOTS_P`` (25.0 for one)."""
+    return float(chi2_dist.isf(NO_DOTS_P, max(int(n_parameters), 1)))
+
+
 def dots_improve_fit(dot_scales: np.ndarray, cost_without: float, cost_with: float, chi2_red: float,
-                     correlation_factor: float = 1.0) -> bool:
+                     correlation_factor: float = 1.0, n_parameters: int = 1) -> bool:
     """The test of the dots' presence: some dot column has a positive scale (any counts: on a textured flat plate the
     untextured column may take a zero scale while the reflection families carry the dots) and the dots lower the
-    weighted sum of squares by ``NO_DOTS_DCHI2`` x chi2_red x ``correlation_factor``^2 (the residuals' correlation
-    factor, :func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`: residuals correlated over a peak's width
-    are fewer independent ones, and a misfit the dots only soak up is such)."""
+    weighted sum of squares by :func:`dots_threshold` (``n_parameters``) x chi2_red x ``correlation_factor``^2 (the
+    residuals' correlation factor, :func:`~qdots_bluesky.refine.residuals.esd_correlation_factor`: residuals
+    correlated over a peak's width are fewer independent ones, and a misfit the dots only soak up is such). Noise
+    alone lowers chi^2 by about the number of parameters that fit it, so more of them need more gain."""
     gain = (cost_without - cost_with) / (chi2_red * max(float(correlation_factor), 1.0) ** 2)
-    return bool(np.sum(dot_scales) > 0 and gain >= NO_DOTS_DCHI2)
+    return bool(np.sum(dot_scales) > 0 and gain >= dots_threshold(n_parameters))
 
 
 def _start_values(start: Any) -> tuple[dict[str, float], float | None, float | None]:
@@ -417,7 +427,8 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
     chi2_red = float(np.sum(r**2)) / n_dof
     cost0 = float(np.sum(problem.solve(theta, dots=False)[0] ** 2))
     correlation = esd_correlation_factor(r)  # of the residuals with dots (the reported ones where the dots are present)
-    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, correlation)
+    n_dot_parameters = cols.shape[1] + theta.size - len(problem.fixed_params)  # scales and refined nonlinear ones
+    present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, correlation, n_dot_parameters)
     # a dot component at the series' smallest size (its broadest, least structured patterns, widened further by the
     # dispersion and instrument) is a smooth hump that soaks up a solvent model's misfit as well as any dots would
     hump = theta[0] - lo[0] < AT_BOUND * (hi[0] - lo[0])
