@@ -8,7 +8,8 @@ File names carry wavelength and reference size as in ``bench_measured.py`` (whos
 is refined with that measured blank from ``--solvents`` (default DIR/../solvents) when it is there (read at
 ``--blank-wavelength``, else its header's wavelength, else 0.564162 A, the beamtime of the shared blanks, and used on
 its own Q axis, so it serves patterns of any wavelength), else with ``--solvent auto`` (the better of the built-in hexane and toluene models); ``_lab_`` files as flat plates
-(K-alpha doublet, displacement, a scale per reflection family) without solvent. ``--network`` starts each
+(K-alpha doublet, displacement, a scale per reflection family) without solvent, the Si plate's reflection near 95 deg
+left out (``--lab-exclude``). ``--network`` starts each
 refinement from the shipped network's estimate (else the coarse grid) and compares with it.
 
 Prints per file: reference, refined D_N +- e.s.d., D_V +- e.s.d., dispersion, strain, the instrument's refined
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_measured import find_files  # noqa: E402  (file-name parsing shared with the network benchmark)
 
 from qdots_bluesky.io import read_pattern  # noqa: E402
-from qdots_bluesky.refine import load_blank, refine_pattern  # noqa: E402
+from qdots_bluesky.refine import load_blank, parse_ranges, refine_pattern  # noqa: E402
 from qdots_bluesky.refine.basis import default_q_grid, refinement_basis  # noqa: E402
 from qdots_bluesky.sim.physics.cluster_basis import build_cluster_basis  # noqa: E402
 from qdots_bluesky.sim.physics.library import LibrarySettings  # noqa: E402
@@ -62,7 +63,8 @@ def basis_seconds(material: str, wavelength: float) -> float:
 
 def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int,
                 instrument: tuple[float, float] | None = None, correlated_esd: bool = True,
-                blank_wavelength_a: float | None = None, dispersion: float | None = None) -> dict[str, Any]:
+                blank_wavelength_a: float | None = None, dispersion: float | None = None,
+                lab_exclude: list[tuple[float, float]] | None = None) -> dict[str, Any]:
     pattern = read_pattern(path)
     lab = info.kind == "laboratory"
     named = next((s for s in SOLVENTS if s in path.stem.lower()), None)
@@ -70,7 +72,7 @@ def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, 
     options: dict[str, Any] = {"wavelength_a": info.wavelength_a, "profile": profile, "instrument_fwhm": instrument,
                                "correlated_esd": correlated_esd, "dispersion": dispersion}
     if lab:
-        options.update(geometry="flat-plate", solvent="none")
+        options.update(geometry="flat-plate", solvent="none", exclude_tth=lab_exclude or [])
         background = "none"
     elif blank_path is not None and blank_path.is_file():
         options.update(blanks=[load_blank(blank_path, blank_wavelength_a, default_wavelength_a=BLANK_WAVELENGTH_A)], solvent="none")
@@ -144,9 +146,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="hold the dispersion at S in every refinement (as qdots fit --dispersion): how D_N follows it")
     ap.add_argument("--statistical-esd", action="store_true",
                     help="e.s.d.s without the residuals' correlation factor (as qdots fit --statistical-esd)")
+    ap.add_argument("--lab-exclude", default="94-96", metavar="RANGES",
+                    help="2theta ranges (deg) left out of laboratory scans, as qdots fit --exclude (default 94-96: the "
+                         "Si zero-background plate's reflection near 95 deg that the dots' model does not hold; '' "
+                         "for none)")
     ap.add_argument("--repeat", type=int, default=3, help="refinements per file for the timing (median; default 3)")
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT", help="JSON to OUT (or stdout)")
     args = ap.parse_args(argv)
+    try:
+        lab_exclude = parse_ranges(args.lab_exclude)
+    except ValueError as exc:
+        ap.error(f"--lab-exclude: {exc}")
     files, skipped = find_files(args.directory)
     for path, why in skipped:
         print(f"skipped {path.name}: {why}", file=sys.stderr)
@@ -168,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rows.append(refine_file(path, info, solvents_dir, predictor, not args.no_profile, args.repeat,
                                     (0.0, 0.0) if args.no_instrument else None, not args.statistical_esd,
-                                    args.blank_wavelength, args.dispersion))
+                                    args.blank_wavelength, args.dispersion, lab_exclude))
         except ValueError as exc:
             print(f"{path.name}: error: {exc}", file=sys.stderr)
             rows.append({"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "size_nm": None,
