@@ -251,3 +251,21 @@ def test_cli_demo_refuses_a_bad_plot_path_before_the_scan(store, bundle, tmp_pat
                             "--tiled-uri", store.uri])
     err = capsys.readouterr().err
     assert rc == 2 and "--count-rate 0.0; accepted: counts/s" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_demo_with_refinement(store, bundle, tmp_path, capsys):
+    plot = tmp_path / "demo_refined.png"
+    rc = cli_commands.main(["demo", "--model", str(bundle), "--device", "cpu", "--points", "4", "--delay", "60",
+                            "--virtual-time", "--tth-step", "0.0168", "--max-diameter", "12", "--count-rate", "1e6",
+                            "--refine", "--tiled-uri", store.uri, "--plot", str(plot)])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert rc == 0, out + captured.err
+    assert "refined D(nm)" in out and "patterns refined" in out
+    # the newest pattern of every batch is refined: at least the last one, with a size and its e.s.d.
+    summary = next(line for line in out.splitlines() if "patterns refined" in line)
+    assert summary.startswith("mean |refined - true|") and int(summary.split("; ")[1].split()[0]) >= 1
+    assert plot.is_file() and plot.stat().st_size > 10_000
+    rc = cli_commands.main(["demo", "--system", "gold", "--refine", "--virtual-time", "--tiled-uri", store.uri])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--refine" in err and "--system pbs" in err and len(err.strip().splitlines()) == 1

@@ -41,7 +41,8 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
     recorded), ``true_size_nm``, ``true_dispersion`` (NaN when not recorded), ``truth:<key>`` for every data key
     the start document's ``qdots_truth_keys`` names, and the estimate keys ``size_nm``, ``size_std_nm``,
     ``size_class_nm``, ``dispersion``, ``confidence``, ``status``, ``message`` (and ``structure``,
-    ``structure_probabilities`` of a shape model).
+    ``structure_probabilities`` of a shape model; ``refined``, ``refined_size_nm``, ``refined_size_std_nm`` of a
+    refining sizer).
     """
     sizes = read_sizes(run, stream)
     n = len(sizes["size_nm"])
@@ -73,7 +74,8 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
              "true_size_nm": pick(size_key), "true_dispersion": pick(disp_key)}
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "dispersion",
                 "dispersion_std", "strain", "strain_std", "confidence", "outcome", "status", "flags", "message",
-                "latency_ms", "structure", "structure_probabilities"):
+                "latency_ms", "structure", "structure_probabilities", "refined", "refined_size_nm",
+                "refined_size_std_nm"):
         if key in sizes:
             table[key] = sizes[key]
     for key in truth_keys:  # the rest of the truth the run names (e.g. the gold reactor's structure fractions)
@@ -89,11 +91,32 @@ def _fmt(value: Any, spec: str, width: int) -> str:
     return format(v, spec).rjust(width) if np.isfinite(v) else "-".rjust(width)
 
 
+def _refined(table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The refined D_N and its e.s.d. (NaN where not refined) of a refining sizer's table, else None."""
+    if "refined_size_nm" not in table:
+        return None
+    return (np.asarray(table["refined_size_nm"], dtype=float), np.asarray(table["refined_size_std_nm"], dtype=float))
+
+
+def accuracy_line(label: str, size: np.ndarray, std: np.ndarray, true: np.ndarray, extra: str = "") -> str:
+    """'mean |label - true| = ... nm over N estimates (M within 2 sigma)' over the finite sizes; '' if none."""
+    err = np.asarray(size, dtype=float) - np.asarray(true, dtype=float)
+    good = np.isfinite(err)
+    if not good.any():
+        return ""
+    within = np.abs(err[good]) <= 2.0 * np.asarray(std, dtype=float)[good]
+    return (f"mean |{label} - true| = {np.mean(np.abs(err[good])):.2f} nm over {int(good.sum())} estimates "
+            f"({int(within.sum())} within 2 sigma){extra}")
+
+
 def format_table(table: dict[str, np.ndarray]) -> str:
-    """A text table: event, scan time, reaction time, true size, predicted size +- uncertainty, status."""
+    """A text table: event, scan time, reaction time, true size, predicted size +- uncertainty (and the refined D_N
+    +- e.s.d. of a refining sizer), status."""
     continuous = "size_volume_nm" in table and np.isfinite(np.asarray(table["size_volume_nm"], dtype=float)).any()
+    refined = _refined(table)
     lines = [f"{'#':>3} {'t_scan(s)':>9} {'t_reac(min)':>11} {'true D(nm)':>10} {'predicted D(nm)':>17} "
              + (f"{'D_V(nm)':>15} {'dispersion':>12} {'strain(%)':>13} " if continuous else "")
+             + (f"{'refined D(nm)':>15} " if refined is not None else "")
              + f"{'class':>6} {'conf':>5}  status"]
     for i in range(len(table["seq_num"])):
         size, std = float(table["size_nm"][i]), float(table["size_std_nm"][i])
@@ -114,18 +137,25 @@ def format_table(table: dict[str, np.ndarray]) -> str:
         elif status == "error":
             note = str(table["message"][i])
         note = f" ({note[:70]})" if note else ""
+        if refined is not None:
+            r, r_std = float(refined[0][i]), float(refined[1][i])
+            pred = pred.rjust(17) + " " + (f"{r:6.2f} ± {r_std:4.2f}" if np.isfinite(r) else "-").rjust(15)
         lines.append(" ".join([str(int(table["seq_num"][i])).rjust(3), _fmt(table["t_scan_s"][i], ".1f", 9),
                                _fmt(table["elapsed_s"][i] / 60.0, ".1f", 11), _fmt(table["true_size_nm"][i], ".2f", 10),
                                pred.rjust(17), _fmt(table["size_class_nm"][i], ".1f", 6),
                                _fmt(table["confidence"][i], ".2f", 5)]) + f"  {status}{note}")
     ok = np.asarray([str(s) != "error" for s in table["status"]])
-    err = np.asarray(table["size_nm"], dtype=float) - np.asarray(table["true_size_nm"], dtype=float)
-    good = ok & np.isfinite(err)
-    if good.any():
-        std = np.asarray(table["size_std_nm"], dtype=float)
-        within = np.abs(err[good]) <= 2.0 * std[good]
-        lines.append(f"mean |predicted - true| = {np.mean(np.abs(err[good])):.2f} nm over {int(good.sum())} estimates "
-                     f"({int(within.sum())} within 2 sigma); {int((~ok).sum())} errors")
+    size = np.where(ok, np.asarray(table["size_nm"], dtype=float), np.nan)
+    line = accuracy_line("predicted", size, table["size_std_nm"], table["true_size_nm"],
+                         f"; {int((~ok).sum())} errors")
+    if line:
+        lines.append(line)
+    if refined is not None:
+        n_refined = int(np.sum(np.asarray(table.get("refined", np.zeros(0)), dtype=float) > 0))
+        line = accuracy_line("refined", refined[0], refined[1], table["true_size_nm"],
+                             f"; {n_refined} patterns refined, the others skipped by a worker behind the scan or "
+                             "without dots")
+        lines.append(line or f"no refined sizes ({n_refined} patterns refined)")
     return "\n".join(lines)
 
 
@@ -154,6 +184,11 @@ def plot_demo(path: str | Path, table: dict[str, np.ndarray], title: str = "") -
         if m.any():
             ax.errorbar(t[m], size[m], yerr=std[m], fmt=marker, color=color, ms=4, capsize=2, lw=1,
                         label=f"predicted ± 1σ ({name})")
+    refined = _refined(table)
+    if refined is not None and np.isfinite(refined[0]).any():
+        m = np.isfinite(refined[0])
+        ax.errorbar(t[m] + 0.15 * np.nanmedian(np.diff(t)) if t.size > 1 else t[m], refined[0][m], yerr=refined[1][m],
+                    fmt="D", color="tab:green", ms=3.5, capsize=2, lw=1, label="DSE refinement ± 1 e.s.d.")
     m = status == "error"
     if m.any():
         low = np.nanmin(np.concatenate([size[np.isfinite(size)], true[np.isfinite(true)], [2.0]]))

@@ -137,6 +137,11 @@ def add_demo(sub) -> argparse.ArgumentParser:
                         "measured X04SA colloids of the development set reach 1000-2000, i.e. ~1e6-4e6); gold: counts "
                         "per second on a unit level of the blank (default 1e4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the detector noise (default 0)")
+    p.add_argument("--refine", action="store_true",
+                   help="pbs: also refine the patterns by DSE on the sizing worker (qdots fit's refinement seeded by "
+                        "the network, the solvent model chosen from hexane and toluene, the instrument resolution "
+                        "refined); the table and figure show the refined D_N +- e.s.d. beside the network's. A worker "
+                        "behind the scan refines the newest pattern of each batch: with --virtual-time not every one")
     p.add_argument("--plot", default="qdots_demo.png", metavar="PNG",
                    help="figure of predicted vs true size over time (default qdots_demo.png; '' for none)")
     _add_store_options(p, default_directory=DEFAULT_DEMO_DIRECTORY, catalog=False)
@@ -159,6 +164,8 @@ def cmd_demo(args) -> int:
         return _fail("demo", f"--max-diameter {args.max_diameter}; accepted: a diameter in nm above 2")
     if args.count_rate is not None and not 1e-3 <= args.count_rate <= 1e12:
         return _fail("demo", f"--count-rate {args.count_rate}; accepted: counts/s from 1e-3 to 1e12")
+    if args.refine and args.system != "pbs":
+        return _fail("demo", "--refine: the DSE refinement refines quantum-dot sizes; accepted with --system pbs")
     if args.plot:
         try:
             check_output_path(args.plot, "--plot")  # before the scan, not after it
@@ -178,7 +185,8 @@ def cmd_demo(args) -> int:
 
         args.model = str(shipped_bundle_path("metal-shape-size"))
     try:
-        sizer = _make_sizer(args)
+        sizer = _make_sizer(args, **({"refine": {"max_diameter_nm": args.max_diameter}
+                                      if args.max_diameter is not None else True} if args.refine else {}))
     except _errors() as exc:
         return _fail("demo", str(exc))
     try:
