@@ -1,26 +1,14 @@
 """benchmarks/bench_demo_limit.py: the demo's patterns sized by the network and refined with the exact model."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bench_helpers import load_benchmark
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_demo_limit", ROOT / "benchmarks" / "bench_demo_limit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("bench_demo_limit")
 
 
 def test_summary_counts_only_sized_patterns():

@@ -1,10 +1,8 @@
 """benchmarks/bench_measured.py: file-name parsing, the summary, a run on a simulated file, empty and real data."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,20 +10,12 @@ import numpy as np
 import pytest
 
 from qdots_bluesky.cli import main as qdots_main
+from _bench_helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = ROOT.parent / "shared" / "data" / "measured"
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_measured", ROOT / "benchmarks" / "bench_measured.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("bench_measured")
 
 
 def test_parse_name_synchrotron():

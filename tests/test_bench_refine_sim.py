@@ -1,26 +1,14 @@
 """benchmarks/bench_refine_sim.py: the refinement on simulations of its own model (found, unbiased, covered)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bench_helpers import load_benchmark
 
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_refine_sim", ROOT / "benchmarks" / "bench_refine_sim.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("bench_refine_sim")
 
 
 def test_summary_of_rows():
