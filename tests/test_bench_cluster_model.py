@@ -2,26 +2,20 @@
 a few populations per condition): the report and figures are written, a missing bundle exits 2."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
+from _bench_helpers import load_benchmark  # noqa: E402
 from test_cluster_predictor import tiny_bundle  # noqa: E402
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cluster_model.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_cluster_model", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_cluster_model")
 
 
 def test_the_benchmark_writes_its_report_and_figures(tmp_path, monkeypatch, capsys):

@@ -55,7 +55,11 @@ def test_refined_keys_in_the_stream(predictor):
         assert np.isfinite(d["rwp"])  # also where the refinement found no dots
     for e in events:
         if e["data"]["refined"] == 0:
-            assert all(np.isnan(e["data"][k]) for k in schema.REFINED_KEYS)
+            assert all(np.isnan(e["data"][k]) for k in schema.REFINED_KEYS) and e["data"]["refined_flags"] == ""
+    assert keys["refined_flags"]["dtype"] == "string"
+    for d in refined:  # the refinement's status where it found no dots, and its flags
+        assert isinstance(d["refined_flags"], str)
+        assert ("no_nanocrystals" in d["refined_flags"]) == (not np.isfinite(d["refined_size_nm"]))
 
 
 class _GatedRefiner(LiveRefiner):
@@ -116,6 +120,10 @@ def test_refine_options_and_picking():
     assert "refined_size_nm" not in schema.output_keys([2.0, 3.0])
     data = schema.event_data("broken", 2, seq_num=1, uid="u", latency_ms=1.0, refine=True)
     assert data["refined"] == 0 and np.isnan(data["refined_size_nm"]) and np.isnan(data["rwp"])
+    assert data["refined_flags"] == ""
+    done = schema.event_data("broken", 2, seq_num=1, uid="u", latency_ms=1.0, refine=True,
+                             refinement={"status": "no_nanocrystals", "flags": ["poor_fit"], "rwp": 0.2})
+    assert done["refined"] == 1 and done["refined_flags"] == "no_nanocrystals,poor_fit" and done["rwp"] == 0.2
 
 
 def test_refinement_figures_on_request(predictor, tmp_path):

@@ -41,8 +41,8 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
     recorded), ``true_size_nm``, ``true_dispersion`` (NaN when not recorded), ``truth:<key>`` for every data key
     the start document's ``qdots_truth_keys`` names, and the estimate keys ``size_nm``, ``size_std_nm``,
     ``size_class_nm``, ``dispersion``, ``confidence``, ``status``, ``message`` (and ``structure``,
-    ``structure_probabilities`` of a shape model; ``refined``, ``refined_size_nm``, ``refined_size_std_nm`` of a
-    refining sizer).
+    ``structure_probabilities`` of a shape model; ``refined``, ``refined_size_nm``, ``refined_size_std_nm``,
+    ``refined_flags`` of a refining sizer).
     """
     sizes = read_sizes(run, stream)
     n = len(sizes["size_nm"])
@@ -75,7 +75,7 @@ def sizes_with_truth(run: Any, stream: str = STREAM_NAME) -> dict[str, np.ndarra
     for key in ("size_nm", "size_std_nm", "size_volume_nm", "size_volume_std_nm", "size_class_nm", "dispersion",
                 "dispersion_std", "strain", "strain_std", "confidence", "outcome", "status", "flags", "message",
                 "latency_ms", "structure", "structure_probabilities", "refined", "refined_size_nm",
-                "refined_size_std_nm"):
+                "refined_size_std_nm", "refined_flags"):
         if key in sizes:
             table[key] = sizes[key]
     for key in truth_keys:  # the rest of the truth the run names (e.g. the gold reactor's structure fractions)
@@ -95,7 +95,8 @@ def _refined(table: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | No
     """The refined D_N and its e.s.d. (NaN where not refined) of a refining sizer's table, else None."""
     if "refined_size_nm" not in table:
         return None
-    return (np.asarray(table["refined_size_nm"], dtype=float), np.asarray(table["refined_size_std_nm"], dtype=float))
+    size = np.asarray(table["refined_size_nm"], dtype=float)
+    return size, np.asarray(table.get("refined_size_std_nm", np.full(size.shape, np.nan)), dtype=float)
 
 
 def accuracy_line(label: str, size: np.ndarray, std: np.ndarray, true: np.ndarray, extra: str = "") -> str:
@@ -140,6 +141,9 @@ def format_table(table: dict[str, np.ndarray]) -> str:
         if refined is not None:
             r, r_std = float(refined[0][i]), float(refined[1][i])
             pred = pred.rjust(17) + " " + (f"{r:6.2f} ± {r_std:4.2f}" if np.isfinite(r) else "-").rjust(15)
+            refined_note = str(table["refined_flags"][i]) if "refined_flags" in table else ""
+            if refined_note:
+                note = f"{note} (refinement: {refined_note})" if note else f" (refinement: {refined_note})"
         lines.append(" ".join([str(int(table["seq_num"][i])).rjust(3), _fmt(table["t_scan_s"][i], ".1f", 9),
                                _fmt(table["elapsed_s"][i] / 60.0, ".1f", 11), _fmt(table["true_size_nm"][i], ".2f", 10),
                                pred.rjust(17), _fmt(table["size_class_nm"][i], ".1f", 6),
@@ -151,11 +155,16 @@ def format_table(table: dict[str, np.ndarray]) -> str:
     if line:
         lines.append(line)
     if refined is not None:
-        n_refined = int(np.sum(np.asarray(table.get("refined", np.zeros(0)), dtype=float) > 0))
-        line = accuracy_line("refined", refined[0], refined[1], table["true_size_nm"],
-                             f"; {n_refined} patterns refined, the others skipped by a worker behind the scan or "
-                             "without dots")
-        lines.append(line or f"no refined sizes ({n_refined} patterns refined)")
+        n = len(table["seq_num"])
+        n_refined = int(np.sum(np.asarray(table.get("refined", np.zeros(n)), dtype=float) > 0))
+        n_sized = int(np.isfinite(refined[0]).sum())
+        extra = f"; {n_refined} of {n} patterns refined"
+        if n_refined < n:
+            extra += " (a worker behind the scan refines the newest of each batch)"
+        if n_sized < n_refined:
+            extra += f", {n_refined - n_sized} of them without a refined size"
+        line = accuracy_line("refined", refined[0], refined[1], table["true_size_nm"], extra)
+        lines.append(line or f"no refined sizes{extra}")
     return "\n".join(lines)
 
 
@@ -187,7 +196,9 @@ def plot_demo(path: str | Path, table: dict[str, np.ndarray], title: str = "") -
     refined = _refined(table)
     if refined is not None and np.isfinite(refined[0]).any():
         m = np.isfinite(refined[0])
-        ax.errorbar(t[m] + 0.15 * np.nanmedian(np.diff(t)) if t.size > 1 else t[m], refined[0][m], yerr=refined[1][m],
+        steps = np.diff(t)
+        offset = 0.15 * float(np.median(steps[np.isfinite(steps)])) if np.isfinite(steps).any() else 0.0
+        ax.errorbar(t[m] + offset, refined[0][m], yerr=refined[1][m],
                     fmt="D", color="tab:green", ms=3.5, capsize=2, lw=1, label="DSE refinement ± 1 e.s.d.")
     m = status == "error"
     if m.any():

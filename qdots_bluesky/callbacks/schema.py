@@ -60,6 +60,9 @@ def output_keys(layout: Task | Sequence[float], refine: bool = False) -> dict[st
         keys["refined"] = {"dtype": "integer", "shape": [], "dtype_numpy": "<i8", "units": None,
                            "source": f"{SIZER_OBJECT}: 1 where this pattern was refined, 0 where not (a worker "
                                      "behind the scan refines only the newest pattern of each batch)"}
+        keys["refined_flags"] = _string_key("DSE refinement: its status where not sized (no_nanocrystals) and its "
+                                            "flags (size_at_bound, poor_fit, ...), comma-separated; '' where none "
+                                            "or not refined")
     return keys
 
 
@@ -186,6 +189,10 @@ def event_data(result: Any, layout: int | Mapping[str, Any], seq_num: int, uid: 
             value = None if refinement is None else refinement.get(name)
             data[key] = math.nan if value is None else float(value)
         data["refined"] = int(refinement is not None)
+        notes = [] if refinement is None else list(refinement.get("flags") or [])
+        if refinement is not None and refinement.get("status") not in (None, "sized"):
+            notes.insert(0, str(refinement["status"]))
+        data["refined_flags"] = ",".join(notes)
     return data
 
 

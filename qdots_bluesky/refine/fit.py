@@ -33,8 +33,9 @@ Outcomes: ``no_nanocrystals`` where the dots take a zero scale or do not improve
 chi^2 quantile of their k parameters at the 5-sigma tail ``NO_DOTS_P`` (25 for k = 1, 42 for a capillary's 7, more
 for a textured flat plate's scale per reflection family), cf the residuals' correlation factor (a likelihood-ratio
 test that counts the residuals of a peak's width as the fewer independent ones they are: a dot component that only
-soaks up the misfit of a solvent model leaves correlated residuals and gains little), or sit at the series' smallest
-size (a smooth hump); flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
+soaks up the misfit of a solvent model leaves correlated residuals and gains little; a threshold that grows with
+the parameters rather than a calibrated 5 sigma, since without dots their size and shape are undefined), or sit at
+the series' smallest size (a smooth hump); flags in :data:`~qdots_bluesky.refine.result.FLAGS`.
 
 Instrument resolution (:mod:`~qdots_bluesky.refine.model`): a Voigt profile whose Gaussian and Lorentzian FWHMs
 (1/A for a capillary, deg 2theta for a flat plate) are refined within 0 to ``INSTRUMENT_BOUNDS`` (started at
