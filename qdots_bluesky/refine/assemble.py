@@ -18,7 +18,7 @@ from .residuals import esd_correlation_factor
 from .result import FLAGS, POOR_FIT_NOISE_RATIO, POOR_FIT_RWP, RefinementCurves, RefinementResult, is_poor_fit
 from .solver import at_bound, dispersion_profile, volume_diameter
 
-__all__ = ["assemble_result", "usable_esds", "gauss_esd"]
+__all__ = ["assemble_result", "usable_esds", "gauss_esd", "no_knowledge_esd"]
 
 
 def gauss_esd(g: float, var_sq: float) -> float:
@@ -26,6 +26,11 @@ def gauss_esd(g: float, var_sq: float) -> float:
     sqrt(sigma(g^2)) (the width whose square is one e.s.d.: the scale of the uncertainty near g = 0)."""
     s = float(np.sqrt(max(var_sq, 0.0)))
     return min(s / (2.0 * g), np.sqrt(s)) if g > 0 else float(np.sqrt(s))
+
+
+def no_knowledge_esd(span: float) -> float:
+    """The standard deviation of a value known only to lie within a range ``span`` wide (uniform): span / sqrt 12."""
+    return float(span) / np.sqrt(12.0)
 
 
 def usable_esds(esds: tuple[float, float, float], step_nm: float, spans: tuple[float, float, float],
@@ -36,11 +41,11 @@ def usable_esds(esds: tuple[float, float, float], step_nm: float, spans: tuple[f
     spread of no knowledge within the bounds). Returns them and whether any changed. A held dispersion keeps its 0."""
     out, limited = [], False
     for k, (esd, span) in enumerate(zip(esds, spans)):
-        ignorance = span / np.sqrt(12.0)
+        ignorance = no_knowledge_esd(span)
         if k == 2 and dispersion_held:
             value = esd
         elif not np.isfinite(esd) or esd <= 0.0:
-            value = step_nm / np.sqrt(12.0) if k < 2 else ignorance
+            value = no_knowledge_esd(step_nm) if k < 2 else ignorance
         else:
             value = min(esd, ignorance)
         limited = limited or value != esd
@@ -109,7 +114,7 @@ def assemble_result(problem, data, model, basis, theta, scales, cols, names, chi
             if i not in problem.fixed_params and bound[i]:
                 flags.append(flag)
         k = model.instrument_index
-        if k not in problem.fixed_params and (theta[k] > hi[k] * (1 - 1e-3) or theta[k + 1] > hi[k + 1] * (1 - 1e-3)):
+        if k not in problem.fixed_params and at_bound(theta, lo, hi, side="upper")[k:k + 2].any():
             flags.append("instrument_at_bound")
         values = dict(status="sized", size_nm=float(theta[0]), size_std_nm=size_std, size_volume_nm=volume,
                       size_volume_std_nm=vol_std, dispersion=float(theta[1]), dispersion_std=disp_std,
@@ -140,13 +145,12 @@ def assemble_result(problem, data, model, basis, theta, scales, cols, names, chi
     flat = geometry.flat_plate
     k = model.instrument_index
     refined_instrument = k not in problem.fixed_params
+    gauss = float(np.sqrt(max(theta[k], 0.0)))
+    widest = no_knowledge_esd(model.max_instrument_fwhm)  # no wider than no knowledge within 0 to the bound
     instrument_values = dict(
-        instrument_gauss_fwhm=float(np.sqrt(max(theta[k], 0.0))), instrument_lorentz_fwhm=float(theta[k + 1]),
-        # no wider than the spread of no knowledge within the bounds (0 to the upper bound), as the sizes'
-        instrument_gauss_fwhm_std=(min(gauss_esd(float(np.sqrt(max(theta[k], 0.0))), float(std[k]) ** 2),
-                                       model.max_instrument_fwhm / np.sqrt(12.0)) if refined_instrument else 0.0),
-        instrument_lorentz_fwhm_std=(min(float(std[k + 1]), model.max_instrument_fwhm / np.sqrt(12.0))
-                                     if refined_instrument else 0.0),
+        instrument_gauss_fwhm=gauss, instrument_lorentz_fwhm=float(theta[k + 1]),
+        instrument_gauss_fwhm_std=min(gauss_esd(gauss, float(std[k]) ** 2), widest) if refined_instrument else 0.0,
+        instrument_lorentz_fwhm_std=min(float(std[k + 1]), widest) if refined_instrument else 0.0,
         instrument_unit=INSTRUMENT_UNITS[geometry.kind], instrument_refined=refined_instrument,
         dispersion_held=1 in problem.fixed_params)
     return RefinementResult(**instrument_values,

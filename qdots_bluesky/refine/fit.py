@@ -45,6 +45,7 @@ Units: Q in 1/A, 2theta in degrees, wavelength in A, diameters in nm, dB in A^2,
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -63,7 +64,7 @@ from .data import Blank, FitData, data_axes, prepare_data
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, SCHERRER_K_SPHERE, DotModel, Geometry
 from .residuals import esd_correlation_factor
 from .result import POOR_FIT_RWP, RefinementResult
-from .solver import AT_BOUND, Problem, covariance, fit_nonlinear
+from .solver import Problem, at_bound, covariance, fit_nonlinear
 
 __all__ = ["refine_pattern", "dots_improve_fit", "DISPERSION_BOUNDS", "POOR_FIT_RWP", "NO_DOTS_P", "dots_threshold", "DISAGREE_FACTOR", "SOLVENT_CHOICES"]
 
@@ -116,6 +117,7 @@ def _instrument_fixed(instrument_fwhm: Sequence[float] | None, geometry: Geometr
     return g, lor
 
 
+@functools.lru_cache(maxsize=64)
 def dots_threshold(n_parameters: int) -> float:
     """The chi^2 gain (in units of chi2_red x cf^2) the dots must bring with ``n_parameters`` of their own (their
     scales and refined nonlinear parameters): the chi^2 quantile at ``NO_DOTS_P`` (25.0 for one)."""
@@ -432,8 +434,7 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
     present = dots_improve_fit(scales[:cols.shape[1]], cost0, cost, chi2_red, correlation, n_dot_parameters)
     # a dot component at the series' smallest size (its broadest, least structured patterns, widened further by the
     # dispersion and instrument) is a smooth hump that soaks up a solvent model's misfit as well as any dots would
-    hump = theta[0] - lo[0] < AT_BOUND * (hi[0] - lo[0])
-    present = present and not hump
+    present = present and not at_bound(theta, lo, hi, side="lower")[0]
     cov = std_scales = None
     if present:
         cov, std_scales = covariance(problem, theta, scales, cols, chi2_red, hi)

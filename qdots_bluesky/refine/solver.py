@@ -295,9 +295,11 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
 AT_BOUND = 1e-3
 
 
-def at_bound(theta: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Which parameters sit at a bound (within ``AT_BOUND`` of their range)."""
-    return np.minimum(theta - lo, hi - theta) < AT_BOUND * (hi - lo)
+def at_bound(theta: np.ndarray, lo: np.ndarray, hi: np.ndarray, side: str = "either") -> np.ndarray:
+    """Which parameters sit at a bound (within ``AT_BOUND`` of their range): at ``side`` "lower", "upper" or
+    "either"."""
+    room = {"lower": theta - lo, "upper": hi - theta, "either": np.minimum(theta - lo, hi - theta)}[side]
+    return room < AT_BOUND * (hi - lo)
 
 
 def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np.ndarray, chi2_red: float,
