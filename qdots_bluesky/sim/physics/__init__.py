@@ -1,7 +1,7 @@
 """Physics core: from a crystal structure to the X-ray powder pattern of a population of quantum dots, with the
 solvent around them and the instrument that measures them.
 
-Structures (:mod:`.materials`) -> clusters (:mod:`.clusters`) -> exact pair histograms (:mod:`.pair_histogram`,
+Structures (:mod:`.materials`) -> clusters (:mod:`.clusters`; faceted habits of cubic structures in :mod:`.habits`) -> exact pair histograms (:mod:`.pair_histogram`,
 cached by :mod:`.cache`) -> the Debye scattering equation (:mod:`.dse`, form factors in :mod:`.form_factors`) ->
 populations (:mod:`.population`: the one population kernel; :mod:`.distribution` gives the log-normal weights) ->
 the training library (:mod:`.library`) and the per-cluster basis for continuous populations (:mod:`.cluster_basis`,

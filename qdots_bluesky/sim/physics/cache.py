@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .clusters import build_series_cluster
+from .habits import build_habit_cluster, check_habit
 from .materials import CrystalStructure
 from .pair_histogram import PairHistogram, Species, lattice_pair_histogram
 
@@ -36,16 +36,19 @@ def structure_key(structure: CrystalStructure) -> str:
     return h.hexdigest()[:16]
 
 
-def series_histogram(structure: CrystalStructure, n: int) -> PairHistogram:
-    """Exact pair histogram of series cluster n, from the cache when present."""
+def series_histogram(structure: CrystalStructure, n: int, habit: str = "sphere") -> PairHistogram:
+    """Exact pair histogram of series cluster n (of a :mod:`~.habits` habit; default the near-spherical reference
+    series), from the cache when present."""
+    habit = check_habit(habit, structure)
     directory = cache_dir()
     path = None
     if directory is not None:
-        path = directory / f"hist-v{CACHE_FORMAT}-{structure.name}-{structure_key(structure)}-n{n}.npz"
+        tag = "" if habit == "sphere" else f"-{habit}"
+        path = directory / f"hist-v{CACHE_FORMAT}-{structure.name}-{structure_key(structure)}{tag}-n{n}.npz"
     species = [Species(e, float(o), float(b)) for e, o, b in zip(structure.elements, structure.occupancies,
                                                                   structure.b_iso)]
-    return _cached(path, lambda: lattice_pair_histogram(build_series_cluster(structure, n)),
-                   f"{structure.name} series n={n}", species)
+    label = f"{structure.name} series n={n}" if habit == "sphere" else f"{structure.name} {habit} n={n}"
+    return _cached(path, lambda: lattice_pair_histogram(build_habit_cluster(structure, n, habit)), label, species)
 
 
 def cached_histogram(key: str, compute: Callable[[], PairHistogram]) -> PairHistogram:

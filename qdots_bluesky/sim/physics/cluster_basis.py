@@ -26,6 +26,7 @@ from scipy.special import ndtr
 
 from .clusters import equal_volume_diameter_nm
 from .distribution import WEIGHT_CUTOFF, check_distribution
+from .habits import check_habit
 from .lattice_jitter import mean_squared_form_factor, rescale_lattice
 from .materials import CrystalStructure, get_structure
 from .population import series_pair_table
@@ -46,6 +47,7 @@ class ClusterBasis:
     compton: np.ndarray  # (clusters, Q) incoherent part
     structure: CrystalStructure
     wavelength_a: float
+    habit: str = "sphere"  # the clusters' habit (:mod:`~qdots_bluesky.sim.physics.habits`)
 
     @property
     def diameter_nm(self) -> np.ndarray:
@@ -84,11 +86,13 @@ class ClusterBasis:
         return crystal, compton
 
 
-def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bool = False) -> ClusterBasis:
+def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bool = False,
+                        habit: str = "sphere") -> ClusterBasis:
     """Per-cluster patterns of ``settings.material``'s series up to ``settings.max_diameter_nm`` on ``q`` (default:
     the settings' Q grid), with the settings' wavelength, Compton and precision (a
     :class:`~qdots_bluesky.sim.physics.library.LibrarySettings`; default the reference library's). One exact DSE pass over
-    every cluster's pair histogram (cached on disk like the library's): a few seconds for PbS up to 21 nm."""
+    every cluster's pair histogram (cached on disk like the library's): a few seconds for PbS up to 21 nm.
+    ``habit``: the clusters' habit (:mod:`~.habits`; default the near-spherical reference series)."""
     from .library import LibrarySettings, library_patterns
 
     settings = settings or LibrarySettings()
@@ -98,9 +102,9 @@ def build_cluster_basis(settings=None, q: np.ndarray | None = None, progress: bo
     q = np.asarray(q, dtype=float)
     unit = float(equal_volume_diameter_nm(structure, 1))
     n_all = np.arange(1, max(1, int(np.floor(settings.max_diameter_nm / unit + 1e-9))) + 1)
-    clusters = series_pair_table(structure, n_all, progress)
+    clusters = series_pair_table(structure, n_all, progress, habit)
     crystal, compton = library_patterns(q, settings, clusters, np.eye(n_all.size), np.zeros(1), progress, "cluster basis")
-    return ClusterBasis(q, n_all, unit, crystal, compton, structure, float(settings.wavelength_a))
+    return ClusterBasis(q, n_all, unit, crystal, compton, structure, float(settings.wavelength_a), check_habit(habit))
 
 
 def lognormal_weight_matrix(n: np.ndarray, unit_nm: float, mean_nm: np.ndarray, dispersion: np.ndarray) -> np.ndarray:

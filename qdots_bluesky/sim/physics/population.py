@@ -84,9 +84,13 @@ def merge_cluster_histograms(hists: list[PairHistogram]) -> ClusterPairTable:
     return ClusterPairTable(hists[0].species, list(hists[0].pairs), distances, table, cluster_atoms)
 
 
-def series_pair_table(structure: CrystalStructure, n_all: np.ndarray, progress: bool = False) -> ClusterPairTable:
-    """Exact pair histograms of the series clusters ``n_all`` (from the on-disk cache) merged onto one set of distances."""
-    hists = [series_histogram(structure, int(n)) for n in tqdm(n_all, desc="cluster histograms", disable=not progress)]
+def series_pair_table(structure: CrystalStructure, n_all: np.ndarray, progress: bool = False,
+                      habit: str = "sphere") -> ClusterPairTable:
+    """Exact pair histograms of the series clusters ``n_all`` (of ``habit``, :mod:`~.habits`; from the on-disk cache)
+    merged onto one set of distances."""
+    hists = [series_histogram(structure, int(n), habit)
+             for n in tqdm(n_all, desc="cluster histograms" if habit == "sphere" else f"{habit} histograms",
+                           disable=not progress)]
     return merge_cluster_histograms(hists)
 
 
