@@ -43,6 +43,7 @@ from bench_measured import find_files  # noqa: E402  (file-name parsing shared w
 
 from qdots_bluesky.io import read_pattern  # noqa: E402
 from qdots_bluesky.refine import load_blank, parse_ranges, refine_pattern  # noqa: E402
+from qdots_bluesky.sim.physics.habits import HABITS  # noqa: E402
 from qdots_bluesky.refine.basis import default_q_grid, refinement_basis  # noqa: E402
 from qdots_bluesky.sim.physics.cluster_basis import build_cluster_basis  # noqa: E402
 from qdots_bluesky.sim.physics.library import LibrarySettings  # noqa: E402
@@ -64,13 +65,13 @@ def basis_seconds(material: str, wavelength: float) -> float:
 def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, repeat: int,
                 instrument: tuple[float, float] | None = None, correlated_esd: bool = True,
                 blank_wavelength_a: float | None = None, dispersion: float | None = None,
-                lab_exclude: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+                lab_exclude: list[tuple[float, float]] | None = None, habit: str = "sphere") -> dict[str, Any]:
     pattern = read_pattern(path)
     lab = info.kind == "laboratory"
     named = next((s for s in SOLVENTS if s in path.stem.lower()), None)
     blank_path = solvents_dir / f"{named}.xye" if named else None
     options: dict[str, Any] = {"wavelength_a": info.wavelength_a, "profile": profile, "instrument_fwhm": instrument,
-                               "correlated_esd": correlated_esd, "dispersion": dispersion}
+                               "correlated_esd": correlated_esd, "dispersion": dispersion, "habit": habit}
     if lab:
         options.update(geometry="flat-plate", solvent="none", exclude_tth=lab_exclude or [])
         background = "none"
@@ -99,7 +100,7 @@ def refine_file(path: Path, info, solvents_dir: Path, predictor, profile: bool, 
                 "dispersion_std", "strain", "strain_std", "b_offset", "rwp", "reduced_chi2", "n_points", "flags",
                 "esd_correlation_factor", "esd_correlated", "instrument_gauss_fwhm", "instrument_gauss_fwhm_std",
                 "instrument_lorentz_fwhm", "instrument_lorentz_fwhm_std", "instrument_unit",
-                "scales", "texture")}}
+                "scales", "texture", "habit", "habit_reduced_chi2")}}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-instrument", action="store_true", help="hold the instrument widths at 0 (no resolution)")
     ap.add_argument("--dispersion", type=float, default=None, metavar="S",
                     help="hold the dispersion at S in every refinement (as qdots fit --dispersion): how D_N follows it")
+    ap.add_argument("--habit", default="sphere",
+                    help="the dots' habit in every refinement, as qdots fit --habit: sphere (default), octahedron, "
+                         "truncated-octahedron, cuboctahedron, cube, rhombic-dodecahedron, or auto (every habit "
+                         "refined, the lowest reduced chi^2 kept; its habit is printed)")
     ap.add_argument("--statistical-esd", action="store_true",
                     help="e.s.d.s without the residuals' correlation factor (as qdots fit --statistical-esd)")
     ap.add_argument("--lab-exclude", default="94-96", metavar="RANGES",
@@ -173,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     for wl in sorted({info.wavelength_a for _, info in files}):
         basis_s[wl] = basis_seconds(args.material, wl)
         refinement_basis(args.material, wl)  # cached from here on: the timings below are per pattern
+        for habit in (HABITS if args.habit == "auto" else (args.habit,) if args.habit != "sphere" else ()):
+            refinement_basis(args.material, wl, habit=habit)
     rows = []
     for path, info in files:
         try:
             rows.append(refine_file(path, info, solvents_dir, predictor, not args.no_profile, args.repeat,
                                     (0.0, 0.0) if args.no_instrument else None, not args.statistical_esd,
-                                    args.blank_wavelength, args.dispersion, lab_exclude))
+                                    args.blank_wavelength, args.dispersion, lab_exclude, args.habit))
         except ValueError as exc:
             print(f"{path.name}: error: {exc}", file=sys.stderr)
             rows.append({"file": path.name, "kind": info.kind, "reference_nm": info.reference_nm, "size_nm": None,
@@ -203,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{_f(r['size_volume_nm'])} {_f(r['size_volume_std_nm'])} {_f(r['dispersion'])} {_f(strain, '+.3f')} "
               f"{_f(r['instrument_gauss_fwhm'], '7.4f')} {_f(r['instrument_lorentz_fwhm'], '7.4f')} "
               f"{100 * r['rwp']:5.2f} {r['ms']:6.0f} {_f(r['network_nm'], '.2f'):>5s} "
-              f"{_f(r['esd_correlation_factor'], '.1f'):>5s} {','.join(r['flags']) or '-'}")
+              f"{_f(r['esd_correlation_factor'], '.1f'):>5s} {','.join(r['flags']) or '-'}"
+              + (f" habit {r['habit']}" if args.habit == "auto" else ""))
     for kind in ("synchrotron", "laboratory"):
         if kind in summary:
             s = summary[kind]

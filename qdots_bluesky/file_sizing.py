@@ -122,11 +122,13 @@ def size_files(predictor: Predictor, paths: Sequence[str | Path], *, x_unit: str
 def refine_files(results: Sequence[FileResult], *, material: str = "PbS", x_unit: str | None = None,
                  wavelength: float | None = None, geometry: str = "capillary", solvent: str | None = None,
                  instrument_fwhm: Sequence[float] | None = None, profile: bool = True,
-                 max_diameter_nm: float = 21.0) -> None:
+                 max_diameter_nm: float = 21.0, habit: str = "sphere") -> None:
     """Refine every sized file (DSE, :func:`qdots_bluesky.refine.refine_pattern`) seeded by its network estimate;
     sets ``refined`` or ``refine_error`` of each. ``material``: built-in name or CIF path; ``solvent``: default
     'auto' for a capillary, 'none' for a flat plate; ``instrument_fwhm``: held (Gaussian, Lorentzian) FWHMs (1/A
-    capillary, deg flat plate), default refined; ``max_diameter_nm``: largest cluster of the basis. The wavelength (A) is needed, also for Q data (form factors)."""
+    capillary, deg flat plate), default refined; ``max_diameter_nm``: largest cluster of the basis; ``habit``: the
+    dots' habit or 'auto' (:func:`~qdots_bluesky.refine.refine_pattern`). The wavelength (A) is needed, also for Q
+    data (form factors)."""
     from .refine import refine_pattern, refinement_basis
 
     solvent = solvent or ("none" if geometry == "flat-plate" else "auto")
@@ -142,12 +144,13 @@ def refine_files(results: Sequence[FileResult], *, material: str = "PbS", x_unit
                 raise ValueError("the refinement needs the wavelength (form factors), also for Q data: pass "
                                  "--wavelength A or put 'wavelength: 0.5646 A' in the file header")
             check_wavelength(wl)
-            if wl not in bases:
-                bases[wl] = refinement_basis(material, wl, max_diameter_nm=max_diameter_nm)
+            if wl not in bases:  # 'auto' builds one per habit inside the refinement
+                bases[wl] = (None if habit == "auto" else
+                             refinement_basis(material, wl, max_diameter_nm=max_diameter_nm, habit=habit))
             result.refined = refine_pattern(pattern.x, pattern.y, pattern.sigma, wavelength_a=wl, x_unit=unit,
                                             material=material, geometry=geometry, solvent=solvent,
                                             network=result.estimate, basis=bases[wl], instrument_fwhm=instrument_fwhm,
-                                            profile=profile, keep_curves=False)
+                                            profile=profile, keep_curves=False, habit=habit)
         except ValueError as exc:
             result.refine_error = _without_path(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                                                 result.path)

@@ -110,6 +110,11 @@ def test_refine_options_and_picking():
     with pytest.raises(ValueError, match="accepted"):
         make_refiner("yes")
     assert make_refiner({"dispersion": 0.1}).dispersion == 0.1
+    assert make_refiner({"habit": "Truncated_Octahedron"}).habit == "truncated-octahedron"
+    with pytest.raises(ValueError, match="habit='auto' refines every habit"):
+        make_refiner({"habit": "auto"})
+    with pytest.raises(ValueError, match="accepted: sphere, octahedron"):
+        make_refiner({"habit": "prism"})
     for bad in (0.9, "0.1", True):
         with pytest.raises(ValueError, match="dispersion=.*accepted: 0.02 to 0.45"):
             make_refiner({"dispersion": bad})

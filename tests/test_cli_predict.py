@@ -189,6 +189,9 @@ def test_refine_prints_and_writes_the_refinement_beside_the_network(tmp_path, fi
     rc, out, _ = run(capsys, files["tth_header"], "--json", "--model", files["model"])
     assert "refined" not in json.loads(out)  # only where asked for
     # bad refinement options: one line and exit 2 before any sizing, not one failure per file
-    for option, what in ((("--material", "Unobtainium"), "--material"), (("--max-diameter", "100"), "--max-diameter")):
+    rc, out, _ = run(capsys, path, "--refine", *small, "--habit", "cuboctahedron", "--json", "--model", files["model"])
+    assert rc == 0 and json.loads(out)["refined"]["habit"] == "cuboctahedron"
+    for option, what in ((("--material", "Unobtainium"), "--material"), (("--max-diameter", "100"), "--max-diameter"),
+                         (("--habit", "prism"), "--habit")):
         rc, out, err = run(capsys, path, "--refine", *option, "--model", files["model"])
         assert rc == 2 and out == "" and what in err and len(err.strip().splitlines()) == 1

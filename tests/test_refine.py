@@ -434,3 +434,47 @@ def test_few_counts_are_weighted_by_the_model(pbs):
     given = refine_pattern(pbs.q[sel], y, np.sqrt(lam), wavelength_a=WL, x_unit="q", basis=pbs, q_range=(1.0, 8.0),
                            instrument_fwhm=(0.0, 0.0), background_order=0, profile=False)
     assert given.weights == "given" and given.to_dict()["weights"] == "given"
+
+
+@pytest.fixture(scope="module")
+def pbs_truncated_octahedra():
+    return refinement_basis("PbS", WL, Q_GRID, max_diameter_nm=6.0, habit="truncated-octahedron")
+
+
+def test_faceted_population_needs_its_habit(pbs, pbs_truncated_octahedra):
+    """Truncated octahedra refined as truncated octahedra: unbiased, fitted to the noise; as near-spheres: the facets'
+    peak shapes are not in the model (chi^2 several times the noise) and D_N moves."""
+    rng = np.random.default_rng(11)
+    q, y, _, _ = _simulate(pbs_truncated_octahedra, 3.4, 0.08, 0.0, rng, dots=1e5)
+    kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", q_range=(1.0, 8.0), instrument_fwhm=(0.0, 0.0))
+    right = refine_pattern(q, y, basis=pbs_truncated_octahedra, **kw)
+    assert right.status == "sized" and right.habit == "truncated-octahedron", right.summary()
+    assert abs(right.size_nm - 3.4) < 2.5 * right.size_std_nm and right.reduced_chi2 < 1.3, right.summary()
+    sphere = refine_pattern(q, y, basis=pbs, **kw)
+    assert sphere.habit == "sphere" and sphere.reduced_chi2 > 3 * right.reduced_chi2, sphere.summary()
+    assert "habit truncated-octahedron" in right.summary() and right.to_dict()["habit"] == "truncated-octahedron"
+
+
+def test_auto_habit_keeps_the_best_fitting_habit(pbs_truncated_octahedra):
+    from qdots_bluesky.sim.physics.habits import HABITS
+
+    rng = np.random.default_rng(12)
+    q, y, _, _ = _simulate(pbs_truncated_octahedra, 3.4, 0.08, 0.0, rng, dots=1e5)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", q_range=(1.0, 8.0), max_diameter_nm=6.0,
+                       instrument_fwhm=(0.0, 0.0), profile=False, habit="auto")
+    assert r.habit == "truncated-octahedron", r.summary()
+    assert set(r.habit_reduced_chi2) == set(HABITS)
+    assert min(r.habit_reduced_chi2.values()) == pytest.approx(r.reduced_chi2_with_dots)
+    assert "auto; the others' reduced chi^2 x" in r.summary()
+    assert r.to_dict()["habit_reduced_chi2"]["sphere"] > r.reduced_chi2_with_dots
+
+
+def test_habit_errors(pbs):
+    q, y = pbs.q[100:600], np.full(500, 100.0)
+    kw = dict(wavelength_a=WL, x_unit="q")
+    with pytest.raises(ValueError, match="habit 'auto' builds a basis per habit"):
+        refine_pattern(q, y, basis=pbs, habit="auto", **kw)
+    with pytest.raises(ValueError, match="habit 'cube' with a basis of sphere"):
+        refine_pattern(q, y, basis=pbs, habit="cube", **kw)
+    with pytest.raises(ValueError, match="accepted: sphere, octahedron"):
+        refine_pattern(q, y, habit="prism", max_diameter_nm=6.0, **kw)

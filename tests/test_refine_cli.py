@@ -235,3 +235,16 @@ def test_fit_dispersion_held(pattern_file, capsys):
     assert _run(common + ["--dispersion", "0.9"]) == 2
     err = capsys.readouterr().err
     assert "--dispersion 0.9; accepted: 0.02 to 0.45" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fit_habit_auto_and_bad_habit(pattern_file, capsys):
+    status = _run([str(pattern_file), "--solvent", "hexane", "--max-diameter", "6", "--q-range", "1", "7",
+                   "--habit", "auto", "--json", "--no-profile"])
+    assert status == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["status"] == "sized" and row["habit"] in row["habit_reduced_chi2"]
+    assert len(row["habit_reduced_chi2"]) == 6 and min(row["habit_reduced_chi2"].values()) == pytest.approx(
+        row["reduced_chi2_with_dots"])
+    assert _run([str(pattern_file), "--habit", "prism"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "habit 'prism'; accepted: sphere, octahedron" in err[0]

@@ -36,8 +36,10 @@ class LiveRefiner:
     """Options of the live refinement. ``material``: built-in name or CIF path (default PbS, the shipped model's);
     ``geometry``: 'capillary' or 'flat-plate'; ``solvent``: 'auto', a built-in solvent or 'none'; ``q_range`` (1/A)
     and ``max_diameter_nm`` (largest cluster of the basis); ``instrument_fwhm``: held (Gaussian, Lorentzian) FWHMs
-    or None (refined); ``dispersion``: held at this value (known from elsewhere) or None (refined); ``profile``: size e.s.d.s from the profile over the dispersion (slower, honest about the
-    mean-dispersion correlation); ``figure_dir`` and ``figure_every``: a figure of the first and then of every
+    or None (refined); ``dispersion``: held at this value (known from elsewhere) or None (refined); ``habit``: the
+    dots' habit (:data:`~qdots_bluesky.sim.physics.habits.HABITS`; one habit live: ``qdots fit --habit auto``
+    compares them offline); ``profile``: size e.s.d.s from the profile over the dispersion (slower, honest about
+    the mean-dispersion correlation); ``figure_dir`` and ``figure_every``: a figure of the first and then of every
     ``figure_every``-th refined pattern in ``figure_dir`` (0, the default: none; see :meth:`plot_last`)."""
 
     material: str = "PbS"
@@ -47,6 +49,7 @@ class LiveRefiner:
     max_diameter_nm: float = 21.0
     instrument_fwhm: tuple[float, float] | None = None
     dispersion: float | None = None
+    habit: str = "sphere"
     profile: bool = True
     figure_dir: str | Path | None = None
     figure_every: int = 0
@@ -62,6 +65,13 @@ class LiveRefiner:
                                                 DISPERSION_BOUNDS[0] <= self.dispersion <= DISPERSION_BOUNDS[1]):
             raise ValueError(f"dispersion={self.dispersion!r}; accepted: {DISPERSION_BOUNDS[0]} to "
                              f"{DISPERSION_BOUNDS[1]} (held) or None (refined)")
+        from ..refine import material_habit
+
+        if str(self.habit).strip().lower() == "auto":
+            raise ValueError("habit='auto' refines every habit of each pattern (six refinements); accepted live: one "
+                             "habit (sphere, octahedron, truncated-octahedron, cuboctahedron, cube, "
+                             "rhombic-dodecahedron); compare them offline with qdots fit --habit auto")
+        self.habit = material_habit(self.material, self.habit)
         if (isinstance(self.figure_every, bool) or not isinstance(self.figure_every, numbers.Integral)
                 or self.figure_every < 0):
             raise ValueError(f"figure_every={self.figure_every!r}; accepted: 0 (no figures) or a positive integer N "
@@ -80,7 +90,8 @@ class LiveRefiner:
 
         key = round(float(wavelength_a), 7)
         if key not in self._bases:
-            self._bases[key] = refinement_basis(self.material, float(wavelength_a), max_diameter_nm=self.max_diameter_nm)
+            self._bases[key] = refinement_basis(self.material, float(wavelength_a), max_diameter_nm=self.max_diameter_nm,
+                                                habit=self.habit)
         return self._bases[key]
 
     def prepare(self, wavelength_a: float | None) -> None:
@@ -153,7 +164,7 @@ def make_refiner(refine: Any) -> LiveRefiner | None:
             return LiveRefiner(**dict(refine))
         except TypeError as exc:
             raise ValueError(f"refine options {dict(refine)!r}: {exc}; accepted: material, geometry, solvent, "
-                             "q_range, max_diameter_nm, instrument_fwhm, dispersion, profile, figure_dir, "
+                             "q_range, max_diameter_nm, instrument_fwhm, dispersion, habit, profile, figure_dir, "
                              "figure_every") from None
     raise ValueError(f"refine={refine!r}; accepted: True, False, a mapping of options or a LiveRefiner")
 

@@ -66,6 +66,9 @@ def add_predict(sub) -> None:
     ref.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
                      help="hold the instrument resolution at these FWHMs (1/A capillary, deg flat plate); default "
                           "refined")
+    ref.add_argument("--habit", default="sphere", metavar="HABIT",
+                     help="the dots' habit in the refinement, as qdots fit --habit: sphere (default), octahedron, "
+                          "truncated-octahedron, cuboctahedron, cube, rhombic-dodecahedron or auto")
     add_device_option(p)
     p.set_defaults(func=cmd_predict)
 
@@ -107,12 +110,17 @@ def cmd_predict(args) -> int:
         import ase  # noqa: F401  (the refinement's DSE needs the [sim] extra: fail before the sizing)
         import xraylib  # noqa: F401
 
+        from ..refine import material_habit
         from ..sim.physics.materials import get_structure
 
         try:  # the refinement's options, once, before any sizing (not one failure per file)
             get_structure(args.material)
         except ValueError as exc:
             return fail("predict", f"--material: {exc}")
+        try:
+            args.habit = material_habit(args.material, args.habit)
+        except ValueError as exc:
+            return fail("predict", f"--habit: {exc}")
         if not 0.5 <= args.max_diameter <= 40.0:
             return fail("predict", f"--max-diameter {args.max_diameter:g}; accepted: 0.5 to 40 nm")
     predictor = _load(args)
@@ -125,7 +133,7 @@ def cmd_predict(args) -> int:
     if getattr(args, "refine", False):
         refine_files(results, material=args.material, x_unit=args.x_unit, wavelength=args.wavelength,
                      geometry=args.geometry, instrument_fwhm=args.instrument_fwhm,
-                     max_diameter_nm=args.max_diameter)
+                     max_diameter_nm=args.max_diameter, habit=args.habit)
     if args.plot:
         plot_files(predictor, results, args.plot, layer=args.cam_layer)
     accepted = []

@@ -2,7 +2,8 @@
 
 Pure numerics (numpy, scipy): no Bluesky, no torch. Entry points: :func:`refine_pattern` (one pattern),
 :func:`refine_sequence` (many, each started from the previous result), :func:`plot_refinement` (a figure), :func:`plot_series` (a series' sizes vs file or time),
-:func:`refinement_basis` (cached cluster bases per material and wavelength).
+:func:`refinement_basis` (cached cluster bases per material, wavelength and habit), :func:`material_habit` (a
+habit's name checked for a material).
 
 Refining after the network (live or ``qdots predict --refine``)::
 
@@ -13,7 +14,7 @@ Refining after the network (live or ``qdots predict --refine``)::
                             keep_curves=False)               # profile=False: covariance e.s.d.s, ~2x faster
     result.to_dict()   # size_nm, size_std_nm, size_volume_nm, ... as `qdots predict --json`, plus rwp, scales, flags
 """
-from .basis import refinement_basis
+from .basis import material_habit, refinement_basis
 from .data import Blank, load_blank, parse_ranges
 from .fit import refine_pattern
 from .sequential import refine_sequence
@@ -24,4 +25,4 @@ from .result import RefinementResult
 
 __all__ = ["Blank", "Geometry", "RefinementResult", "load_blank", "parse_ranges", "plot_refinement", "plot_series",
            "refine_pattern",
-           "refine_sequence", "refinement_basis"]
+           "refine_sequence", "refinement_basis", "material_habit"]

@@ -162,4 +162,5 @@ def assemble_result(problem, data, model, basis, theta, scales, cols, names, chi
         esd_correlated=bool(correlated_esd),
         reduced_chi2=float(np.sum(wr**2)) / n_dof, n_points=int(data.q.size),
         material=str(material), wavelength_a=float(wavelength_a), geometry=geometry.kind,
-        q_range=(float(data.q.min()), float(data.q.max())), flags=flags, flag_details=details, curves=curves)
+        q_range=(float(data.q.min()), float(data.q.max())), flags=flags, flag_details=details, curves=curves,
+        habit=basis.habit)

@@ -22,11 +22,12 @@ import numpy as np
 
 from ..sim.physics.cache import cache_dir, structure_key
 from ..sim.physics.cluster_basis import ClusterBasis, build_cluster_basis
+from ..sim.physics.habits import check_habit
 from ..sim.physics.library import LibrarySettings
 from ..sim.physics.materials import CrystalStructure, get_structure
 from ..units import check_wavelength
 
-__all__ = ["BASIS_FORMAT", "DEFAULT_Q_STEP", "default_q_grid", "refinement_basis", "basis_cache_path"]
+__all__ = ["BASIS_FORMAT", "DEFAULT_Q_STEP", "default_q_grid", "refinement_basis", "basis_cache_path", "material_habit"]
 
 #: Version of the cached file layout.
 BASIS_FORMAT = 1
@@ -37,6 +38,14 @@ DEFAULT_Q_STEP = 14.0 / 5003
 DEFAULT_Q_RANGE = (0.8, 15.2)
 
 _MEMORY: dict[str, ClusterBasis] = {}
+
+
+def material_habit(material: str, habit: str) -> str:
+    """The canonical name of ``habit`` for ``material`` (built-in name or CIF path), or 'auto'; ValueError for an
+    unknown habit or a faceted one of a non-cubic structure (:func:`~qdots_bluesky.sim.physics.habits.check_habit`)."""
+    if str(habit).strip().lower() == "auto":
+        return "auto"
+    return check_habit(habit, get_structure(material))
 
 
 def default_q_grid(wavelength_a: float, q_range: tuple[float, float] = DEFAULT_Q_RANGE,
@@ -51,8 +60,10 @@ def default_q_grid(wavelength_a: float, q_range: tuple[float, float] = DEFAULT_Q
     return q0 + step * np.arange(n)
 
 
-def _key(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray) -> str:
+def _key(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray, habit: str = "sphere") -> str:
     h = hashlib.sha256()
+    if habit != "sphere":  # the reference series keeps the keys it had before habits
+        h.update(habit.encode())
     h.update(structure_key(structure).encode())
     # every setting (wavelength, largest cluster, Compton, precision, ...): any change makes a new basis
     h.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
@@ -60,24 +71,30 @@ def _key(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray) 
     return h.hexdigest()[:20]
 
 
-def basis_cache_path(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray) -> Path | None:
+def basis_cache_path(structure: CrystalStructure, settings: LibrarySettings, q: np.ndarray,
+                     habit: str = "sphere") -> Path | None:
     """Path of the cached basis file, or None when the disk cache is off."""
     directory = cache_dir()
     if directory is None:
         return None
     name = "".join(c if c.isalnum() else "_" for c in structure.name)[:40]
-    return directory / f"refine-basis-v{BASIS_FORMAT}-{name}-{settings.wavelength_a:.6f}A-{_key(structure, settings, q)}.npz"
+    tag = "" if habit == "sphere" else f"-{habit}"
+    return directory / (f"refine-basis-v{BASIS_FORMAT}-{name}{tag}-{settings.wavelength_a:.6f}A-"
+                        f"{_key(structure, settings, q, habit)}.npz")
 
 
 def refinement_basis(material: str, wavelength_a: float, q: np.ndarray | None = None, *,
-                     max_diameter_nm: float = 21.0, progress: bool = False) -> ClusterBasis:
+                     max_diameter_nm: float = 21.0, progress: bool = False, habit: str = "sphere") -> ClusterBasis:
     """The cluster basis of ``material`` (a built-in name or a CIF path) at ``wavelength_a`` (A) on ``q``
-    (equispaced, 1/A; default :func:`default_q_grid`), clusters up to ``max_diameter_nm`` (nm).
+    (equispaced, 1/A; default :func:`default_q_grid`), clusters up to ``max_diameter_nm`` (nm) of ``habit``
+    (:mod:`~qdots_bluesky.sim.physics.habits`; default the near-spherical reference series; a faceted one costs its
+    cluster histograms once, ~1 min for PbS up to 21 nm).
 
     Looked up in memory, then on disk, else built with ``build_cluster_basis`` and stored. Patterns are float64.
     """
     check_wavelength(wavelength_a)
     structure = get_structure(material)
+    habit = check_habit(habit, structure)
     q = default_q_grid(wavelength_a) if q is None else np.asarray(q, dtype=float)
     if q.ndim != 1 or q.size < 10 or not np.all(np.isfinite(q)):
         raise ValueError(f"basis Q grid of shape {q.shape}; accepted: a finite 1-D equispaced grid of >= 10 points")
@@ -87,24 +104,24 @@ def refinement_basis(material: str, wavelength_a: float, q: np.ndarray | None = 
     if not 0.5 < max_diameter_nm <= 40.0:
         raise ValueError(f"max_diameter_nm {max_diameter_nm!r}; accepted: 0.5 to 40 nm")
     settings = LibrarySettings(material=material, wavelength_a=float(wavelength_a), max_diameter_nm=float(max_diameter_nm))
-    key = f"{_key(structure, settings, q)}|{cache_dir()}"
+    key = f"{_key(structure, settings, q, habit)}|{cache_dir()}"
     if key in _MEMORY:
         return _MEMORY[key]
-    path = basis_cache_path(structure, settings, q)
+    path = basis_cache_path(structure, settings, q, habit)
     basis = None
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 basis = ClusterBasis(q=np.asarray(z["q"], float), n=np.asarray(z["n"]), unit_nm=float(z["unit_nm"]),
                                      crystal=np.asarray(z["crystal"], float), compton=np.asarray(z["compton"], float),
-                                     structure=structure, wavelength_a=float(z["wavelength_a"]))
+                                     structure=structure, wavelength_a=float(z["wavelength_a"]), habit=habit)
         except (OSError, KeyError, ValueError):
             basis = None  # a broken cache file is rebuilt below
     if basis is None:
-        built = build_cluster_basis(settings, q, progress=progress)
+        built = build_cluster_basis(settings, q, progress=progress, habit=habit)
         basis = ClusterBasis(q=built.q, n=built.n, unit_nm=built.unit_nm, crystal=np.asarray(built.crystal, float),
                              compton=np.asarray(built.compton, float), structure=built.structure,
-                             wavelength_a=float(wavelength_a))
+                             wavelength_a=float(wavelength_a), habit=habit)
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +146,7 @@ def decimated_basis(basis: ClusterBasis, stride: int) -> ClusterBasis:
         coarse = ClusterBasis(q=basis.q[::stride], n=basis.n, unit_nm=basis.unit_nm,
                               crystal=np.ascontiguousarray(basis.crystal[:, ::stride]),
                               compton=np.ascontiguousarray(basis.compton[:, ::stride]), structure=basis.structure,
-                              wavelength_a=basis.wavelength_a)
+                              wavelength_a=basis.wavelength_a, habit=basis.habit)
         coarse._f_sq = basis.form_factor_sq()[::stride]
         cache[stride] = coarse
     return cache[stride]

@@ -56,11 +56,13 @@ from scipy.ndimage import uniform_filter1d
 from scipy.stats import chi2 as chi2_dist
 
 from ..sim.physics.cluster_basis import ClusterBasis
+from ..sim.physics.habits import check_habit
 from ..sim.physics.solvents import solvent_names, solvent_pattern
 from ..units import XUnit
 from .assemble import assemble_result
-from .basis import refinement_basis
+from .basis import material_habit, refinement_basis
 from .data import Blank, FitData, data_axes, prepare_data
+from .habit_choice import refine_every_habit
 from .model import INSTRUMENT_BOUNDS, INSTRUMENT_UNITS, SCHERRER_K_SPHERE, DotModel, Geometry
 from .residuals import esd_correlation_factor
 from .result import POOR_FIT_RWP, RefinementResult
@@ -298,7 +300,8 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    exclude_tth: Sequence[tuple[float, float]] = (), start: Any = None, network: Any = None,
                    basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
                    instrument_fwhm: Sequence[float] | None = None, dispersion: float | None = None,
-                   profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True) -> RefinementResult:
+                   profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True,
+                   habit: str = "sphere") -> RefinementResult:
     """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
     K-alpha1 wavelength for a flat plate).
 
@@ -328,8 +331,29 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     the covariance's alone (they hold only for a model that leaves independent residuals); ``dispersion``: hold the
     dispersion (relative std of the log-normal) at this value, known from elsewhere (TEM, SAXS): WAXS determines
     it poorly against D_N (see the module docstring), so D_N and its e.s.d. are then those at that dispersion (no
-    profile over it; the result says ``dispersion_held``).
+    profile over it; the result says ``dispersion_held``); ``habit``: the nanocrystals' habit, the shape of the
+    basis clusters (:data:`~qdots_bluesky.sim.physics.habits.HABITS`: the near-spherical reference series, or a
+    faceted one of a cubic structure, same equal-volume diameters), or 'auto': refined with every habit, the one whose
+    model with dots has the lowest reduced chi^2 kept, and every habit's in ``habit_reduced_chi2`` (a sphere series
+    reads a faceted population's peak profiles as dispersion or instrument broadening).
     """
+    habit_name = str(habit).strip().lower()
+    if habit_name == "auto":
+        if basis is not None:
+            raise ValueError("habit 'auto' builds a basis per habit; accepted with a prebuilt basis: that basis's "
+                             "habit (or no basis)")
+        return refine_every_habit(refine_pattern, x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit,
+                                  material=material, geometry=geometry, blanks=blanks, solvent=solvent,
+                                  background_order=background_order, q_range=q_range, exclude_tth=exclude_tth,
+                                  start=start, network=network, max_diameter_nm=max_diameter_nm,
+                                  instrument_fwhm=instrument_fwhm, dispersion=dispersion, profile=profile,
+                                  keep_curves=keep_curves, correlated_esd=correlated_esd)
+    if basis is not None:
+        if habit_name != "sphere" and check_habit(habit_name) != basis.habit:
+            raise ValueError(f"habit {habit!r} with a basis of {basis.habit}; accepted: the basis's habit or none")
+    else:
+        basis = refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm,
+                                 habit=material_habit(material, habit_name))
     options = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
                    solvent=solvent, background_order=background_order, q_range=q_range, exclude_tth=exclude_tth,
                    start=start, network=network, basis=basis, max_diameter_nm=max_diameter_nm,

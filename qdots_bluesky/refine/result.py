@@ -129,6 +129,8 @@ class RefinementResult:
     # the model with dots: reduced_chi2 where sized; for no_nanocrystals that of the with-dots fit the test rejected
     reduced_chi2_with_dots: float = float("nan")
     weights: str = "given"  # 1/sigma from: "given" (the file's sigma), "counts" (sqrt of the counts), "model" (Pearson)
+    habit: str = "sphere"  # the basis clusters' habit (qdots_bluesky.sim.physics.habits)
+    habit_reduced_chi2: dict[str, float] | None = None  # habit 'auto': every habit's reduced chi^2 with dots
     nfev: int = 0  # residual evaluations: start search, binned fit, profile, polish (not finite-difference columns)
     elapsed_s: float = 0.0
     curves: RefinementCurves | None = field(default=None, repr=False)
@@ -182,6 +184,9 @@ class RefinementResult:
             "esd_correlation_factor": _finite(self.esd_correlation_factor),
             "esd_correlated": bool(self.esd_correlated),
             "network_size_nm": _finite(self.network_size_nm),
+            "habit": self.habit,
+            "habit_reduced_chi2": None if self.habit_reduced_chi2 is None else {
+                k: _finite(v) for k, v in self.habit_reduced_chi2.items()},
             "nfev": int(self.nfev),
             "elapsed_s": float(self.elapsed_s),
         }
@@ -189,9 +194,14 @@ class RefinementResult:
     def summary(self) -> str:
         """One line for people."""
         flags = ", ".join(self.flags) or "none"
+        habit = "" if self.habit == "sphere" and self.habit_reduced_chi2 is None else f"habit {self.habit}, "
+        if self.habit_reduced_chi2:  # 'auto': how much worse every other habit fits
+            best = self.habit_reduced_chi2.get(self.habit, float("nan"))
+            others = ", ".join(f"{k} {v / best:.2f}" for k, v in self.habit_reduced_chi2.items() if k != self.habit)
+            habit = f"habit {self.habit} (auto; the others' reduced chi^2 x {others}), "
         if self.status != "sized":
             return f"no nanocrystals (dot component not significant); Rwp {100 * self.rwp:.2f} %, flags: {flags}"
-        return (f"D_N {self.size_nm:.3f} ± {self.size_std_nm:.3f} nm, D_V {self.size_volume_nm:.3f} ± "
+        return (f"{habit}D_N {self.size_nm:.3f} ± {self.size_std_nm:.3f} nm, D_V {self.size_volume_nm:.3f} ± "
                 f"{self.size_volume_std_nm:.3f} nm, dispersion {self.dispersion:.3f} "
                 f"{'(held)' if self.dispersion_held else f'± {self.dispersion_std:.3f}'}, "
                 f"strain {100 * self.strain:+.3f} ± {100 * self.strain_std:.3f} %, instrument FWHM G "
