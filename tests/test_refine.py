@@ -478,3 +478,17 @@ def test_habit_errors(pbs):
         refine_pattern(q, y, basis=pbs, habit="cube", **kw)
     with pytest.raises(ValueError, match="accepted: sphere, octahedron"):
         refine_pattern(q, y, habit="prism", max_diameter_nm=6.0, **kw)
+
+
+def test_sequences_and_explicit_habits(pbs_truncated_octahedra):
+    rng = np.random.default_rng(13)
+    q, y, _, _ = _simulate(pbs_truncated_octahedra, 3.4, 0.08, 0.0, rng, dots=1e5)
+    kw = dict(wavelength_a=WL, x_unit="q", solvent="hexane", q_range=(1.0, 8.0), profile=False)
+    given = refine_sequence(q, [y, y], basis=pbs_truncated_octahedra, **kw)  # the basis's habit
+    assert [r.habit for r in given] == ["truncated-octahedron"] * 2
+    named = refine_sequence(q, [y], habit="truncated-octahedron", max_diameter_nm=6.0, **kw)
+    assert named[0].habit == "truncated-octahedron" and abs(named[0].size_nm - 3.4) < 0.05
+    with pytest.raises(ValueError, match="habit 'sphere' with a basis of truncated-octahedron"):
+        refine_pattern(q, y, basis=pbs_truncated_octahedra, habit="sphere", **kw)
+    with pytest.raises(ValueError, match="habit 'auto' builds a basis per habit"):
+        refine_sequence(q, [y], basis=pbs_truncated_octahedra, habit="auto", **kw)

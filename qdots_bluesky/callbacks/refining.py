@@ -71,7 +71,7 @@ class LiveRefiner:
             raise ValueError("habit='auto' refines every habit of each pattern (six refinements); accepted live: one "
                              "habit (sphere, octahedron, truncated-octahedron, cuboctahedron, cube, "
                              "rhombic-dodecahedron); compare them offline with qdots fit --habit auto")
-        self.habit = material_habit(self.material, self.habit)
+        self.habit = material_habit(self.material, self.habit, allow_auto=False)
         if (isinstance(self.figure_every, bool) or not isinstance(self.figure_every, numbers.Integral)
                 or self.figure_every < 0):
             raise ValueError(f"figure_every={self.figure_every!r}; accepted: 0 (no figures) or a positive integer N "

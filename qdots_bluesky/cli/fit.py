@@ -71,7 +71,7 @@ def add_fit(sub) -> argparse.ArgumentParser:
                    help="the nanocrystals' habit, the shape of the basis clusters (same equal-volume diameters): "
                         "sphere (the near-spherical reference series, default), octahedron, truncated-octahedron, "
                         "cuboctahedron, cube or rhombic-dodecahedron (faceted, cubic structures; first use builds its "
-                        "basis, ~10 s), or auto: refined with every habit, the lowest reduced chi^2 kept and every "
+                        "basis, 10-30 s), or auto: refined with every habit, the lowest reduced chi^2 kept and every "
                         "habit's printed (six refinements per file). A sphere series reads a faceted population's "
                         "peak shapes as dispersion or instrument broadening")
     p.add_argument("--standard", default=None, metavar="NAME",

@@ -56,7 +56,6 @@ from scipy.ndimage import uniform_filter1d
 from scipy.stats import chi2 as chi2_dist
 
 from ..sim.physics.cluster_basis import ClusterBasis
-from ..sim.physics.habits import check_habit
 from ..sim.physics.solvents import solvent_names, solvent_pattern
 from ..units import XUnit
 from .assemble import assemble_result
@@ -301,7 +300,7 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                    basis: ClusterBasis | None = None, max_diameter_nm: float = 21.0,
                    instrument_fwhm: Sequence[float] | None = None, dispersion: float | None = None,
                    profile: bool = True, keep_curves: bool = True, correlated_esd: bool = True,
-                   habit: str = "sphere") -> RefinementResult:
+                   habit: str | None = None) -> RefinementResult:
     """Refine one pattern (x in 2theta deg or Q 1/A, intensity y, optional sigma) at ``wavelength_a`` (A; the
     K-alpha1 wavelength for a flat plate).
 
@@ -333,11 +332,12 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     it poorly against D_N (see the module docstring), so D_N and its e.s.d. are then those at that dispersion (no
     profile over it; the result says ``dispersion_held``); ``habit``: the nanocrystals' habit, the shape of the
     basis clusters (:data:`~qdots_bluesky.sim.physics.habits.HABITS`: the near-spherical reference series, or a
-    faceted one of a cubic structure, same equal-volume diameters), or 'auto': refined with every habit, the one whose
-    model with dots has the lowest reduced chi^2 kept, and every habit's in ``habit_reduced_chi2`` (a sphere series
-    reads a faceted population's peak profiles as dispersion or instrument broadening).
+    faceted one of a cubic structure, same equal-volume diameters; None: the given basis's, else the sphere series),
+    or 'auto': refined with every habit, the one whose model with dots has the lowest reduced chi^2 kept, and every
+    habit's in ``habit_reduced_chi2`` (a sphere series reads a faceted population's peak profiles as dispersion or
+    instrument broadening; see :mod:`~qdots_bluesky.refine.habit_choice`).
     """
-    habit_name = str(habit).strip().lower()
+    habit_name = None if habit is None else material_habit(material, habit)
     if habit_name == "auto":
         if basis is not None:
             raise ValueError("habit 'auto' builds a basis per habit; accepted with a prebuilt basis: that basis's "
@@ -349,11 +349,12 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
                                   instrument_fwhm=instrument_fwhm, dispersion=dispersion, profile=profile,
                                   keep_curves=keep_curves, correlated_esd=correlated_esd)
     if basis is not None:
-        if habit_name != "sphere" and check_habit(habit_name) != basis.habit:
-            raise ValueError(f"habit {habit!r} with a basis of {basis.habit}; accepted: the basis's habit or none")
+        if habit_name is not None and habit_name != basis.habit:
+            raise ValueError(f"habit {habit_name!r} with a basis of {basis.habit}; accepted: the basis's habit or "
+                             "none")
     else:
         basis = refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm,
-                                 habit=material_habit(material, habit_name))
+                                 habit=habit_name or "sphere")
     options = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
                    solvent=solvent, background_order=background_order, q_range=q_range, exclude_tth=exclude_tth,
                    start=start, network=network, basis=basis, max_diameter_nm=max_diameter_nm,

@@ -198,7 +198,8 @@ class RefinementResult:
         if self.habit_reduced_chi2:  # 'auto': how much worse every other habit fits
             best = self.habit_reduced_chi2.get(self.habit, float("nan"))
             others = ", ".join(f"{k} {v / best:.2f}" for k, v in self.habit_reduced_chi2.items() if k != self.habit)
-            habit = f"habit {self.habit} (auto; the others' reduced chi^2 x {others}), "
+            habit = (f"habit {self.habit} (auto; the others' reduced chi^2 x {others}), " if others else
+                     f"habit {self.habit} (auto: the only habit of this structure), ")
         if self.status != "sized":
             return f"no nanocrystals (dot component not significant); Rwp {100 * self.rwp:.2f} %, flags: {flags}"
         return (f"{habit}D_N {self.size_nm:.3f} ± {self.size_std_nm:.3f} nm, D_V {self.size_volume_nm:.3f} ± "

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .basis import refinement_basis
+from .basis import material_habit, refinement_basis
 from .fit import refine_pattern
 from .model import Geometry
 from .result import RefinementResult
@@ -20,7 +20,7 @@ __all__ = ["refine_sequence"]
 def refine_sequence(x: Sequence[float] | np.ndarray, patterns: Iterable[Sequence[float]],
                     sigmas: Iterable[Sequence[float] | None] | None = None, *, wavelength_a: float,
                     material: str = "PbS", geometry: Geometry | str = "capillary", start: Any = None,
-                    networks: Iterable[Any] | None = None, max_diameter_nm: float = 21.0,
+                    networks: Iterable[Any] | None = None, max_diameter_nm: float = 21.0, habit: str | None = None,
                     progress: Callable[[int, RefinementResult], None] | None = None,
                     **options: Any) -> list[RefinementResult]:
     """Refine patterns measured on one x axis (2theta deg or Q 1/A, ``x_unit`` in ``options``) in order.
@@ -28,10 +28,19 @@ def refine_sequence(x: Sequence[float] | np.ndarray, patterns: Iterable[Sequence
     ``patterns``: intensities (one array per pattern, each as long as ``x``); ``sigmas``: matching sigma
     arrays or None (counting statistics); ``start``: values for the first pattern (else the coarse grid);
     ``networks``: one network estimate per pattern (or None) to compare with;
-    ``progress(i, result)`` is called after each pattern; further ``options`` go to
+    ``progress(i, result)`` is called after each pattern; ``habit``: the dots' habit (default the basis's, else the
+    near-spherical series) or 'auto' (every habit for every pattern); further ``options`` go to
     :func:`~qdots_bluesky.refine.fit.refine_pattern` (blanks, solvent, exclude_tth, q_range, profile, ...).
     """
-    basis = options.pop("basis", None) or refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm)
+    basis = options.pop("basis", None)
+    if habit is not None and material_habit(material, habit) == "auto":
+        if basis is not None:
+            raise ValueError("habit 'auto' builds a basis per habit; accepted with a prebuilt basis: that basis's "
+                             "habit (or no basis)")
+    elif basis is None:
+        basis = refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm,
+                                 habit=material_habit(material, habit or "sphere"))
+    options.update(habit=habit, max_diameter_nm=max_diameter_nm)
     sigmas = iter(sigmas) if sigmas is not None else None
     networks = iter(networks) if networks is not None else None
     results: list[RefinementResult] = []

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .habits import build_habit_cluster, check_habit
+from .habits import CARVING_VERSION, build_habit_cluster, check_habit
 from .materials import CrystalStructure
 from .pair_histogram import PairHistogram, Species, lattice_pair_histogram
 
@@ -43,7 +43,7 @@ def series_histogram(structure: CrystalStructure, n: int, habit: str = "sphere")
     directory = cache_dir()
     path = None
     if directory is not None:
-        tag = "" if habit == "sphere" else f"-{habit}"
+        tag = "" if habit == "sphere" else f"-{habit}-c{CARVING_VERSION}"
         path = directory / f"hist-v{CACHE_FORMAT}-{structure.name}-{structure_key(structure)}{tag}-n{n}.npz"
     species = [Species(e, float(o), float(b)) for e, o, b in zip(structure.elements, structure.occupancies,
                                                                   structure.b_iso)]

@@ -20,6 +20,9 @@ Gauges (|x|, |y|, |z| in A; only their order matters):
 * ``rhombic-dodecahedron`` {110}: max(|x| + |y|, |y| + |z|, |x| + |z|)
 * ``sphere``: the reference series itself (distance from the centre).
 
+Every habit cluster is stoichiometric (n^3 of each site), like the series: Pb-rich {111} facets of real PbS dots
+are not modelled.
+
 Units: positions in A, diameters in nm.
 """
 from __future__ import annotations
@@ -29,7 +32,11 @@ import numpy as np
 from .clusters import LatticeCluster, _candidate_translations, build_series_cluster, check_cluster_size, equal_volume_diameter_nm
 from .materials import CrystalStructure
 
-__all__ = ["HABITS", "FACETED_HABITS", "check_habit", "habit_gauge", "build_habit_cluster"]
+__all__ = ["HABITS", "FACETED_HABITS", "CARVING_VERSION", "check_habit", "habit_gauge", "build_habit_cluster"]
+
+#: Version of the faceted carving rule (gauges, layer filling): part of the cached histograms' names, so that a
+#: change of the rule never reads clusters cut by the old one.
+CARVING_VERSION = 1
 
 #: Habits of the cluster series: the near-spherical reference series first, then the faceted ones.
 HABITS = ("sphere", "octahedron", "truncated-octahedron", "cuboctahedron", "cube", "rhombic-dodecahedron")
