@@ -79,3 +79,43 @@ def test_reference_and_blank_test_sets():
     no_solvent = FakeAugmenter()
     no_solvent.solvent_names = ()
     assert blank_test_set(no_solvent, seed=2) is None
+
+
+def test_population_source_draws_faceted_dots_for_its_share():
+    """A faceted share takes its patterns from the habits' bases (same targets per population), none without it;
+    the spheres-only stream draws nothing extra from the generator."""
+    from qdots_bluesky.refine.basis import refinement_basis
+    from qdots_bluesky.sim.learning.sources import PopulationSource
+    from qdots_bluesky.sim.physics.cluster_basis import PopulationRanges, draw_populations
+
+    q = np.linspace(1.0, 8.0, 400)
+    sphere = refinement_basis("PbS", 0.56, q, max_diameter_nm=6.0)
+    octa = refinement_basis("PbS", 0.56, q, max_diameter_nm=6.0, habit="octahedron")
+    ranges = PopulationRanges(mean_diameter_nm=(2.0, 4.0), instrument_share=0.0)
+    pops = draw_populations(np.random.default_rng(1), 64, ranges)
+    plain = PopulationSource(FakeAugmenter(), sphere, ranges, 64, SIZE_CLASSES, DISPERSION_CLASSES)
+    rng = np.random.default_rng(2)
+    crystal, _ = plain.patterns(rng, pops)
+    assert rng.random() == np.random.default_rng(2).random()  # nothing drawn
+    mixed = PopulationSource(FakeAugmenter(), sphere, ranges, 64, SIZE_CLASSES, DISPERSION_CLASSES,
+                             {"octahedron": octa}, faceted_share=0.5)
+    faceted, _ = mixed.patterns(np.random.default_rng(3), pops)
+    expected, _ = octa.patterns(pops["mean_diameter_nm"], pops["dispersion"], pops["strain"])
+    same_as_sphere = np.all(np.isclose(faceted, crystal, rtol=1e-5), axis=1)
+    same_as_octa = np.all(np.isclose(faceted, expected, rtol=1e-5), axis=1)
+    assert np.all(same_as_sphere ^ same_as_octa)  # every population from exactly one habit's basis
+    assert 16 <= same_as_octa.sum() <= 48
+
+
+def test_faceted_training_settings_are_checked():
+    from qdots_bluesky.sim.learning.settings import TrainingSettings
+
+    assert TrainingSettings().faceted_share == 0.0
+    s = TrainingSettings(faceted_share=0.5, faceted_habits=["Truncated_Octahedron"])
+    assert s.faceted_habits == ["truncated-octahedron"]
+    with pytest.raises(ValueError, match="faceted_share=1.5; accepted: a share in"):
+        TrainingSettings(faceted_share=1.5)
+    with pytest.raises(ValueError, match="faceted_habits=.*accepted: one or more of octahedron"):
+        TrainingSettings(faceted_share=0.5, faceted_habits=["sphere"])
+    with pytest.raises(ValueError, match="accepted: sphere, octahedron"):
+        TrainingSettings(faceted_share=0.5, faceted_habits=["prism"])

@@ -179,6 +179,9 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--library", str(small_library), "--strain-jitter", "0.1"])
     assert "'0.1': accepted: a fraction from 0 to 0.02" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--library", str(small_library), "--faceted-share", "1.5"])
+    assert "'1.5': accepted: a share from 0 to 1" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(model), "--library", str(small_library), "-o", str(tmp_path / "ev"),
                  "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())

@@ -93,6 +93,11 @@ def add_train(sub) -> None:
                         f"{d.populations_per_epoch} fresh populations with continuous mean diameter, dispersion, strain, "
                         "microstrain and instrument width made from the per-cluster patterns, and a continuous head "
                         "that reports number- and volume-weighted sizes, dispersion and strain with uncertainties")
+    p.add_argument("--faceted-share", type=_share, default=d.faceted_share, metavar="F",
+                   help="share (0-1) of the continuous training populations made of faceted clusters (octahedra, "
+                        "truncated octahedra, cuboctahedra, rhombic dodecahedra of the same equal-volume diameters, "
+                        "drawn uniformly) instead of the near-spherical series; their bases are built once (~10 s "
+                        f"each) (default {d.faceted_share:g}: spheres only)")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
                    help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
     p.set_defaults(func=cmd_train)
@@ -117,6 +122,16 @@ def _per_convolution(name: str, default: list[int]):
                                              "e.g. " + ",".join(map(str, default))) from None
 
     return parse
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: a share from 0 to 1, e.g. 0.5")
+    return value
 
 
 def _strain_jitter(text: str) -> float:
@@ -198,7 +213,7 @@ def _train_pbs(args) -> int:
                                 max_minutes=args.max_minutes, precision=args.precision,
                                 input_transform=args.input_transform, focal_gamma=args.focal_gamma,
                                 filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
-                                continuous=not args.library_populations_only)
+                                continuous=not args.library_populations_only, faceted_share=args.faceted_share)
     augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]

@@ -73,6 +73,13 @@ class TrainingSettings:
         "microstrain_share": 0.0, "instrument_gauss_fwhm_q": [0.0, 0.005], "instrument_lorentz_fwhm_q": [0.0, 0.005],
         "instrument_share": 0.7})
     continuous_weight: float = 1.0
+    # faceted dots (sim.physics.habits): a share faceted_share of the continuous populations is made of the clusters
+    # of one of faceted_habits (drawn uniformly; same equal-volume diameters) instead of the near-spherical series;
+    # 0: spheres only, as the reference work. PbS dots below ~10 nm are {111}-{100} polyhedra or {110} rhombic
+    # dodecahedra (cubes come at larger sizes), hence the default list
+    faceted_share: float = 0.0
+    faceted_habits: list[str] = field(default_factory=lambda: [
+        "octahedron", "truncated-octahedron", "cuboctahedron", "rhombic-dodecahedron"])
 
     def __post_init__(self) -> None:
         self.filters = check_per_convolution("filters", self.filters)
@@ -90,6 +97,15 @@ class TrainingSettings:
             raise ValueError(f"populations_per_epoch={self.populations_per_epoch!r}; accepted: an integer >= 1")
         if not self.continuous_weight >= 0:
             raise ValueError(f"continuous_weight={self.continuous_weight!r}; accepted: a number >= 0")
+        if not 0.0 <= self.faceted_share <= 1.0:
+            raise ValueError(f"faceted_share={self.faceted_share!r}; accepted: a share in [0, 1]")
+        if self.faceted_share > 0:  # (the habits module imports ASE: only where faceted dots are drawn)
+            from ..physics.habits import FACETED_HABITS, check_habit
+
+            self.faceted_habits = [check_habit(h) for h in self.faceted_habits]
+            if not self.faceted_habits or "sphere" in self.faceted_habits:
+                raise ValueError(f"faceted_habits={self.faceted_habits!r}; accepted: one or more of "
+                                 f"{', '.join(FACETED_HABITS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; accepted: {', '.join(map(repr, PRECISIONS))}")
 

@@ -71,18 +71,37 @@ class FixedLibrarySource:
 class PopulationSource:
     """Each epoch: ``size`` fresh populations with mean diameter, dispersion, strain, microstrain and a synchrotron
     instrument profile drawn within ``ranges``, made from the per-cluster patterns of ``basis`` (a matrix product,
-    a Q rescaling and two convolutions per population)."""
+    a Q rescaling and two convolutions per population); a share ``faceted_share`` of them from one of the ``faceted``
+    bases instead (habit -> basis of the same series sizes, drawn uniformly: faceted dots)."""
 
     def __init__(self, augmenter: Augmenter, basis: ClusterBasis, ranges: PopulationRanges, size: int,
-                 size_classes: np.ndarray, dispersion_classes: np.ndarray):
+                 size_classes: np.ndarray, dispersion_classes: np.ndarray,
+                 faceted: dict[str, ClusterBasis] | None = None, faceted_share: float = 0.0):
         self.augmenter, self.basis, self.ranges, self.size = augmenter, basis, ranges, int(size)
         self.classes = (size_classes, dispersion_classes)
+        self.faceted = dict(faceted or {})
+        self.faceted_share = float(faceted_share) if self.faceted else 0.0
+
+    def patterns(self, rng: np.random.Generator, pops: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Crystal and Compton patterns of the drawn populations, each from its habit's basis."""
+        args = (pops["mean_diameter_nm"], pops["dispersion"], pops["strain"], pops["microstrain"],
+                pops["instrument_gauss_fwhm_q"], pops["instrument_lorentz_fwhm_q"])
+        if not self.faceted_share:  # no draw from rng: the spheres-only stream stays as it was
+            return self.basis.patterns(*args)
+        n = args[0].size
+        habit = np.where(rng.random(n) < self.faceted_share, rng.integers(len(self.faceted), size=n), -1)
+        crystal = np.empty((n, self.basis.q.size), np.float32)
+        compton = np.empty_like(crystal)
+        for k, basis in [(-1, self.basis)] + list(enumerate(self.faceted.values())):
+            sel = habit == k
+            if sel.any():
+                crystal[sel], compton[sel] = basis.patterns(*(a[sel] for a in args))
+        return crystal, compton
 
     def __call__(self, rng: np.random.Generator) -> Epoch:
         pops = draw_populations(rng, self.size, self.ranges)
         mean, disp, strain = pops["mean_diameter_nm"], pops["dispersion"], pops["strain"]
-        crystal, compton = self.basis.patterns(mean, disp, strain, pops["microstrain"], pops["instrument_gauss_fwhm_q"],
-                                               pops["instrument_lorentz_fwhm_q"])
+        crystal, compton = self.patterns(rng, pops)
         t = population_targets(self.basis.n, self.basis.unit_nm, mean, disp, strain)
         targets = row_targets(mean, t["volume_diameter_nm"], disp, strain, *self.classes)
         return self.augmenter.with_patterns(crystal, compton, mean, strain), np.arange(self.size), targets

@@ -84,6 +84,7 @@ class PreparedLibrary:
     split: Split
     targets: dict[str, np.ndarray]
     basis: ClusterBasis | None
+    faceted: dict[str, ClusterBasis] = field(default_factory=dict)  # habit -> basis (settings.faceted_share > 0)
 
 
 def _library_settings(lib: Library) -> LibrarySettings:
@@ -111,13 +112,15 @@ def prepare_library(library_path: str | Path, settings: TrainingSettings,
                          f"{split.validation.size} validation, {split.test.size} test simulations); each population "
                          "needs at least 3 simulations (e.g. 3 or more lattice ratios)")
     basis = build_cluster_basis(_library_settings(lib), lib.q) if settings.continuous else None
+    faceted = ({h: build_cluster_basis(_library_settings(lib), lib.q, habit=h) for h in settings.faceted_habits}
+               if basis is not None and settings.faceted_share > 0 else {})
     if basis is not None:
         volume = population_targets(basis.n, basis.unit_nm, lib.mean_diameter_nm, lib.dispersion,
                                     lib.strain)["volume_diameter_nm"]
     else:
         volume = lib.mean_diameter_nm
     targets = row_targets(lib.mean_diameter_nm, volume, lib.dispersion, lib.strain, size_classes, dispersion_classes)
-    return PreparedLibrary(library_path, lib, grid, size_classes, dispersion_classes, split, targets, basis)
+    return PreparedLibrary(library_path, lib, grid, size_classes, dispersion_classes, split, targets, basis, faceted)
 
 
 def make_sources(data: PreparedLibrary, augmenter: Augmenter, settings: TrainingSettings) -> tuple[Source, Source]:
@@ -125,9 +128,11 @@ def make_sources(data: PreparedLibrary, augmenter: Augmenter, settings: Training
     library's training simulations with new lattice parameters and its validation simulations."""
     if data.basis is not None:
         src = PopulationSource(augmenter, data.basis, PopulationRanges.from_dict(settings.population_ranges),
-                               settings.populations_per_epoch, data.size_classes, data.dispersion_classes)
+                               settings.populations_per_epoch, data.size_classes, data.dispersion_classes,
+                               data.faceted, settings.faceted_share)
         n_val = max(settings.validation_repeats * data.split.validation.size, MIN_CONTINUOUS_VALIDATION)
-        val_src = PopulationSource(augmenter, data.basis, src.ranges, n_val, data.size_classes, data.dispersion_classes)
+        val_src = PopulationSource(augmenter, data.basis, src.ranges, n_val, data.size_classes, data.dispersion_classes,
+                                   data.faceted, settings.faceted_share)
         return src, val_src
     return (LibrarySource(augmenter, data.split.train, data.targets),
             FixedLibrarySource(augmenter, data.split.validation, data.targets))
