@@ -1,4 +1,4 @@
-"""Near-spherical nanocrystal clusters cut from a crystal structure.
+"""Nanocrystal clusters cut from a crystal structure: near-spherical ones here, faceted habits in :mod:`.habits`.
 
 A cluster is stored by the lattice translation and basis site of each atom, which keeps the
 exact lattice DSE cheap; ``to_atoms()`` gives the ase.Atoms. Two ways to cut one:
@@ -88,21 +88,33 @@ def _candidate_translations(structure: CrystalStructure, radius_a: float) -> np.
 
 def build_series_cluster(structure: CrystalStructure, n: int) -> LatticeCluster:
     """Cluster n of the reference series: the n^3 translates of each basis site nearest the origin."""
+    return cut_series_cluster(structure, n, lambda pos: np.einsum("ij,ij->i", pos, pos), 1.25,
+                              f"{structure.name} series n={n}")
+
+
+def cut_series_cluster(structure: CrystalStructure, n: int, norm, reach: float, label: str,
+                       middle_first: bool = False) -> LatticeCluster:
+    """n^3 translates of each basis site of smallest ``norm(positions)`` (any function of the Cartesian positions, A,
+    whose order defines the shape), among the translates within ``reach`` equal-volume radii; a layer of equal norm
+    cut at the boundary is filled in lattice-index order, its atoms nearest the centre first if ``middle_first``.
+    The size label is the series' equal-volume diameter D_n."""
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"cluster index n must be a positive integer, got {n!r}")
-    check_cluster_size(structure, float(n) ** 3 * structure.n_sites, f"series cluster n={n}")
+    check_cluster_size(structure, float(n) ** 3 * structure.n_sites, f"cluster n={n} ({label})")
     count = int(n) ** 3
     radius = float(equal_volume_diameter_nm(structure, n)) * 10.0 / 2.0
-    cand = _candidate_translations(structure, radius * 1.25 + 1.0)
+    cand = _candidate_translations(structure, radius * reach + 1.0)
     translations, sites = [], []
     for s in range(structure.n_sites):
         pos = (cand + structure.fractional_positions[s]) @ structure.cell
-        d2 = np.round(np.einsum("ij,ij->i", pos, pos), 6)
-        # the count nearest; a shell cut at the boundary is filled in lattice-index order (deterministic)
-        edge = np.partition(d2, count - 1)[count - 1]
-        inside = np.flatnonzero(d2 < edge)
-        shell = np.flatnonzero(d2 == edge)
-        shell = shell[np.lexsort((cand[shell, 2], cand[shell, 1], cand[shell, 0]))][: count - inside.size]
+        g = np.round(norm(pos), 6)
+        edge = np.partition(g, count - 1)[count - 1]
+        inside = np.flatnonzero(g < edge)
+        shell = np.flatnonzero(g == edge)
+        keys = (cand[shell, 2], cand[shell, 1], cand[shell, 0])
+        if middle_first:
+            keys += (np.round(np.einsum("ij,ij->i", pos[shell], pos[shell]), 6),)
+        shell = shell[np.lexsort(keys)][: count - inside.size]
         translations.append(cand[np.concatenate([inside, shell])])
         sites.append(np.full(count, s, dtype=np.int32))
     return LatticeCluster(
@@ -110,7 +122,7 @@ def build_series_cluster(structure: CrystalStructure, n: int) -> LatticeCluster:
         translations=np.concatenate(translations).astype(np.int32),
         sites=np.concatenate(sites),
         diameter_nm=float(equal_volume_diameter_nm(structure, n)),
-        label=f"{structure.name} series n={n}",
+        label=label,
     )
 
 

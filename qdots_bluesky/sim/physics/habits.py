@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .clusters import LatticeCluster, _candidate_translations, build_series_cluster, check_cluster_size, equal_volume_diameter_nm
+from .clusters import LatticeCluster, build_series_cluster, cut_series_cluster
 from .materials import CrystalStructure
 
 __all__ = ["HABITS", "FACETED_HABITS", "CARVING_VERSION", "check_habit", "habit_gauge", "build_habit_cluster"]
@@ -88,25 +88,6 @@ def build_habit_cluster(structure: CrystalStructure, n: int, habit: str = "spher
     habit = check_habit(habit, structure)
     if habit == "sphere":
         return build_series_cluster(structure, n)
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"cluster index n must be a positive integer, got {n!r}")
-    check_cluster_size(structure, float(n) ** 3 * structure.n_sites, f"{habit} cluster n={n}")
-    count = int(n) ** 3
-    radius = float(equal_volume_diameter_nm(structure, n)) * 10.0 / 2.0
-    # the octahedron reaches farthest from the centre at equal volume: its vertex at 1.49 x the equal-volume radius
-    cand = _candidate_translations(structure, radius * 1.6 + 1.0)
-    translations, sites = [], []
-    for s in range(structure.n_sites):
-        pos = (cand + structure.fractional_positions[s]) @ structure.cell
-        g = np.round(habit_gauge(habit, pos), 6)
-        edge = np.partition(g, count - 1)[count - 1]
-        inside = np.flatnonzero(g < edge)
-        shell = np.flatnonzero(g == edge)
-        # a partly filled layer: its atoms nearest the centre (the facets' middles) first, then lattice-index order
-        dist = np.round(np.einsum("ij,ij->i", pos[shell], pos[shell]), 6)
-        shell = shell[np.lexsort((cand[shell, 2], cand[shell, 1], cand[shell, 0], dist))][: count - inside.size]
-        translations.append(cand[np.concatenate([inside, shell])])
-        sites.append(np.full(count, s, dtype=np.int32))
-    return LatticeCluster(structure=structure, translations=np.concatenate(translations).astype(np.int32),
-                          sites=np.concatenate(sites), diameter_nm=float(equal_volume_diameter_nm(structure, n)),
-                          label=f"{structure.name} {habit} n={n}")
+    # the octahedron reaches farthest from the centre at equal volume: its vertex at 1.46 x the equal-volume radius
+    return cut_series_cluster(structure, n, lambda pos: habit_gauge(habit, pos), 1.6,
+                              f"{structure.name} {habit} n={n}", middle_first=True)
