@@ -64,9 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--counts", type=float, default=2000.0, help="mean counts per point (default 2000)")
     ap.add_argument("--json", default=None, metavar="OUT", help="write the figures as JSON to OUT")
     args = ap.parse_args(argv)
-    if args.n < 1 or not 0 < args.sizes[0] < args.sizes[1] <= 10.0 or args.counts <= 0:
-        ap.error("accepted: --n >= 1, 0 < LO < HI <= 10 nm, --counts > 0")
-    predictor = Predictor.from_bundle(args.model, device="numpy")
+    if args.n < 1 or not 1.0 <= args.sizes[0] < args.sizes[1] <= 10.0 or args.counts <= 0:
+        ap.error("accepted: --n >= 1, 1 <= LO < HI <= 10 nm (the trained range), --counts > 0")
+    try:
+        predictor = Predictor.from_bundle(args.model, device="numpy")
+    except (OSError, ValueError) as exc:
+        ap.error(f"--model {args.model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     t = time.perf_counter()
     figures = habit_figures(predictor, args.n, args.seed, tuple(args.sizes), args.counts)
     print(f"model {args.model or 'shipped'}: {args.n} populations per habit, D {args.sizes[0]:g}-{args.sizes[1]:g} nm, "

@@ -23,6 +23,8 @@ def test_bench_habits_prints_every_habit(bundle, tmp_path, capsys):
 
 def test_bench_habits_rejects_bad_options(capsys):
     bench = load_benchmark("bench_habits")
-    with pytest.raises(SystemExit) as exc:
-        bench.main(["--sizes", "5", "2"])
-    assert exc.value.code == 2 and "accepted" in capsys.readouterr().err
+    for argv in (["--sizes", "5", "2"], ["--sizes", "0.1", "0.3"], ["--model", "missing.safetensors"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and "error: " in err[-1] and "accepted" in err[-1] and "Traceback" not in "".join(err)

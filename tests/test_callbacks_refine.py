@@ -39,6 +39,7 @@ def test_refined_keys_in_the_stream(predictor):
     assert direct[-1][1]["exit_status"] == "success"
     (desc,), events = split(out)
     keys = desc["data_keys"]
+    assert desc["configuration"][schema.SIZER_OBJECT]["data"]["refine_habit"] == "sphere"
     for key, (_, units, _) in schema.REFINED_KEYS.items():
         assert keys[key]["units"] == units and keys[key]["dtype"] == "number"
     assert keys["refined_size_nm"]["units"] == "nm" and keys["refined"]["dtype"] == "integer"
@@ -111,6 +112,7 @@ def test_refine_options_and_picking():
         make_refiner("yes")
     assert make_refiner({"dispersion": 0.1}).dispersion == 0.1
     assert make_refiner({"habit": "Truncated_Octahedron"}).habit == "truncated-octahedron"
+    assert make_refiner({"habit": None}).habit == "sphere"
     with pytest.raises(ValueError, match="habit='auto' refines every habit"):
         make_refiner({"habit": "auto"})
     with pytest.raises(ValueError, match="accepted: sphere, octahedron"):

@@ -465,6 +465,8 @@ def test_auto_habit_keeps_the_best_fitting_habit(pbs_truncated_octahedra):
     assert r.habit == "truncated-octahedron", r.summary()
     assert set(r.habit_reduced_chi2) == set(HABITS)
     assert min(r.habit_reduced_chi2.values()) == pytest.approx(r.reduced_chi2_with_dots)
+    close = [h for h, v in r.habit_reduced_chi2.items() if h != r.habit and v <= 1.05 * r.reduced_chi2_with_dots]
+    assert ("habit_uncertain" in r.flags) == bool(close)
     assert "auto; the others' reduced chi^2 x" in r.summary()
     assert r.to_dict()["habit_reduced_chi2"]["sphere"] > r.reduced_chi2_with_dots
 
@@ -492,3 +494,16 @@ def test_sequences_and_explicit_habits(pbs_truncated_octahedra):
         refine_pattern(q, y, basis=pbs_truncated_octahedra, habit="sphere", **kw)
     with pytest.raises(ValueError, match="habit 'auto' builds a basis per habit"):
         refine_sequence(q, [y], basis=pbs_truncated_octahedra, habit="auto", **kw)
+
+
+def test_a_failed_profile_never_leaves_a_size_esd_finer_than_the_series_step(pbs, monkeypatch):
+    """Where the profile over the dispersion fails, the covariance's D_N e.s.d. ignores the size-dispersion trade (a
+    small population on two or three clusters: 0.003 nm for a 0.11 nm error): floored at the step / sqrt 12."""
+    import qdots_bluesky.refine.assemble as assemble
+
+    rng = np.random.default_rng(14)
+    q, y, _, _ = _simulate(pbs, 2.0, 0.09, 0.0, rng, dots=1e3)
+    monkeypatch.setattr(assemble, "dispersion_profile", lambda *a, **k: None)
+    r = refine_pattern(q, y, wavelength_a=WL, x_unit="q", solvent="hexane", basis=pbs, q_range=(1.0, 8.0))
+    assert r.status == "sized" and "profile_failed" in r.flags and "esd_limited" in r.flags
+    assert r.size_std_nm >= pbs.unit_nm / np.sqrt(12) - 1e-12

@@ -119,3 +119,5 @@ def test_faceted_training_settings_are_checked():
         TrainingSettings(faceted_share=0.5, faceted_habits=["sphere"])
     with pytest.raises(ValueError, match="accepted: sphere, octahedron"):
         TrainingSettings(faceted_share=0.5, faceted_habits=["prism"])
+    with pytest.raises(ValueError, match="needs continuous populations"):
+        TrainingSettings(faceted_share=0.5, continuous=False)

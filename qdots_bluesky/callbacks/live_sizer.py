@@ -393,7 +393,8 @@ class LiveSizer(DocumentRouter):
         info.update({"chunk_size": run.chunk_size, "source_stream": source.stream, "pattern_key": source.pattern_key,
                      "x_key": source.x_key or "", "x_unit": source.x_unit or "",
                      "wavelength": float(source.wavelength or 0.0),
-                     "refine": "" if self.refiner is None else repr(self.refiner)})
+                     "refine": "" if self.refiner is None else repr(self.refiner),
+                     "refine_habit": "" if self.refiner is None else self.refiner.habit})
         bundle = compose_descriptor(
             start=run.start_doc, streams=run.streams, event_counters=run.counters, name=self.stream_name,
             data_keys=data_keys, configuration=schema.configuration(info),

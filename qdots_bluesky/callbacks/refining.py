@@ -67,11 +67,11 @@ class LiveRefiner:
                              f"{DISPERSION_BOUNDS[1]} (held) or None (refined)")
         from ..refine import material_habit
 
-        if str(self.habit).strip().lower() == "auto":
+        if self.habit is not None and str(self.habit).strip().lower() == "auto":
             raise ValueError("habit='auto' refines every habit of each pattern (six refinements); accepted live: one "
                              "habit (sphere, octahedron, truncated-octahedron, cuboctahedron, cube, "
                              "rhombic-dodecahedron); compare them offline with qdots fit --habit auto")
-        self.habit = material_habit(self.material, self.habit, allow_auto=False)
+        self.habit = material_habit(self.material, "sphere" if self.habit is None else self.habit, allow_auto=False)
         if (isinstance(self.figure_every, bool) or not isinstance(self.figure_every, numbers.Integral)
                 or self.figure_every < 0):
             raise ValueError(f"figure_every={self.figure_every!r}; accepted: 0 (no figures) or a positive integer N "

@@ -104,6 +104,10 @@ def assemble_result(problem, data, model, basis, theta, scales, cols, names, chi
         (size_std, vol_std, disp_std), limited = usable_esds(
             (size_std, vol_std, disp_std), basis.unit_nm, (hi[0] - lo[0], hi[0] - lo[0], hi[1] - lo[1]),
             dispersion_held=1 in problem.fixed_params)
+        if prof is None and profile and size_std < no_knowledge_esd(basis.unit_nm):
+            # without the profile the covariance's D_N e.s.d. ignores the size-dispersion trade, which a population on
+            # a few clusters of the series makes non-quadratic: no finer than the series' step
+            size_std, limited = no_knowledge_esd(basis.unit_nm), True
         if limited:
             flags.append("esd_limited")
         std = std * inflate

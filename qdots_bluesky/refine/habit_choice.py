@@ -4,7 +4,8 @@ The habit (:mod:`~qdots_bluesky.sim.physics.habits`) changes the peak profiles a
 reads a faceted population's profiles as dispersion or instrument broadening. Where the habit is not known (TEM), the
 pattern is refined with every habit the structure allows; the result with dots of the lowest reduced chi^2 is kept,
 and every habit's reduced chi^2 is reported beside it (``habit_reduced_chi2``), so that a user sees whether the data
-prefer one habit clearly or several fit alike.
+prefer one habit clearly or several fit alike (``habit_uncertain`` where another fits within ``HABIT_TIE``). For sparse
+counts each habit is weighted by its own model (Pearson's chi^2), so near-ties mean even less there.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from ..sim.physics.habits import HABITS, check_habit
 from ..sim.physics.materials import get_structure
 from .result import RefinementResult
 
-__all__ = ["habits_of", "refine_every_habit"]
+__all__ = ["habits_of", "refine_every_habit", "HABIT_TIE"]
+
+#: Habits whose reduced chi^2 lies within this fraction of the best one's fit alike: ``habit_uncertain``.
+HABIT_TIE = 0.05
 
 
 def habits_of(material: str) -> list[str]:
@@ -40,6 +44,12 @@ def refine_every_habit(refine: Callable[..., RefinementResult], x: Any, y: Any, 
     sized = [r for r in results.values() if r.status == "sized"]
     best = min(sized, key=lambda r: r.reduced_chi2_with_dots) if sized else results["sphere"]
     best.habit_reduced_chi2 = {h: float(r.reduced_chi2_with_dots) for h, r in results.items()}
+    ties = [r for r in sized if r is not best and r.reduced_chi2_with_dots <= (1 + HABIT_TIE) * best.reduced_chi2_with_dots]
+    if ties:
+        best.flags.append("habit_uncertain")
+        best.flag_details["habit_uncertain"] = "; ".join(
+            f"{r.habit}: reduced chi^2 x {r.reduced_chi2_with_dots / best.reduced_chi2_with_dots:.3f}, D_N "
+            f"{r.size_nm:.2f} ± {r.size_std_nm:.2f} nm" for r in ties)
     best.nfev = sum(r.nfev for r in results.values())
     best.elapsed_s = time.perf_counter() - t0
     return best

@@ -49,7 +49,8 @@ def plot_refinement(result: RefinementResult, path: str | Path, *, x: str = "q",
     bottom.set_xlabel("Q (1/Å)" if x == "q" else "2θ (deg)")
     if title is None:
         if result.status == "sized":
-            title = (f"{result.material}: D_N {result.size_nm:.2f} ± {result.size_std_nm:.2f} nm, D_V "
+            habit = "" if result.habit == "sphere" and not result.habit_reduced_chi2 else f" ({result.habit})"
+            title = (f"{result.material}{habit}: D_N {result.size_nm:.2f} ± {result.size_std_nm:.2f} nm, D_V "
                      f"{result.size_volume_nm:.2f} ± {result.size_volume_std_nm:.2f} nm, dispersion "
                      f"{result.dispersion:.3f} ± {result.dispersion_std:.3f}, strain {100 * result.strain:+.3f} %\n"
                      f"Rwp {100 * result.rwp:.2f} % (expected {100 * result.rwp_expected:.2f} %), "

@@ -56,9 +56,12 @@ FLAGS: dict[str, str] = {
                            "taken as the instrument's; a resolution measured on a standard (--instrument-fwhm) decides",
     "esd_limited": "the covariance gave a size or dispersion no usable e.s.d.: zero (a population on one cluster of "
                    "the series, flat in size and dispersion: the e.s.d. given is the series' diameter step / sqrt 12, "
-                   "the dispersion's its range / sqrt 12) or wider than the refinement's range (given as range / "
+                   "the dispersion's its range / sqrt 12), wider than the refinement's range (given as range / "
                    "sqrt 12, that of no knowledge within it; the instrument widths' e.s.d.s are bounded by their "
-                   "range / sqrt 12 without this flag)",
+                   "range / sqrt 12 without this flag), or, where the profile over the dispersion failed, finer than "
+                   "the series' diameter step / sqrt 12 (D_N's e.s.d. given as that)",
+    "habit_uncertain": "habit 'auto': another habit fits within 5 % of the chosen one's reduced chi^2 (the detail lists "
+                       "them with their D_N): the data do not tell these habits apart, and D_N depends on the choice",
 }
 STATUSES: dict[str, str] = {
     "sized": "nanocrystal scattering found and refined",

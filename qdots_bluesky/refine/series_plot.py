@@ -64,6 +64,9 @@ def plot_series(results: Sequence[RefinementResult | None], path: str | Path, *,
     axes[3].set_ylabel("Rwp (%)")
     axes[3].set_xlabel(x_label)
     sized = sum(r is not None and r.status == "sized" for r in results)
+    for xi, r, d in zip(xs, results, v["size_nm"]):  # a habit other than the sphere series, or auto's choice, named
+        if r is not None and r.status == "sized" and (r.habit != "sphere" or r.habit_reduced_chi2):
+            axes[0].annotate(r.habit, (xi, d), textcoords="offset points", xytext=(3, 6), fontsize=6, rotation=30)
     axes[0].set_title(title or f"{sized} of {len(results)} patterns sized (error bars: 1 e.s.d.)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

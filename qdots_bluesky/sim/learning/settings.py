@@ -99,6 +99,9 @@ class TrainingSettings:
             raise ValueError(f"continuous_weight={self.continuous_weight!r}; accepted: a number >= 0")
         if not 0.0 <= self.faceted_share <= 1.0:
             raise ValueError(f"faceted_share={self.faceted_share!r}; accepted: a share in [0, 1]")
+        if self.faceted_share > 0 and not self.continuous:
+            raise ValueError(f"faceted_share={self.faceted_share!r} needs continuous populations (faceted dots are drawn "
+                             "from the per-cluster bases); accepted: continuous=True, or faceted_share=0")
         if self.faceted_share > 0:  # (the habits module imports ASE: only where faceted dots are drawn)
             from ..physics.habits import FACETED_HABITS, check_habit
 

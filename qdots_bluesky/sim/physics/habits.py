@@ -65,8 +65,8 @@ def check_habit(habit: str, structure: CrystalStructure | None = None) -> str:
     if name not in HABITS:
         raise ValueError(f"habit {habit!r}; accepted: {', '.join(HABITS)}")
     if name != "sphere" and structure is not None and not _is_cubic(structure):
-        raise ValueError(f"habit {name!r} needs a cubic lattice with its axes along x, y, z; {structure.name} is not "
-                         "one: accepted for it: sphere")
+        raise ValueError(f"habit {name!r} needs a cubic lattice with its cube axes along x, y, z (a CIF in its "
+                         f"conventional cubic cell); {structure.name} is not given so: accepted for it: sphere")
     return name
 
 
