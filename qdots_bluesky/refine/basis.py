@@ -22,7 +22,7 @@ import numpy as np
 
 from ..sim.physics.cache import cache_dir, structure_key
 from ..sim.physics.cluster_basis import ClusterBasis, build_cluster_basis
-from ..sim.physics.habits import CARVING_VERSION, HABITS, check_habit
+from ..sim.physics.habits import CARVING_VERSION, check_habit
 from ..sim.physics.library import LibrarySettings
 from ..sim.physics.materials import CrystalStructure, get_structure
 from ..units import check_wavelength
@@ -44,13 +44,9 @@ def material_habit(material: str, habit: str, allow_auto: bool = True) -> str:
     """The canonical name of ``habit`` for ``material`` (built-in name or CIF path), or 'auto' where ``allow_auto``;
     ValueError for an unknown habit or a faceted one of a non-cubic structure
     (:func:`~qdots_bluesky.sim.physics.habits.check_habit`)."""
-    name = str(habit).strip().lower().replace("_", "-")
-    accepted = ", ".join(HABITS) + (" or auto" if allow_auto else "")
-    if name == "auto" and allow_auto:
+    if allow_auto and str(habit).strip().lower() == "auto":
         return "auto"
-    if name not in HABITS:
-        raise ValueError(f"habit {habit!r}; accepted: {accepted}")
-    return check_habit(name, get_structure(material))
+    return check_habit(habit, get_structure(material), also_accepted="auto" if allow_auto else "")
 
 
 def default_q_grid(wavelength_a: float, q_range: tuple[float, float] = DEFAULT_Q_RANGE,

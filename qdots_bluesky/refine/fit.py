@@ -224,7 +224,6 @@ def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geom
     """The data's points, the model, the linear columns, bounds and start values of one refinement."""
     if not 0 <= int(background_order) <= 12:
         raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
-    basis = basis if basis is not None else refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm)
     if abs(basis.wavelength_a - wavelength_a) > 1e-5:
         raise ValueError(f"basis at {basis.wavelength_a} A for data at {wavelength_a} A; accepted: the same wavelength")
     step = float(basis.q[1] - basis.q[0])
@@ -337,29 +336,22 @@ def refine_pattern(x: Sequence[float], y: Sequence[float], sigma: Sequence[float
     habit's in ``habit_reduced_chi2`` (a sphere series reads a faceted population's peak profiles as dispersion or
     instrument broadening; see :mod:`~qdots_bluesky.refine.habit_choice`).
     """
-    habit_name = None if habit is None else material_habit(material, habit)
-    if habit_name == "auto":
-        if basis is not None:
-            raise ValueError("habit 'auto' builds a basis per habit; accepted with a prebuilt basis: that basis's "
-                             "habit (or no basis)")
-        return refine_every_habit(refine_pattern, x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit,
-                                  material=material, geometry=geometry, blanks=blanks, solvent=solvent,
-                                  background_order=background_order, q_range=q_range, exclude_tth=exclude_tth,
-                                  start=start, network=network, max_diameter_nm=max_diameter_nm,
-                                  instrument_fwhm=instrument_fwhm, dispersion=dispersion, profile=profile,
-                                  keep_curves=keep_curves, correlated_esd=correlated_esd)
-    if basis is not None:
-        if habit_name is not None and habit_name != basis.habit:
-            raise ValueError(f"habit {habit_name!r} with a basis of {basis.habit}; accepted: the basis's habit or "
-                             "none")
-    else:
-        basis = refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm,
-                                 habit=habit_name or "sphere")
     options = dict(wavelength_a=wavelength_a, x_unit=x_unit, material=material, geometry=geometry, blanks=blanks,
                    solvent=solvent, background_order=background_order, q_range=q_range, exclude_tth=exclude_tth,
                    start=start, network=network, basis=basis, max_diameter_nm=max_diameter_nm,
                    instrument_fwhm=instrument_fwhm, dispersion=dispersion, profile=profile, keep_curves=keep_curves,
                    correlated_esd=correlated_esd)
+    habit_name = None if habit is None else material_habit(material, habit)
+    if habit_name == "auto":
+        if basis is not None:
+            raise ValueError("habit 'auto' builds a basis per habit; accepted with a prebuilt basis: that basis's "
+                             "habit (or no basis)")
+        return refine_every_habit(refine_pattern, x, y, sigma, **{k: v for k, v in options.items() if k != "basis"})
+    if basis is None:
+        options["basis"] = refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm,
+                                            habit=habit_name or "sphere")
+    elif habit_name is not None and habit_name != basis.habit:
+        raise ValueError(f"habit {habit_name!r} with a basis of {basis.habit}; accepted: the basis's habit or none")
     q_raw = None if sigma is not None else _sparse_counts_q(x, y, x_unit, wavelength_a, q_range)
     if q_raw is None:
         result = _refine_pattern(x, y, sigma, **options)

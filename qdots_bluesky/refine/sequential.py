@@ -1,6 +1,6 @@
 """Sequential refinement: many patterns (a time series of a synthesis), each started from the previous result.
 
-The basis is built or read once; each pattern starts from the last pattern that was sized (the first from
+The basis is built once (then read from the cache); each pattern starts from the last pattern that was sized (the first from
 ``start``, else the coarse grid). Network estimates per pattern, where given, are compared with the results.
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .basis import material_habit, refinement_basis
 from .fit import refine_pattern
 from .model import Geometry
 from .result import RefinementResult
@@ -32,15 +31,7 @@ def refine_sequence(x: Sequence[float] | np.ndarray, patterns: Iterable[Sequence
     near-spherical series) or 'auto' (every habit for every pattern); further ``options`` go to
     :func:`~qdots_bluesky.refine.fit.refine_pattern` (blanks, solvent, exclude_tth, q_range, profile, ...).
     """
-    basis = options.pop("basis", None)
-    if habit is not None and material_habit(material, habit) == "auto":
-        if basis is not None:
-            raise ValueError("habit 'auto' builds a basis per habit; accepted with a prebuilt basis: that basis's "
-                             "habit (or no basis)")
-    elif basis is None:
-        basis = refinement_basis(material, wavelength_a, max_diameter_nm=max_diameter_nm,
-                                 habit=material_habit(material, habit or "sphere"))
-    options.update(habit=habit, max_diameter_nm=max_diameter_nm)
+    options.update(habit=habit, max_diameter_nm=max_diameter_nm)  # refine_pattern takes the basis or the cached one
     sigmas = iter(sigmas) if sigmas is not None else None
     networks = iter(networks) if networks is not None else None
     results: list[RefinementResult] = []
@@ -49,7 +40,7 @@ def refine_sequence(x: Sequence[float] | np.ndarray, patterns: Iterable[Sequence
         sigma = next(sigmas) if sigmas is not None else None
         network = next(networks) if networks is not None else None
         result = refine_pattern(x, y, sigma, wavelength_a=wavelength_a, material=material, geometry=geometry,
-                                start=previous, network=network, basis=basis, **options)
+                                start=previous, network=network, **options)
         results.append(result)
         if result.status == "sized":
             previous = {"size_nm": result.size_nm, "dispersion": result.dispersion, "strain": result.strain,

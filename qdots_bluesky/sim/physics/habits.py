@@ -58,12 +58,13 @@ def _is_cubic(structure: CrystalStructure) -> bool:
     return True
 
 
-def check_habit(habit: str, structure: CrystalStructure | None = None) -> str:
+def check_habit(habit: str, structure: CrystalStructure | None = None, also_accepted: str = "") -> str:
     """The habit's canonical name (case and '_' tolerated); ValueError for an unknown one, or for a faceted habit of a
-    structure whose lattice is not cubic (its facets are defined on the cube's axes)."""
+    structure whose lattice is not cubic (its facets are defined on the cube's axes). ``also_accepted``: what the
+    caller takes besides the habits (e.g. 'auto'), named in the error."""
     name = str(habit).strip().lower().replace("_", "-")
     if name not in HABITS:
-        raise ValueError(f"habit {habit!r}; accepted: {', '.join(HABITS)}")
+        raise ValueError(f"habit {habit!r}; accepted: {', '.join(HABITS)}" + (f" or {also_accepted}" if also_accepted else ""))
     if name != "sphere" and structure is not None and not _is_cubic(structure):
         raise ValueError(f"habit {name!r} needs a cubic lattice with its cube axes along x, y, z (a CIF in its "
                          f"conventional cubic cell); {structure.name} is not given so: accepted for it: sphere")
