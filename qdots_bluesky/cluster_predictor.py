@@ -53,7 +53,12 @@ class ClusterPredictor:
     """A SAXS + WAXS model's answers (see the module docstring); build with ``Predictor.from_bundle``."""
 
     def __init__(self, contents: BundleContents, device: Any = None, *, batch_size: int = 512,
-                 low_confidence: float = LOW_CONFIDENCE, num_threads: int | None = None) -> None:
+                 low_confidence: float = LOW_CONFIDENCE, num_threads: int | None = None,
+                 instrument_fwhm_q: Any = None) -> None:
+        if instrument_fwhm_q is not None:
+            raise ValueError(f"this model ({contents.task.name}) has no instrument input; accepted: no instrument FWHM "
+                             "(a known resolution is told to quantum-dot models trained with known_instrument_share > 0)")
+        self.instrument_fwhm_q = None  # what the network was told: nothing (no such input)
         self.contents = contents
         self.task = contents.task
         self.device = resolve_device(device)

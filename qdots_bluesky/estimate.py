@@ -74,6 +74,8 @@ class SizeEstimate:
     flags: list[str] = field(default_factory=list)
     flag_details: dict[str, str] = field(default_factory=dict)
     standardization: dict[str, Any] | None = None
+    # the instrument resolution the network was told, (Gaussian, Lorentzian) FWHM in 1/A; None: unknown
+    instrument_fwhm_q: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; class values become string keys ("5.5", "0.10")."""
@@ -103,6 +105,7 @@ class SizeEstimate:
             "flags": list(self.flags),
             "flag_details": dict(self.flag_details),
             "standardization": None if self.standardization is None else dict(self.standardization),
+            "instrument_fwhm_q": None if self.instrument_fwhm_q is None else list(self.instrument_fwhm_q),
         }
 
     def record(self) -> dict[str, Any]:

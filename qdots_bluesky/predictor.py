@@ -40,6 +40,13 @@ report gives a source Q step of at least the bundle's ``coarse_min_q_step`` to i
 calibration and out-of-distribution statistics; ``SizeEstimate.network`` says which network sized
 a pattern ("main" or "coarse").
 
+A known instrument resolution (``instrument_fwhm_q`` = (Gaussian, Lorentzian) FWHM in 1/A of a resolution of constant
+width in Q, as a synchrotron powder beamline measures it on a standard; (0, 0) for ideal simulated patterns) is given to
+networks trained with that input (``config["instrument_input"]``, ``qdots train --known-instrument-share``); without it
+(the default) the network allows for any resolution within its training range, which is what a pattern of an
+uncharacterised instrument needs and what makes it read ideal patterns a little large. A laboratory 2theta scan's
+resolution is not of that kind: size laboratory scans without it.
+
 Status (:data:`STATUSES`): ``"sized"``; ``"no_nanocrystals"`` (the presence head finds no nanocrystal scattering:
 no size is given, ``size_nm`` and the size class are NaN, ``null`` in JSON); ``"above_range"`` / ``"below_range"``
 (the estimate lies beyond the sizes the model was trained on, ``trained_range_nm``: no size is given, the summary
@@ -72,7 +79,7 @@ from .compute_device import default_device, resolve_device  # noqa: F401  (re-ex
 from .models.architectures import QDOTS_CNN
 from .models.calibration import mahalanobis_distance, softmax
 from .models.continuous import calibrated_std, class_probabilities, trained_range_nm
-from .models.engine import continuous_estimates, receptive_fields
+from .models.engine import check_instrument_fwhm, continuous_estimates, instrument_condition, receptive_fields
 from .estimate import FLAGS, STATUSES, SizeEstimate  # noqa: F401  (re-exported: the predictor's answers)
 from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
 
@@ -97,10 +104,11 @@ class _TorchEngine:
         model = load_weights(QDotsNet(contents.config), contents.weights).eval()
         self.model = fuse_batch_norm(model).to(self.device)  # BatchNorm folded into the convolutions
 
-    def __call__(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, X: np.ndarray, instrument: np.ndarray | None = None) -> dict[str, np.ndarray]:
         torch = self.torch
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(X).to(self.device))
+            cond = None if instrument is None else torch.from_numpy(instrument).to(self.device)
+            out = self.model(torch.from_numpy(X).to(self.device), cond)
             return {k: out[k].float().cpu().numpy() for k in ("size_logits", "dispersion_logits", "size_nm", "features",
                                                                 "nanocrystal_logit", "continuous") if k in out}
 
@@ -109,8 +117,14 @@ class Predictor:
     """Size patterns with one model bundle; see the module docstring. Build with :meth:`from_bundle`."""
 
     def __init__(self, contents: BundleContents, device: Any = None, *, batch_size: int = 512,
-                 low_confidence: float = LOW_CONFIDENCE, num_threads: int | None = None) -> None:
+                 low_confidence: float = LOW_CONFIDENCE, num_threads: int | None = None,
+                 instrument_fwhm_q: Any = None) -> None:
         self.contents = contents
+        # the instrument resolution, (Gaussian, Lorentzian) FWHM in 1/A, or None: unknown (checked against the network;
+        # a network without the input refuses one)
+        instrument_condition(instrument_fwhm_q, 1, contents.config)
+        self.instrument_fwhm_q = (None if instrument_fwhm_q is None
+                                  else check_instrument_fwhm(instrument_fwhm_q, contents.config))
         self.device = resolve_device(device)
         if num_threads is not None:
             if int(num_threads) < 1:
@@ -149,17 +163,25 @@ class Predictor:
         self.coarse_min_q_step = contents.coarse_min_q_step
         self.coarse: Predictor | None = None
         if contents.coarse is not None:
-            self.coarse = Predictor(contents.coarse, self.device, batch_size=batch_size, low_confidence=low_confidence)
+            self.coarse = Predictor(contents.coarse, self.device, batch_size=batch_size, low_confidence=low_confidence,
+                                    instrument_fwhm_q=self.instrument_fwhm_q)
             self.coarse.network = "coarse"
             self.coarse.trained_range_nm = self.trained_range_nm
-        self._engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
+        self._run_engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
+
+    def _run_engine(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's outputs for one batch, with this predictor's instrument condition where the network has one."""
+        cond = instrument_condition(self.instrument_fwhm_q, X.shape[0], self.contents.config)
+        return self._engine(X) if cond is None else self._engine(X, instrument=cond)
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, device: Any = None, **options: Any) -> "Predictor":
         """Load a bundle (``path`` None: the shipped model) onto ``device`` (None: cuda if available, else cpu).
 
         ``options``: ``batch_size`` (patterns per forward call, default 512), ``low_confidence``
-        (flag threshold, default 0.5), ``num_threads`` (PyTorch intra-op CPU threads, set process-wide
+        (flag threshold, default 0.5), ``instrument_fwhm_q`` (the instrument's (Gaussian, Lorentzian) FWHM in 1/A
+        where it is known, for networks trained with it; default None: unknown), ``num_threads`` (PyTorch intra-op
+        CPU threads, set process-wide
         with torch.set_num_threads; default: leave as is. 1 is fastest on a loaded 2-core machine;
         the "numpy" device follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS instead).
         Bundles of another task than quantum-dot sizing (a ``ClusterNet``: shape and size of metal clusters) give a
@@ -167,7 +189,11 @@ class Predictor:
         :class:`~qdots_bluesky.estimate.TaskEstimate` objects.
         Raises BundleError for a bad bundle, ValueError for a bad device.
         """
-        contents = read_bundle(path)
+        return cls.from_contents(read_bundle(path), device, **options)
+
+    @classmethod
+    def from_contents(cls, contents: BundleContents, device: Any = None, **options: Any) -> "Predictor":
+        """As :meth:`from_bundle`, for a bundle already read (:func:`~qdots_bluesky.models.bundle.read_bundle`)."""
         if contents.architecture != QDOTS_CNN:  # another task (e.g. metal-cluster shape): its own answers
             from .cluster_predictor import ClusterPredictor
 
@@ -185,7 +211,8 @@ class Predictor:
         return self.contents.path
 
     def __repr__(self) -> str:
-        return f"Predictor({str(self.path)!r}, device={self.device!r}, grid={self.grid.to_dict()})"
+        known = "" if self.instrument_fwhm_q is None else f", instrument_fwhm_q={self.instrument_fwhm_q}"
+        return f"Predictor({str(self.path)!r}, device={self.device!r}, grid={self.grid.to_dict()}{known})"
 
     # ----------------------------------------------------------------------------------------
     def _check_standardized(self, X: Any) -> np.ndarray:
@@ -203,7 +230,7 @@ class Predictor:
     def raw_outputs(self, X: Any) -> dict[str, np.ndarray]:
         """Main-network outputs for standardized patterns (n, n_points), in batches of ``batch_size``."""
         X = self._check_standardized(X)
-        parts = [self._engine(X[i:i + self.batch_size]) for i in range(0, X.shape[0], self.batch_size)]
+        parts = [self._run_engine(X[i:i + self.batch_size]) for i in range(0, X.shape[0], self.batch_size)]
         if not parts:
             empty = {"size_logits": np.zeros((0, self.size_classes_nm.size), np.float32),
                      "dispersion_logits": np.zeros((0, self.dispersion_classes.size), np.float32),
@@ -335,7 +362,8 @@ class Predictor:
                 probabilities=dict(zip(sizes, p[i].tolist())),
                 dispersion_confidence=float(pd[i, kd[i]]), dispersion_probabilities=dict(zip(disps, pd[i].tolist())),
                 ood_distance=float(dist[i]), nanocrystal_probability=None if p_nc is None else float(p_nc[i]),
-                network=self.network, flags=flags, flag_details=details, standardization=rep, **extra))
+                network=self.network, flags=flags, flag_details=details, standardization=rep,
+                instrument_fwhm_q=self.instrument_fwhm_q, **extra))
         return estimates
 
     def _report_flags(self, rep: Mapping[str, Any], flags: list[str], details: dict[str, str]) -> None:
@@ -395,7 +423,8 @@ class Predictor:
     def _cam(self, X: np.ndarray, class_index: Any, target: str, layer: int) -> np.ndarray:
         if self._numpy_engine is None:
             self._numpy_engine = self.contents.numpy_model()
-        return self._numpy_engine.grad_cam(X, class_index, target=target, layer=layer)
+        cond = instrument_condition(self.instrument_fwhm_q, X.shape[0], self.contents.config)
+        return self._numpy_engine.grad_cam(X, class_index, target=target, layer=layer, instrument=cond)
 
 
 def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: np.ndarray, estimate: SizeEstimate,

@@ -81,6 +81,25 @@ def test_library_populations_only_trains_the_class_model(small_library, tmp_path
     assert est[0].size_volume_nm is None and est[0].dispersion in (0.05, 0.2)
 
 
+def test_known_instrument_share_trains_the_instrument_input(small_library, tmp_path):
+    settings = TrainingSettings(seed=2, max_epochs=2, samples_per_epoch=512, batch_size=128, validation_repeats=1,
+                                precision="fp32", coarse_epochs=1, known_instrument_share=0.5)
+    result = train_model(small_library, tmp_path / "known.safetensors", settings, progress=False)
+    bundle = read_bundle(result.bundle_path)
+    assert bundle.config["instrument_input"] is True and bundle.config["instrument_fwhm_max_q"] == 0.005
+    assert bundle.coarse.config["instrument_input"] is True
+    assert np.any(bundle.weights["instrument_film.weight"] != 0)  # it learnt from the told populations
+    known = result.metrics["known_instrument"]  # the held-out reference patterns, told: no instrument
+    assert known["test_patterns"] == result.metrics["test_patterns"] and 0 <= known["test_size_accuracy"] <= 1
+    assert known["test_continuous"]["size_mae_nm"] > 0
+    x = np.ones((1, 5004), np.float32)
+    told = Predictor.from_bundle(result.bundle_path, device="numpy", instrument_fwhm_q=(0.0, 0.0))
+    plain = Predictor.from_bundle(result.bundle_path, device="numpy")
+    assert told.predict_standardized(x)[0].size_regression_nm != plain.predict_standardized(x)[0].size_regression_nm
+    with pytest.raises(ValueError, match="share"):
+        TrainingSettings(known_instrument_share=1.5)
+
+
 def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
     from qdots_bluesky.sim.learning.augment import AugmentationSettings
 

@@ -49,11 +49,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "continuous_head": False,
     "continuous_offsets": DEFAULT_CONFIG_CONTINUOUS_OFFSETS,
     "continuous_scales": DEFAULT_CONFIG_CONTINUOUS_SCALES,
+    # a known instrument resolution as a second input (instrument_condition): the pooled features are scaled and
+    # shifted per channel (FiLM, linear in the condition, no bias, so an unknown instrument leaves them as they are);
+    # instrument_fwhm_max_q is the largest Gaussian / Lorentzian FWHM (1/A) the network was trained with
+    "instrument_input": False,
+    "instrument_fwhm_max_q": 0.005,
 }
 #: Config keys that bundles written before the key existed may lack, and the value that reproduces them.
 _LEGACY_DEFAULTS: dict[str, Any] = {"presence_head": False, "continuous_head": False,
                                     "continuous_offsets": DEFAULT_CONFIG_CONTINUOUS_OFFSETS,
-                                    "continuous_scales": DEFAULT_CONFIG_CONTINUOUS_SCALES}
+                                    "continuous_scales": DEFAULT_CONFIG_CONTINUOUS_SCALES,
+                                    "instrument_input": False, "instrument_fwhm_max_q": 0.005}
+#: Length of the instrument condition: (known, Gaussian FWHM, Lorentzian FWHM), the widths over the largest trained.
+INSTRUMENT_CONDITION_SIZE = 3
 
 
 def default_config(**overrides: Any) -> dict[str, Any]:
@@ -112,12 +120,50 @@ def check_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
                          f"(one per {', '.join(CONTINUOUS_TARGETS)}), scales > 0")
     if not 0.0 <= float(cfg["dropout"]) < 1.0:
         raise ValueError(f"dropout {cfg['dropout']} must be in [0, 1)")
+    if not float(cfg["instrument_fwhm_max_q"]) > 0:
+        raise ValueError(f"instrument_fwhm_max_q {cfg['instrument_fwhm_max_q']} must be > 0 (1/A)")
     cfg.update(filters=filters, kernels=kernels, n_points=n_points, size_classes_nm=sizes, dispersion_classes=disps,
                batch_norm=bool(cfg["batch_norm"]), dropout=float(cfg["dropout"]), presence_head=bool(cfg["presence_head"]),
                regression_offset_nm=float(cfg["regression_offset_nm"]), continuous_head=bool(cfg["continuous_head"]),
                continuous_offsets=offsets, continuous_scales=scales,
-               regression_scale_nm=float(cfg["regression_scale_nm"]))
+               regression_scale_nm=float(cfg["regression_scale_nm"]), instrument_input=bool(cfg["instrument_input"]),
+               instrument_fwhm_max_q=float(cfg["instrument_fwhm_max_q"]))
     return cfg
+
+
+def instrument_condition(fwhm_q: Any, n: int, cfg: Mapping[str, Any]) -> np.ndarray | None:
+    """The network's instrument input for ``n`` patterns: None for a network without it; rows of zeros where the
+    instrument is unknown (``fwhm_q`` None); else (1, Gaussian, Lorentzian FWHM / ``instrument_fwhm_max_q``) from
+    ``fwhm_q`` = (Gaussian, Lorentzian) FWHM in 1/A of a Voigt resolution of constant width in Q.
+
+    Raises ValueError for widths that are negative, not finite or wider than the network was trained with, and for
+    a known instrument given to a network that has no instrument input.
+    """
+    if not cfg.get("instrument_input"):
+        if fwhm_q is not None:
+            raise ValueError("this model was not trained with a known instrument resolution; accepted: no instrument "
+                             "FWHM, or a model trained with known_instrument_share > 0")
+        return None
+    out = np.zeros((int(n), INSTRUMENT_CONDITION_SIZE), dtype=np.float32)
+    if fwhm_q is None:
+        return out
+    g_l = check_instrument_fwhm(fwhm_q, cfg)
+    out[:] = (1.0, g_l[0] / cfg["instrument_fwhm_max_q"], g_l[1] / cfg["instrument_fwhm_max_q"])
+    return out
+
+
+def check_instrument_fwhm(fwhm_q: Any, cfg: Mapping[str, Any]) -> tuple[float, float]:
+    """(Gaussian, Lorentzian) FWHM in 1/A, checked against the range a network was trained with."""
+    top = float(cfg["instrument_fwhm_max_q"])
+    try:
+        g, l_ = (float(v) for v in fwhm_q)
+    except (TypeError, ValueError):
+        raise ValueError(f"instrument FWHM {fwhm_q!r}; accepted: a (Gaussian, Lorentzian) pair of FWHMs in 1/A, "
+                         f"each 0 to {top:g}") from None
+    if not (np.isfinite(g) and np.isfinite(l_) and 0.0 <= g <= top and 0.0 <= l_ <= top):
+        raise ValueError(f"instrument FWHM ({g:g}, {l_:g}) 1/A; accepted: Gaussian and Lorentzian FWHM each 0 to "
+                         f"{top:g} 1/A (the range the model was trained with)")
+    return g, l_
 
 
 def receptive_fields(cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -172,6 +218,8 @@ def state_dict_shapes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
             for name in ("weight", "bias", "running_mean", "running_var"):
                 shapes[f"norms.{i}.{name}"] = (f,)
         in_ch = f
+    if cfg.get("instrument_input"):
+        shapes["instrument_film.weight"] = (2 * in_ch, INSTRUMENT_CONDITION_SIZE)
     for head, n_out in head_sizes(cfg):
         shapes[f"{head}.weight"] = (n_out, in_ch)
         shapes[f"{head}.bias"] = (n_out,)
@@ -216,7 +264,22 @@ class NumpyQDotsNet:
             if w.shape != (n_out, in_ch) or b.shape != (n_out,):
                 raise ValueError(f"{name} has weight shape {w.shape}, bias {b.shape}; expected {(n_out, in_ch)}, {(n_out,)}")
             self.heads[name] = (np.ascontiguousarray(w.T), b)
+        self.film = (np.ascontiguousarray(np.asarray(state["instrument_film.weight"], dtype=np.float32).T)
+                     if cfg["instrument_input"] else None)  # (3, 2C): condition -> (gamma, beta)
         self.fields = receptive_fields(cfg)
+
+    def _film(self, instrument: np.ndarray | None, B: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(scale 1 + gamma, shift beta) per row (B, C) for the instrument condition, None without the input."""
+        if self.film is None:
+            if instrument is not None:
+                raise ValueError("this network has no instrument input; accepted: instrument=None")
+            return None
+        c = np.zeros((B, INSTRUMENT_CONDITION_SIZE), np.float32) if instrument is None else np.asarray(instrument, np.float32)
+        if c.shape != (B, INSTRUMENT_CONDITION_SIZE):
+            raise ValueError(f"instrument condition has shape {c.shape}; accepted: ({B}, {INSTRUMENT_CONDITION_SIZE})")
+        gb = c @ self.film
+        n_ch = gb.shape[1] // 2
+        return 1.0 + gb[:, :n_ch], gb[:, n_ch:]
 
     # ----------------------------------------------------------------------------------------
     def _input(self, X: np.ndarray) -> np.ndarray:
@@ -251,14 +314,18 @@ class NumpyQDotsNet:
                 acts.append(h)
         return h, acts
 
-    def __call__(self, X: np.ndarray, feature_map: bool = False) -> dict[str, np.ndarray]:
-        """Outputs as QDotsNet.forward, as float32 NumPy arrays (``feature_map`` (B, C, L) only on request)."""
+    def __call__(self, X: np.ndarray, feature_map: bool = False, instrument: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Outputs as QDotsNet.forward, as float32 NumPy arrays (``feature_map`` (B, C, L) only on request);
+        ``instrument``: the condition rows of :func:`instrument_condition` (None: unknown)."""
         x = self._input(X)
         h, _ = self._conv_stack(x)
         features = h.mean(axis=1)
+        film = self._film(instrument, x.shape[0])
+        z = features if film is None else features * film[0] + film[1]
         out = {}
         for name, (w, b) in self.heads.items():
-            out[HEAD_OUTPUTS[name]] = features @ w + b
+            out[HEAD_OUTPUTS[name]] = z @ w + b
         out["size_nm"] = (self.config["regression_offset_nm"]
                           + self.config["regression_scale_nm"] * out["size_nm"][:, 0]).astype(np.float32)
         if "nanocrystal_logit" in out:
@@ -269,7 +336,7 @@ class NumpyQDotsNet:
         return out
 
     def grad_cam(self, X: np.ndarray, class_index: np.ndarray | None = None, *, target: str = "size",
-                 layer: int = -1) -> np.ndarray:
+                 layer: int = -1, instrument: np.ndarray | None = None) -> np.ndarray:
         """Grad-CAM of a class logit on conv ``layer``, upsampled to the input grid: (B, n_points) in [0, 1].
 
         ``target``: "size" or "dispersion"; ``class_index``: one class per pattern (default: the
@@ -287,14 +354,16 @@ class NumpyQDotsNet:
         B = x.shape[0]
         _, acts = self._conv_stack(x, keep=True)
         w_head, b_head = self.heads[head]
+        film = self._film(instrument, B)
+        scale, shift = film if film is not None else (np.ones((B, w_head.shape[0]), np.float32), 0.0)
         if class_index is None:
-            class_index = np.argmax(acts[-1].mean(axis=1) @ w_head + b_head, axis=1)
+            class_index = np.argmax((acts[-1].mean(axis=1) * scale + shift) @ w_head + b_head, axis=1)
         class_index = np.broadcast_to(np.asarray(class_index, dtype=int), (B,))
         n_classes = w_head.shape[1]
         if class_index.min() < 0 or class_index.max() >= n_classes:
             raise ValueError(f"class_index out of range; accepted: 0..{n_classes - 1}")
-        # d logit / d A_last = w_c / L (global average pooling), then back through ReLU and convolutions.
-        g = np.repeat((w_head[:, class_index].T / acts[-1].shape[1])[:, None, :], acts[-1].shape[1], axis=1)
+        # d logit / d A_last = w_c (1 + gamma) / L (global average pooling, FiLM), then back through ReLU and convolutions.
+        g = np.repeat((w_head[:, class_index].T * scale / acts[-1].shape[1])[:, None, :], acts[-1].shape[1], axis=1)
         for i in range(n_layers - 1, layer, -1):
             k, wmat, _ = self.layers[i]
             dz = g * (acts[i] > 0)  # (B, T_i, C_out)

@@ -53,6 +53,7 @@ from .engine import (  # noqa: F401  (re-exported: the config lives in the torch
     DEFAULT_CONFIG,
     DISPERSION_CLASSES,
     INPUT_TRANSFORMS,
+    INSTRUMENT_CONDITION_SIZE,
     SIZE_CLASSES_NM,
     check_config,
     default_config,
@@ -87,6 +88,10 @@ class QDotsNet(nn.Module):
         self.regression_head = nn.Linear(in_ch, 1)
         self.presence_head = nn.Linear(in_ch, 1) if c["presence_head"] else None
         self.continuous_head = nn.Linear(in_ch, 2 * len(CONTINUOUS_TARGETS)) if c["continuous_head"] else None
+        self.instrument_film = None
+        if c["instrument_input"]:  # zero at the start: the network begins as one that ignores the instrument
+            self.instrument_film = nn.Linear(INSTRUMENT_CONDITION_SIZE, 2 * in_ch, bias=False)
+            nn.init.zeros_(self.instrument_film.weight)
 
     @property
     def n_features(self) -> int:
@@ -112,8 +117,10 @@ class QDotsNet(nn.Module):
             return torch.log(torch.clamp(x, min=1e-3))
         return x
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``x``: (B, n_points) or (B, 1, n_points) standardized patterns.
+    def forward(self, x: torch.Tensor, instrument: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``x``: (B, n_points) or (B, 1, n_points) standardized patterns; ``instrument``: (B, 3) instrument
+        conditions (:func:`~qdots_bluesky.models.engine.instrument_condition`; None: unknown) for a network with
+        ``config["instrument_input"]``, which scale and shift the pooled features before the heads (FiLM).
 
         Returns a dict: ``size_logits`` (B, n_size), ``dispersion_logits`` (B, n_disp),
         ``size_nm`` (B,) regression, ``features`` (B, 32) pooled, ``feature_map`` (B, 32, L) the
@@ -147,7 +154,7 @@ class QDotsNet(nn.Module):
             h = norm(z).relu_().reshape(B, length, conv.out_channels)  # BatchNorm over (B*L, C) = over B and L
         h = h.transpose(1, 2)  # (B, C, L) as Conv1d gives it
         features = h.mean(dim=-1)
-        z = self.dropout(features)
+        z = self.dropout(self._film(features, instrument))
         reg = self.regression_head(z).squeeze(-1)
         out = {
             "size_logits": self.size_head(z),
@@ -161,6 +168,22 @@ class QDotsNet(nn.Module):
         if self.continuous_head is not None:
             out["continuous"] = self.continuous_head(z)
         return out
+
+
+    def _film(self, features: torch.Tensor, instrument: torch.Tensor | None) -> torch.Tensor:
+        """The pooled features scaled and shifted per channel by the instrument condition (unchanged without one)."""
+        if self.instrument_film is None:
+            if instrument is not None:
+                raise ValueError("this network has no instrument input; accepted: instrument=None")
+            return features
+        if instrument is None:
+            return features
+        c = torch.as_tensor(instrument, dtype=features.dtype, device=features.device)
+        if c.shape != (features.shape[0], INSTRUMENT_CONDITION_SIZE):
+            raise ValueError(f"instrument condition has shape {tuple(c.shape)}; accepted: "
+                             f"({features.shape[0]}, {INSTRUMENT_CONDITION_SIZE})")
+        gamma, beta = self.instrument_film(c).chunk(2, dim=1)
+        return features * (1.0 + gamma) + beta
 
 
 def _batch_norm_folded_into_first_layer(windows: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
@@ -232,6 +255,8 @@ def fuse_batch_norm(model: QDotsNet) -> QDotsNet:
             dst.bias.copy_(b)
         for name, _ in head_sizes(model.config):
             getattr(fused, name).load_state_dict(getattr(model, name).state_dict())
+        if model.instrument_film is not None:
+            fused.instrument_film.load_state_dict(model.instrument_film.state_dict())
     return fused.eval()
 
 

@@ -57,11 +57,13 @@ def calibrate(net: "QDotsNet", source: Source, validation: DrawnSet, settings: T
               train_indices: np.ndarray) -> Calibration:
     """Temperatures and continuous-interval factors on ``validation`` patterns with nanocrystals; out-of-distribution
     statistics of training features (a set drawn from ``source`` with ``seed``: every population 4 times, or 8192 of
-    the library's ``train_indices``) with the threshold from the validation features."""
+    the library's ``train_indices``) with the threshold from the validation features. For a network with an
+    instrument input the validation patterns are told their instrument as in training (about half of them), and one
+    power law serves both kinds of answer (README, *A known instrument resolution*)."""
     import torch
 
     x_val, val_t, val_nc = validation
-    val_out = network_outputs(net, x_val)
+    val_out = network_outputs(net, x_val, val_t.get("instrument"))
     nc = torch.as_tensor(val_nc)
     t_size = fit_temperature(val_out["size_logits"][nc].numpy(), val_t["size_class"][val_nc])
     t_disp = fit_temperature(val_out["dispersion_logits"][nc].numpy(), val_t["dispersion_class"][val_nc])
@@ -81,10 +83,12 @@ def calibrate(net: "QDotsNet", source: Source, validation: DrawnSet, settings: T
 
 
 def continuous_metrics(net: "QDotsNet", calibration: Calibration, x: np.ndarray, truth_nm: np.ndarray,
-                       size_classes: np.ndarray, meta: dict[str, np.ndarray] | None = None) -> dict:
+                       size_classes: np.ndarray, meta: dict[str, np.ndarray] | None = None,
+                       instrument: np.ndarray | None = None) -> dict:
     """MAE (nm) of the number-weighted size and the coverage of its 68 / 95 % intervals (overall and per condition
-    in ``meta``), and the class accuracy of the continuous estimate."""
-    mean, std = continuous_estimates(network_outputs(net, x)["continuous"].numpy(), net.config)
+    in ``meta``), and the class accuracy of the continuous estimate (``instrument``: the network's instrument
+    condition per row, None: unknown)."""
+    mean, std = continuous_estimates(network_outputs(net, x, instrument)["continuous"].numpy(), net.config)
     std = calibrated_std(std, calibration.tensors[T_CONTINUOUS_INTERVAL])
     size = np.exp(mean[:, 0])
     err = np.abs(size - truth_nm)

@@ -105,8 +105,12 @@ def _reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
 
 
 def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: str | Path, seed: int = 123,
-                   progress: bool = True, robustness_repeats: int = 4) -> dict:
+                   progress: bool = True, robustness_repeats: int = 4, instrument_fwhm_q=None) -> dict:
     """Write the evaluation report (PNGs + report.json) into out_dir and return the figures.
+
+    ``instrument_fwhm_q``: the instrument resolution told to a network with that input ((0, 0): the held-out DSE
+    simulations' own, none); the laboratory curve is always sized as of an unknown instrument (its resolution is a
+    2theta one). Default None: unknown.
 
     Each point of a robustness curve draws every held-out simulation ``robustness_repeats`` times per
     reference solvent, with fresh noise and the reference fractions and SNRs taken in turn (balanced_draws):
@@ -119,7 +123,10 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     out_dir.mkdir(parents=True, exist_ok=True)
     from ...predictor import Predictor
 
-    predictor = Predictor.from_bundle(bundle_path, device="cpu", batch_size=2048)  # as users size their patterns
+    predictor = Predictor.from_bundle(bundle_path, device="cpu", batch_size=2048,  # as users size their patterns
+                                      instrument_fwhm_q=instrument_fwhm_q)
+    unknown_instrument = (predictor if instrument_fwhm_q is None
+                          else Predictor(predictor.contents, "cpu", batch_size=2048))  # for laboratory scans
     meta = predictor.metadata
     has_coarse = predictor.coarse is not None
     lib = load_library(library_path, grid="q")
@@ -132,7 +139,8 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
     augmenter = Augmenter.from_library(lib, AugmentationSettings.from_dict(meta["augmentation"]))
     y_size = class_labels(lib.mean_diameter_nm, size_classes)
     y_disp = class_labels(lib.dispersion, disp_classes)
-    report: dict = {"bundle": str(bundle_path), "library": str(library_path), "test_simulations": int(test.size)}
+    report: dict = {"bundle": str(bundle_path), "library": str(library_path), "test_simulations": int(test.size),
+                    "instrument_fwhm_q": None if instrument_fwhm_q is None else list(predictor.instrument_fwhm_q)}
 
     # reference conditions
     x, idx, cond = reference_test_set(augmenter, test, seed)
@@ -209,7 +217,7 @@ def evaluate_model(bundle_path: str | Path, library_path: str | Path, out_dir: s
                 xs.append((sims[sel], xr, source_q_step(m)))
             for ids, xr, step in xs:
                 reports = step_reports(step, len(xr))
-                arrays = estimate_arrays(predictor.predict_standardized(xr, reports))
+                arrays = estimate_arrays((unknown_instrument if key == "lab" else predictor).predict_standardized(xr, reports))
                 pr, answered = arrays[2], arrays[5]
                 if key == "n_points" and has_coarse:  # what the specialist adds, on the same draws
                     routed = predictor.coarse_rows(reports, len(xr)).any()

@@ -94,9 +94,11 @@ class TrainingLoss:
         return total
 
 
-def network_outputs(net: "QDotsNet", x: np.ndarray, chunk: int = 1024) -> dict[str, "torch.Tensor"]:
+def network_outputs(net: "QDotsNet", x: np.ndarray, instrument: np.ndarray | None = None,
+                    chunk: int = 1024) -> dict[str, "torch.Tensor"]:
     """The network's outputs on patterns ``x`` (n, n_points) in eval mode, ``chunk`` rows at a time: size and
     dispersion logits, size_nm, features, and nanocrystal_logit / continuous where the network has those heads.
+    ``instrument``: the instrument condition per row (n, 3) for a network with that input (None: unknown).
     Leaves the network in train mode."""
     import torch
 
@@ -107,7 +109,8 @@ def network_outputs(net: "QDotsNet", x: np.ndarray, chunk: int = 1024) -> dict[s
     outs = []
     with torch.inference_mode():
         for s in range(0, len(x), chunk):
-            outs.append(net(torch.as_tensor(x[s:s + chunk])))
+            cond = None if instrument is None else torch.as_tensor(instrument[s:s + chunk])
+            outs.append(net(torch.as_tensor(x[s:s + chunk]), cond))
     net.train()
     return {k: torch.cat([o[k] for o in outs]) for k in keys}
 
@@ -143,11 +146,12 @@ def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSe
     val_size_t = torch.as_tensor(val_t["size_class"][val_nc])
     presence = bool(net.config["presence_head"])
 
-    def forward(x):
+    def forward(x, instrument):
+        instrument = None if instrument is None else torch.as_tensor(instrument)
         if autocast_dtype is None:
-            return net(x)
+            return net(x, instrument)
         with torch.autocast("cpu", dtype=autocast_dtype):
-            return net(x)
+            return net(x, instrument)
 
     outcome = FitOutcome()
     best_loss, best_state = np.inf, None
@@ -159,7 +163,7 @@ def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSe
         total, count = 0.0, 0
         batches, producer = producer, None
         for t, x, has_nc in batches:
-            value = loss(forward(torch.as_tensor(x)), t, has_nc)
+            value = loss(forward(torch.as_tensor(x), t.get("instrument")), t, has_nc)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
@@ -168,7 +172,7 @@ def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSe
             count += len(x)
         if epoch + 1 < epochs:  # the next epoch's patterns are made while this one is validated
             producer = BatchProducer(source, settings.batch_size, n_batches, batch_seed(epoch + 1))
-        val_out = network_outputs(net, x_val)
+        val_out = network_outputs(net, x_val, val_t.get("instrument"))
         val_loss = float(loss(val_out, val_t, val_nc))
         val_acc = float((val_out["size_logits"][val_nc_t].argmax(1) == val_size_t).float().mean())
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,

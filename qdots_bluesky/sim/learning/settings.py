@@ -80,6 +80,12 @@ class TrainingSettings:
     faceted_share: float = 0.0
     faceted_habits: list[str] = field(default_factory=lambda: [
         "octahedron", "truncated-octahedron", "cuboctahedron", "rhombic-dodecahedron"])
+    # a known instrument resolution: in a share known_instrument_share of the continuous populations the network is
+    # told the synchrotron instrument profile they carry (its Gaussian and Lorentzian FWHM in Q, zero where none:
+    # models.engine.instrument_condition), in the rest (and in every laboratory sample) that it is unknown; 0: no
+    # instrument input, the network always assumes an unknown resolution. Only continuous populations carry an
+    # instrument profile: a model trained on the library's populations (continuous=False) has no instrument input
+    known_instrument_share: float = 0.5
 
     def __post_init__(self) -> None:
         self.filters = check_per_convolution("filters", self.filters)
@@ -99,6 +105,14 @@ class TrainingSettings:
             raise ValueError(f"continuous_weight={self.continuous_weight!r}; accepted: a number >= 0")
         if not 0.0 <= self.faceted_share <= 1.0:
             raise ValueError(f"faceted_share={self.faceted_share!r}; accepted: a share in [0, 1]")
+        if not 0.0 <= self.known_instrument_share <= 1.0:
+            raise ValueError(f"known_instrument_share={self.known_instrument_share!r}; accepted: a share in [0, 1]")
+        widest = max(float(self.population_ranges.get(k, [0.0, 0.0])[1])
+                     for k in ("instrument_gauss_fwhm_q", "instrument_lorentz_fwhm_q"))
+        if self.known_instrument_share > 0 and self.continuous and not widest > 0:
+            raise ValueError(f"known_instrument_share={self.known_instrument_share!r} with instrument widths of 0 only "
+                             "(population_ranges): nothing to tell; accepted: widths up to > 0, or a share of 0")
+
         if self.faceted_share > 0 and not self.continuous:
             raise ValueError(f"faceted_share={self.faceted_share!r} needs continuous populations (faceted dots are drawn "
                              "from the per-cluster bases); accepted: continuous=True, or faceted_share=0")

@@ -68,19 +68,48 @@ class FixedLibrarySource:
         return self.augmenter, self.indices, self.targets
 
 
+def instrument_fwhm_max_q(ranges: PopulationRanges) -> float:
+    """The largest instrument FWHM (1/A, Gaussian or Lorentzian) the populations of ``ranges`` are drawn with."""
+    return float(max(ranges.instrument_gauss_fwhm_q[1], ranges.instrument_lorentz_fwhm_q[1]))
+
+
+def instrument_targets(rng: np.random.Generator, pops: dict[str, np.ndarray], share: float,
+                       fwhm_max_q: float) -> np.ndarray:
+    """The network's instrument condition per population (:func:`~qdots_bluesky.models.engine.instrument_condition`):
+    in a share ``share`` of them (known, Gaussian, Lorentzian FWHM / ``fwhm_max_q``) of the profile they carry (zero
+    widths where they carry none), zeros (unknown) in the rest."""
+    known = rng.random(pops["dispersion"].size) < share
+    cond = np.stack([np.ones(known.size), pops["instrument_gauss_fwhm_q"] / fwhm_max_q,
+                     pops["instrument_lorentz_fwhm_q"] / fwhm_max_q], axis=1)
+    return (cond * known[:, None]).astype(np.float32)
+
+
+def laboratory_unknown(targets: dict[str, np.ndarray], meta: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Batch ``targets`` with the instrument condition of laboratory rows (``meta["lab"]`` of the augmentation) set
+    to unknown: their 2theta profile is not the synchrotron one the condition describes."""
+    if "instrument" in targets:
+        lab = np.asarray(meta["lab"], dtype=bool)
+        targets["instrument"] = np.where(lab[:, None], np.float32(0.0), targets["instrument"])
+    return targets
+
+
 class PopulationSource:
     """Each epoch: ``size`` fresh populations with mean diameter, dispersion, strain, microstrain and a synchrotron
     instrument profile drawn within ``ranges``, made from the per-cluster patterns of ``basis`` (a matrix product,
     a Q rescaling and two convolutions per population); a share ``faceted_share`` of them from one of the ``faceted``
-    bases instead (habit -> basis of the same series sizes, drawn uniformly: faceted dots)."""
+    bases instead (habit -> basis of the same series sizes, drawn uniformly: faceted dots). With
+    ``known_instrument_share`` > 0 the targets hold the network's instrument condition (``"instrument"``, known for
+    that share of the populations: :func:`instrument_targets`)."""
 
     def __init__(self, augmenter: Augmenter, basis: ClusterBasis, ranges: PopulationRanges, size: int,
                  size_classes: np.ndarray, dispersion_classes: np.ndarray,
-                 faceted: dict[str, ClusterBasis] | None = None, faceted_share: float = 0.0):
+                 faceted: dict[str, ClusterBasis] | None = None, faceted_share: float = 0.0,
+                 known_instrument_share: float = 0.0):
         self.augmenter, self.basis, self.ranges, self.size = augmenter, basis, ranges, int(size)
         self.classes = (size_classes, dispersion_classes)
         self.faceted = dict(faceted or {})
         self.faceted_share = float(faceted_share) if self.faceted else 0.0
+        self.known_instrument_share = float(known_instrument_share)
 
     def patterns(self, rng: np.random.Generator, pops: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Crystal and Compton patterns of the drawn populations, each from its habit's basis."""
@@ -104,6 +133,9 @@ class PopulationSource:
         crystal, compton = self.patterns(rng, pops)
         t = population_targets(self.basis.n, self.basis.unit_nm, mean, disp, strain)
         targets = row_targets(mean, t["volume_diameter_nm"], disp, strain, *self.classes)
+        if self.known_instrument_share > 0:  # (no draw otherwise: the stream stays as it was)
+            targets["instrument"] = instrument_targets(rng, pops, self.known_instrument_share,
+                                                       instrument_fwhm_max_q(self.ranges))
         return self.augmenter.with_patterns(crystal, compton, mean, strain), np.arange(self.size), targets
 
 
@@ -121,7 +153,7 @@ def draw_set(source: Source, seed: int, repeats: int = 1, indices: np.ndarray | 
     augmenter, all_indices, targets = source(rng)
     idx = np.repeat(all_indices if indices is None else indices, repeats)
     x, meta = augmenter.sample(idx, rng)
-    return DrawnSet(x, {k: v[idx] for k, v in targets.items()}, meta["fraction"] > 0)
+    return DrawnSet(x, laboratory_unknown({k: v[idx] for k, v in targets.items()}, meta), meta["fraction"] > 0)
 
 
 class BatchProducer:
@@ -159,7 +191,8 @@ class BatchProducer:
                     return
                 idx = rng.choice(indices, size=batch_size)
                 x, meta = augmenter.sample(idx, rng)
-                if not self._put(({k: v[idx] for k, v in targets.items()}, x, meta["fraction"] > 0)):
+                rows = laboratory_unknown({k: v[idx] for k, v in targets.items()}, meta)
+                if not self._put((rows, x, meta["fraction"] > 0)):
                     return
         except BaseException as exc:  # surface worker errors in the training thread
             self._put(exc)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ... import __version__
 from ...models.bundle import T_CONTINUOUS_INTERVAL
+from ...models.engine import instrument_condition
 from ...standardize import QGrid
 from ..physics.cluster_basis import ClusterBasis, PopulationRanges, build_cluster_basis, population_targets
 from ..physics.library import Library, LibrarySettings, library_content_sha256, load_library
@@ -38,6 +39,7 @@ from .sources import (
     PopulationSource,
     Source,
     draw_set,
+    instrument_fwhm_max_q,
     reference_test_set,
     row_targets,
 )
@@ -129,10 +131,10 @@ def make_sources(data: PreparedLibrary, augmenter: Augmenter, settings: Training
     if data.basis is not None:
         src = PopulationSource(augmenter, data.basis, PopulationRanges.from_dict(settings.population_ranges),
                                settings.populations_per_epoch, data.size_classes, data.dispersion_classes,
-                               data.faceted, settings.faceted_share)
+                               data.faceted, settings.faceted_share, settings.known_instrument_share)
         n_val = max(settings.validation_repeats * data.split.validation.size, MIN_CONTINUOUS_VALIDATION)
         val_src = PopulationSource(augmenter, data.basis, src.ranges, n_val, data.size_classes, data.dispersion_classes,
-                                   data.faceted, settings.faceted_share)
+                                   data.faceted, settings.faceted_share, settings.known_instrument_share)
         return src, val_src
     return (LibrarySource(augmenter, data.split.train, data.targets),
             FixedLibrarySource(augmenter, data.split.validation, data.targets))
@@ -236,10 +238,12 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     source, val_source = make_sources(data, augmenter, settings)
     validation = draw_set(val_source, settings.seed + 1, _validation_repeats(data, settings))
     presence = augmentation.blank_fraction > 0 and bool(augmenter.solvent_names)  # blanks need a solvent
+    told = data.basis is not None and settings.known_instrument_share > 0  # the network gets the instrument input
     model = QDotsNet(n_points=data.grid.n_points, size_classes_nm=data.size_classes.tolist(),
                      dispersion_classes=data.dispersion_classes.tolist(), presence_head=presence,
                      input_transform=settings.input_transform, filters=settings.filters,
-                     kernels=settings.kernels, continuous_head=data.basis is not None)
+                     kernels=settings.kernels, continuous_head=data.basis is not None, instrument_input=told,
+                     **({"instrument_fwhm_max_q": instrument_fwhm_max_q(source.ranges)} if told else {}))
     precision = resolve_precision(settings.precision)
     fit_options = {"t_start": t_start, "autocast_dtype": torch.bfloat16 if precision == "bf16" else None,
                    "progress": progress}
@@ -271,6 +275,14 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
         metrics["test_continuous_populations"] = continuous_metrics(model, calibration, x_pop[nc_pop],
                                                                     np.exp(t_pop["continuous"][nc_pop, 0]),
                                                                     data.size_classes)
+    if model.config["instrument_input"]:  # the same test patterns, the network told their instrument: none
+        known = instrument_condition((0.0, 0.0), x_test.shape[0], model.config)
+        known_metrics = reference_metrics(network_outputs(model, x_test, known), calibration,
+                                          data.targets["size_class"][test_idx], data.targets["dispersion_class"][test_idx],
+                                          lib.mean_diameter_nm[test_idx], data.size_classes, test_meta)
+        known_metrics["test_continuous"] = continuous_metrics(model, calibration, x_test, lib.mean_diameter_nm[test_idx],
+                                                              data.size_classes, instrument=known)
+        metrics["known_instrument"] = known_metrics
     if presence:
         metrics.update(blank_metrics(model, augmenter, test_out, settings.seed + 5))
 
