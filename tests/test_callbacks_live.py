@@ -58,6 +58,7 @@ def test_documents_layout_and_forwarding(predictor):
     assert conf["size_classes_nm"] == classes and conf["pattern_key"] == "waxs_intensity"
     assert conf["x_key"] == "waxs_tth" and conf["x_unit"] == "tth" and conf["wavelength"] == pytest.approx(0.5646)
     assert conf["model_sha256"] and conf["chunk_size"] == 8
+    assert conf["instrument_known"] == 0 and conf["instrument_gauss_fwhm_q"] == 0.0  # no resolution told
     assert set(OUTPUT_KEYS) == set(keys)
     # one event per source event, in order
     primary = [d for n, d in direct if n == "event"]

@@ -269,3 +269,28 @@ def test_cli_demo_with_refinement(store, bundle, tmp_path, capsys):
     rc = cli_commands.main(["demo", "--system", "gold", "--refine", "--virtual-time", "--tiled-uri", store.uri])
     err = capsys.readouterr().err
     assert rc == 2 and "--refine" in err and "--system pbs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_replay_tells_the_network_the_instrument_the_run_was_sized_with(store, tmp_path, capsys):
+    import torch
+
+    from qdots_bluesky.models.network import QDotsNet
+
+    torch.manual_seed(0)
+    net = QDotsNet(continuous_head=True, instrument_input=True)
+    with torch.no_grad():
+        net.presence_head.bias.fill_(4.0)
+        net.instrument_film.weight.copy_(0.5 * torch.randn(net.instrument_film.weight.shape))
+    model = make_bundle(tmp_path / "told.safetensors", model=net.eval())
+    with LiveSizer(model=model, device="cpu", instrument_fwhm_q=(0.0, 0.0)) as sizer:
+        uid, _ = scan_to_tiled(store, sizer, num=4)
+    assert store.runs[uid][STREAM_NAME].metadata["configuration"]["qdots_sizer"]["data"]["instrument_known"] == 1
+    args = ["replay", "--tiled-uri", store.uri, uid, "--model", str(model), "--device", "cpu", "--quiet"]
+    assert cli_commands.main(args) == 0  # the stored resolution by default: the live numbers again
+    out = capsys.readouterr().out
+    assert "the runs were sized with live: 0 0 1/A" in out and "identical to the stored live estimates" in out
+    assert cli_commands.main(args + ["--unknown-instrument"]) == 0
+    out = capsys.readouterr().out
+    assert "replayed with unknown" in out and "differ from the stored estimates" in out
+    assert cli_commands.main(args + ["--unknown-instrument", "--instrument-fwhm", "0", "0"]) == 2
+    assert "contradict" in capsys.readouterr().err

@@ -140,6 +140,10 @@ class LiveSizer(DocumentRouter):
     callbacks : downstream callbacks, as with :meth:`subscribe`.
     refine : also refine by DSE on the worker thread (True, options of :class:`~.refining.LiveRefiner`, or one):
         refined_* keys in the stream, NaN and ``refined`` = 0 for patterns not refined.
+    instrument_fwhm_q : the beamline's resolution where it is known, (Gaussian, Lorentzian) FWHM in 1/A, for a
+        loaded model trained with an instrument input (with a ``predictor``: the predictor's own, or an error);
+        recorded in the descriptor configuration (``instrument_known`` 0 or 1, ``instrument_gauss_fwhm_q``,
+        ``instrument_lorentz_fwhm_q``, 0 where unknown).
     """
 
     def __init__(self, predictor: Any = None, *, model: str | Path | None = None, device: Any = None,
@@ -147,7 +151,8 @@ class LiveSizer(DocumentRouter):
                  x_unit: str | None = None, wavelength: float | None = None, source_stream: str | None = None,
                  stream_name: str = STREAM_NAME, chunk_size: int = 8, max_batch: int = 64,
                  queue_size: int = 1000, emit_from: str = "worker", stop_timeout: float = 120.0,
-                 validate: bool = True, callbacks: Iterable[Callable] = (), refine: Any = False) -> None:
+                 validate: bool = True, callbacks: Iterable[Callable] = (), refine: Any = False,
+                 instrument_fwhm_q: Any = None) -> None:
         super().__init__()
         if x_unit is not None and parse_unit(x_unit) is None:
             raise ValueError(f"x_unit {x_unit!r} is not known; accepted: 'tth' (2theta, degrees) or 'q' (1/A)")
@@ -159,10 +164,18 @@ class LiveSizer(DocumentRouter):
             from ..units import check_wavelength
 
             check_wavelength(float(wavelength))
+        if predictor is not None and instrument_fwhm_q is not None:
+            told = getattr(predictor, "instrument_fwhm_q", None)
+            if told is None or tuple(float(v) for v in instrument_fwhm_q) != tuple(told):
+                raise ValueError(f"instrument_fwhm_q={instrument_fwhm_q!r} with a predictor told {told!r}; accepted: "
+                                 "the resolution given to the Predictor (Predictor.from_bundle(..., instrument_fwhm_q=)), "
+                                 "or a model path instead of a predictor")
         if predictor is None:
             from ..predictor import Predictor
 
-            options = {} if num_threads is None else {"num_threads": num_threads}
+            options: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
+            if instrument_fwhm_q is not None:
+                options["instrument_fwhm_q"] = instrument_fwhm_q
             predictor = Predictor.from_bundle(model, device=device, **options)
         self.predictor = predictor
         task = getattr(predictor, "task", None)
@@ -395,6 +408,10 @@ class LiveSizer(DocumentRouter):
                      "wavelength": float(source.wavelength or 0.0),
                      "refine": "" if self.refiner is None else repr(self.refiner),
                      "refine_habit": "" if self.refiner is None else self.refiner.habit})
+        known = getattr(self.predictor, "instrument_fwhm_q", None)
+        info.update({"instrument_known": int(known is not None),
+                     "instrument_gauss_fwhm_q": 0.0 if known is None else float(known[0]),
+                     "instrument_lorentz_fwhm_q": 0.0 if known is None else float(known[1])})
         bundle = compose_descriptor(
             start=run.start_doc, streams=run.streams, event_counters=run.counters, name=self.stream_name,
             data_keys=data_keys, configuration=schema.configuration(info),

@@ -3,9 +3,10 @@
 ``replay_run(run, sizer)`` reads a run's documents (Tiled ``run.documents()``, or any iterable of
 ``(name, doc)``), passes them through ``sizer`` and collects the new ``qdots_size`` stream. A
 stored ``qdots_size`` stream in the run is ignored (the sizer replaces it). With the same model,
-device and chunk size (by default the chunk size recorded with the stored estimates) the numbers
-are identical to the live ones: the sizer computes every estimate in fixed-size chunks,
-independent of how events were batched.
+device, chunk size (by default the chunk size recorded with the stored estimates) and instrument
+resolution told to the network (the sizer's predictor; ``qdots replay`` tells the one recorded with
+the stored estimates) the numbers are identical to the live ones: the sizer computes every estimate in
+fixed-size chunks, independent of how events were batched.
 
 Write-back (``write_to=`` a runs node or :class:`~.tiled_store.TiledStore`): a stored run is
 immutable in Tiled once written (its container is closed at the stop document), and rewriting it

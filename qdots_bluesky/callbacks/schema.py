@@ -211,7 +211,8 @@ def configuration(info: dict[str, Any]) -> dict[str, Any]:
         else:
             dk = {"dtype": "string", "shape": [], "dtype_numpy": "<U0"}
         dk["source"] = f"{SIZER_OBJECT}: {k}"
-        dk["units"] = {"size_classes_nm": "nm", "wavelength": "angstrom"}.get(k)
+        dk["units"] = {"size_classes_nm": "nm", "wavelength": "angstrom", "instrument_gauss_fwhm_q": "1/angstrom",
+                       "instrument_lorentz_fwhm_q": "1/angstrom"}.get(k)
         data_keys[k] = dk
     return {SIZER_OBJECT: {"data": dict(info), "timestamps": {k: now for k in info}, "data_keys": data_keys}}
 

@@ -17,13 +17,25 @@ DEFAULT_DEMO_DIRECTORY = "qdots_demo_data"
 
 
 # ------------------------------------------------------------------------------------------------ shared options
-def _add_model_options(p: argparse.ArgumentParser, *, replay: bool = False) -> None:
+def _add_model_options(p: argparse.ArgumentParser, *, replay: bool = False, command: str = "") -> None:
     p.add_argument("--model", metavar="PATH",
                    help="model bundle (.safetensors) to size with (default: the shipped model of qdots-bluesky)")
     add_device_option(p)
     p.add_argument("--num-threads", type=int, default=None, metavar="N",
                    help="PyTorch CPU threads for inference with --device cpu (default: PyTorch's choice; "
                         "fewer threads leave cores to the acquisition)")
+    p.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
+                   help="the beamline's resolution where it is known (from a standard): Gaussian and Lorentzian FWHM "
+                        "in 1/A of a capillary (synchrotron) setup, told to a model trained with an instrument input "
+                        "(qdots train --known-instrument-share); recorded in the stream's configuration (default: "
+                        + {"demo": "the demo's simulated detector is ideal, so the demo tells such a model 0 0 unless "
+                                   "--unknown-instrument",
+                           "replay": "the resolution the runs were sized with live, so that a replay reproduces "
+                                     "them; unknown where they say none or with --unknown-instrument",
+                           }.get(command, "unknown") + ")")
+    if command == "replay":
+        p.add_argument("--unknown-instrument", action="store_true",
+                       help="size as of an unknown instrument even where the runs were sized live told a resolution")
     if replay:
         p.add_argument("--chunk-size", type=int, default=None, metavar="N",
                        help="patterns per inference call; results depend on model, device and chunk size only "
@@ -82,11 +94,24 @@ def _make_sizer(args, **options):
         raise ValueError(f"--chunk-size {args.chunk_size}; accepted: an integer >= 1")
     if args.num_threads is not None and args.num_threads < 1:
         raise ValueError(f"--num-threads {args.num_threads}; accepted: an integer >= 1")
+    if getattr(args, "instrument_fwhm", None) is not None:
+        options["instrument_fwhm_q"] = tuple(args.instrument_fwhm)
     try:
         return LiveSizer(model=args.model, device=resolve_cli_device(args.device, batch_independent=True),
                          num_threads=args.num_threads, chunk_size=args.chunk_size or 8, **options)
     except BundleError as exc:
         raise ValueError(f"the model does not load: {exc}") from None
+
+
+def _has_instrument_input(model: str | None) -> bool:
+    """Whether a model bundle (None: the shipped one) was trained with an instrument input (False where it does not
+    load: the sizer then says why)."""
+    from ..models.bundle import BundleError, read_bundle
+
+    try:
+        return bool(read_bundle(model).config.get("instrument_input"))
+    except (BundleError, OSError, ValueError):
+        return False
 
 
 def _errors():
@@ -110,7 +135,7 @@ def add_demo(sub) -> argparse.ArgumentParser:
     p.add_argument("--system", choices=("pbs", "gold"), default="pbs",
                    help="what is synthesised: pbs (quantum dots, WAXS; the default) or gold (Au clusters, SAXS + WAXS; "
                         "the first run computes the detector's cluster patterns, about a minute, cached afterwards)")
-    _add_model_options(p)
+    _add_model_options(p, command="demo")
     p.add_argument("--points", type=int, default=30, metavar="N", help="number of patterns in the scan (default 30)")
     p.add_argument("--delay", type=float, default=2.0, metavar="S",
                    help="seconds between patterns (default 2); the reaction advances --time-scale times faster")
@@ -140,8 +165,13 @@ def add_demo(sub) -> argparse.ArgumentParser:
     p.add_argument("--refine", action="store_true",
                    help="pbs: also refine the patterns by DSE on the sizing worker (qdots fit's refinement seeded by "
                         "the network, the solvent model chosen from hexane and toluene, the instrument resolution "
-                        "refined); the table and figure show the refined D_N +- e.s.d. beside the network's. A worker "
-                        "behind the scan refines the newest pattern of each batch: with --virtual-time not every one")
+                        "held where the network is told it, else refined); the table and figure show the refined D_N "
+                        "+- e.s.d. beside the network's. A worker behind the scan refines the newest pattern of each "
+                        "batch: with --virtual-time not every one")
+    p.add_argument("--unknown-instrument", action="store_true",
+                   help="pbs: size as of an uncharacterised beamline, the network allowing for any instrument "
+                        "resolution (default with a model trained with an instrument input: it is told the simulated "
+                        "detector's, which is ideal: 0 0)")
     p.add_argument("--plot", default="qdots_demo.png", metavar="PNG",
                    help="figure of predicted vs true size over time (default qdots_demo.png; '' for none)")
     _add_store_options(p, default_directory=DEFAULT_DEMO_DIRECTORY, catalog=False)
@@ -184,9 +214,17 @@ def cmd_demo(args) -> int:
         from ..models.bundle import shipped_bundle_path
 
         args.model = str(shipped_bundle_path("metal-shape-size"))
+    if args.unknown_instrument and args.instrument_fwhm is not None:
+        return _fail("demo", "--unknown-instrument and --instrument-fwhm contradict; accepted: one of them")
+    if not gold and not args.unknown_instrument and args.instrument_fwhm is None and _has_instrument_input(args.model):
+        args.instrument_fwhm = [0.0, 0.0]  # the simulated detector's resolution: ideal DSE patterns
+    refine: dict = {}
+    if args.max_diameter is not None:
+        refine["max_diameter_nm"] = args.max_diameter
+    if args.instrument_fwhm is not None:  # a resolution known to the beamline is known to its refinement too
+        refine["instrument_fwhm"] = tuple(args.instrument_fwhm)
     try:
-        sizer = _make_sizer(args, **({"refine": {"max_diameter_nm": args.max_diameter}
-                                      if args.max_diameter is not None else True} if args.refine else {}))
+        sizer = _make_sizer(args, **({"refine": refine or True} if args.refine else {}))
     except _errors() as exc:
         return _fail("demo", str(exc))
     try:
@@ -238,7 +276,7 @@ def add_replay(sub) -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run uid (or its first 5+ characters), scan id (a positive integer: the latest run with "
                         "it) or negative index (-1 = the latest run)")
-    _add_model_options(p, replay=True)
+    _add_model_options(p, replay=True, command="replay")
     p.add_argument("--write-back", action="store_true",
                    help="store each replay as a new run that references the original uid")
     p.add_argument("--quiet", action="store_true", help="print only the summary line of each run, not the table")
@@ -253,16 +291,23 @@ def cmd_replay(args) -> int:
     from ..callbacks.replay import replay_run
     from ..callbacks.runs import read_sizes, select_runs
 
-    try:
-        sizer = _make_sizer(args)
-    except _errors() as exc:
-        return _fail("replay", str(exc))
-    store = None
+    if args.unknown_instrument and args.instrument_fwhm is not None:
+        return _fail("replay", "--unknown-instrument and --instrument-fwhm contradict; accepted: one of them")
+    store = sizer = None
     status = 0
     try:
         store = _open_store(args, "replay")
         runs = select_runs(store.runs, args.runs, where=store.location)
+        told = _replay_instrument(args, runs)
+        try:
+            sizer = _make_sizer(args)
+        except _errors() as exc:
+            return _fail("replay", str(exc))
         for run in runs:
+            stored = _stored_instrument(run)
+            if stored != told and stored != "none":
+                print(f"run {run.metadata['start']['uid'][:8]}: sized live with the instrument "
+                      f"{_instrument_text(stored)}, replayed with {_instrument_text(told)}", flush=True)
             uid = run.metadata["start"]["uid"]
             live = None
             if sizer.stream_name in list(run):
@@ -306,10 +351,44 @@ def cmd_replay(args) -> int:
     except _errors() as exc:
         return _fail("replay", str(exc))
     finally:
-        sizer.close()
+        if sizer is not None:
+            sizer.close()
         if store is not None:
             store.close()
     return status
+
+
+def _stored_instrument(run) -> tuple[float, float] | None | str:
+    """The instrument resolution the live sizer of a stored run told its network ((G, L) in 1/A), None where it was
+    unknown, "none" where the run holds no sizer configuration that says (no qdots_size stream, older runs)."""
+    from ..callbacks.schema import SIZER_OBJECT, STREAM_NAME
+
+    try:
+        data = run[STREAM_NAME].metadata["configuration"][SIZER_OBJECT]["data"]
+    except (KeyError, TypeError):
+        return "none"
+    if "instrument_known" not in data:
+        return "none"
+    if not data["instrument_known"]:
+        return None
+    return float(data["instrument_gauss_fwhm_q"]), float(data["instrument_lorentz_fwhm_q"])
+
+
+def _instrument_text(instrument) -> str:
+    return "unknown" if instrument in (None, "none") else f"told {instrument[0]:g} {instrument[1]:g} 1/A"
+
+
+def _replay_instrument(args, runs) -> tuple[float, float] | None:
+    """The resolution the replay tells the network: --instrument-fwhm, none with --unknown-instrument, else the one
+    the first run was sized with live where the model can be told it (so that a replay reproduces the live numbers).
+    Sets ``args.instrument_fwhm`` for the sizer."""
+    if args.instrument_fwhm is None and not args.unknown_instrument and _has_instrument_input(args.model):
+        stored = next((i for i in (_stored_instrument(run) for run in runs) if i != "none"), None)
+        if stored is not None:
+            args.instrument_fwhm = list(stored)
+            print(f"telling the network the instrument the runs were sized with live: {stored[0]:g} {stored[1]:g} 1/A "
+                  "(--unknown-instrument to size as of an unknown one)", flush=True)
+    return None if args.instrument_fwhm is None else tuple(float(v) for v in args.instrument_fwhm)
 
 
 # ------------------------------------------------------------------------------------------------ serve

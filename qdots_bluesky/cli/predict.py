@@ -36,7 +36,8 @@ def add_predict(sub) -> None:
                    help="print one JSON object per file and line (file, size_nm, size_std_nm, size_volume_nm, "
                         "size_volume_std_nm, size_class_nm, size_regression_nm, dispersion, dispersion_std, strain, "
                         "strain_std, confidence, probabilities, dispersion_probabilities, ood_distance, flags, "
-                        "flag_details, standardization; diameters in nm, strain as a fraction); a failed file gives "
+                        "flag_details, standardization, instrument_fwhm_q (the resolution the network was told in 1/A, null: "
+                        "unknown); diameters in nm, strain as a fraction); a failed file gives "
                         "{\"file\", \"error\"}")
     p.add_argument("--plot", metavar="PNG",
                    help="save a figure of the standardized pattern shaded by the class activation map (the Q regions "
@@ -49,6 +50,13 @@ def add_predict(sub) -> None:
     p.add_argument("--model", metavar="PATH", default=None,
                    help="model bundle (.safetensors) written by `qdots train` (default: the shipped model, "
                         "qdots_bluesky/models/default_model.safetensors)")
+    p.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
+                     help="the instrument resolution where it is known (e.g. from a standard of the same beamtime): "
+                          "Gaussian and Lorentzian FWHM, in 1/A for capillary (synchrotron) patterns, deg 2theta for "
+                          "--geometry flat-plate. A network trained with an instrument input (qdots train "
+                          "--known-instrument-share) is told a capillary resolution (0 0 for ideal simulated "
+                          "patterns); the refinement holds it (default: the network allows for any resolution it was "
+                          "trained with, the refinement refines it)")
     ref = p.add_argument_group("DSE refinement (--refine)")
     ref.add_argument("--refine", action="store_true",
                      help="after the network, refine each sized file by the Debye scattering equation seeded by the "
@@ -63,9 +71,6 @@ def add_predict(sub) -> None:
                           "(laboratory Bragg-Brentano, Cu K-alpha doublet, texture)")
     ref.add_argument("--max-diameter", type=float, default=21.0, metavar="NM",
                      help="largest cluster of the refinement basis in nm (default 21)")
-    ref.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
-                     help="hold the instrument resolution at these FWHMs (1/A capillary, deg flat plate); default "
-                          "refined")
     ref.add_argument("--habit", default="sphere", metavar="HABIT",
                      help="the dots' habit in the refinement, as qdots fit --habit: sphere (default), octahedron, "
                           "truncated-octahedron, cuboctahedron, cube, rhombic-dodecahedron or auto")
@@ -75,7 +80,7 @@ def add_predict(sub) -> None:
 
 def _load(args):
     """The predictor, or an exit status 2 with the reason printed."""
-    from ..models.bundle import BundleError
+    from ..models.bundle import BundleError, read_bundle
     from ..predictor import Predictor
     from ..units import check_wavelength
     from .common import resolve_cli_device
@@ -86,9 +91,14 @@ def _load(args):
         except ValueError as exc:
             return fail("predict", f"--wavelength: {exc}")
     try:
-        predictor = Predictor.from_bundle(args.model, device=resolve_cli_device(args.device))
+        contents = read_bundle(args.model)
     except BundleError as exc:
         return fail("predict", str(exc))
+    options = _instrument_option(args, contents.config)
+    if isinstance(options, int):
+        return options
+    try:
+        predictor = Predictor.from_contents(contents, device=resolve_cli_device(args.device), **options)
     except ValueError as exc:
         return fail("predict", f"--device: {exc}")
     n_layers = len(predictor.contents.config.get("kernels", ()))  # Grad-CAM layers (quantum-dot networks only)
@@ -96,6 +106,42 @@ def _load(args):
         return fail("predict", f"--cam-layer {args.cam_layer}: the model has {n_layers} conv layers; accepted: "
                                f"0..{n_layers - 1} or -1..-{n_layers}")
     return predictor
+
+
+def _instrument_option(args, config: dict) -> dict | int:
+    """The predictor's ``instrument_fwhm_q`` option from --instrument-fwhm, or an exit status 2 with the reason printed.
+
+    A capillary resolution goes to a network trained with an instrument input where it lies within the widths that
+    network knows; with --refine the refinement holds it in any case (outside the network's widths, or for a network
+    without the input, the network sizes as of an unknown instrument, said on stderr). A flat plate's resolution (deg
+    2theta) is the refinement's only."""
+    from ..models.engine import check_instrument_fwhm
+
+    known = getattr(args, "instrument_fwhm", None)
+    refine = getattr(args, "refine", False)
+    if known is None:
+        return {}
+    if getattr(args, "geometry", "capillary") == "flat-plate":
+        if not refine:
+            return fail("predict", "--instrument-fwhm with --geometry flat-plate is a 2theta resolution for the "
+                                   "refinement; accepted: with --refine")
+        return {}
+    if not config.get("instrument_input"):
+        if not refine:
+            return fail("predict", "--instrument-fwhm: this model was not trained with a known instrument resolution "
+                                   "(qdots train --known-instrument-share); accepted: a model trained with it, or "
+                                   "--refine (the refinement holds the resolution)")
+        print("qdots predict: --instrument-fwhm: the model has no instrument input; the network sizes as of an unknown "
+              "instrument, the refinement holds the resolution", file=sys.stderr)
+        return {}
+    try:
+        return {"instrument_fwhm_q": check_instrument_fwhm(known, config)}
+    except ValueError as exc:
+        if not refine:
+            return fail("predict", f"--instrument-fwhm: {exc}")
+        print(f"qdots predict: --instrument-fwhm: {exc}; the network sizes as of an unknown instrument, the refinement "
+              "holds the resolution", file=sys.stderr)
+        return {}
 
 
 def cmd_predict(args) -> int:

@@ -98,6 +98,13 @@ def add_train(sub) -> None:
                         "truncated octahedra, cuboctahedra, rhombic dodecahedra of the same equal-volume diameters, "
                         "drawn uniformly) instead of the near-spherical series; their bases are built once (~10 s "
                         f"each) (default {d.faceted_share:g}: spheres only)")
+    p.add_argument("--known-instrument-share", type=_share, default=None, metavar="F",
+                   help="share (0-1) of the continuous training populations whose synchrotron instrument resolution "
+                        "(Gaussian and Lorentzian FWHM in Q, zero where they carry none) the network is told, as a "
+                        "second input; the rest, and every laboratory sample, are sized as of an unknown instrument. "
+                        "Gives `qdots predict --instrument-fwhm` and LiveSizer(instrument_fwhm_q=) a model to use; 0: "
+                        f"no instrument input (default {d.known_instrument_share:g}; 0 with --library-populations-only, "
+                        "whose populations carry no instrument profile)")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
                    help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
     p.set_defaults(func=cmd_train)
@@ -213,7 +220,8 @@ def _train_pbs(args) -> int:
                                 max_minutes=args.max_minutes, precision=args.precision,
                                 input_transform=args.input_transform, focal_gamma=args.focal_gamma,
                                 filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
-                                continuous=not args.library_populations_only, faceted_share=args.faceted_share)
+                                continuous=not args.library_populations_only, faceted_share=args.faceted_share,
+                                known_instrument_share=_known_instrument_share(args, d))
     augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]
@@ -225,6 +233,12 @@ def _train_pbs(args) -> int:
           f"size accuracy {m['test_size_accuracy']:.2%}, within one class {m['test_size_within_one_class']:.2%}, "
           f"dispersion accuracy {m['test_dispersion_accuracy']:.2%}, MAE {m['test_size_mae_nm']:.3f} nm, "
           f"ECE {m['test_ece_size']:.3f} (uncalibrated {m['test_ece_size_uncalibrated']:.3f})")
+    if "known_instrument" in m:
+        k = m["known_instrument"]
+        print(f"the same patterns with the instrument known (none): size accuracy {k['test_size_accuracy']:.2%}, "
+              f"dispersion accuracy {k['test_dispersion_accuracy']:.2%}, continuous size MAE "
+              f"{k['test_continuous']['size_mae_nm']:.3f} nm, within 1 / 2 sigma {k['test_continuous']['size_coverage_68']:.1%}"
+              f" / {k['test_continuous']['size_coverage_95']:.1%}")
     if "coarse_specialist" in m:
         c = m["coarse_specialist"]
         print(f"coarse-sampling specialist ({c['epochs_run']} epochs, {c['minutes']:.1f} min; sizes source Q steps >= "
@@ -238,6 +252,18 @@ def _train_pbs(args) -> int:
         print(f"{args.cross_validation}-fold cross-validation: size accuracy {cv['mean']:.2%} +- {cv['std']:.2%} "
               f"(folds: {', '.join(f'{a:.2%}' for a in cv['folds'])})")
     return 0
+
+
+def _known_instrument_share(args, defaults) -> float:
+    """--known-instrument-share, its default by the kind of training; a share with the library's populations is an
+    error (they carry no instrument profile to tell)."""
+    share = args.known_instrument_share
+    if args.library_populations_only:
+        if share:
+            raise ValueError(f"--known-instrument-share {share:g} needs continuous populations (their instrument "
+                             "profiles are what the network is told); accepted: 0, or without --library-populations-only")
+        return 0.0
+    return defaults.known_instrument_share if share is None else share
 
 
 def add_evaluate(sub) -> None:
@@ -254,6 +280,10 @@ def add_evaluate(sub) -> None:
                    help="draws of each held-out simulation per solvent for every point of the robustness curves, "
                         "the reference fractions and SNRs taken in turn (default 4: 2176 patterns per point with the "
                         "reference library; report.json gives the standard error of every point)")
+    p.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
+                   help="tell a model trained with an instrument input this resolution (Gaussian, Lorentzian FWHM in "
+                        "1/A; 0 0: the held-out DSE simulations' own, none); the laboratory curve is sized as of an "
+                        "unknown instrument (default: unknown everywhere)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -271,7 +301,7 @@ def cmd_evaluate(args) -> int:
                          "matrices, robustness curves, DebyeCalculator patterns): python benchmarks/bench_cluster_model.py "
                          f"{model}")
     report = evaluate_model(model, args.library, args.output, seed=args.seed, progress=True,
-                            robustness_repeats=args.repeats)
+                            robustness_repeats=args.repeats, instrument_fwhm_q=args.instrument_fwhm)
     ref = report["reference"]
     print(f"reference conditions ({ref['patterns']} patterns): size accuracy {ref['size_accuracy']:.2%}, within one class "
           f"{ref['size_within_one_class']:.2%}, dispersion {ref['dispersion_accuracy']:.2%}, ECE {ref['ece_size']:.3f}")
