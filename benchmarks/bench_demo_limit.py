@@ -11,7 +11,9 @@ detector's own solvent model, started from the network's estimate, twice: with t
 refined (the default of ``qdots fit``, for a resolution not known beforehand). Prints per pattern the true
 number-weighted mean diameter and dispersion, each estimate +- its uncertainty, then for each the mean |error| and the
 share within 2 stated uncertainties. The gap between the two refinements is what an unknown peak-width share costs; the
-network, which must assume one (measured peaks carry it), is to be read against the refinement that refines it.
+network, which must assume one (measured peaks carry it), is to be read against the refinement that refines it. A
+model trained with an instrument input (``qdots train --known-instrument-share``) is also run told the detector's
+resolution (0: ideal), as ``qdots demo`` tells it: read that column against the refinement with the resolution held.
 """
 from __future__ import annotations
 
@@ -74,25 +76,37 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--points must be at least 2")
 
     predictor = Predictor.from_bundle(args.model, device="numpy")
+    told = (Predictor(predictor.contents, "numpy", instrument_fwhm_q=(0.0, 0.0))
+            if predictor.contents.config.get("instrument_input") else None)
     x, wl, truth, disp, counts = demo_patterns(args.count_rate, args.temperature, args.points, args.seed,
                                                args.max_diameter)
     rows = []
-    print(f"{'true D':>6} {'disp':>5} | {'network':>13} | {'refined, resolution 0':>21} | {'refined, resolution refined':>27}")
+    print(f"{'true D':>6} {'disp':>5} | {'network':>13} | " + (f"{'network told 0':>14} | " if told else "")
+          + f"{'refined, resolution 0':>21} | {'refined, resolution refined':>27}")
     for d_true, s_true, y in zip(truth, disp, counts):
         net = predictor.predict_pattern(x, y, x_unit="tth", wavelength=wl)
         row = {"true_nm": float(d_true), "true_dispersion": float(s_true),
                "network": (net.size_nm, net.size_std_nm)}
+        if told is not None:
+            known = told.predict_pattern(x, y, x_unit="tth", wavelength=wl)
+            row["network_told"] = (known.size_nm, known.size_std_nm)
         for key, instrument in (("exact", (0.0, 0.0)), ("resolution_refined", None)):
             r = refine_pattern(x, y, wavelength_a=wl, solvent="hexane", network=net,  # qdots fit's weights
                                instrument_fwhm=instrument, max_diameter_nm=args.max_diameter, keep_curves=False)
             row[key] = (r.size_nm, r.size_std_nm)
             row[key + "_flags"] = list(r.flags)
         rows.append(row)
-        cells = [f"{row[k][0]:6.2f} +- {row[k][1]:4.2f}" for k in ("network", "exact", "resolution_refined")]
-        print(f"{d_true:6.2f} {s_true:5.3f} | {cells[0]:>13} | {cells[1]:>21} | {cells[2]:>27}")
+        cells = {k: f"{row[k][0]:6.2f} +- {row[k][1]:4.2f}" for k in ("network", "network_told", "exact",
+                                                                         "resolution_refined") if k in row}
+        print(f"{d_true:6.2f} {s_true:5.3f} | {cells['network']:>13} | "
+              + (f"{cells['network_told']:>14} | " if told else "")
+              + f"{cells['exact']:>21} | {cells['resolution_refined']:>27}")
     out = {}
-    for key, label in (("network", "network"), ("exact", "refined, resolution held at 0 (exact model)"),
-                       ("resolution_refined", "refined, resolution refined")):
+    columns = [("network", "network (instrument unknown)" if told else "network")]
+    if told is not None:
+        columns.append(("network_told", "network told the detector's resolution (0)"))
+    for key, label in columns + [("exact", "refined, resolution held at 0 (exact model)"),
+                                 ("resolution_refined", "refined, resolution refined")]:
         est = np.array([r[key] for r in rows], dtype=float)
         out[key] = s = summary(truth, est[:, 0], est[:, 1])
         mae = "-" if s["mae_nm"] is None else f"{s['mae_nm']:.3f} nm"

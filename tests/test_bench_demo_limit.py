@@ -23,7 +23,10 @@ def test_run_sizes_and_refines_the_demo_patterns(tmp_path, capsys):
     out = tmp_path / "limit.json"
     assert bench.main(["--points", "4", "--count-rate", "1e5", "--max-diameter", "9", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert len(data["rows"]) == 3 and "network: sized 3 of 3" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert len(data["rows"]) == 3 and "network (instrument unknown): sized 3 of 3" in text
+    # the shipped model has the instrument input: it is also run told the ideal detector's resolution
+    assert "network told the detector's resolution (0): sized 3 of 3" in text and data["summary"]["network_told"]["sized"] == 3
     exact = data["summary"]["exact"]
     # the exact model on its own patterns: every one sized, within a few e.s.d.s of the truth
     assert exact["sized"] == 3 and exact["mae_nm"] < 0.1
