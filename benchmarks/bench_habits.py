@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=float, nargs=2, default=(2.5, 9.5), metavar=("LO", "HI"),
                     help="range of the mean diameters in nm (default 2.5 9.5)")
     ap.add_argument("--counts", type=float, default=2000.0, help="mean counts per point (default 2000)")
+    ap.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
+                    help="tell a model with an instrument input this resolution (1/A; 0 0: the simulations' own, "
+                         "none) (default: unknown)")
     ap.add_argument("--json", default=None, metavar="OUT", help="write the figures as JSON to OUT")
     args = ap.parse_args(argv)
     if args.n < 1 or not 1.0 <= args.sizes[0] < args.sizes[1] <= 10.0 or args.counts <= 0:
@@ -70,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_bundle(args.model, device="numpy")
     except (OSError, ValueError) as exc:
         ap.error(f"--model {args.model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if args.instrument_fwhm is not None:
+        try:
+            predictor = Predictor(predictor.contents, "numpy", instrument_fwhm_q=args.instrument_fwhm)
+        except ValueError as exc:
+            ap.error(f"--instrument-fwhm: {exc}")
     t = time.perf_counter()
     figures = habit_figures(predictor, args.n, args.seed, tuple(args.sizes), args.counts)
+    told = "unknown" if args.instrument_fwhm is None else "told {:g} {:g} 1/A".format(*args.instrument_fwhm)
     print(f"model {args.model or 'shipped'}: {args.n} populations per habit, D {args.sizes[0]:g}-{args.sizes[1]:g} nm, "
-          f"~{args.counts:g} counts a point ({time.perf_counter() - t:.0f} s)")
+          f"~{args.counts:g} counts a point, instrument {told} ({time.perf_counter() - t:.0f} s)")
     for habit, f in figures.items():
         print(f"{habit:21s} MAE {f['mae_nm']:.3f} nm  bias {f['bias_nm']:+.3f} nm  within 2 sigma "
               f"{100 * f['within_2_sigma']:.0f} %  median sigma {f['median_sigma_nm']:.3f} nm  sized {f['sized']}/{f['n']}")

@@ -23,7 +23,8 @@ def test_bench_habits_prints_every_habit(bundle, tmp_path, capsys):
 
 def test_bench_habits_rejects_bad_options(capsys):
     bench = load_benchmark("bench_habits")
-    for argv in (["--sizes", "5", "2"], ["--sizes", "0.1", "0.3"], ["--model", "missing.safetensors"]):
+    for argv in (["--sizes", "5", "2"], ["--sizes", "0.1", "0.3"], ["--model", "missing.safetensors"],
+                 ["--instrument-fwhm", "0", "0.1"]):  # wider than the shipped model was trained with
         with pytest.raises(SystemExit) as exc:
             bench.main(argv)
         err = capsys.readouterr().err.strip().splitlines()
