@@ -17,7 +17,8 @@ DEFAULT_DEMO_DIRECTORY = "qdots_demo_data"
 
 
 # ------------------------------------------------------------------------------------------------ shared options
-def _add_model_options(p: argparse.ArgumentParser, *, replay: bool = False, command: str = "") -> None:
+def _add_model_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The options that choose and configure the model of ``command`` ("demo", "replay" or "serve")."""
     p.add_argument("--model", metavar="PATH",
                    help="model bundle (.safetensors) to size with (default: the shipped model of qdots-bluesky)")
     add_device_option(p)
@@ -36,7 +37,7 @@ def _add_model_options(p: argparse.ArgumentParser, *, replay: bool = False, comm
     if command == "replay":
         p.add_argument("--unknown-instrument", action="store_true",
                        help="size as of an unknown instrument even where the runs were sized live told a resolution")
-    if replay:
+    if command == "replay":
         p.add_argument("--chunk-size", type=int, default=None, metavar="N",
                        help="patterns per inference call; results depend on model, device and chunk size only "
                             "(default: the chunk size stored with the live estimates, else 8)")
@@ -135,7 +136,7 @@ def add_demo(sub) -> argparse.ArgumentParser:
     p.add_argument("--system", choices=("pbs", "gold"), default="pbs",
                    help="what is synthesised: pbs (quantum dots, WAXS; the default) or gold (Au clusters, SAXS + WAXS; "
                         "the first run computes the detector's cluster patterns, about a minute, cached afterwards)")
-    _add_model_options(p, command="demo")
+    _add_model_options(p, "demo")
     p.add_argument("--points", type=int, default=30, metavar="N", help="number of patterns in the scan (default 30)")
     p.add_argument("--delay", type=float, default=2.0, metavar="S",
                    help="seconds between patterns (default 2); the reaction advances --time-scale times faster")
@@ -276,7 +277,7 @@ def add_replay(sub) -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run uid (or its first 5+ characters), scan id (a positive integer: the latest run with "
                         "it) or negative index (-1 = the latest run)")
-    _add_model_options(p, replay=True, command="replay")
+    _add_model_options(p, "replay")
     p.add_argument("--write-back", action="store_true",
                    help="store each replay as a new run that references the original uid")
     p.add_argument("--quiet", action="store_true", help="print only the summary line of each run, not the table")
@@ -404,7 +405,7 @@ def add_serve(sub) -> argparse.ArgumentParser:
     p.add_argument("--zmq", default="localhost:5578", metavar="HOST:PORT",
                    help="the proxy's output (subscriber) address (default localhost:5578)")
     p.add_argument("--prefix", default="", help="only documents published with this 0MQ prefix (default: all)")
-    _add_model_options(p)
+    _add_model_options(p, "serve")
     _add_store_options(p, default_directory=None, catalog=True)
     p.add_argument("--no-store", action="store_true", help="do not store the runs (only print / --publish)")
     p.add_argument("--publish", metavar="HOST:PORT",

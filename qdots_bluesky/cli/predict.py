@@ -36,8 +36,8 @@ def add_predict(sub) -> None:
                    help="print one JSON object per file and line (file, size_nm, size_std_nm, size_volume_nm, "
                         "size_volume_std_nm, size_class_nm, size_regression_nm, dispersion, dispersion_std, strain, "
                         "strain_std, confidence, probabilities, dispersion_probabilities, ood_distance, flags, "
-                        "flag_details, standardization, instrument_fwhm_q (the resolution the network was told in 1/A, null: "
-                        "unknown); diameters in nm, strain as a fraction); a failed file gives "
+                        "flag_details, standardization, instrument_fwhm_q (the resolution the network was told in "
+                        "1/A, null: unknown); diameters in nm, strain as a fraction); a failed file gives "
                         "{\"file\", \"error\"}")
     p.add_argument("--plot", metavar="PNG",
                    help="save a figure of the standardized pattern shaded by the class activation map (the Q regions "
@@ -51,12 +51,12 @@ def add_predict(sub) -> None:
                    help="model bundle (.safetensors) written by `qdots train` (default: the shipped model, "
                         "qdots_bluesky/models/default_model.safetensors)")
     p.add_argument("--instrument-fwhm", type=float, nargs=2, default=None, metavar=("GAUSS", "LORENTZ"),
-                     help="the instrument resolution where it is known (e.g. from a standard of the same beamtime): "
-                          "Gaussian and Lorentzian FWHM, in 1/A for capillary (synchrotron) patterns, deg 2theta for "
-                          "--geometry flat-plate. A network trained with an instrument input (qdots train "
-                          "--known-instrument-share) is told a capillary resolution (0 0 for ideal simulated "
-                          "patterns); the refinement holds it (default: the network allows for any resolution it was "
-                          "trained with, the refinement refines it)")
+                   help="the instrument resolution where it is known (e.g. from a standard of the same beamtime: qdots "
+                        "fit STANDARD --standard Si): Gaussian and Lorentzian FWHM, in 1/A for capillary "
+                        "(synchrotron) patterns, deg 2theta for --geometry flat-plate. A network trained with an "
+                        "instrument input (qdots train --known-instrument-share) is told a capillary resolution (0 0 "
+                        "for ideal simulated patterns); the refinement holds it (default: the network allows for any "
+                        "resolution it was trained with, the refinement refines it)")
     ref = p.add_argument_group("DSE refinement (--refine)")
     ref.add_argument("--refine", action="store_true",
                      help="after the network, refine each sized file by the Debye scattering equation seeded by the "
