@@ -143,6 +143,9 @@ def test_cli_predict_refuses_a_resolution_the_model_cannot_use(tmp_path, capsys)
     assert main(["predict", str(f), "--x-unit", "q", "--model", str(told), "--json", "--device", "numpy",
                  "--instrument-fwhm", "0.001", "0"]) == 0
     assert '"instrument_fwhm_q": [0.001, 0.0]' in capsys.readouterr().out
+    assert main(["predict", str(f), "--x-unit", "q", "--model", str(told), "--device", "numpy",
+                 "--instrument-fwhm", "0.001", "0"]) == 0
+    assert "the network is told the instrument resolution 0.001 0 1/A" in capsys.readouterr().out
 
 
 def test_live_sizer_records_the_resolution_it_told(tmp_path):

@@ -234,7 +234,11 @@ def cmd_demo(args) -> int:
         sizer.close()
         return _fail("demo", str(exc))
     try:
-        print(f"model {sizer.predictor.path} on {sizer.predictor.device}; runs stored in {store.description}", flush=True)
+        told = getattr(sizer.predictor, "instrument_fwhm_q", None)
+        instrument = ("" if gold else "; instrument resolution unknown" if told is None
+                      else "; instrument resolution told: {:g} {:g} 1/A".format(*told))
+        print(f"model {sizer.predictor.path} on {sizer.predictor.device}{instrument}; runs stored in "
+              f"{store.description}", flush=True)
         print(f"scan: {args.points} patterns, {args.delay:g} s apart"
               f"{' (virtual time)' if args.virtual_time else ''}, {temperature:g} C", flush=True)
         try:

@@ -175,6 +175,9 @@ def cmd_predict(args) -> int:
     if getattr(args, "refine", False) and not predictor.task.is_pbs_preset:
         return fail("predict", f"--refine: the DSE refinement refines quantum-dot sizes; the model's task is "
                                f"{predictor.task.name!r}; accepted: --refine with a quantum-dot model (or use qdots fit)")
+    told = getattr(predictor, "instrument_fwhm_q", None)
+    if told is not None and not args.json:  # (JSON says it in every record)
+        print("the network is told the instrument resolution {:g} {:g} 1/A".format(*told))
     results = size_files(predictor, args.files, x_unit=args.x_unit, wavelength=args.wavelength)
     if getattr(args, "refine", False):
         refine_files(results, material=args.material, x_unit=args.x_unit, wavelength=args.wavelength,
