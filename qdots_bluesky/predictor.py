@@ -122,9 +122,11 @@ class Predictor:
         self.contents = contents
         # the instrument resolution, (Gaussian, Lorentzian) FWHM in 1/A, or None: unknown (checked against the network;
         # a network without the input refuses one)
-        instrument_condition(instrument_fwhm_q, 1, contents.config)
+        self._instrument_row = instrument_condition(instrument_fwhm_q, 1, contents.config)
         self.instrument_fwhm_q = (None if instrument_fwhm_q is None
                                   else check_instrument_fwhm(instrument_fwhm_q, contents.config))
+        if self.instrument_fwhm_q is None:
+            self._instrument_row = None  # unknown: the network as without the input (FiLM of zeros is the identity)
         self.device = resolve_device(device)
         if num_threads is not None:
             if int(num_threads) < 1:
@@ -170,9 +172,15 @@ class Predictor:
         self._run_engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
 
     def _run_engine(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """The network's outputs for one batch, with this predictor's instrument condition where the network has one."""
-        cond = instrument_condition(self.instrument_fwhm_q, X.shape[0], self.contents.config)
+        """The network's outputs for one batch, with this predictor's instrument condition where it was told one."""
+        cond = self._instrument_rows(X.shape[0])
         return self._engine(X) if cond is None else self._engine(X, instrument=cond)
+
+    def _instrument_rows(self, n: int) -> np.ndarray | None:
+        """The instrument condition of ``n`` patterns (the one row computed at construction), None where unknown."""
+        if self._instrument_row is None:
+            return None
+        return np.ascontiguousarray(np.broadcast_to(self._instrument_row, (n, self._instrument_row.shape[1])))
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, device: Any = None, **options: Any) -> "Predictor":
@@ -423,8 +431,8 @@ class Predictor:
     def _cam(self, X: np.ndarray, class_index: Any, target: str, layer: int) -> np.ndarray:
         if self._numpy_engine is None:
             self._numpy_engine = self.contents.numpy_model()
-        cond = instrument_condition(self.instrument_fwhm_q, X.shape[0], self.contents.config)
-        return self._numpy_engine.grad_cam(X, class_index, target=target, layer=layer, instrument=cond)
+        return self._numpy_engine.grad_cam(X, class_index, target=target, layer=layer,
+                                           instrument=self._instrument_rows(X.shape[0]))
 
 
 def plot_prediction(path: str | Path, q: np.ndarray, pattern: np.ndarray, cam: np.ndarray, estimate: SizeEstimate,

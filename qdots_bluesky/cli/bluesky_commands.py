@@ -303,13 +303,13 @@ def cmd_replay(args) -> int:
     try:
         store = _open_store(args, "replay")
         runs = select_runs(store.runs, args.runs, where=store.location)
-        told = _replay_instrument(args, runs)
+        stored_instruments = [_stored_instrument(run) for run in runs]  # (one metadata read per run)
+        told = _replay_instrument(args, stored_instruments)
         try:
             sizer = _make_sizer(args)
         except _errors() as exc:
             return _fail("replay", str(exc))
-        for run in runs:
-            stored = _stored_instrument(run)
+        for run, stored in zip(runs, stored_instruments):
             if stored != told and stored != "none":
                 print(f"run {run.metadata['start']['uid'][:8]}: sized live with the instrument "
                       f"{_instrument_text(stored)}, replayed with {_instrument_text(told)}", flush=True)
@@ -383,12 +383,12 @@ def _instrument_text(instrument) -> str:
     return "unknown" if instrument in (None, "none") else f"told {instrument[0]:g} {instrument[1]:g} 1/A"
 
 
-def _replay_instrument(args, runs) -> tuple[float, float] | None:
+def _replay_instrument(args, stored_instruments: list) -> tuple[float, float] | None:
     """The resolution the replay tells the network: --instrument-fwhm, none with --unknown-instrument, else the one
     the first run was sized with live where the model can be told it (so that a replay reproduces the live numbers).
     Sets ``args.instrument_fwhm`` for the sizer."""
     if args.instrument_fwhm is None and not args.unknown_instrument and _has_instrument_input(args.model):
-        stored = next((i for i in (_stored_instrument(run) for run in runs) if i != "none"), None)
+        stored = next((i for i in stored_instruments if i != "none"), None)
         if stored is not None:
             args.instrument_fwhm = list(stored)
             print(f"telling the network the instrument the runs were sized with live: {stored[0]:g} {stored[1]:g} 1/A "

@@ -269,12 +269,13 @@ class NumpyQDotsNet:
         self.fields = receptive_fields(cfg)
 
     def _film(self, instrument: np.ndarray | None, B: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(scale 1 + gamma, shift beta) per row (B, C) for the instrument condition, None without the input."""
-        if self.film is None:
-            if instrument is not None:
-                raise ValueError("this network has no instrument input; accepted: instrument=None")
+        """(scale 1 + gamma, shift beta) per row (B, C) for the instrument condition; None without the input or
+        without a condition (unknown: the FiLM of zeros is the identity, as in the torch network)."""
+        if self.film is None and instrument is not None:
+            raise ValueError("this network has no instrument input; accepted: instrument=None")
+        if self.film is None or instrument is None:
             return None
-        c = np.zeros((B, INSTRUMENT_CONDITION_SIZE), np.float32) if instrument is None else np.asarray(instrument, np.float32)
+        c = np.asarray(instrument, np.float32)
         if c.shape != (B, INSTRUMENT_CONDITION_SIZE):
             raise ValueError(f"instrument condition has shape {c.shape}; accepted: ({B}, {INSTRUMENT_CONDITION_SIZE})")
         gb = c @ self.film
