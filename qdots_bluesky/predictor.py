@@ -180,7 +180,7 @@ class Predictor:
         """The instrument condition of ``n`` patterns (the one row computed at construction), None where unknown."""
         if self._instrument_row is None:
             return None
-        return np.ascontiguousarray(np.broadcast_to(self._instrument_row, (n, self._instrument_row.shape[1])))
+        return np.repeat(self._instrument_row, n, axis=0)  # a writable copy (torch refuses read-only views)
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, device: Any = None, **options: Any) -> "Predictor":
