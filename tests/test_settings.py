@@ -21,3 +21,12 @@ def test_training_settings_refuse_bad_values():
                 dict(coarse_points=[]), dict(coarse_truncate_high_fraction=1.5)):
         with pytest.raises(ValueError, match="coarse_"):
             TrainingSettings(**bad)
+
+
+@pytest.mark.parametrize("bad", [dict(max_epochs=0), dict(samples_per_epoch=-5), dict(batch_size=2.5),
+                                 dict(learning_rate=0.0)])
+def test_training_settings_refuse_an_empty_schedule(bad):
+    """qdots train --epochs 0 used to end in the learning-rate scheduler's own message; now it says what is accepted."""
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"{name}=.*accepted"):
+        TrainingSettings(**bad)

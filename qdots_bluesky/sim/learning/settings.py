@@ -90,6 +90,12 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         self.filters = check_per_convolution("filters", self.filters)
         self.kernels = check_per_convolution("kernels", self.kernels)
+        for name in ("max_epochs", "samples_per_epoch", "batch_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name}={value!r}; accepted: an integer >= 1")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate={self.learning_rate!r}; accepted: a number > 0")
         if not (isinstance(self.coarse_epochs, int) and self.coarse_epochs >= 0):
             raise ValueError(f"coarse_epochs={self.coarse_epochs!r}; accepted: an integer >= 0 (0: no coarse specialist)")
         if not (self.coarse_min_q_step > 0 and self.coarse_learning_rate > 0):
