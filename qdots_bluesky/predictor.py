@@ -71,6 +71,7 @@ from .models.bundle import (
     T_FEATURE_MEAN,
     T_FEATURE_PRECISION,
     T_OOD_THRESHOLD,
+    T_SOLVENT_PROBE,
     T_SIZE_TEMPERATURE,
     BundleContents,
     read_bundle,
@@ -79,6 +80,7 @@ from .compute_device import default_device, resolve_device  # noqa: F401  (re-ex
 from .models.architectures import QDOTS_CNN
 from .models.calibration import mahalanobis_distance, softmax
 from .models.continuous import calibrated_std, class_probabilities, trained_range_nm
+from .models.solvent_probe import mixed_patterns, probe_shift, probe_widened_std
 from .models.engine import check_instrument_fwhm, continuous_estimates, instrument_condition, receptive_fields
 from .estimate import FLAGS, STATUSES, SizeEstimate  # noqa: F401  (re-exported: the predictor's answers)
 from .standardize import QGrid, StandardizationReport, standardize_batch, standardize_pattern
@@ -149,6 +151,9 @@ class Predictor:
         self.ood_threshold = float(t[T_OOD_THRESHOLD].reshape(-1)[0])
         self.continuous_calibration = (np.asarray(t[T_CONTINUOUS_INTERVAL], dtype=np.float64)
                                        if contents.config.get("continuous_head") else None)
+        # the solvent probe's patterns (models.solvent_probe), where the bundle calibrated its intervals with them
+        self.solvent_probe = (np.asarray(t[T_SOLVENT_PROBE], dtype=np.float32)
+                              if self.continuous_calibration is not None and T_SOLVENT_PROBE in t else None)
         self.grid: QGrid = contents.grid
         self.task = contents.task  # what it answers: the quantum-dot size task (qdots_bluesky.models.task)
         cfg = contents.config
@@ -310,6 +315,10 @@ class Predictor:
         else:
             # the continuous head: Gaussian estimates of ln D, ln D_V, dispersion and strain, calibrated widths
             mu, sd = continuous_estimates(out["continuous"], self.contents.config)
+            if self.solvent_probe is not None:  # widened by how far the sizes move with more solvent
+                mixed, _ = continuous_estimates(self.raw_outputs(mixed_patterns(X, self.solvent_probe))["continuous"],
+                                                self.contents.config)
+                sd = probe_widened_std(sd, probe_shift(mu, mixed))
             sd = calibrated_std(sd, self.continuous_calibration)
             mean, std = np.exp(mu[:, 0]), np.exp(mu[:, 0]) * sd[:, 0]  # log-normal median and its 1-sigma width
             cont = {"size_volume_nm": np.exp(mu[:, 1]), "size_volume_std_nm": np.exp(mu[:, 1]) * sd[:, 1],

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from qdots_bluesky.models.bundle import file_sha256, read_bundle
+from qdots_bluesky.models.bundle import T_SOLVENT_PROBE, file_sha256, read_bundle
 from qdots_bluesky.predictor import Predictor
 from qdots_bluesky.sim.physics.library import LibrarySettings, build_library
 from qdots_bluesky.sim.learning.train import TrainingSettings, train_model
@@ -69,6 +69,11 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     assert set(m["test_continuous"]["by_snr"]) == {"122.0", "46.0", "24.0", "14.0"}
     assert est[0].size_volume_nm > 0 and est[0].size_std_nm > 0 and est[0].strain_std > 0
     assert meta["training"]["population_ranges"]["mean_diameter_nm"] == [1.5, 11.0]
+    # the solvent probe (default): the built-in solvents on the grid, mean 1, in both members, and in use
+    probes = bundle.tensors[T_SOLVENT_PROBE]
+    assert probes.shape == (2, 5004) and np.allclose(probes.mean(axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(bundle.coarse.tensors[T_SOLVENT_PROBE], probes)
+    assert Predictor.from_bundle(trained.bundle_path, device="numpy").solvent_probe is not None
 
 
 def test_library_populations_only_trains_the_class_model(small_library, tmp_path):
@@ -77,15 +82,17 @@ def test_library_populations_only_trains_the_class_model(small_library, tmp_path
     result = train_model(small_library, tmp_path / "classes.safetensors", settings, progress=False)
     assert read_bundle(result.bundle_path).config["continuous_head"] is False
     assert "test_continuous" not in result.metrics
+    assert T_SOLVENT_PROBE not in read_bundle(result.bundle_path).tensors  # no continuous size to widen
     est = Predictor.from_bundle(result.bundle_path, device="numpy").predict_standardized(np.ones((1, 5004), np.float32))
     assert est[0].size_volume_nm is None and est[0].dispersion in (0.05, 0.2)
 
 
 def test_known_instrument_share_trains_the_instrument_input(small_library, tmp_path):
     settings = TrainingSettings(seed=2, max_epochs=2, samples_per_epoch=512, batch_size=128, validation_repeats=1,
-                                precision="fp32", coarse_epochs=1, known_instrument_share=0.5)
+                                precision="fp32", coarse_epochs=1, known_instrument_share=0.5, solvent_probe=False)
     result = train_model(small_library, tmp_path / "known.safetensors", settings, progress=False)
     bundle = read_bundle(result.bundle_path)
+    assert T_SOLVENT_PROBE not in bundle.tensors and T_SOLVENT_PROBE not in bundle.coarse.tensors  # switched off
     assert bundle.config["instrument_input"] is True and bundle.config["instrument_fwhm_max_q"] == 0.005
     assert bundle.coarse.config["instrument_input"] is True
     assert np.any(bundle.weights["instrument_film.weight"] != 0)  # it learnt from the told populations

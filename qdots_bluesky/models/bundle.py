@@ -67,6 +67,7 @@ from .architectures import (
     task_mismatch,
 )
 from .engine import check_config
+from .solvent_probe import check_probes
 from .task import Task, TaskError, task_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,6 +86,9 @@ T_OOD_THRESHOLD = "ood.threshold"
 #: fitted on held-out simulations (models.continuous.fit_interval_calibration); bundles whose network has a
 #: continuous head hold it.
 T_CONTINUOUS_INTERVAL = "calibration.continuous_interval"
+#: Solvent patterns (k x n_points, mean 1 on the grid) of the solvent probe (models.solvent_probe), optional: a
+#: bundle with them widens its size uncertainties by how far the size moves when solvent is mixed in.
+T_SOLVENT_PROBE = "calibration.solvent_probe"
 #: Extra tensors every bundle holds.
 REQUIRED_TENSORS = (T_SIZE_TEMPERATURE, T_DISPERSION_TEMPERATURE, T_FEATURE_MEAN, T_FEATURE_PRECISION, T_OOD_THRESHOLD)
 #: Metadata keys every bundle holds; a quantum-dot sizer (architecture QDotsNet) also :data:`QDOTS_METADATA`.
@@ -414,6 +418,14 @@ def _check_member(meta: dict[str, Any], weights: Mapping[str, np.ndarray], extra
         if a is None or tuple(a.shape) != (2, n_cont) or not (np.isfinite(a).all() and (a[1] > 0).all()):
             raise BundleError(f"the network has a continuous head but the tensor {T_CONTINUOUS_INTERVAL} is missing "
                               f"or bad; accepted: shape (2, {n_cont}), finite, exponents (second row) > 0")
+    probes = extras.get(T_SOLVENT_PROBE)
+    if probes is not None:
+        if not n_cont:
+            raise BundleError(f"tensor {T_SOLVENT_PROBE} in a bundle without a continuous head; accepted: only with one")
+        try:
+            check_probes(probes, int(cfg.get("n_points", probes.shape[-1])))
+        except ValueError as exc:
+            raise BundleError(f"tensor {T_SOLVENT_PROBE}: {exc}") from None
     slope = extras.get(T_DISPERSION_SLOPE)
     if slope is not None and (tuple(slope.shape) != (n_cont,) or not np.isfinite(slope).all()):
         raise BundleError(f"tensor {T_DISPERSION_SLOPE} has shape {tuple(slope.shape)} or bad values; accepted: "

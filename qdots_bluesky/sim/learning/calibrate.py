@@ -1,18 +1,19 @@
 """Calibrating a trained network on held-out simulations, and measuring it on the held-out tests.
 
 :func:`calibrate` fits the temperatures of the class heads and the continuous head's interval factors on the
-validation patterns with nanocrystals, and the out-of-distribution statistics on training features (threshold from
+validation patterns with nanocrystals (the size's standard deviations widened by the solvent probe first, where the
+training uses it), and the out-of-distribution statistics on training features (threshold from
 the validation features); the tensors go into the bundle under its ``T_*`` names. :func:`reference_metrics`,
 :func:`continuous_metrics` and :func:`blank_metrics` give the figures stored in the bundle's ``metrics``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ...models.bundle import T_CONTINUOUS_INTERVAL, T_OOD_THRESHOLD
+from ...models.bundle import T_CONTINUOUS_INTERVAL, T_OOD_THRESHOLD, T_SOLVENT_PROBE
 from ...models.calibration import (
     expected_calibration_error,
     fit_feature_statistics,
@@ -21,6 +22,8 @@ from ...models.calibration import (
 )
 from ...models.continuous import calibrated_std, class_probabilities, fit_interval_calibration
 from ...models.engine import continuous_estimates
+from ...models.solvent_probe import mixed_patterns, probe_shift, probe_widened_std
+from ..physics.solvents import solvent_pattern
 from .augment import Augmenter
 from .fitting import network_outputs
 from .settings import TrainingSettings
@@ -53,13 +56,34 @@ class Calibration:
         return float(self.tensors[T_OOD_THRESHOLD][0])
 
 
+def solvent_probe_patterns(q: np.ndarray, wavelength_a: float, solvents: Sequence[str]) -> np.ndarray | None:
+    """The built-in solvent models ``solvents`` on the grid ``q`` (1/A) at ``wavelength_a`` (A), each mean 1: the
+    patterns of the solvent probe (:mod:`~qdots_bluesky.models.solvent_probe`); None without solvents."""
+    if not solvents:
+        return None
+    rows = [solvent_pattern(name, q, wavelength_a=wavelength_a) for name in solvents]
+    return np.stack([r / r.mean() for r in rows]).astype(np.float32)
+
+
+def probe_outputs_shift(net: "QDotsNet", x: np.ndarray, mean: np.ndarray, probes: np.ndarray,
+                        instrument: np.ndarray | None = None) -> np.ndarray:
+    """The solvent probe's shift of ln D and ln D_V (:func:`~qdots_bluesky.models.solvent_probe.probe_shift`) for
+    patterns ``x`` whose continuous means are ``mean``, through the torch network."""
+    k = probes.shape[0]
+    mixed_instrument = None if instrument is None else np.tile(instrument, (k, 1))
+    mixed = network_outputs(net, mixed_patterns(x, probes), mixed_instrument)["continuous"].numpy()
+    return probe_shift(mean, continuous_estimates(mixed, net.config)[0])
+
+
 def calibrate(net: "QDotsNet", source: Source, validation: DrawnSet, settings: TrainingSettings, seed: int,
-              train_indices: np.ndarray) -> Calibration:
+              train_indices: np.ndarray, probes: np.ndarray | None = None) -> Calibration:
     """Temperatures and continuous-interval factors on ``validation`` patterns with nanocrystals; out-of-distribution
     statistics of training features (a set drawn from ``source`` with ``seed``: every population 4 times, or 8192 of
     the library's ``train_indices``) with the threshold from the validation features. For a network with an
     instrument input the validation patterns are told their instrument as in training (about half of them), and one
-    power law serves both kinds of answer (README, *A known instrument resolution*)."""
+    power law serves both kinds of answer (README, *A known instrument resolution*). With solvent ``probes``
+    (:func:`solvent_probe_patterns`) the interval factors are fitted on the probe-widened standard deviations and
+    the probes go into the bundle (:mod:`~qdots_bluesky.models.solvent_probe`)."""
     import torch
 
     x_val, val_t, val_nc = validation
@@ -77,6 +101,11 @@ def calibrate(net: "QDotsNet", source: Source, validation: DrawnSet, settings: T
     tensors = named_calibration_tensors(t_size, t_disp, stats)
     if continuous:
         mean, std = continuous_estimates(val_out["continuous"][nc].numpy(), net.config)
+        if probes is not None:
+            instrument = val_t.get("instrument")
+            std = probe_widened_std(std, probe_outputs_shift(net, x_val[val_nc], mean, probes,
+                                                             None if instrument is None else instrument[val_nc]))
+            tensors[T_SOLVENT_PROBE] = np.asarray(probes, dtype=np.float32)
         tensors[T_CONTINUOUS_INTERVAL] = np.asarray(fit_interval_calibration(val_t["continuous"][val_nc] - mean, std),
                                                     dtype=np.float32)
     return Calibration(t_size, t_disp, tensors)
@@ -89,6 +118,9 @@ def continuous_metrics(net: "QDotsNet", calibration: Calibration, x: np.ndarray,
     in ``meta``), and the class accuracy of the continuous estimate (``instrument``: the network's instrument
     condition per row, None: unknown)."""
     mean, std = continuous_estimates(network_outputs(net, x, instrument)["continuous"].numpy(), net.config)
+    probes = calibration.tensors.get(T_SOLVENT_PROBE)
+    if probes is not None:
+        std = probe_widened_std(std, probe_outputs_shift(net, x, mean, probes, instrument))
     std = calibrated_std(std, calibration.tensors[T_CONTINUOUS_INTERVAL])
     size = np.exp(mean[:, 0])
     err = np.abs(size - truth_nm)

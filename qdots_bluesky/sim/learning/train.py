@@ -30,7 +30,7 @@ from ...standardize import QGrid
 from ..physics.cluster_basis import ClusterBasis, PopulationRanges, build_cluster_basis, population_targets
 from ..physics.library import Library, LibrarySettings, library_content_sha256, load_library
 from .augment import AugmentationSettings, Augmenter
-from .calibrate import Calibration, blank_metrics, calibrate, continuous_metrics, reference_metrics
+from .calibrate import Calibration, blank_metrics, calibrate, continuous_metrics, reference_metrics, solvent_probe_patterns
 from .fitting import TrainingLoss, fit, network_outputs, resolve_precision
 from .settings import TrainingSettings  # noqa: F401  (re-exported)
 from .sources import (
@@ -140,6 +140,16 @@ def make_sources(data: PreparedLibrary, augmenter: Augmenter, settings: Training
             FixedLibrarySource(augmenter, data.split.validation, data.targets))
 
 
+def probe_patterns(data: PreparedLibrary, augmentation: AugmentationSettings,
+                   settings: TrainingSettings) -> np.ndarray | None:
+    """The solvent probe's patterns (the augmentation's built-in solvents on the library grid at its wavelength) for
+    a network with a continuous head where ``settings.solvent_probe``; else None."""
+    if not (settings.solvent_probe and data.basis is not None):
+        return None
+    wavelength = float((data.lib.settings or {}).get("wavelength_a", 0.56))
+    return solvent_probe_patterns(data.lib.q, wavelength, list(augmentation.solvents))
+
+
 def _validation_repeats(data: PreparedLibrary, settings: TrainingSettings) -> int:
     """Draws per validation item: one per population (their number is set instead), else ``validation_repeats``."""
     return 1 if data.basis is not None else settings.validation_repeats
@@ -162,7 +172,8 @@ def train_coarse_specialist(model: "QDotsNet", data: PreparedLibrary, augmenter:
     outcome = fit(specialist, loss, source_c, validation_c, settings, epochs=settings.coarse_epochs,
                   learning_rate=settings.coarse_learning_rate, batch_seed=lambda epoch: [settings.seed, 1, epoch],
                   desc="coarse specialist", **fit_options)
-    cal = calibrate(specialist, source_c, validation_c, settings, settings.seed + 12, data.split.train)
+    cal = calibrate(specialist, source_c, validation_c, settings, settings.seed + 12, data.split.train,
+                    probe_patterns(data, augmentation, settings))
     # both networks on the reference conditions resampled to the coarsest point count of the evaluation
     x_c, idx_c, _ = reference_test_set(augmenter, data.split.test, settings.seed + 14, n_points=COARSE_TEST_POINTS)
     y_size = data.targets["size_class"]
@@ -254,7 +265,8 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     outcome = fit(model, loss, source, validation, settings, epochs=settings.max_epochs,
                   learning_rate=settings.learning_rate, batch_seed=lambda epoch: settings.seed * 1000 + epoch,
                   desc="training", reserve_epochs=settings.coarse_epochs if with_coarse else 0, **fit_options)
-    calibration = calibrate(model, source, validation, settings, settings.seed + 2, split.train)
+    probes = probe_patterns(data, augmentation, settings)
+    calibration = calibrate(model, source, validation, settings, settings.seed + 2, split.train, probes)
 
     # held-out test on the reference conditions
     x_test, test_idx, test_meta = reference_test_set(augmenter, split.test, settings.seed + 4)
