@@ -91,7 +91,7 @@ def test_the_predictor_widens_by_the_shift_before_its_calibration():
 
 
 def test_bundle_check_of_the_probe_tensor(tmp_path):
-    import torch  # noqa: F401  (save_bundle writes a torch network)
+    pytest.importorskip("torch")  # save_bundle writes a torch network
     from qdots_bluesky.models.network import QDotsNet, load_weights
 
     contents = read_bundle()
