@@ -134,6 +134,25 @@ def _linear_rows(rows: np.ndarray, x0: float, step: float, x: np.ndarray) -> np.
     return rows[:, base] * (1.0 - t) + rows[:, base + 1] * t
 
 
+class _LazyRows:
+    """Rows on the equispaced grid x0 + step i read at ``x`` by linear interpolation (:func:`_linear_rows`), each row
+    computed when first asked for: a population weights a dozen or two of the series' clusters, so a refinement reads
+    those, not all of them (reading every cluster's Compton part at 5000 points cost 1 ms per model)."""
+
+    def __init__(self, rows: np.ndarray, x0: float, step: float, x: np.ndarray) -> None:
+        self._source, self._x0, self._step, self._x = rows, x0, step, np.asarray(x, dtype=float)
+        self._rows = np.empty((rows.shape[0], self._x.size))
+        self._have = np.zeros(rows.shape[0], dtype=bool)
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` (an integer array) read at x (len(index) x points)."""
+        missing = index[~self._have[index]]
+        if missing.size:
+            self._rows[missing] = _linear_rows(self._source[missing], self._x0, self._step, self._x)
+            self._have[missing] = True
+        return self._rows[index]
+
+
 def _cubic_row(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """:func:`cubic_interp` of one row (faster: one padded copy, four gathers)."""
     n = y.size
@@ -207,7 +226,7 @@ class DotModel:
         # (Compton is smooth: linear interpolation; on a flat plate the displacement's shift of it is neglected)
         q_zero = self.observed_q(np.zeros(5))
         self._f_true = [np.interp(q, basis.q, self.f_sq) for q in q_zero]
-        self._compton_q = [_linear_rows(basis.compton, self.q0, self.step, q) for q in q_zero]
+        self._compton_q = [_LazyRows(basis.compton, self.q0, self.step, q) for q in q_zero]
         self._f_grad = np.gradient(self.f_sq, self.step)
         # self terms per cluster and unit F: n^3 cells of sum(occupancy) atoms each
         self._atoms = np.asarray(basis.n, dtype=float) ** 3 * float(np.sum(basis.structure.occupancies))
@@ -351,7 +370,7 @@ class DotModel:
         for q, ratio, f_zero, comp_q in zip(qs, self.ratios, self._f_true, self._compton_q):
             f_true = f_zero if not self.geometry.flat_plate else np.interp(q, self.basis.q, self.f_sq)
             crys = self._read(crystal, float(w[live] @ self._atoms[live]), q, f_true, theta[2], theta[3])
-            comp = w[live] @ comp_q[live]
+            comp = w[live] @ comp_q.take(live)
             if n_fam:
                 key = (theta[0], theta[2], theta[4], ratio)  # windows depend on D, strain and the points' Q only
                 hit = self._window_cache.get(key)
@@ -409,7 +428,7 @@ class DotModel:
         rows, d_g, d_l = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(  # (3, basis points)
             W[:, live], live, gauss * stretch, lorentz * stretch, derivatives=True)
         rows = np.vstack([rows, stretch**2 * d_g[:1], stretch * d_l[:1]])  # (5, basis points)
-        comp = W[:, live] @ self._compton_q[0][live]  # (3, points)
+        comp = W[:, live] @ self._compton_q[0].take(live)  # (3, points)
         q = self.q
         qs = q * (1.0 + strain)
         n = rows.shape[1]
