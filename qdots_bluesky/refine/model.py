@@ -144,9 +144,10 @@ class _LazyRows:
         self._rows = np.empty((rows.shape[0], self._x.size))
         self._have = np.zeros(rows.shape[0], dtype=bool)
 
-    def take(self, index: np.ndarray) -> np.ndarray:
-        """Rows ``index`` (an integer array) read at x (len(index) x points)."""
-        missing = index[~self._have[index]]
+    def take(self, index: np.ndarray | slice) -> np.ndarray:
+        """Rows ``index`` (an integer array, or a slice: then a view) read at x (rows x points)."""
+        wanted = np.arange(self._have.size)[index]
+        missing = wanted[~self._have[wanted]]
         if missing.size:
             self._rows[missing] = _linear_rows(self._source[missing], self._x0, self._step, self._x)
             self._have[missing] = True
@@ -165,6 +166,65 @@ def _cubic_row(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.ndarr
     i = base + 1
     return (0.5 * (-t3 + 2.0 * t2 - t) * padded[i] + 0.5 * (3.0 * t3 - 5.0 * t2 + 2.0) * padded[i + 1]
             + 0.5 * (-3.0 * t3 + 4.0 * t2 + t) * padded[i + 2] + 0.5 * (t3 - t2) * padded[i + 3])
+
+
+class _CubicReading:
+    """How points x are read from rows on the equispaced grid x0 + step i (``n`` points): the taps and weights of
+    :func:`cubic_interp` (Keys, a = -1/2; end values held beyond the grid) and of linear interpolation, computed once
+    per set of points and used for every row read there (a capillary evaluation reads five rows at Q (1 + strain))."""
+
+    def __init__(self, x0: float, step: float, n: int, x: np.ndarray) -> None:
+        u = (np.asarray(x, dtype=float) - x0) / step
+        self.step = float(step)
+        self.inside = (u > 0) & (u < n - 1)  # beyond the grid the held end values have no slope
+        t = np.clip(u, 0.0, n - 1.0)
+        self.base = np.minimum(t.astype(np.int64), n - 2)
+        self.t = t - self.base
+        self._t2 = self.t * self.t
+        t, t2, t3 = self.t, self._t2, self._t2 * self.t
+        self.taps = np.clip(self.base + np.arange(-1, 3)[:, None], 0, n - 1)  # (4, points): the edge padding
+        self.weights = 0.5 * np.stack([-t3 + 2.0 * t2 - t, 3.0 * t3 - 5.0 * t2 + 2.0, -3.0 * t3 + 4.0 * t2 + t,
+                                       t3 - t2])
+
+    def cubic(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (rows x grid points) at the points (rows x points)."""
+        return np.einsum("rkp,kp->rp", np.take(np.atleast_2d(rows), self.taps, axis=1), self.weights)
+
+    def slope(self, row: np.ndarray) -> np.ndarray:
+        """d/dx of the cubic reading of one row at the points (0 beyond the grid)."""
+        t, t2 = self.t, self._t2
+        d = 0.5 * np.stack([-3.0 * t2 + 4.0 * t - 1.0, 9.0 * t2 - 10.0 * t, -9.0 * t2 + 8.0 * t + 1.0, 3.0 * t2 - 2.0 * t])
+        return np.einsum("kp,kp->p", np.take(row, self.taps), d) / self.step * self.inside
+
+    def linear(self, values: np.ndarray) -> np.ndarray:
+        """One row at the points by linear interpolation (as :func:`numpy.interp` on the grid)."""
+        return values[self.base] * (1.0 - self.t) + values[self.base + 1] * self.t
+
+
+@dataclass
+class _CapillaryEvaluation:
+    """A capillary model at one theta: the dot column and what its Jacobian builds on (see
+    :meth:`DotModel.columns_jacobian`)."""
+
+    key: bytes
+    weights: np.ndarray  # (3, live clusters): the population, D + h_d, dispersion + h_s
+    live: slice  # the clusters from the first to the last one weighted
+    steps: tuple[float, float]  # h_d (nm), h_s
+    widths: tuple[float, float]  # instrument FWHMs on the basis grid (x (1 + strain))
+    spectrum: np.ndarray | None  # the population's convolved spectrum (None: no instrument, or beyond reach)
+    rows: np.ndarray | None  # beyond the spectra's reach: the 5 rows of voigt_convolve (population, D, disp, d_g, d_l)
+    crystal: np.ndarray  # the population's crystal row on the basis grid (convolved)
+    reading: _CubicReading
+    value: np.ndarray  # crystal at Q (1 + strain)
+    f_at: np.ndarray  # F(Q (1 + strain)), at least 1e-30
+    ratio: np.ndarray  # F(Q) / F(Q (1 + strain))
+    damp: np.ndarray  # the Debye-Waller offset's factor on the pair terms
+    atoms: np.ndarray  # (3,) mean atoms per nanocrystal of the three populations
+    compton: np.ndarray  # (live clusters, points)
+    pair: np.ndarray  # interference part of the population's crystal column (before the damping)
+    column: np.ndarray
+    jacobian: np.ndarray | None = None
+    jacobian_instrument: bool = False  # whether the Jacobian holds the instrument widths' columns
 
 
 def _reflections(basis: ClusterBasis, q_max: float, wavelength_a: float) -> list:
@@ -238,6 +298,8 @@ class DotModel:
         self._family_q = family_q or (float(self.q.min()), float(self.q.max()))
         if geometry.flat_plate and geometry.texture:
             self._setup_families()
+        self._q2 = self.q * self.q / (16.0 * np.pi**2)  # the Debye-Waller exponent per A^2
+        self._evaluation: _CapillaryEvaluation | None = None
         self._aux: DotModel | None = None
         self._last_inner: tuple[bytes, np.ndarray] | None = None
         if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
@@ -356,14 +418,11 @@ class DotModel:
             if gauss > 0 or lorentz > 0:
                 inner = voigt_convolve(inner, self._aux_step, gauss, lorentz, max_fwhm=self.max_instrument_fwhm)
             return cubic_interp(float(self._aux.tth[0]), self._aux_step, inner, self.tth).T
+        if self.analytic:
+            return self._capillary(theta).column[:, None].copy()
         w = self.weights(theta[0], theta[1])
         live = np.flatnonzero(w)
-        if not self.geometry.flat_plate and (gauss > 0 or lorentz > 0):
-            stretch = 1.0 + theta[2]  # the widths on the basis grid read at Q (1 + strain)
-            crystal = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(
-                w[live], live, gauss * stretch, lorentz * stretch)[0]
-        else:
-            crystal = w[live] @ self.basis.crystal[live]
+        crystal = w[live] @ self.basis.crystal[live]  # a flat plate's own points (its instrument: on the 2theta grid)
         qs = self.observed_q(theta)
         n_fam = len(self.families)
         out = np.zeros((self.q.size, 1 + n_fam))
@@ -412,56 +471,91 @@ class DotModel:
         """Whether :meth:`columns_jacobian` applies (a capillary: one dot column, no texture)."""
         return not self.geometry.flat_plate
 
-    def columns_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Capillary dot column (points,) and its derivatives (points x 6) by D, dispersion, strain, dB and the
-        instrument's Gaussian FWHM squared and Lorentzian FWHM: strain and dB analytic (the cubic kernel's derivative), the
-        widths exact (the Voigt transfer function's), D and dispersion by forward differences of the weights."""
-        if not self.analytic:
-            raise ValueError("analytic derivatives are available for the capillary geometry only")
+    def _capillary(self, theta: np.ndarray) -> _CapillaryEvaluation:
+        """The capillary model at theta: the dot column, and the weights, spectra and cubic reading its Jacobian
+        builds on. Kept for the last theta: a least-squares step asks for the column, and only where the step is
+        accepted for its Jacobian at the same theta, so a rejected step costs the column alone."""
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        if self._evaluation is not None and self._evaluation.key == key:
+            return self._evaluation
         size, disp, strain, b_offset = (float(v) for v in theta[:4])
         gauss, lorentz = self.instrument_widths(theta)
         h_d, h_s = 1e-4 * max(size, 1.0), 1e-4
         W = lognormal_weight_matrix(self.basis.n, self.basis.unit_nm, np.array([size, size + h_d, size]),
                                     np.array([disp, disp, disp + h_s]))
-        live = np.flatnonzero(W.any(axis=0))
+        nonzero = np.flatnonzero(W.any(axis=0))
+        live = slice(int(nonzero[0]), int(nonzero[-1]) + 1)  # the clusters the populations weight, as views
+        W = W[:, live]
         stretch = 1.0 + strain
-        rows, d_g, d_l = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(  # (3, basis points)
-            W[:, live], live, gauss * stretch, lorentz * stretch, derivatives=True)
-        rows = np.vstack([rows, stretch**2 * d_g[:1], stretch * d_l[:1]])  # (5, basis points)
-        comp = W[:, live] @ self._compton_q[0].take(live)  # (3, points)
-        q = self.q
-        qs = q * (1.0 + strain)
-        n = rows.shape[1]
-        padded = np.concatenate([rows[:, :1], rows[:, :1], rows, rows[:, -1:], rows[:, -1:]], axis=1)
-        x = (qs - self.q0) / self.step
-        inside = (x > 0) & (x < n - 1)
-        t = np.clip(x, 0.0, n - 1.0)
-        base = np.minimum(t.astype(np.int64), n - 2)
-        t = t - base
-        t2 = t * t
-        t3 = t2 * t
-        i = base + 1
-        taps = (padded[:, i], padded[:, i + 1], padded[:, i + 2], padded[:, i + 3])
-        wts = (0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2), 0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2))
-        dwts = (0.5 * (-3 * t2 + 4 * t - 1), 0.5 * (9 * t2 - 10 * t), 0.5 * (-9 * t2 + 8 * t + 1), 0.5 * (3 * t2 - 2 * t))
-        values = sum(w * v for w, v in zip(wts, taps))  # (5, points)
-        slope = sum(w * v for w, v in zip(dwts, (tp[0] for tp in taps))) / self.step * inside  # d crystal / dQ
-        f_at = np.maximum(np.interp(qs, self.basis.q, self.f_sq), 1e-30)
+        widths = (gauss * stretch, lorentz * stretch)  # the widths on the basis grid read at Q (1 + strain)
+        spectral = basis_spectra(self.basis, self.max_instrument_fwhm)
+        spectrum = rows = None
+        if not spectral.within_reach(*widths):  # beyond the padding: every row from the general routine
+            out, d_g, d_l = spectral.convolve(W, live, *widths, derivatives=True)
+            rows = np.vstack([out, stretch**2 * d_g, stretch * d_l])
+            crystal = rows[0]
+        elif gauss > 0 or lorentz > 0:
+            spectrum = spectral.spectra(W[0], live, *widths)[0]
+            crystal = spectral.rows(spectrum)
+        else:
+            crystal = W[0] @ self.basis.crystal[live]
+        reading = _CubicReading(self.q0, self.step, crystal.size, self.q * stretch)
+        value = reading.cubic(crystal)[0]
+        f_at = np.maximum(reading.linear(self.f_sq), 1e-30)
         ratio = self._f_true[0] / f_at
-        damp = np.exp(-b_offset * q * q / (16.0 * np.pi**2))
-        self_terms = (W[:, live] @ self._atoms[live])[:, None] * self._f_true[0]
-        pair = values[:3] * ratio - self_terms  # interference part (3, points)
-        crys = self_terms + pair * damp
-        col = crys[0] + comp[0]
-        d_ratio = -ratio * np.interp(qs, self.basis.q, self._f_grad) / f_at * q
-        jac = np.empty((q.size, 6))
-        jac[:, 0] = (crys[1] + comp[1] - col) / h_d
-        jac[:, 1] = (crys[2] + comp[2] - col) / h_s
-        jac[:, 2] = (slope * q * ratio + values[0] * d_ratio) * damp
-        jac[:, 3] = -q * q / (16.0 * np.pi**2) * pair[0] * damp
-        jac[:, 4] = values[3] * ratio * damp
-        jac[:, 5] = values[4] * ratio * damp
-        return col, jac
+        damp = np.exp(-b_offset * self._q2)
+        atoms = W @ self._atoms[live]
+        compton = self._compton_q[0].take(live)
+        self_terms = atoms[0] * self._f_true[0]
+        pair = value * ratio - self_terms
+        column = self_terms + pair * damp + W[0] @ compton
+        self._evaluation = _CapillaryEvaluation(key, W, live, (h_d, h_s), widths, spectrum, rows, crystal, reading,
+                                                value, f_at, ratio, damp, atoms, compton, pair, column)
+        return self._evaluation
+
+    def columns_jacobian(self, theta: np.ndarray, instrument: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Capillary dot column (points,) and its derivatives (points x 6) by D, dispersion, strain, dB and the
+        instrument's Gaussian FWHM squared and Lorentzian FWHM: strain and dB analytic (the cubic kernel's derivative), the
+        widths exact (the Voigt transfer function's), D and dispersion by forward differences of the weights.
+        ``instrument`` False: the widths' columns are left 0 (held widths need none). Builds on the column of the same
+        theta where it was just computed (:meth:`_capillary`)."""
+        if not self.analytic:
+            raise ValueError("analytic derivatives are available for the capillary geometry only")
+        ev = self._capillary(theta)
+        if ev.jacobian is not None and (ev.jacobian_instrument or not instrument):
+            return ev.column, ev.jacobian
+        W, live, reading = ev.weights, ev.live, ev.reading
+        stretch = 1.0 + float(np.asarray(theta, dtype=float)[2])
+        spectral = basis_spectra(self.basis, self.max_instrument_fwhm)
+        if ev.rows is not None:
+            rows = ev.rows[1:] if instrument else ev.rows[1:3]
+        else:
+            if ev.spectrum is not None:
+                fd = spectral.rows(spectral.spectra(W[1:], live, *ev.widths))
+            else:
+                fd = W[1:] @ self.basis.crystal[live]
+            rows = fd
+            if instrument:
+                spectrum = ev.spectrum if ev.spectrum is not None else spectral.spectra(W[0], live, 0.0, 0.0)[0]
+                d = spectral.rows(spectral.derivative_spectra(spectrum))
+                rows = np.vstack([fd, stretch**2 * d[:1], stretch * d[1:]])
+        values = reading.cubic(rows)  # (2 or 4, points)
+        q, f_true = self.q, self._f_true[0]
+        slope = reading.slope(ev.crystal)  # d crystal / dQ at Q (1 + strain)
+        d_ratio = -ev.ratio * reading.linear(self._f_grad) / ev.f_at * q
+        self_terms = ev.atoms[1:, None] * f_true
+        shifted = self_terms + (values[:2] * ev.ratio - self_terms) * ev.damp + W[1:] @ ev.compton  # (2, points)
+        jac = np.zeros((q.size, 6))
+        jac[:, 0] = (shifted[0] - ev.column) / ev.steps[0]
+        jac[:, 1] = (shifted[1] - ev.column) / ev.steps[1]
+        jac[:, 2] = (slope * q * ev.ratio + ev.value * d_ratio) * ev.damp
+        jac[:, 3] = -self._q2 * ev.pair * ev.damp
+        if instrument:
+            jac[:, 4] = values[2] * ev.ratio * ev.damp
+            jac[:, 5] = values[3] * ev.ratio * ev.damp
+        ev.jacobian, ev.jacobian_instrument = jac, instrument
+        return ev.column, jac
 
     def _windows(self, q: np.ndarray, size_nm: float, strain: float) -> tuple[np.ndarray, np.ndarray]:
         """g_k (points x families in range) and cover (points,) of the texture split at Q."""

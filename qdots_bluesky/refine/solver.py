@@ -117,8 +117,13 @@ class Problem:
     def solve(self, theta: np.ndarray, dots: bool = True,
               with_jacobian: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Residual (weighted), non-negative scales (dot columns then fixed), dot columns (unweighted).
-        ``with_jacobian``: an analytic model's derivatives come with its column at little extra cost, kept for
-        :meth:`jacobian` at the same theta (a least-squares step asks for both)."""
+        ``with_jacobian``: an analytic model's derivatives come with its column, kept for :meth:`jacobian` at the
+        same theta. The solve at the last theta is kept: asked again (the optimum after a fit, the covariance) it
+        is returned, not recomputed (nor counted in :attr:`nfev`)."""
+        key = theta.tobytes()
+        if dots and self._last is not None and self._last[0] == key and (self._last[5] is not None or not with_jacobian
+                                                                         or not self.model.analytic):
+            return self._last[1], self._last[2], self._last[4]
         self.nfev += 1
         d_cols = None
         if not dots:
@@ -132,7 +137,7 @@ class Problem:
         s = _nnls_projected(Ap, self.yp)
         r = self.yp - Ap @ s
         if dots:
-            self._last = (theta.tobytes(), r, s, Ap, cols, d_cols)
+            self._last = (key, r, s, Ap, cols, d_cols)
         return r, s, cols
 
     def residual(self, theta: np.ndarray, with_jacobian: bool = False) -> np.ndarray:
@@ -143,17 +148,18 @@ class Problem:
         active linear columns (capillary: analytic derivatives of the dot column). ``wanted``: the parameter indices
         whose columns are needed (others are 0; a flat plate's forward differences skip them)."""
         if self._last is None or self._last[0] != theta.tobytes():
-            self.solve(theta, with_jacobian=True)
+            self.solve(theta)
         _, _, s, Ap, cols, d_cols = self._last
         m = cols.shape[1]
-        if self.model.analytic:
-            G = (d_cols if d_cols is not None else self.model.columns_jacobian(theta)[1]) * s[0]
+        k = self.model.instrument_index
+        skip = set(self.fixed_params) | (set(range(theta.size)) - {int(i) for i in wanted} if wanted is not None
+                                         else set())
+        if self.model.analytic:  # (the column's evaluation is kept on the model: its Jacobian builds on it)
+            G = (d_cols if d_cols is not None else
+                 self.model.columns_jacobian(theta, instrument=not {k, k + 1} <= skip)[1]) * s[0]
         else:  # forward differences of the dot columns (not of the whole projected solve), exact instrument columns
             base = cols @ s[:m]
             G = np.empty((base.size, theta.size))
-            k = self.model.instrument_index
-            skip = set(self.fixed_params) | (set(range(theta.size)) - {int(i) for i in wanted} if wanted is not None
-                                             else set())
             if not {k, k + 1} <= skip:
                 d_g, d_l = self.model.instrument_derivatives(theta)
                 G[:, k], G[:, k + 1] = d_g @ s[:m], d_l @ s[:m]
@@ -195,7 +201,7 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
     def fun(p):
         theta = full.copy()
         theta[free] = p
-        return problem.residual(theta, with_jacobian=True)
+        return problem.residual(theta)  # the column only: a rejected step needs no Jacobian
 
     def jac(p):
         theta = full.copy()
@@ -315,7 +321,8 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
         return problem.model.columns(th) @ scales[:cols.shape[1]]
 
     if problem.model.analytic:
-        Jnl = problem.model.columns_jacobian(theta)[1] * scales[0]
+        k = problem.model.instrument_index
+        Jnl = problem.model.columns_jacobian(theta, instrument=not {k, k + 1} <= set(problem.fixed_params))[1] * scales[0]
     else:
         base = calc(theta)
         J = []
