@@ -189,9 +189,9 @@ class Problem:
 
 
 def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
-         max_nfev: int = 200, tol: float = 1e-6):
+         max_nfev: int = 200, tol: float = 1e-6, hold_clipped: bool = False):
     """:func:`levenberg_marquardt` over the nonlinear parameters not in ``fixed`` (index -> value) nor the problem's
-    own; returns (all parameters, weighted sum of squares)."""
+    own (``hold_clipped`` passed on); returns (all parameters, weighted sum of squares)."""
     fixed = {**problem.fixed_params, **(fixed or {})}
     free = np.array([i for i in range(x0.size) if i not in fixed])
     full = x0.copy()
@@ -211,21 +211,44 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
     scale = problem.model.x_scale(x0)[:x0.size]
     p0 = np.clip(full[free], lo[free], hi[free])
     p, cost = levenberg_marquardt(fun, jac, p0, lo[free], hi[free], scale[free], tol=tol, max_nfev=max_nfev,
-                                  refresh=1 if problem.model.analytic else JACOBIAN_REFRESH)
+                                  refresh=1 if problem.model.analytic else JACOBIAN_REFRESH, hold_clipped=hold_clipped)
     theta = full.copy()
     theta[free] = p
     return theta, cost
 
 
+def _bounded_step(p: np.ndarray, step: np.ndarray, move: np.ndarray, M: np.ndarray, g: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A damped step (in units of ``scale``) whose parameters beyond a bound are held at it and the others re-solved
+    (the minimum of the damped quadratic model M, g given the held ones): the clipped step alone keeps the other
+    parameters' moves that assumed the clipped one went further, and overshoots."""
+    target = p + step * scale
+    hit = move & ((target < lo) | (target > hi))
+    rest = move & ~hit
+    if not hit.any() or not rest.any():
+        return step
+    held = (np.clip(target, lo, hi) - p) / scale
+    out = step.copy()
+    out[hit] = held[hit]
+    try:
+        out[rest] = np.linalg.solve(M[np.ix_(rest, rest)], -(g[rest] + M[np.ix_(rest, hit)] @ held[hit]))
+    except np.linalg.LinAlgError:
+        return step
+    return out
+
+
 def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, *,
                         tol: float = 1e-6, max_nfev: int = 200, refresh: int = 1,
-                        damping: float = 1e-3) -> tuple[np.ndarray, float]:
+                        damping: float = 1e-3, hold_clipped: bool = False) -> tuple[np.ndarray, float]:
     """Bounded Levenberg-Marquardt for a handful of parameters: (p, sum of squared residuals).
 
     ``fun(p)`` gives the residuals, ``jac(p)`` their Jacobian at the p of the last ``fun`` call that was accepted
-    (a variable-projection problem computes an analytic one with the residuals). Steps solve the Marquardt-scaled
-    normal equations (J^T J + lambda diag(J^T J)) d = -J^T r in units of ``scale``; a parameter at a bound whose
-    gradient points out of the box is held there for the step, the others are clipped into it; lambda follows
+    (a capillary's analytic one builds on the evaluation of the residuals, so a rejected step costs no Jacobian).
+    Steps solve the Marquardt-scaled normal equations (J^T J + lambda diag(J^T J)) d = -J^T r in units of
+    ``scale``; a parameter at a bound whose gradient points out of the box is held there for the step, the others
+    are clipped into it (``hold_clipped``: a parameter the step takes beyond a bound is held at it and the others
+    re-solved, :func:`_bounded_step`; the profile's capillary refits, whose first steps overshot, take 5-7
+    evaluations instead of 8-10); lambda follows
     Nielsen's rule from ``damping`` (shrunk by the gain ratio on success, doubled-and-doubling on failure). Stops
     when, with lambda below 1 (steps near Gauss-Newton's, not the short gradient steps of a heavily damped
     solver) and a fresh Jacobian, an accepted step lowers the cost by less than ``tol`` relatively or moves every
@@ -260,6 +283,8 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
             continue
         step = np.zeros_like(p)
         step[move] = step_m
+        if hold_clipped:
+            step = _bounded_step(p, step, move, A + lam * np.diag(diag), g, lo, hi, scale)
         trial = np.clip(p + step * scale, lo, hi)
         actual_step = (trial - p) / scale
         if not np.any(actual_step):
@@ -363,7 +388,8 @@ def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_st
         start = theta.copy()
         if cov is not None and cov[1, 1] > 0:  # along the covariance's valley: near the refit's optimum
             start = np.clip(theta + cov[:, 1] / cov[1, 1] * (value - theta[1]), lo, hi)
-        current, c = fit_nonlinear(problem, start, lo, hi, fixed={1: value}, max_nfev=PROFILE_NFEV, tol=PROFILE_TOL)
+        current, c = fit_nonlinear(problem, start, lo, hi, fixed={1: value}, max_nfev=PROFILE_NFEV, tol=PROFILE_TOL,
+                                   hold_clipped=problem.model.analytic)
         return value, c, current[0], volume_diameter(basis, current)
 
     pts = [(theta[1], cost, theta[0], volume_diameter(basis, theta))]
