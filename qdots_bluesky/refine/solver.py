@@ -37,14 +37,19 @@ def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     """argmin ||A s - y|| with s >= 0, solved on the normal equations (columns normalised): the unconstrained
     solution where it is non-negative, else :func:`scipy.optimize.nnls` on their Cholesky factor."""
     norms = np.sqrt(np.einsum("ij,ij->j", A, A))
-    s = np.zeros(A.shape[1])
     live = norms > 1e-300
     if not live.any():
-        return s
+        return np.zeros(A.shape[1])
     An = A[:, live] / norms[live]
-    G = An.T @ An
+    return _nnls_normal(An.T @ An, An.T @ y, norms, live)
+
+
+def _nnls_normal(G: np.ndarray, b: np.ndarray, norms: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """:func:`_nnls_projected` from the normal equations of its normalised live columns: Gram matrix ``G`` and
+    right-hand side ``b`` (their products with the data), the columns' ``norms`` and which are ``live``."""
+    s = np.zeros(norms.size)
+    G = G.copy()
     G[np.diag_indices_from(G)] += 1e-10
-    b = An.T @ y
     try:
         x = np.linalg.solve(G, b)
     except np.linalg.LinAlgError:
@@ -72,6 +77,13 @@ class Problem:
         self.Qc = np.linalg.qr(self.free_w)[0] if free.shape[1] else np.zeros((data.y.size, 0))
         self.yp = self._proj(self.yw)
         self.fixed_p = self._proj(self.fixed_w)
+        # the fixed columns' share of the linear solve's normal equations, the same at every step
+        self._fixed_norms = np.sqrt(np.einsum("ij,ij->j", self.fixed_p, self.fixed_p))
+        self._fixed_live = self._fixed_norms > 1e-300
+        self._fixed_n = self.fixed_p[:, self._fixed_live] / self._fixed_norms[self._fixed_live]
+        self._fixed_gram = self._fixed_n.T @ self._fixed_n
+        self._fixed_b = self._fixed_n.T @ self.yp
+        self._fixed_bases: dict[bytes, np.ndarray] = {}  # orthonormal bases of active fixed columns (Jacobian)
         self.nfev = 0
         self._last: tuple | None = None
 
@@ -134,11 +146,25 @@ class Problem:
         else:
             cols = self.model.columns(theta)
         Ap = np.hstack([self._proj(cols * self.w[:, None]), self.fixed_p])
-        s = _nnls_projected(Ap, self.yp)
+        s = self._scales(Ap[:, :cols.shape[1]])
         r = self.yp - Ap @ s
         if dots:
             self._last = (key, r, s, Ap, cols, d_cols)
         return r, s, cols
+
+    def _scales(self, dots_p: np.ndarray) -> np.ndarray:
+        """:func:`_nnls_projected` of the projected weighted dot columns ``dots_p`` beside the fixed ones, whose part
+        of the normal equations is computed once."""
+        norms_d = np.sqrt(np.einsum("ij,ij->j", dots_p, dots_p))
+        live_d = norms_d > 1e-300
+        norms = np.concatenate([norms_d, self._fixed_norms])
+        live = np.concatenate([live_d, self._fixed_live])
+        if not live.any():
+            return np.zeros(norms.size)
+        Dn = dots_p[:, live_d] / norms_d[live_d]
+        cross = Dn.T @ self._fixed_n
+        G = np.block([[Dn.T @ Dn, cross], [cross.T, self._fixed_gram]])
+        return _nnls_normal(G, np.concatenate([Dn.T @ self.yp, self._fixed_b]), norms, live)
 
     def residual(self, theta: np.ndarray, with_jacobian: bool = False) -> np.ndarray:
         return self.solve(theta, with_jacobian=with_jacobian)[0]
@@ -174,11 +200,25 @@ class Problem:
                 th[i] += h
                 G[:, i] = (self.model.columns(th) @ s[:m] - base) / h
         D = self._proj(G * self.w[:, None])
-        active = Ap[:, s > 0]
-        if active.shape[1]:
-            U = np.linalg.qr(active)[0]
-            D = D - U @ (U.T @ D)
-        return -D
+        return -self._off_active(D, Ap, s > 0, m)
+
+    def _off_active(self, D: np.ndarray, Ap: np.ndarray, active: np.ndarray, m: int) -> np.ndarray:
+        """D projected off the span of the active columns of Ap (``m`` dot columns, then the fixed ones): an
+        orthonormal basis of the active fixed columns kept per active set (the same at nearly every step), the dot
+        columns orthogonalised against it (twice, for rounding), instead of a QR of all of them at every step."""
+        key = active[m:].tobytes()
+        Qf = self._fixed_bases.get(key)
+        if Qf is None:
+            fixed = self.fixed_p[:, active[m:]]
+            Qf = self._fixed_bases[key] = np.linalg.qr(fixed)[0] if fixed.shape[1] else np.zeros((D.shape[0], 0))
+        D = D - Qf @ (Qf.T @ D)
+        dots = Ap[:, :m][:, active[:m]]
+        if dots.shape[1]:
+            for _ in range(2):
+                dots = dots - Qf @ (Qf.T @ dots)
+            Qd = np.linalg.qr(dots)[0]
+            D = D - Qd @ (Qd.T @ D)
+        return D
 
     def background(self, scales: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Free coefficients for given scales (least squares on the weighted free columns)."""
