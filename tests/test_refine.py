@@ -424,6 +424,26 @@ def test_capillary_jacobian_is_the_derivative_of_its_column(pbs):
         assert np.array_equal(held[:, :4], jac[:, :4])
 
 
+def test_linear_solve_with_kept_fixed_normal_equations(pbs):
+    """Problem._scales (the fixed columns' share of the normal equations computed once) gives the scales of the
+    plain non-negative solve, where the unconstrained solution is non-negative and where a scale must be held at 0."""
+    from qdots_bluesky.refine.data import FitData
+    from qdots_bluesky.refine.solver import Problem, _nnls_projected
+
+    q = np.linspace(1.0, 8.0, 900)
+    rng = np.random.default_rng(3)
+    fixed = np.stack([np.exp(-q / 3.0), 1.0 / q], axis=1)
+    free = np.polynomial.chebyshev.chebvander(2.0 * (q - 1.0) / 7.0 - 1.0, 3)
+    dots = DotModel(pbs, q, WL).columns(np.array([4.0, 0.1, 0.0, 0.0, 0.0, 0.0]))
+    for fixed_scales in ((2.0, 3.0), (2.0, -40.0)):  # the second: the unconstrained solve wants a negative scale
+        y = 5.0 * dots[:, 0] / dots[:, 0].mean() + fixed @ np.array(fixed_scales) + 4.0 + rng.normal(0.0, 0.05, q.size)
+        problem = Problem(DotModel(pbs, q, WL), FitData(q, None, y, np.full(q.size, 0.05), q.size), fixed, free)
+        dots_p = problem._proj(dots * problem.w[:, None])
+        expected = _nnls_projected(np.hstack([dots_p, problem.fixed_p]), problem.yp)
+        assert np.allclose(problem._scales(dots_p), expected, rtol=1e-10, atol=1e-12)
+        assert (expected[2] == 0.0) == (fixed_scales[1] < 0)
+
+
 def test_esds_are_never_zero_nor_wider_than_no_knowledge():
     """A population on one cluster of the series is flat in size and dispersion (zero covariance e.s.d.s); a flat
     dispersion valley can make the profile's e.s.d. huge: both become bounded, flagged figures."""

@@ -83,7 +83,6 @@ class Problem:
         self._fixed_n = self.fixed_p[:, self._fixed_live] / self._fixed_norms[self._fixed_live]
         self._fixed_gram = self._fixed_n.T @ self._fixed_n
         self._fixed_b = self._fixed_n.T @ self.yp
-        self._fixed_bases: dict[bytes, np.ndarray] = {}  # orthonormal bases of active fixed columns (Jacobian)
         self.nfev = 0
         self._last: tuple | None = None
 
@@ -162,8 +161,12 @@ class Problem:
         if not live.any():
             return np.zeros(norms.size)
         Dn = dots_p[:, live_d] / norms_d[live_d]
-        cross = Dn.T @ self._fixed_n
-        G = np.block([[Dn.T @ Dn, cross], [cross.T, self._fixed_gram]])
+        m = Dn.shape[1]
+        G = np.empty((m + self._fixed_b.size,) * 2)
+        G[:m, :m] = Dn.T @ Dn
+        G[:m, m:] = Dn.T @ self._fixed_n
+        G[m:, :m] = G[:m, m:].T
+        G[m:, m:] = self._fixed_gram
         return _nnls_normal(G, np.concatenate([Dn.T @ self.yp, self._fixed_b]), norms, live)
 
     def residual(self, theta: np.ndarray, with_jacobian: bool = False) -> np.ndarray:
@@ -200,25 +203,11 @@ class Problem:
                 th[i] += h
                 G[:, i] = (self.model.columns(th) @ s[:m] - base) / h
         D = self._proj(G * self.w[:, None])
-        return -self._off_active(D, Ap, s > 0, m)
-
-    def _off_active(self, D: np.ndarray, Ap: np.ndarray, active: np.ndarray, m: int) -> np.ndarray:
-        """D projected off the span of the active columns of Ap (``m`` dot columns, then the fixed ones): an
-        orthonormal basis of the active fixed columns kept per active set (the same at nearly every step), the dot
-        columns orthogonalised against it (twice, for rounding), instead of a QR of all of them at every step."""
-        key = active[m:].tobytes()
-        Qf = self._fixed_bases.get(key)
-        if Qf is None:
-            fixed = self.fixed_p[:, active[m:]]
-            Qf = self._fixed_bases[key] = np.linalg.qr(fixed)[0] if fixed.shape[1] else np.zeros((D.shape[0], 0))
-        D = D - Qf @ (Qf.T @ D)
-        dots = Ap[:, :m][:, active[:m]]
-        if dots.shape[1]:
-            for _ in range(2):
-                dots = dots - Qf @ (Qf.T @ dots)
-            Qd = np.linalg.qr(dots)[0]
-            D = D - Qd @ (Qd.T @ D)
-        return D
+        active = Ap[:, s > 0]
+        if active.shape[1]:
+            U = np.linalg.qr(active)[0]
+            D = D - U @ (U.T @ D)
+        return -D
 
     def background(self, scales: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Free coefficients for given scales (least squares on the weighted free columns)."""
