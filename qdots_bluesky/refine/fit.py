@@ -216,14 +216,11 @@ class _Setup:
         return float(np.sum(self.problem.residual(self.x0) ** 2))
 
 
-def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry,
-           blanks: Sequence[Blank], solvent: str, background_order: int, q_range: tuple[float, float] | None,
-           exclude_tth: Sequence[tuple[float, float]], start: Any, network: Any, basis: ClusterBasis | None,
-           max_diameter_nm: float, instrument: tuple[float, float] | None,
-           dispersion: float | None = None) -> _Setup:
-    """The data's points, the model, the linear columns, bounds and start values of one refinement."""
-    if not 0 <= int(background_order) <= 12:
-        raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+def _points(x, y, sigma, *, wavelength_a: float, x_unit: str, geometry: Geometry, blanks: Sequence[Blank],
+            q_range: tuple[float, float] | None, exclude_tth: Sequence[tuple[float, float]],
+            basis: ClusterBasis) -> tuple[FitData, DotModel, tuple[float, float]]:
+    """The data's points within the fit range and every blank, the dots' model on them, and the Q range (1/A): the
+    part of a refinement's setup that does not depend on the solvent model (``solvent='auto'`` shares it)."""
     if abs(basis.wavelength_a - wavelength_a) > 1e-5:
         raise ValueError(f"basis at {basis.wavelength_a} A for data at {wavelength_a} A; accepted: the same wavelength")
     step = float(basis.q[1] - basis.q[0])
@@ -244,7 +241,23 @@ def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geom
         if not inside.all():
             data = FitData(data.q[inside], None if data.tth is None else data.tth[inside], data.y[inside],
                            data.sigma[inside], data.n_raw)
-    model = DotModel(basis, data.q, wavelength_a, geometry, data.tth)
+    return data, DotModel(basis, data.q, wavelength_a, geometry, data.tth), q_range
+
+
+def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry,
+           blanks: Sequence[Blank], solvent: str, background_order: int, q_range: tuple[float, float] | None,
+           exclude_tth: Sequence[tuple[float, float]], start: Any, network: Any, basis: ClusterBasis | None,
+           max_diameter_nm: float, instrument: tuple[float, float] | None,
+           dispersion: float | None = None,
+           points: tuple[FitData, DotModel, tuple[float, float]] | None = None) -> _Setup:
+    """The data's points, the model, the linear columns, bounds and start values of one refinement (``points``:
+    those of :func:`_points` where already prepared)."""
+    if not 0 <= int(background_order) <= 12:
+        raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+    if points is None:
+        points = _points(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, geometry=geometry, blanks=blanks,
+                         q_range=q_range, exclude_tth=exclude_tth, basis=basis)
+    data, model, q_range = points
     names, fixed_cols = [], []
     for blank in blanks:
         names.append(f"blank_{blank.name}")
@@ -430,7 +443,12 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
         return best
     options = dict(common, start=start, network=network, instrument=instrument)
     if solvent == "auto":  # the model that fits better at the start values is refined: one refinement, not two
-        setup = min((_setup(x, y, sigma, solvent=n, **options) for n in AUTO_SOLVENTS), key=_Setup.start_cost)
+        if not 0 <= int(background_order) <= 12:
+            raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+        points = _points(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, geometry=geometry, blanks=blanks,
+                         q_range=q_range, exclude_tth=exclude_tth, basis=basis)  # the same for either model
+        setup = min((_setup(x, y, sigma, solvent=n, points=points, **options) for n in AUTO_SOLVENTS),
+                    key=_Setup.start_cost)
     else:
         setup = _setup(x, y, sigma, solvent=solvent, **options)
     problem, data, model, basis, names, lo, hi, x0 = (setup.problem, setup.data, setup.model, setup.basis, setup.names,
