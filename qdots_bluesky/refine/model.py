@@ -80,6 +80,9 @@ INSTRUMENT_UNITS = {"capillary": "1/A", "flat-plate": "deg"}
 #: less time.
 AUX_TTH_STEP = 0.04
 GEOMETRIES = ("capillary", "flat-plate")
+#: A capillary model keeps its evaluations at the last KEPT_EVALUATIONS thetas: a least-squares step's accepted point
+#: (whose Jacobian builds on it) and its last trial.
+KEPT_EVALUATIONS = 2
 
 
 @dataclass(frozen=True)
@@ -313,7 +316,7 @@ class DotModel:
         self._log_hi = np.log((n + 0.5) * basis.unit_nm)
         self._u0 = self.q0 / self.step  # the basis grid in units of its step
         self._q_steps = self.q / self.step
-        self._evaluation: _CapillaryEvaluation | None = None
+        self._evaluations: list[_CapillaryEvaluation] = []  # the last KEPT_EVALUATIONS, the newest last
         self._aux: DotModel | None = None
         self._last_inner: tuple[bytes, np.ndarray] | None = None
         if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
@@ -503,12 +506,13 @@ class DotModel:
 
     def _capillary(self, theta: np.ndarray) -> _CapillaryEvaluation:
         """The capillary model at theta: the dot column, and the weights, spectra and cubic reading its Jacobian
-        builds on. Kept for the last theta: a least-squares step asks for the column, and only where the step is
-        accepted for its Jacobian at the same theta, so a rejected step costs the column alone."""
+        builds on. Kept for the last ``KEPT_EVALUATIONS`` thetas: a least-squares step asks for the column, and only
+        where the step is accepted for its Jacobian at the same theta, so a rejected step costs the column alone."""
         theta = np.asarray(theta, dtype=float)
         key = theta.tobytes()
-        if self._evaluation is not None and self._evaluation.key == key:
-            return self._evaluation
+        kept = next((ev for ev in self._evaluations if ev.key == key), None)
+        if kept is not None:
+            return kept
         size, disp, strain, b_offset = (float(v) for v in theta[:4])
         gauss, lorentz = self.instrument_widths(theta)
         h_d, h_s = 1e-4 * max(size, 1.0), 1e-4
@@ -539,9 +543,10 @@ class DotModel:
         self_terms = atoms[0] * self._f_true[0]
         pair = value * ratio - self_terms
         column = self_terms + pair * damp + W[0] @ compton
-        self._evaluation = _CapillaryEvaluation(key, W, live, (h_d, h_s), widths, spectrum, rows, crystal, reading,
-                                                value, f_at, ratio, damp, atoms, compton, pair, column)
-        return self._evaluation
+        evaluation = _CapillaryEvaluation(key, W, live, (h_d, h_s), widths, spectrum, rows, crystal, reading, value,
+                                          f_at, ratio, damp, atoms, compton, pair, column)
+        self._evaluations = self._evaluations[-(KEPT_EVALUATIONS - 1):] + [evaluation]
+        return evaluation
 
     def columns_jacobian(self, theta: np.ndarray, instrument: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Capillary dot column (points,) and its derivatives (points x 6) by D, dispersion, strain, dB and the

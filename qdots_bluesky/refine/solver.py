@@ -61,6 +61,11 @@ def _nnls_normal(G: np.ndarray, b: np.ndarray, norms: np.ndarray, live: np.ndarr
     return s
 
 
+#: Solves (and a capillary's evaluations) kept per problem: a least-squares step's accepted point and its last trial,
+#: so that the optimum after a fit whose last trials were rejected is not evaluated again (solution, covariance).
+KEPT_SOLVES = 2
+
+
 class Problem:
     """Weighted variable-projection problem: free (background) columns projected out once."""
 
@@ -84,7 +89,7 @@ class Problem:
         self._fixed_gram = self._fixed_n.T @ self._fixed_n
         self._fixed_b = self._fixed_n.T @ self.yp
         self.nfev = 0
-        self._last: tuple | None = None
+        self._solves: list[tuple] = []  # the last KEPT_SOLVES solves, the newest last
 
     def subsampled(self, stride: int) -> "Problem":
         """The same problem on every ``stride``-th point (a start search)."""
@@ -129,12 +134,12 @@ class Problem:
               with_jacobian: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Residual (weighted), non-negative scales (dot columns then fixed), dot columns (unweighted).
         ``with_jacobian``: an analytic model's derivatives come with its column, kept for :meth:`jacobian` at the
-        same theta. The solve at the last theta is kept: asked again (the optimum after a fit, the covariance) it
-        is returned, not recomputed (nor counted in :attr:`nfev`)."""
+        same theta. The solves at the last ``KEPT_SOLVES`` thetas are kept: asked again (the optimum after a fit, the
+        covariance) they are returned, not recomputed (nor counted in :attr:`nfev`)."""
         key = theta.tobytes()
-        if dots and self._last is not None and self._last[0] == key and (self._last[5] is not None or not with_jacobian
-                                                                         or not self.model.analytic):
-            return self._last[1], self._last[2], self._last[4]
+        kept = self._kept(key) if dots else None
+        if kept is not None and (kept[5] is not None or not with_jacobian or not self.model.analytic):
+            return kept[1], kept[2], kept[4]
         self.nfev += 1
         d_cols = None
         if not dots:
@@ -148,8 +153,12 @@ class Problem:
         s = self._scales(Ap[:, :cols.shape[1]])
         r = self.yp - Ap @ s
         if dots:
-            self._last = (key, r, s, Ap, cols, d_cols)
+            self._solves = [k for k in self._solves if k[0] != key][-(KEPT_SOLVES - 1):] + [(key, r, s, Ap, cols, d_cols)]
         return r, s, cols
+
+    def _kept(self, key: bytes) -> tuple | None:
+        """The kept solve at theta (as bytes), or None."""
+        return next((k for k in self._solves if k[0] == key), None)
 
     def _scales(self, dots_p: np.ndarray) -> np.ndarray:
         """:func:`_nnls_projected` of the projected weighted dot columns ``dots_p`` beside the fixed ones, whose part
@@ -176,9 +185,9 @@ class Problem:
         """Kaufman's variable-projection Jacobian of :meth:`residual`: -P (dA/dtheta s), P the projector off the
         active linear columns (capillary: analytic derivatives of the dot column). ``wanted``: the parameter indices
         whose columns are needed (others are 0; a flat plate's forward differences skip them)."""
-        if self._last is None or self._last[0] != theta.tobytes():
+        if self._kept(theta.tobytes()) is None:
             self.solve(theta)
-        _, _, s, Ap, cols, d_cols = self._last
+        _, _, s, Ap, cols, d_cols = self._kept(theta.tobytes())
         m = cols.shape[1]
         k = self.model.instrument_index
         skip = set(self.fixed_params) | (set(range(theta.size)) - {int(i) for i in wanted} if wanted is not None
