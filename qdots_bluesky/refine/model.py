@@ -181,7 +181,7 @@ class _CubicReading:
     def __init__(self, x0: float, step: float, n: int, x: np.ndarray, slope_step: float | None = None) -> None:
         u = np.asarray(x, dtype=float) - x0 if step == 1.0 else (np.asarray(x, dtype=float) - x0) / step
         self.step = float(step if slope_step is None else slope_step)  # x's unit per grid step, for the slope
-        self.inside = (u > 0) & (u < n - 1)  # beyond the grid the held end values have no slope
+        self._u, self._n = u, n
         t = np.clip(u, 0.0, n - 1.0)
         self.base = np.minimum(t.astype(np.int64), n - 2)
         t -= self.base
@@ -198,15 +198,24 @@ class _CubicReading:
         np.multiply(t2, t - 1.0, out=w[3])
         w *= 0.5
 
+    def taps_of(self, row: np.ndarray) -> np.ndarray:
+        """The four taps of one row at every point (4 x points), for :meth:`cubic_of` and :meth:`slope_of`."""
+        return np.take(row, self.taps)
+
     def cubic(self, rows: np.ndarray) -> np.ndarray:
         """Rows (rows x grid points) at the points (rows x points)."""
         return np.einsum("rkp,kp->rp", np.take(np.atleast_2d(rows), self.taps, axis=1), self.weights)
 
-    def slope(self, row: np.ndarray) -> np.ndarray:
-        """d/dx of the cubic reading of one row at the points (0 beyond the grid)."""
+    def cubic_of(self, taps: np.ndarray) -> np.ndarray:
+        """One row at the points from its :meth:`taps_of`."""
+        return np.einsum("kp,kp->p", taps, self.weights)
+
+    def slope_of(self, taps: np.ndarray) -> np.ndarray:
+        """d/dx of the cubic reading of one row at the points, from its :meth:`taps_of` (0 beyond the grid)."""
         t, t2 = self.t, self._t2
         d = 0.5 * np.stack([-3.0 * t2 + 4.0 * t - 1.0, 9.0 * t2 - 10.0 * t, -9.0 * t2 + 8.0 * t + 1.0, 3.0 * t2 - 2.0 * t])
-        return np.einsum("kp,kp->p", np.take(row, self.taps), d) / self.step * self.inside
+        inside = (self._u > 0) & (self._u < self._n - 1)  # beyond the grid the held end values have no slope
+        return np.einsum("kp,kp->p", taps, d) / self.step * inside
 
     def linear(self, values: np.ndarray) -> np.ndarray:
         """One row at the points by linear interpolation (as :func:`numpy.interp` on the grid)."""
@@ -226,7 +235,9 @@ class _CapillaryEvaluation:
     spectrum: np.ndarray | None  # the population's convolved spectrum (None: no instrument, or beyond reach)
     rows: np.ndarray | None  # beyond the spectra's reach: the 5 rows of voigt_convolve (population, D, disp, d_g, d_l)
     crystal: np.ndarray  # the population's crystal row on the basis grid (convolved)
+    transfer: np.ndarray | None  # the instrument's transfer function at the widths (with ``spectrum``)
     reading: _CubicReading
+    taps: np.ndarray  # the crystal row's taps at the points (:meth:`_CubicReading.taps_of`)
     value: np.ndarray  # crystal at Q (1 + strain)
     f_at: np.ndarray  # F(Q (1 + strain)), at least 1e-30
     ratio: np.ndarray  # F(Q) / F(Q (1 + strain))
@@ -523,18 +534,20 @@ class DotModel:
         stretch = 1.0 + strain
         widths = (gauss * stretch, lorentz * stretch)  # the widths on the basis grid read at Q (1 + strain)
         spectral = basis_spectra(self.basis, self.max_instrument_fwhm)
-        spectrum = rows = None
+        spectrum = rows = transfer = None
         if not spectral.within_reach(*widths):  # beyond the padding: every row from the general routine
             out, d_g, d_l = spectral.convolve(W, live, *widths, derivatives=True)
             rows = np.vstack([out, stretch**2 * d_g, stretch * d_l])
             crystal = rows[0]
         elif gauss > 0 or lorentz > 0:
-            spectrum = spectral.spectra(W[0], live, *widths)[0]
+            transfer = spectral.transfer(*widths)
+            spectrum = spectral.spectra(W[0], live, *widths, transfer=transfer)[0]
             crystal = spectral.rows(spectrum)
         else:
             crystal = W[0] @ self.basis.crystal[live]
         reading = _CubicReading(self._u0, 1.0, crystal.size, self._q_steps * stretch, self.step)
-        value = reading.cubic(crystal)[0]
+        taps = reading.taps_of(crystal)
+        value = reading.cubic_of(taps)
         f_at = np.maximum(reading.linear(self.f_sq), 1e-30)
         ratio = self._f_true[0] / f_at
         damp = np.exp(-b_offset * self._q2)
@@ -543,8 +556,8 @@ class DotModel:
         self_terms = atoms[0] * self._f_true[0]
         pair = value * ratio - self_terms
         column = self_terms + pair * damp + W[0] @ compton
-        evaluation = _CapillaryEvaluation(key, W, live, (h_d, h_s), widths, spectrum, rows, crystal, reading, value,
-                                          f_at, ratio, damp, atoms, compton, pair, column)
+        evaluation = _CapillaryEvaluation(key, W, live, (h_d, h_s), widths, spectrum, rows, crystal, transfer,
+                                          reading, taps, value, f_at, ratio, damp, atoms, compton, pair, column)
         self._evaluations = self._evaluations[-(KEPT_EVALUATIONS - 1):] + [evaluation]
         return evaluation
 
@@ -566,7 +579,7 @@ class DotModel:
             rows = ev.rows[1:] if instrument else ev.rows[1:3]
         else:
             if ev.spectrum is not None:
-                fd = spectral.rows(spectral.spectra(W[1:], live, *ev.widths))
+                fd = spectral.rows(spectral.spectra(W[1:], live, *ev.widths, transfer=ev.transfer))
             else:
                 fd = W[1:] @ self.basis.crystal[live]
             rows = fd
@@ -576,7 +589,7 @@ class DotModel:
                 rows = np.vstack([fd, stretch**2 * d[:1], stretch * d[1:]])
         values = reading.cubic(rows)  # (2 or 4, points)
         q, f_true = self.q, self._f_true[0]
-        slope = reading.slope(ev.crystal)  # d crystal / dQ at Q (1 + strain)
+        slope = reading.slope_of(ev.taps)  # d crystal / dQ at Q (1 + strain)
         d_ratio = -ev.ratio * reading.linear(self._f_grad) / ev.f_at * q
         self_terms = ev.atoms[1:, None] * f_true
         shifted = self_terms + (values[:2] * ev.ratio - self_terms) * ev.damp + W[1:] @ ev.compton  # (2, points)

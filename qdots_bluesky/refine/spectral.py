@@ -45,10 +45,16 @@ class SpectralRows:
         ``voigt_convolve``)."""
         return gauss + 4.0 * lorentz <= self.reach
 
-    def spectra(self, weights: np.ndarray, live: np.ndarray | slice, gauss: float, lorentz: float) -> np.ndarray:
+    def transfer(self, gauss: float, lorentz: float) -> np.ndarray:
+        """The Voigt transfer function of FWHMs ``gauss`` and ``lorentz`` at the spectra's frequencies."""
+        return np.exp(self._d_gauss * (gauss * gauss) + self._d_lorentz * lorentz)
+
+    def spectra(self, weights: np.ndarray, live: np.ndarray | slice, gauss: float, lorentz: float,
+                transfer: np.ndarray | None = None) -> np.ndarray:
         """Spectra of the rows ``weights`` (populations x live clusters) . crystal[live] times the Voigt transfer
-        function of FWHMs ``gauss`` and ``lorentz`` (within reach); :meth:`rows` turns them into patterns."""
-        transfer = np.exp(self._d_gauss * (gauss * gauss) + self._d_lorentz * lorentz)
+        function of FWHMs ``gauss`` and ``lorentz`` (within reach; ``transfer``: that of :meth:`transfer` where
+        already computed); :meth:`rows` turns them into patterns."""
+        transfer = self.transfer(gauss, lorentz) if transfer is None else transfer
         return (np.atleast_2d(weights) @ self.spec[live]) * transfer
 
     def rows(self, spectra: np.ndarray) -> np.ndarray:
