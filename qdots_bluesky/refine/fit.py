@@ -9,8 +9,9 @@ family), blank_k measured blanks or built-in solvent models
 (:func:`~qdots_bluesky.refine.solver.levenberg_marquardt`) the linear ones are solved exactly: background
 coefficients free, scales non-negative (:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal
 equations). The Jacobian is Kaufman's variable-projection approximation, with analytic derivatives of the dot
-column for a capillary and forward differences of the dot columns for a flat plate (Broyden-updated between
-refreshes). Start: a given estimate (the network's), else a coarse grid over
+column for a capillary (built on the kept evaluation of the column at the same theta, so a rejected trial step costs
+the column alone, ~1/3 of a step with its Jacobian) and forward differences of the dot columns for a flat plate
+(Broyden-updated between refreshes). Start: a given estimate (the network's), else a coarse grid over
 diameter x dispersion and a scan of the strain. Where the points oversample the peaks (a synchrotron pattern on the
 basis step, a laboratory scan in 0.02 deg steps) the fit runs on bins of up to ``MAX_BIN`` consecutive points
 within each contiguous run (means of the data, sigma combined, so the statistics are kept; the model read at the
@@ -22,7 +23,8 @@ Uncertainties: e.s.d.s from the covariance of all parameters (nonlinear and acti
 reduced chi^2. The mean diameter's e.s.d. comes from the *profile* over the dispersion
 (:func:`~qdots_bluesky.refine.solver.dispersion_profile`: the dispersion fixed one step of 2 covariance e.s.d.s
 (at least 0.005, at most 0.45 of the room to a bound, shrunk where chi^2 rises far beyond chi2_red) to either
-side, or two steps on the side with room at a bound, everything else refitted; the parabola through the three
+side, or two steps on the side with room at a bound, everything else refitted (for a capillary with a parameter
+that the step takes beyond a bound held at it and the others re-solved); the parabola through the three
 chi^2 values gives the dispersion's e.s.d., where chi^2 rises by chi2_red), and size_std_nm = sqrt(var(D |
 dispersion) + (dD/d dispersion x dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the
 same for the volume-weighted mean. Every e.s.d. is then multiplied by the residuals' correlation factor
