@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dgesv
 from scipy.optimize import nnls
 
 from ..sim.physics.cluster_basis import ClusterBasis, population_targets
@@ -49,10 +50,9 @@ def _nnls_normal(G: np.ndarray, b: np.ndarray, norms: np.ndarray, live: np.ndarr
     right-hand side ``b`` (their products with the data), the columns' ``norms`` and which are ``live``."""
     s = np.zeros(norms.size)
     G = G.copy()
-    G[np.diag_indices_from(G)] += 1e-10
-    try:
-        x = np.linalg.solve(G, b)
-    except np.linalg.LinAlgError:
+    G.flat[::G.shape[0] + 1] += 1e-10
+    _, _, x, info = dgesv(G, b)  # LAPACK's LU solve, as numpy.linalg.solve's, without its 4 us of checks
+    if info != 0:  # singular
         x = -np.ones(b.size)
     if np.any(x < 0):
         L = np.linalg.cholesky(G)
@@ -313,9 +313,8 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
             break
         diag = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
         Am = A[np.ix_(move, move)] + lam * np.diag(diag[move])
-        try:
-            step_m = np.linalg.solve(Am, -g[move])
-        except np.linalg.LinAlgError:
+        _, _, step_m, info = dgesv(Am, -g[move])  # as numpy.linalg.solve, without its checks
+        if info != 0:  # singular
             lam *= nu
             nu *= 2.0
             continue
