@@ -312,7 +312,7 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
         if not move.any():
             break
         diag = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
-        Am = A[np.ix_(move, move)] + lam * np.diag(diag[move])
+        Am = A + lam * np.diag(diag) if move.all() else A[np.ix_(move, move)] + lam * np.diag(diag[move])
         _, _, step_m, info = dgesv(Am, -g[move])  # as numpy.linalg.solve, without its checks
         if info != 0:  # singular
             lam *= nu
@@ -322,7 +322,7 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
         step[move] = step_m
         if hold_clipped:
             step = _bounded_step(p, step, move, A + lam * np.diag(diag), g, lo, hi, scale)
-        trial = np.clip(p + step * scale, lo, hi)
+        trial = np.minimum(np.maximum(p + step * scale, lo), hi)  # np.clip's values, without its wrapper's cost
         actual_step = (trial - p) / scale
         if not np.any(actual_step):
             break
