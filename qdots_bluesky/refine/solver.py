@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from scipy.linalg.lapack import dgesv
+from scipy.linalg.lapack import dgeqrf, dgesv, dorgqr
 from scipy.optimize import nnls
 
 from ..sim.physics.cluster_basis import ClusterBasis, population_targets
@@ -214,7 +214,8 @@ class Problem:
         D = self._proj(G * self.w[:, None])
         active = Ap[:, s > 0]
         if active.shape[1]:
-            U = np.linalg.qr(active)[0]
+            factor, tau, _, _ = dgeqrf(active)  # numpy.linalg.qr's LAPACK calls (same Q), without its wrapper's cost
+            U = dorgqr(factor, tau)[0]
             D = D - U @ (U.T @ D)
         return -D
 
