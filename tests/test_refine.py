@@ -401,6 +401,53 @@ def test_flat_plate_instrument_columns_are_the_derivatives():
             assert np.abs(numeric - d).max() < 1e-3 * np.abs(d).max()
 
 
+def test_capillary_jacobian_is_the_derivative_of_its_column(pbs):
+    """The capillary's analytic Jacobian (kept evaluation per theta, built on the column's) agrees with central
+    differences of its column for every parameter, with and without instrument widths and Debye-Waller offset; its
+    column is the model's column, whichever of the two is asked for first."""
+    q = np.linspace(1.0, 8.0, 1500)
+    model = DotModel(pbs, q, WL)
+    # widths within the kept spectra's padding, none, and beyond it (0.02 + 4 x 0.02 stretched by the strain: the
+    # general convolution)
+    for theta in (np.array([3.6, 0.1, 0.002, 0.3, 0.004**2, 0.006]), np.array([4.2, 0.07, -0.001, 0.0, 0.0, 0.0]),
+                  np.array([3.0, 0.12, 0.002, 0.0, 0.02**2, 0.02])):
+        col, jac = model.columns_jacobian(theta)
+        assert np.array_equal(col, model.columns(theta)[:, 0])
+        fresh = DotModel(pbs, q, WL)
+        assert np.allclose(fresh.columns(theta)[:, 0], col, rtol=0, atol=1e-12 * np.abs(col).max())
+        assert np.allclose(fresh.columns_jacobian(theta)[1], jac, rtol=0, atol=1e-12 * np.abs(jac).max())
+        for i, h in enumerate((1e-4, 1e-5, 1e-6, 1e-4, 1e-7, 1e-5)):
+            up, down = theta.copy(), theta.copy()
+            up[i] += h
+            down[i] = max(theta[i] - h, 0.0) if i >= 4 else theta[i] - h
+            numeric = (model.columns(up)[:, 0] - model.columns(down)[:, 0]) / (up[i] - down[i])
+            assert np.abs(jac[:, i]).max() > 0, i
+            # the strain's column leaves out that the widths on the basis grid stretch with it: ~0.5 % at the widest
+            assert np.abs(numeric - jac[:, i]).max() < (1e-2 if i == 2 else 2e-3) * np.abs(jac[:, i]).max(), i
+        held = model.columns_jacobian(theta, instrument=False)[1]
+        assert np.array_equal(held[:, :4], jac[:, :4])
+
+
+def test_linear_solve_with_kept_fixed_normal_equations(pbs):
+    """Problem._scales (the fixed columns' share of the normal equations computed once) gives the scales of the
+    plain non-negative solve, where the unconstrained solution is non-negative and where a scale must be held at 0."""
+    from qdots_bluesky.refine.data import FitData
+    from qdots_bluesky.refine.solver import Problem, _nnls_projected
+
+    q = np.linspace(1.0, 8.0, 900)
+    rng = np.random.default_rng(3)
+    fixed = np.stack([np.exp(-q / 3.0), 1.0 / q], axis=1)
+    free = np.polynomial.chebyshev.chebvander(2.0 * (q - 1.0) / 7.0 - 1.0, 3)
+    dots = DotModel(pbs, q, WL).columns(np.array([4.0, 0.1, 0.0, 0.0, 0.0, 0.0]))
+    for fixed_scales in ((2.0, 3.0), (2.0, -40.0)):  # the second: the unconstrained solve wants a negative scale
+        y = 5.0 * dots[:, 0] / dots[:, 0].mean() + fixed @ np.array(fixed_scales) + 4.0 + rng.normal(0.0, 0.05, q.size)
+        problem = Problem(DotModel(pbs, q, WL), FitData(q, None, y, np.full(q.size, 0.05), q.size), fixed, free)
+        dots_p = problem._proj(dots * problem.w[:, None])
+        expected = _nnls_projected(np.hstack([dots_p, problem.fixed_p]), problem.yp)
+        assert np.allclose(problem._scales(dots_p), expected, rtol=1e-10, atol=1e-12)
+        assert (expected[2] == 0.0) == (fixed_scales[1] < 0)
+
+
 def test_esds_are_never_zero_nor_wider_than_no_knowledge():
     """A population on one cluster of the series is flat in size and dispersion (zero covariance e.s.d.s); a flat
     dispersion valley can make the profile's e.s.d. huge: both become bounded, flagged figures."""

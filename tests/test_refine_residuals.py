@@ -26,6 +26,18 @@ def test_moving_average_gives_sqrt_of_its_width(width):
     assert esd_correlation_factor(smooth) == pytest.approx(np.sqrt(width), rel=0.2)
 
 
+@pytest.mark.parametrize("n", [4967, 1000, 37])
+def test_factor_is_that_of_the_direct_autocorrelation(n):
+    # the FFT's padded length (a fast one beyond 2n, e.g. for a prime n) must give the linear autocorrelation
+    r = np.convolve(np.random.default_rng(n).normal(size=n + 6), np.ones(7) / 7, mode="valid")
+    c = r - r.mean()
+    acf = np.correlate(c, c, mode="full")[n - 1:] / float(c @ c)
+    gammas = acf[0:2 * (n // 2):2] + acf[1:2 * (n // 2):2]
+    stop = np.flatnonzero(gammas <= 0)
+    tau = -1.0 + 2.0 * gammas[: stop[0] if stop.size else gammas.size].sum()
+    assert esd_correlation_factor(r) == pytest.approx(np.sqrt(max(tau, 1.0)), rel=1e-9)
+
+
 def test_degenerate_input():
     assert esd_correlation_factor(np.zeros(100)) == 1.0
     assert esd_correlation_factor(np.ones(3)) == 1.0

@@ -9,8 +9,9 @@ family), blank_k measured blanks or built-in solvent models
 (:func:`~qdots_bluesky.refine.solver.levenberg_marquardt`) the linear ones are solved exactly: background
 coefficients free, scales non-negative (:func:`scipy.optimize.nnls` on the Cholesky factor of the projected normal
 equations). The Jacobian is Kaufman's variable-projection approximation, with analytic derivatives of the dot
-column for a capillary and forward differences of the dot columns for a flat plate (Broyden-updated between
-refreshes). Start: a given estimate (the network's), else a coarse grid over
+column for a capillary (built on the kept evaluation of the column at the same theta, so a rejected trial step costs
+the column alone, ~1/3 of a step with its Jacobian) and forward differences of the dot columns for a flat plate
+(Broyden-updated between refreshes). Start: a given estimate (the network's), else a coarse grid over
 diameter x dispersion and a scan of the strain. Where the points oversample the peaks (a synchrotron pattern on the
 basis step, a laboratory scan in 0.02 deg steps) the fit runs on bins of up to ``MAX_BIN`` consecutive points
 within each contiguous run (means of the data, sigma combined, so the statistics are kept; the model read at the
@@ -22,7 +23,8 @@ Uncertainties: e.s.d.s from the covariance of all parameters (nonlinear and acti
 reduced chi^2. The mean diameter's e.s.d. comes from the *profile* over the dispersion
 (:func:`~qdots_bluesky.refine.solver.dispersion_profile`: the dispersion fixed one step of 2 covariance e.s.d.s
 (at least 0.005, at most 0.45 of the room to a bound, shrunk where chi^2 rises far beyond chi2_red) to either
-side, or two steps on the side with room at a bound, everything else refitted; the parabola through the three
+side, or two steps on the side with room at a bound, everything else refitted (for a capillary with a parameter
+that the step takes beyond a bound held at it and the others re-solved); the parabola through the three
 chi^2 values gives the dispersion's e.s.d., where chi^2 rises by chi2_red), and size_std_nm = sqrt(var(D |
 dispersion) + (dD/d dispersion x dispersion e.s.d.)^2), so it carries the strong mean-dispersion correlation; the
 same for the volume-weighted mean. Every e.s.d. is then multiplied by the residuals' correlation factor
@@ -216,14 +218,11 @@ class _Setup:
         return float(np.sum(self.problem.residual(self.x0) ** 2))
 
 
-def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry,
-           blanks: Sequence[Blank], solvent: str, background_order: int, q_range: tuple[float, float] | None,
-           exclude_tth: Sequence[tuple[float, float]], start: Any, network: Any, basis: ClusterBasis | None,
-           max_diameter_nm: float, instrument: tuple[float, float] | None,
-           dispersion: float | None = None) -> _Setup:
-    """The data's points, the model, the linear columns, bounds and start values of one refinement."""
-    if not 0 <= int(background_order) <= 12:
-        raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+def _points(x, y, sigma, *, wavelength_a: float, x_unit: str, geometry: Geometry, blanks: Sequence[Blank],
+            q_range: tuple[float, float] | None, exclude_tth: Sequence[tuple[float, float]],
+            basis: ClusterBasis) -> tuple[FitData, DotModel, tuple[float, float]]:
+    """The data's points within the fit range and every blank, the dots' model on them, and the Q range (1/A): the
+    part of a refinement's setup that does not depend on the solvent model (``solvent='auto'`` shares it)."""
     if abs(basis.wavelength_a - wavelength_a) > 1e-5:
         raise ValueError(f"basis at {basis.wavelength_a} A for data at {wavelength_a} A; accepted: the same wavelength")
     step = float(basis.q[1] - basis.q[0])
@@ -244,7 +243,23 @@ def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geom
         if not inside.all():
             data = FitData(data.q[inside], None if data.tth is None else data.tth[inside], data.y[inside],
                            data.sigma[inside], data.n_raw)
-    model = DotModel(basis, data.q, wavelength_a, geometry, data.tth)
+    return data, DotModel(basis, data.q, wavelength_a, geometry, data.tth), q_range
+
+
+def _setup(x, y, sigma, *, wavelength_a: float, x_unit: str, material: str, geometry: Geometry,
+           blanks: Sequence[Blank], solvent: str, background_order: int, q_range: tuple[float, float] | None,
+           exclude_tth: Sequence[tuple[float, float]], start: Any, network: Any, basis: ClusterBasis | None,
+           max_diameter_nm: float, instrument: tuple[float, float] | None,
+           dispersion: float | None = None,
+           points: tuple[FitData, DotModel, tuple[float, float]] | None = None) -> _Setup:
+    """The data's points, the model, the linear columns, bounds and start values of one refinement (``points``:
+    those of :func:`_points` where already prepared)."""
+    if not 0 <= int(background_order) <= 12:
+        raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+    if points is None:
+        points = _points(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, geometry=geometry, blanks=blanks,
+                         q_range=q_range, exclude_tth=exclude_tth, basis=basis)
+    data, model, q_range = points
     names, fixed_cols = [], []
     for blank in blanks:
         names.append(f"blank_{blank.name}")
@@ -430,7 +445,12 @@ def _refine_pattern(x, y, sigma, *, wavelength_a: float, x_unit: str, material: 
         return best
     options = dict(common, start=start, network=network, instrument=instrument)
     if solvent == "auto":  # the model that fits better at the start values is refined: one refinement, not two
-        setup = min((_setup(x, y, sigma, solvent=n, **options) for n in AUTO_SOLVENTS), key=_Setup.start_cost)
+        if not 0 <= int(background_order) <= 12:
+            raise ValueError(f"background_order {background_order!r}; accepted: 0 to 12 (Chebyshev degree)")
+        points = _points(x, y, sigma, wavelength_a=wavelength_a, x_unit=x_unit, geometry=geometry, blanks=blanks,
+                         q_range=q_range, exclude_tth=exclude_tth, basis=basis)  # the same for either model
+        setup = min((_setup(x, y, sigma, solvent=n, points=points, **options) for n in AUTO_SOLVENTS),
+                    key=_Setup.start_cost)
     else:
         setup = _setup(x, y, sigma, solvent=solvent, **options)
     problem, data, model, basis, names, lo, hi, x0 = (setup.problem, setup.data, setup.model, setup.basis, setup.names,

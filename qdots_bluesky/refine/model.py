@@ -53,7 +53,7 @@ import numpy as np
 from ..sim.physics.cluster_basis import ClusterBasis, lognormal_weight_matrix
 from ..sim.physics.profiles import voigt_convolve
 from ..sim.physics.reflections import bragg_reflections
-from .spectral import basis_spectra
+from .capillary import KEPT_EVALUATIONS, CapillaryEvaluation, LazyRows, LogNormalRows, evaluate, jacobian
 
 __all__ = ["Geometry", "DotModel", "cubic_interp", "KA2_WAVELENGTH_A", "SCHERRER_K_SPHERE", "PARAMETERS",
            "INSTRUMENT_BOUNDS", "INSTRUMENT_UNITS"]
@@ -78,8 +78,6 @@ INSTRUMENT_UNITS = {"capillary": "1/A", "flat-plate": "deg"}
 #: less time.
 AUX_TTH_STEP = 0.04
 GEOMETRIES = ("capillary", "flat-plate")
-
-
 @dataclass(frozen=True)
 class Geometry:
     """Instrument geometry of a refinement (see the module docstring)."""
@@ -122,16 +120,6 @@ def cubic_interp(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.nda
     i = base + 1  # padded index of tap -1
     out = w[0] * padded[:, i] + w[1] * padded[:, i + 1] + w[2] * padded[:, i + 2] + w[3] * padded[:, i + 3]
     return out
-
-
-def _linear_rows(rows: np.ndarray, x0: float, step: float, x: np.ndarray) -> np.ndarray:
-    """Rows on the equispaced grid x0 + step i read at ``x`` by linear interpolation (end values held beyond the
-    grid, as :func:`numpy.interp`), all rows at once."""
-    n = rows.shape[1]
-    t = np.clip((np.asarray(x, dtype=float) - x0) / step, 0.0, n - 1.0)
-    base = np.minimum(t.astype(np.int64), n - 2)
-    t = t - base
-    return rows[:, base] * (1.0 - t) + rows[:, base + 1] * t
 
 
 def _cubic_row(x0: float, step: float, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -207,7 +195,7 @@ class DotModel:
         # (Compton is smooth: linear interpolation; on a flat plate the displacement's shift of it is neglected)
         q_zero = self.observed_q(np.zeros(5))
         self._f_true = [np.interp(q, basis.q, self.f_sq) for q in q_zero]
-        self._compton_q = [_linear_rows(basis.compton, self.q0, self.step, q) for q in q_zero]
+        self._compton_q = [LazyRows(basis.compton, self.q0, self.step, q) for q in q_zero]
         self._f_grad = np.gradient(self.f_sq, self.step)
         # self terms per cluster and unit F: n^3 cells of sum(occupancy) atoms each
         self._atoms = np.asarray(basis.n, dtype=float) ** 3 * float(np.sum(basis.structure.occupancies))
@@ -219,6 +207,11 @@ class DotModel:
         self._family_q = family_q or (float(self.q.min()), float(self.q.max()))
         if geometry.flat_plate and geometry.texture:
             self._setup_families()
+        self._q2 = self.q * self.q / (16.0 * np.pi**2)  # the Debye-Waller exponent per A^2
+        self.weight_rows = LogNormalRows(basis)  # the population's weights, as lognormal_weight_matrix's
+        self._u0 = self.q0 / self.step  # the basis grid in units of its step
+        self._q_steps = self.q / self.step
+        self._evaluations: list[CapillaryEvaluation] = []  # the last KEPT_EVALUATIONS, the newest last
         self._aux: DotModel | None = None
         self._last_inner: tuple[bytes, np.ndarray] | None = None
         if geometry.flat_plate and _aux:  # the instrument's convolution in 2theta runs on an equispaced grid
@@ -337,21 +330,18 @@ class DotModel:
             if gauss > 0 or lorentz > 0:
                 inner = voigt_convolve(inner, self._aux_step, gauss, lorentz, max_fwhm=self.max_instrument_fwhm)
             return cubic_interp(float(self._aux.tth[0]), self._aux_step, inner, self.tth).T
+        if self.analytic:
+            return self._capillary(theta).column[:, None].copy()
         w = self.weights(theta[0], theta[1])
         live = np.flatnonzero(w)
-        if not self.geometry.flat_plate and (gauss > 0 or lorentz > 0):
-            stretch = 1.0 + theta[2]  # the widths on the basis grid read at Q (1 + strain)
-            crystal = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(
-                w[live], live, gauss * stretch, lorentz * stretch)[0]
-        else:
-            crystal = w[live] @ self.basis.crystal[live]
+        crystal = w[live] @ self.basis.crystal[live]  # a flat plate's own points (its instrument: on the 2theta grid)
         qs = self.observed_q(theta)
         n_fam = len(self.families)
         out = np.zeros((self.q.size, 1 + n_fam))
         for q, ratio, f_zero, comp_q in zip(qs, self.ratios, self._f_true, self._compton_q):
             f_true = f_zero if not self.geometry.flat_plate else np.interp(q, self.basis.q, self.f_sq)
             crys = self._read(crystal, float(w[live] @ self._atoms[live]), q, f_true, theta[2], theta[3])
-            comp = w[live] @ comp_q[live]
+            comp = w[live] @ comp_q.take(live)
             if n_fam:
                 key = (theta[0], theta[2], theta[4], ratio)  # windows depend on D, strain and the points' Q only
                 hit = self._window_cache.get(key)
@@ -393,56 +383,30 @@ class DotModel:
         """Whether :meth:`columns_jacobian` applies (a capillary: one dot column, no texture)."""
         return not self.geometry.flat_plate
 
-    def columns_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _capillary(self, theta: np.ndarray) -> CapillaryEvaluation:
+        """The capillary model at theta (:func:`~qdots_bluesky.refine.capillary.evaluate`), kept for the last
+        ``KEPT_EVALUATIONS`` thetas: a least-squares step asks for the column, and only where the step is accepted
+        for its Jacobian at the same theta, so a rejected step costs the column alone."""
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        kept = next((ev for ev in self._evaluations if ev.key == key), None)
+        if kept is None:
+            kept = evaluate(self, theta)
+            self._evaluations = self._evaluations[-(KEPT_EVALUATIONS - 1):] + [kept]
+        return kept
+
+    def columns_jacobian(self, theta: np.ndarray, instrument: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Capillary dot column (points,) and its derivatives (points x 6) by D, dispersion, strain, dB and the
         instrument's Gaussian FWHM squared and Lorentzian FWHM: strain and dB analytic (the cubic kernel's derivative), the
-        widths exact (the Voigt transfer function's), D and dispersion by forward differences of the weights."""
+        widths exact (the Voigt transfer function's), D and dispersion by forward differences of the weights.
+        ``instrument`` False: the widths' columns are left 0 (held widths need none). Builds on the column of the same
+        theta where it was just computed (:meth:`_capillary`)."""
         if not self.analytic:
             raise ValueError("analytic derivatives are available for the capillary geometry only")
-        size, disp, strain, b_offset = (float(v) for v in theta[:4])
-        gauss, lorentz = self.instrument_widths(theta)
-        h_d, h_s = 1e-4 * max(size, 1.0), 1e-4
-        W = lognormal_weight_matrix(self.basis.n, self.basis.unit_nm, np.array([size, size + h_d, size]),
-                                    np.array([disp, disp, disp + h_s]))
-        live = np.flatnonzero(W.any(axis=0))
-        stretch = 1.0 + strain
-        rows, d_g, d_l = basis_spectra(self.basis, self.max_instrument_fwhm).convolve(  # (3, basis points)
-            W[:, live], live, gauss * stretch, lorentz * stretch, derivatives=True)
-        rows = np.vstack([rows, stretch**2 * d_g[:1], stretch * d_l[:1]])  # (5, basis points)
-        comp = W[:, live] @ self._compton_q[0][live]  # (3, points)
-        q = self.q
-        qs = q * (1.0 + strain)
-        n = rows.shape[1]
-        padded = np.concatenate([rows[:, :1], rows[:, :1], rows, rows[:, -1:], rows[:, -1:]], axis=1)
-        x = (qs - self.q0) / self.step
-        inside = (x > 0) & (x < n - 1)
-        t = np.clip(x, 0.0, n - 1.0)
-        base = np.minimum(t.astype(np.int64), n - 2)
-        t = t - base
-        t2 = t * t
-        t3 = t2 * t
-        i = base + 1
-        taps = (padded[:, i], padded[:, i + 1], padded[:, i + 2], padded[:, i + 3])
-        wts = (0.5 * (-t3 + 2 * t2 - t), 0.5 * (3 * t3 - 5 * t2 + 2), 0.5 * (-3 * t3 + 4 * t2 + t), 0.5 * (t3 - t2))
-        dwts = (0.5 * (-3 * t2 + 4 * t - 1), 0.5 * (9 * t2 - 10 * t), 0.5 * (-9 * t2 + 8 * t + 1), 0.5 * (3 * t2 - 2 * t))
-        values = sum(w * v for w, v in zip(wts, taps))  # (5, points)
-        slope = sum(w * v for w, v in zip(dwts, (tp[0] for tp in taps))) / self.step * inside  # d crystal / dQ
-        f_at = np.maximum(np.interp(qs, self.basis.q, self.f_sq), 1e-30)
-        ratio = self._f_true[0] / f_at
-        damp = np.exp(-b_offset * q * q / (16.0 * np.pi**2))
-        self_terms = (W[:, live] @ self._atoms[live])[:, None] * self._f_true[0]
-        pair = values[:3] * ratio - self_terms  # interference part (3, points)
-        crys = self_terms + pair * damp
-        col = crys[0] + comp[0]
-        d_ratio = -ratio * np.interp(qs, self.basis.q, self._f_grad) / f_at * q
-        jac = np.empty((q.size, 6))
-        jac[:, 0] = (crys[1] + comp[1] - col) / h_d
-        jac[:, 1] = (crys[2] + comp[2] - col) / h_s
-        jac[:, 2] = (slope * q * ratio + values[0] * d_ratio) * damp
-        jac[:, 3] = -q * q / (16.0 * np.pi**2) * pair[0] * damp
-        jac[:, 4] = values[3] * ratio * damp
-        jac[:, 5] = values[4] * ratio * damp
-        return col, jac
+        ev = self._capillary(theta)
+        if ev.jacobian is None or (instrument and not ev.jacobian_instrument):
+            ev.jacobian, ev.jacobian_instrument = jacobian(self, ev, np.asarray(theta, dtype=float), instrument), instrument
+        return ev.column, ev.jacobian
 
     def _windows(self, q: np.ndarray, size_nm: float, strain: float) -> tuple[np.ndarray, np.ndarray]:
         """g_k (points x families in range) and cover (points,) of the texture split at Q."""

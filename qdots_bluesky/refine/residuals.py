@@ -14,6 +14,7 @@ infinitely long correlations.
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 __all__ = ["esd_correlation_factor"]
 
@@ -30,8 +31,11 @@ def esd_correlation_factor(weighted_residuals: np.ndarray) -> float:
         return 1.0
     r = r / peak  # the products below stay finite for any scale of residuals
     n = r.size
-    spectrum = np.fft.rfft(r, 2 * n)
-    acf = np.fft.irfft(spectrum * np.conj(spectrum), 2 * n)[:n]
+    # zero-padded to at least 2n, the linear (not circular) autocorrelation, at a length the FFT factors well (2n of a
+    # prime n, e.g. 4967 synchrotron points, cost 1.5 ms; the padding beyond 2n adds zeros and changes nothing)
+    size = scipy.fft.next_fast_len(2 * n, real=True)
+    spectrum = scipy.fft.rfft(r, size)
+    acf = scipy.fft.irfft(spectrum * np.conj(spectrum), size)[:n]
     acf = acf / acf[0]
     m = n // 2
     gammas = acf[0:2 * m:2] + acf[1:2 * m:2]  # Gamma_m = rho_2m + rho_(2m+1), Gamma_0 = 1 + rho_1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dgeqrf, dgesv, dorgqr
 from scipy.optimize import nnls
 
 from ..sim.physics.cluster_basis import ClusterBasis, population_targets
@@ -37,23 +38,32 @@ def _nnls_projected(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     """argmin ||A s - y|| with s >= 0, solved on the normal equations (columns normalised): the unconstrained
     solution where it is non-negative, else :func:`scipy.optimize.nnls` on their Cholesky factor."""
     norms = np.sqrt(np.einsum("ij,ij->j", A, A))
-    s = np.zeros(A.shape[1])
     live = norms > 1e-300
     if not live.any():
-        return s
+        return np.zeros(A.shape[1])
     An = A[:, live] / norms[live]
-    G = An.T @ An
-    G[np.diag_indices_from(G)] += 1e-10
-    b = An.T @ y
-    try:
-        x = np.linalg.solve(G, b)
-    except np.linalg.LinAlgError:
+    return _nnls_normal(An.T @ An, An.T @ y, norms, live)
+
+
+def _nnls_normal(G: np.ndarray, b: np.ndarray, norms: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """:func:`_nnls_projected` from the normal equations of its normalised live columns: Gram matrix ``G`` and
+    right-hand side ``b`` (their products with the data), the columns' ``norms`` and which are ``live``."""
+    s = np.zeros(norms.size)
+    G = G.copy()
+    G.flat[::G.shape[0] + 1] += 1e-10
+    _, _, x, info = dgesv(G, b)  # LAPACK's LU solve, as numpy.linalg.solve's, without its 4 us of checks
+    if info != 0:  # singular
         x = -np.ones(b.size)
     if np.any(x < 0):
         L = np.linalg.cholesky(G)
         x, _ = nnls(L.T, solve_triangular(L, b, lower=True))
     s[live] = x / norms[live]
     return s
+
+
+#: Solves (and a capillary's evaluations) kept per problem: a least-squares step's accepted point and its last trial,
+#: so that the optimum after a fit whose last trials were rejected is not evaluated again (solution, covariance).
+KEPT_SOLVES = 2
 
 
 class Problem:
@@ -72,8 +82,14 @@ class Problem:
         self.Qc = np.linalg.qr(self.free_w)[0] if free.shape[1] else np.zeros((data.y.size, 0))
         self.yp = self._proj(self.yw)
         self.fixed_p = self._proj(self.fixed_w)
+        # the fixed columns' share of the linear solve's normal equations, the same at every step
+        self._fixed_norms = np.sqrt(np.einsum("ij,ij->j", self.fixed_p, self.fixed_p))
+        self._fixed_live = self._fixed_norms > 1e-300
+        self._fixed_n = self.fixed_p[:, self._fixed_live] / self._fixed_norms[self._fixed_live]
+        self._fixed_gram = self._fixed_n.T @ self._fixed_n
+        self._fixed_b = self._fixed_n.T @ self.yp
         self.nfev = 0
-        self._last: tuple | None = None
+        self._solves: list[tuple] = []  # the last KEPT_SOLVES solves, the newest last
 
     def subsampled(self, stride: int) -> "Problem":
         """The same problem on every ``stride``-th point (a start search)."""
@@ -117,8 +133,13 @@ class Problem:
     def solve(self, theta: np.ndarray, dots: bool = True,
               with_jacobian: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Residual (weighted), non-negative scales (dot columns then fixed), dot columns (unweighted).
-        ``with_jacobian``: an analytic model's derivatives come with its column at little extra cost, kept for
-        :meth:`jacobian` at the same theta (a least-squares step asks for both)."""
+        ``with_jacobian``: an analytic model's derivatives come with its column, kept for :meth:`jacobian` at the
+        same theta. The solves at the last ``KEPT_SOLVES`` thetas are kept: asked again (the optimum after a fit, the
+        covariance) they are returned, not recomputed (nor counted in :attr:`nfev`)."""
+        key = theta.tobytes()
+        kept = self._kept(key) if dots else None
+        if kept is not None and (kept[5] is not None or not with_jacobian or not self.model.analytic):
+            return kept[1], kept[2], kept[4]
         self.nfev += 1
         d_cols = None
         if not dots:
@@ -129,11 +150,33 @@ class Problem:
         else:
             cols = self.model.columns(theta)
         Ap = np.hstack([self._proj(cols * self.w[:, None]), self.fixed_p])
-        s = _nnls_projected(Ap, self.yp)
+        s = self._scales(Ap[:, :cols.shape[1]])
         r = self.yp - Ap @ s
         if dots:
-            self._last = (theta.tobytes(), r, s, Ap, cols, d_cols)
+            self._solves = [k for k in self._solves if k[0] != key][-(KEPT_SOLVES - 1):] + [(key, r, s, Ap, cols, d_cols)]
         return r, s, cols
+
+    def _kept(self, key: bytes) -> tuple | None:
+        """The kept solve at theta (as bytes), or None."""
+        return next((k for k in self._solves if k[0] == key), None)
+
+    def _scales(self, dots_p: np.ndarray) -> np.ndarray:
+        """:func:`_nnls_projected` of the projected weighted dot columns ``dots_p`` beside the fixed ones, whose part
+        of the normal equations is computed once."""
+        norms_d = np.sqrt(np.einsum("ij,ij->j", dots_p, dots_p))
+        live_d = norms_d > 1e-300
+        norms = np.concatenate([norms_d, self._fixed_norms])
+        live = np.concatenate([live_d, self._fixed_live])
+        if not live.any():
+            return np.zeros(norms.size)
+        Dn = dots_p[:, live_d] / norms_d[live_d]
+        m = Dn.shape[1]
+        G = np.empty((m + self._fixed_b.size,) * 2)
+        G[:m, :m] = Dn.T @ Dn
+        G[:m, m:] = Dn.T @ self._fixed_n
+        G[m:, :m] = G[:m, m:].T
+        G[m:, m:] = self._fixed_gram
+        return _nnls_normal(G, np.concatenate([Dn.T @ self.yp, self._fixed_b]), norms, live)
 
     def residual(self, theta: np.ndarray, with_jacobian: bool = False) -> np.ndarray:
         return self.solve(theta, with_jacobian=with_jacobian)[0]
@@ -142,18 +185,19 @@ class Problem:
         """Kaufman's variable-projection Jacobian of :meth:`residual`: -P (dA/dtheta s), P the projector off the
         active linear columns (capillary: analytic derivatives of the dot column). ``wanted``: the parameter indices
         whose columns are needed (others are 0; a flat plate's forward differences skip them)."""
-        if self._last is None or self._last[0] != theta.tobytes():
-            self.solve(theta, with_jacobian=True)
-        _, _, s, Ap, cols, d_cols = self._last
+        if self._kept(theta.tobytes()) is None:
+            self.solve(theta)
+        _, _, s, Ap, cols, d_cols = self._kept(theta.tobytes())
         m = cols.shape[1]
-        if self.model.analytic:
-            G = (d_cols if d_cols is not None else self.model.columns_jacobian(theta)[1]) * s[0]
+        k = self.model.instrument_index
+        skip = set(self.fixed_params) | (set(range(theta.size)) - {int(i) for i in wanted} if wanted is not None
+                                         else set())
+        if self.model.analytic:  # (the column's evaluation is kept on the model: its Jacobian builds on it)
+            G = (d_cols if d_cols is not None else
+                 self.model.columns_jacobian(theta, instrument=not {k, k + 1} <= skip)[1]) * s[0]
         else:  # forward differences of the dot columns (not of the whole projected solve), exact instrument columns
             base = cols @ s[:m]
             G = np.empty((base.size, theta.size))
-            k = self.model.instrument_index
-            skip = set(self.fixed_params) | (set(range(theta.size)) - {int(i) for i in wanted} if wanted is not None
-                                             else set())
             if not {k, k + 1} <= skip:
                 d_g, d_l = self.model.instrument_derivatives(theta)
                 G[:, k], G[:, k + 1] = d_g @ s[:m], d_l @ s[:m]
@@ -170,7 +214,8 @@ class Problem:
         D = self._proj(G * self.w[:, None])
         active = Ap[:, s > 0]
         if active.shape[1]:
-            U = np.linalg.qr(active)[0]
+            factor, tau, _, _ = dgeqrf(active)  # numpy.linalg.qr's LAPACK calls (same Q), without its wrapper's cost
+            U = dorgqr(factor, tau)[0]
             D = D - U @ (U.T @ D)
         return -D
 
@@ -183,9 +228,9 @@ class Problem:
 
 
 def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, fixed: dict[int, float] | None = None,
-         max_nfev: int = 200, tol: float = 1e-6):
+         max_nfev: int = 200, tol: float = 1e-6, hold_clipped: bool = False):
     """:func:`levenberg_marquardt` over the nonlinear parameters not in ``fixed`` (index -> value) nor the problem's
-    own; returns (all parameters, weighted sum of squares)."""
+    own (``hold_clipped`` passed on); returns (all parameters, weighted sum of squares)."""
     fixed = {**problem.fixed_params, **(fixed or {})}
     free = np.array([i for i in range(x0.size) if i not in fixed])
     full = x0.copy()
@@ -195,7 +240,7 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
     def fun(p):
         theta = full.copy()
         theta[free] = p
-        return problem.residual(theta, with_jacobian=True)
+        return problem.residual(theta)  # the column only: a rejected step needs no Jacobian
 
     def jac(p):
         theta = full.copy()
@@ -205,21 +250,44 @@ def fit_nonlinear(problem: Problem, x0: np.ndarray, lo: np.ndarray, hi: np.ndarr
     scale = problem.model.x_scale(x0)[:x0.size]
     p0 = np.clip(full[free], lo[free], hi[free])
     p, cost = levenberg_marquardt(fun, jac, p0, lo[free], hi[free], scale[free], tol=tol, max_nfev=max_nfev,
-                                  refresh=1 if problem.model.analytic else JACOBIAN_REFRESH)
+                                  refresh=1 if problem.model.analytic else JACOBIAN_REFRESH, hold_clipped=hold_clipped)
     theta = full.copy()
     theta[free] = p
     return theta, cost
 
 
+def _bounded_step(p: np.ndarray, step: np.ndarray, move: np.ndarray, M: np.ndarray, g: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """A damped step (in units of ``scale``) whose parameters beyond a bound are held at it and the others re-solved
+    (the minimum of the damped quadratic model M, g given the held ones): the clipped step alone keeps the other
+    parameters' moves that assumed the clipped one went further, and overshoots."""
+    target = p + step * scale
+    hit = move & ((target < lo) | (target > hi))
+    rest = move & ~hit
+    if not hit.any() or not rest.any():
+        return step
+    held = (np.clip(target, lo, hi) - p) / scale
+    out = step.copy()
+    out[hit] = held[hit]
+    try:
+        out[rest] = np.linalg.solve(M[np.ix_(rest, rest)], -(g[rest] + M[np.ix_(rest, hit)] @ held[hit]))
+    except np.linalg.LinAlgError:
+        return step
+    return out
+
+
 def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray, *,
                         tol: float = 1e-6, max_nfev: int = 200, refresh: int = 1,
-                        damping: float = 1e-3) -> tuple[np.ndarray, float]:
+                        damping: float = 1e-3, hold_clipped: bool = False) -> tuple[np.ndarray, float]:
     """Bounded Levenberg-Marquardt for a handful of parameters: (p, sum of squared residuals).
 
     ``fun(p)`` gives the residuals, ``jac(p)`` their Jacobian at the p of the last ``fun`` call that was accepted
-    (a variable-projection problem computes an analytic one with the residuals). Steps solve the Marquardt-scaled
-    normal equations (J^T J + lambda diag(J^T J)) d = -J^T r in units of ``scale``; a parameter at a bound whose
-    gradient points out of the box is held there for the step, the others are clipped into it; lambda follows
+    (a capillary's analytic one builds on the evaluation of the residuals, so a rejected step costs no Jacobian).
+    Steps solve the Marquardt-scaled normal equations (J^T J + lambda diag(J^T J)) d = -J^T r in units of
+    ``scale``; a parameter at a bound whose gradient points out of the box is held there for the step, the others
+    are clipped into it (``hold_clipped``: a parameter the step takes beyond a bound is held at it and the others
+    re-solved, :func:`_bounded_step`; the profile's capillary refits, whose first steps overshot, take 5-7
+    evaluations instead of 8-10); lambda follows
     Nielsen's rule from ``damping`` (shrunk by the gain ratio on success, doubled-and-doubling on failure). Stops
     when, with lambda below 1 (steps near Gauss-Newton's, not the short gradient steps of a heavily damped
     solver) and a fresh Jacobian, an accepted step lowers the cost by less than ``tol`` relatively or moves every
@@ -245,16 +313,17 @@ def levenberg_marquardt(fun, jac, p0: np.ndarray, lo: np.ndarray, hi: np.ndarray
         if not move.any():
             break
         diag = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
-        Am = A[np.ix_(move, move)] + lam * np.diag(diag[move])
-        try:
-            step_m = np.linalg.solve(Am, -g[move])
-        except np.linalg.LinAlgError:
+        Am = A + lam * np.diag(diag) if move.all() else A[np.ix_(move, move)] + lam * np.diag(diag[move])
+        _, _, step_m, info = dgesv(Am, -g[move])  # as numpy.linalg.solve, without its checks
+        if info != 0:  # singular
             lam *= nu
             nu *= 2.0
             continue
         step = np.zeros_like(p)
         step[move] = step_m
-        trial = np.clip(p + step * scale, lo, hi)
+        if hold_clipped:
+            step = _bounded_step(p, step, move, A + lam * np.diag(diag), g, lo, hi, scale)
+        trial = np.minimum(np.maximum(p + step * scale, lo), hi)  # np.clip's values, without its wrapper's cost
         actual_step = (trial - p) / scale
         if not np.any(actual_step):
             break
@@ -315,7 +384,8 @@ def covariance(problem: Problem, theta: np.ndarray, scales: np.ndarray, cols: np
         return problem.model.columns(th) @ scales[:cols.shape[1]]
 
     if problem.model.analytic:
-        Jnl = problem.model.columns_jacobian(theta)[1] * scales[0]
+        k = problem.model.instrument_index
+        Jnl = problem.model.columns_jacobian(theta, instrument=not {k, k + 1} <= set(problem.fixed_params))[1] * scales[0]
     else:
         base = calc(theta)
         J = []
@@ -348,7 +418,9 @@ def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_st
     the side with room: the curvature of chi^2 there gives the e.s.d., the width of the valley, not the steep rise
     of its slope). The step is PROFILE_STEP covariance e.s.d.s, at least 0.005, at most 0.45 of the room to the
     farther bound, shrunk 5-fold where it raises chi^2 beyond PROFILE_MAX_RISE x chi2_red (a covariance e.s.d.
-    that means little, as at a bound). Each refit starts along the covariance's valley (``cov``)."""
+    that means little, as at a bound). Each refit starts along the covariance's valley (``cov``); a capillary's refits
+    hold a parameter their step takes beyond a bound at it and re-solve the others (``hold_clipped`` of
+    :func:`levenberg_marquardt`: 5-7 evaluations instead of 8-10)."""
     room = max(theta[1] - lo[1], hi[1] - theta[1])
     delta = min(max(PROFILE_STEP * disp_std, 0.005), 0.45 * room)  # two steps fit on the side with room
 
@@ -356,7 +428,8 @@ def dispersion_profile(problem: Problem, theta: np.ndarray, cost: float, disp_st
         start = theta.copy()
         if cov is not None and cov[1, 1] > 0:  # along the covariance's valley: near the refit's optimum
             start = np.clip(theta + cov[:, 1] / cov[1, 1] * (value - theta[1]), lo, hi)
-        current, c = fit_nonlinear(problem, start, lo, hi, fixed={1: value}, max_nfev=PROFILE_NFEV, tol=PROFILE_TOL)
+        current, c = fit_nonlinear(problem, start, lo, hi, fixed={1: value}, max_nfev=PROFILE_NFEV, tol=PROFILE_TOL,
+                                   hold_clipped=problem.model.analytic)
         return value, c, current[0], volume_diameter(basis, current)
 
     pts = [(theta[1], cost, theta[0], volume_diameter(basis, theta))]

@@ -40,25 +40,49 @@ class SpectralRows:
         self._d_lorentz = -np.pi * self.f
         self.cut = slice(pad, pad + points)
 
-    def convolve(self, weights: np.ndarray, live: np.ndarray, gauss: float, lorentz: float,
+    def within_reach(self, gauss: float, lorentz: float) -> bool:
+        """Whether a Voigt profile of these FWHMs fits the padding (beyond it :meth:`convolve` falls back to
+        ``voigt_convolve``)."""
+        return gauss + 4.0 * lorentz <= self.reach
+
+    def transfer(self, gauss: float, lorentz: float) -> np.ndarray:
+        """The Voigt transfer function of FWHMs ``gauss`` and ``lorentz`` at the spectra's frequencies."""
+        return np.exp(self._d_gauss * (gauss * gauss) + self._d_lorentz * lorentz)
+
+    def spectra(self, weights: np.ndarray, live: np.ndarray | slice, gauss: float, lorentz: float,
+                transfer: np.ndarray | None = None) -> np.ndarray:
+        """Spectra of the rows ``weights`` (populations x live clusters) . crystal[live] times the Voigt transfer
+        function of FWHMs ``gauss`` and ``lorentz`` (within reach; ``transfer``: that of :meth:`transfer` where
+        already computed); :meth:`rows` turns them into patterns."""
+        transfer = self.transfer(gauss, lorentz) if transfer is None else transfer
+        return (np.atleast_2d(weights) @ self.spec[live]) * transfer
+
+    def rows(self, spectra: np.ndarray) -> np.ndarray:
+        """Patterns (rows x points of the axis) of spectra from :meth:`spectra` (or their derivatives)."""
+        return scipy.fft.irfft(spectra, n=self.n, axis=-1)[..., self.cut]
+
+    def derivative_spectra(self, spectrum: np.ndarray) -> np.ndarray:
+        """The spectra of one convolved row differentiated by the Gaussian FWHM squared and the Lorentzian FWHM (2 x
+        frequencies)."""
+        return np.stack([spectrum * self._d_gauss, spectrum * self._d_lorentz])
+
+    def convolve(self, weights: np.ndarray, live: np.ndarray | slice, gauss: float, lorentz: float,
                  derivatives: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows ``weights`` (populations x live clusters) . crystal[live] convolved with a Voigt profile of FWHMs
         ``gauss`` and ``lorentz``; ``derivatives``: also d/d(gauss^2) and d/d(lorentz) of the first row (1-row
         arrays), as ``voigt_convolve(..., derivatives=True)`` gives them."""
         weights = np.atleast_2d(weights)
-        if gauss + 4.0 * lorentz > self.reach:  # beyond the padding: the general routine
+        if not self.within_reach(gauss, lorentz):  # beyond the padding: the general routine
             rows = weights @ self.crystal[live]
             if not derivatives:
                 return voigt_convolve(rows, self.step, gauss, lorentz, max_fwhm=self.max_fwhm)
             out, d_g, d_l = voigt_convolve(rows, self.step, gauss, lorentz, derivatives=True, max_fwhm=self.max_fwhm)
             return out, d_g[:1], d_l[:1]
-        transfer = np.exp(self._d_gauss * (gauss * gauss) + self._d_lorentz * lorentz)
-        spec = (weights @ self.spec[live]) * transfer
-        out = scipy.fft.irfft(spec, n=self.n, axis=1)[:, self.cut]
+        spec = self.spectra(weights, live, gauss, lorentz)
+        out = self.rows(spec)
         if not derivatives:
             return out
-        d = scipy.fft.irfft(np.stack([spec[0] * self._d_gauss, spec[0] * self._d_lorentz]), n=self.n,
-                            axis=1)[:, self.cut]
+        d = self.rows(self.derivative_spectra(spec[0]))
         return out, d[:1], d[1:]
 
 
