@@ -255,6 +255,16 @@ class Predictor:
             return empty
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    def _probe_shift(self, X: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """The solvent probe's shift of ln D and ln D_V per pattern (:mod:`~qdots_bluesky.models.solvent_probe`),
+        the mixtures made one batch at a time (at most k x ``batch_size`` rows held)."""
+        shifts = []
+        for i in range(0, X.shape[0], self.batch_size):
+            mixed = self.raw_outputs(mixed_patterns(X[i:i + self.batch_size], self.solvent_probe))["continuous"]
+            shifts.append(probe_shift(mu[i:i + self.batch_size],
+                                      continuous_estimates(mixed, self.contents.config)[0]))
+        return np.concatenate(shifts) if shifts else np.zeros((0, 2))
+
     def _per_row(self, reports: Any, n: int) -> list[Any]:
         if reports is None or isinstance(reports, (StandardizationReport, Mapping)):
             reports = [reports] * n
@@ -316,9 +326,7 @@ class Predictor:
             # the continuous head: Gaussian estimates of ln D, ln D_V, dispersion and strain, calibrated widths
             mu, sd = continuous_estimates(out["continuous"], self.contents.config)
             if self.solvent_probe is not None:  # widened by how far the sizes move with more solvent
-                mixed, _ = continuous_estimates(self.raw_outputs(mixed_patterns(X, self.solvent_probe))["continuous"],
-                                                self.contents.config)
-                sd = probe_widened_std(sd, probe_shift(mu, mixed))
+                sd = probe_widened_std(sd, self._probe_shift(X, mu))
             sd = calibrated_std(sd, self.continuous_calibration)
             mean, std = np.exp(mu[:, 0]), np.exp(mu[:, 0]) * sd[:, 0]  # log-normal median and its 1-sigma width
             cont = {"size_volume_nm": np.exp(mu[:, 1]), "size_volume_std_nm": np.exp(mu[:, 1]) * sd[:, 1],

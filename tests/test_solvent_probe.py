@@ -11,10 +11,12 @@ from qdots_bluesky.models.solvent_probe import (
     PROBE_SHARE,
     check_probes,
     mixed_patterns,
+    padded_ends,
     probe_shift,
     probe_widened_std,
 )
 from qdots_bluesky.predictor import Predictor
+from qdots_bluesky.standardize import QGrid, standardize_pattern
 
 
 def test_mixtures_are_the_training_mixing_in_blocks_per_probe():
@@ -29,10 +31,33 @@ def test_mixtures_are_the_training_mixing_in_blocks_per_probe():
     assert np.allclose(mixed.mean(axis=1), 1.0, atol=1e-5)  # mean 1 in, mean 1 out
 
 
+def test_truncated_patterns_are_mixed_on_their_measured_points_and_padded_again():
+    """Training mixes a solvent on the measured axis and then pads; the probe must do the same, not add solvent to
+    the padding (a laboratory scan is padded over two thirds of the grid)."""
+    q = QGrid().q
+    x = np.linspace(1.5, 6.0, 900)  # Q 1.5-6 1/A: padded below 1.5 and above 6
+    X, report = standardize_pattern(x, 1.0 + np.exp(-((x - 2.0) / 0.1) ** 2), x_unit="q")
+    lo, hi = padded_ends(X[None])
+    assert (lo[0], hi[0]) == (report.n_pad_low, report.n_pad_high) and lo[0] > 100 and hi[0] > 1000
+    solvent = np.exp(-((q - 1.4) / 0.5) ** 2) + 0.1
+    mixed = mixed_patterns(X[None], solvent[None])[0]
+    a, b = lo[0], q.size - hi[0]
+    assert np.all(mixed[:a] == mixed[0]) and np.all(mixed[b:] == mixed[-1])  # still padded, one value each end
+    assert mixed[0] == pytest.approx(mixed[a:a + 5].mean(), rel=1e-5)  # with the outermost measured points' mean
+    assert mixed.mean() == pytest.approx(1.0, rel=1e-5)
+    inside = mixed[a:b] / mixed[a:b].mean()
+    expected = 0.7 * X[a:b] / X[a:b].mean() + 0.3 * solvent[a:b] / solvent[a:b].mean()
+    assert np.allclose(inside, expected / expected.mean(), rtol=1e-5)
+    full = np.ones((1, q.size), np.float32)
+    full[0, 1::2] = 1.5  # no constant run at either end: nothing padded
+    assert [int(v[0]) for v in padded_ends(full)] == [0, 0]
+
+
 def test_shift_is_the_largest_over_probes_of_the_probed_columns():
     mean = np.array([[1.0, 2.0, 0.1, 0.0], [1.5, 1.6, 0.2, 0.0]])
     mixed = np.concatenate([mean + [0.1, -0.3, 5.0, 5.0], mean + [-0.2, 0.1, 5.0, 5.0]])
     assert np.allclose(probe_shift(mean, mixed), [[0.2, 0.3], [0.2, 0.3]])  # dispersion and strain not probed
+    assert probe_shift(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0, 2)
 
 
 def test_widening_adds_in_quadrature_to_the_sizes_only():

@@ -69,10 +69,13 @@ def probe_outputs_shift(net: "QDotsNet", x: np.ndarray, mean: np.ndarray, probes
                         instrument: np.ndarray | None = None) -> np.ndarray:
     """The solvent probe's shift of ln D and ln D_V (:func:`~qdots_bluesky.models.solvent_probe.probe_shift`) for
     patterns ``x`` whose continuous means are ``mean``, through the torch network."""
-    k = probes.shape[0]
-    mixed_instrument = None if instrument is None else np.tile(instrument, (k, 1))
-    mixed = network_outputs(net, mixed_patterns(x, probes), mixed_instrument)["continuous"].numpy()
-    return probe_shift(mean, continuous_estimates(mixed, net.config)[0])
+    k, shifts = probes.shape[0], []
+    for s in range(0, x.shape[0], 1024):  # (at most k x 1024 mixtures held)
+        rows = slice(s, s + 1024)
+        mixed_instrument = None if instrument is None else np.tile(instrument[rows], (k, 1))
+        mixed = network_outputs(net, mixed_patterns(x[rows], probes), mixed_instrument)["continuous"].numpy()
+        shifts.append(probe_shift(mean[rows], continuous_estimates(mixed, net.config)[0]))
+    return np.concatenate(shifts)
 
 
 def calibrate(net: "QDotsNet", source: Source, validation: DrawnSet, settings: TrainingSettings, seed: int,

@@ -1,6 +1,8 @@
 """The settings of a training run (a module of its own, so that command-line help needs no heavy imports)."""
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import asdict, dataclass, field
 
 #: Default of ``AugmentationSettings.strain_jitter`` (here, where the command-line help can read it without the
@@ -95,7 +97,7 @@ class TrainingSettings:
         self.kernels = check_per_convolution("kernels", self.kernels)
         for name in ("max_epochs", "samples_per_epoch", "batch_size"):
             value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
+            if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1):
                 raise ValueError(f"{name}={value!r}; accepted: an integer >= 1")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate!r}; accepted: a number > 0")
