@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numbers
-
 from dataclasses import asdict, dataclass, field
 
 #: Default of ``AugmentationSettings.strain_jitter`` (here, where the command-line help can read it without the
