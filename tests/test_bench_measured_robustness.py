@@ -39,6 +39,20 @@ def test_rebin_averages_and_combines_sigma():
     assert bench.rebin(2)(x, y, None, None)[2] is None
 
 
+def test_decimation_keeps_every_kth_point():
+    x = np.arange(10.0)
+    xs, ys, ss = bench.decimate(3)(x, x * 2, np.ones(10), None)
+    assert np.array_equal(xs, [0, 3, 6, 9]) and np.array_equal(ys, [0, 6, 12, 18]) and np.array_equal(ss, np.ones(4))
+
+
+def test_no_blank_named_no_subtraction(tmp_path):
+    info = bench.NameInfo(0.56, 5.0, "synchrotron")
+    x = np.linspace(1, 80, 100)
+    assert bench.subtract_solvent(tmp_path / "PbS_synchr_wl0p56A_5p00nm.xy", info, x, x, None, tmp_path) is None
+    # named, but no blank file in the solvents directory
+    assert bench.subtract_solvent(tmp_path / "PbS_synchr_wl0p56A_5p00nm_hexane.xy", info, x, x, None, tmp_path) is None
+
+
 def test_thinning_makes_the_counts_of_a_shorter_exposure():
     rng = np.random.default_rng(1)
     counts = rng.poisson(400.0, 20000).astype(float)
@@ -103,7 +117,7 @@ def test_end_to_end_on_a_simulated_pattern(tmp_path, capsys):
     assert abs(report["rows"]["as measured"][0]["size_nm"] - 5.0) <= 0.5
     assert report["rows"]["as measured"][0]["base_nm"] == report["rows"]["as measured"][0]["size_nm"]
     # the file has no sigma column: the added-noise derivation says so and sizes nothing
-    assert not report["rows"]["noise x2 (Gaussian added)"]
+    assert not report["rows"]["noise x4 (Gaussian added)"]
 
 
 def test_no_data_and_bad_draws(tmp_path, capsys):
@@ -118,4 +132,7 @@ def test_real_measured_data(capsys):
         pytest.skip(f"no measured data at {MEASURED}")
     assert bench.main([str(MEASURED), "--draws", "1"]) == 0
     out = capsys.readouterr().out
-    assert any(line.startswith("as measured") and "6/6" in line for line in out.splitlines())
+    lines = out.splitlines()
+    assert any(line.startswith("as measured") and "6/6" in line for line in lines)
+    # the two colloids named with their solvent, whose blanks are in ../solvents, are sized with it subtracted
+    assert any(line.startswith("solvent subtracted") and "2/2" in line for line in lines)
