@@ -1,6 +1,6 @@
 """Which part of a measured colloid pattern moves the network's size: the DSE refinement's components (dots model,
 blank, background, residual) fed to the network alone and in combinations, with the instrument resolution refined
-(a Lorentzian of ~0.016 1/A comes out) and held at zero (a wider size distribution comes out instead)."""
+(a Lorentzian of 0.013-0.014 1/A comes out over Q 0.8-16 1/A) and held at zero (a wider size distribution comes out instead)."""
 import sys
 
 from qdots_bluesky.io import read_pattern
