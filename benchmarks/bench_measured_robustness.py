@@ -124,7 +124,7 @@ def derivations(wavelength_a: float) -> list[Derivation]:
     out += [Derivation(f"Q max {q:g} 1/A", lab, False, q_window(None, q, wavelength_a)) for q in (4.5, 4.0)]  # 2theta 67, 59 deg at Cu
     out += [Derivation(f"Q min {q:g} 1/A", syn + lab, False, q_window(q, None, wavelength_a)) for q in (1.5, 2.0)]
     out += [Derivation(f"{k} points averaged", syn, False, rebin(k)) for k in (4, 16, 32)]
-    out += [Derivation(f"every {k}th point (coarser scan step)", lab, False, decimate(k)) for k in (2, 4)]
+    out += [Derivation(f"1 point in {k} kept (coarser scan step)", lab, False, decimate(k)) for k in (2, 4)]
     out += [Derivation(f"exposure x{p:g} (counts thinned)", lab, True, thin_counts(p)) for p in (0.25, 1 / 16)]
     out += [Derivation(f"noise x{f:g} (Gaussian added)", syn, True, more_noise(f)) for f in (4.0, 16.0, 64.0)]
     out += [Derivation("solvent subtracted (refined blank scale)", syn, False, None)]

@@ -24,7 +24,7 @@ def small_library(tmp_path_factory):
 def trained(small_library, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "model.safetensors"
     settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2,
-                                coarse_epochs=1)
+                                coarse_epochs=1, solvent_probe=True)
     return train_model(small_library, out, settings, progress=False)
 
 
@@ -69,7 +69,7 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     assert set(m["test_continuous"]["by_snr"]) == {"122.0", "46.0", "24.0", "14.0"}
     assert est[0].size_volume_nm > 0 and est[0].size_std_nm > 0 and est[0].strain_std > 0
     assert meta["training"]["population_ranges"]["mean_diameter_nm"] == [1.5, 11.0]
-    # the solvent probe (default): the built-in solvents on the grid, mean 1, in both members, and in use
+    # the solvent probe (asked for): the built-in solvents on the grid, mean 1, in both members, and in use
     probes = bundle.tensors[T_SOLVENT_PROBE]
     assert probes.shape == (2, 5004) and np.allclose(probes.mean(axis=1), 1.0, atol=1e-5)
     assert np.array_equal(bundle.coarse.tensors[T_SOLVENT_PROBE], probes)
@@ -89,10 +89,10 @@ def test_library_populations_only_trains_the_class_model(small_library, tmp_path
 
 def test_known_instrument_share_trains_the_instrument_input(small_library, tmp_path):
     settings = TrainingSettings(seed=2, max_epochs=2, samples_per_epoch=512, batch_size=128, validation_repeats=1,
-                                precision="fp32", coarse_epochs=1, known_instrument_share=0.5, solvent_probe=False)
+                                precision="fp32", coarse_epochs=1, known_instrument_share=0.5)
     result = train_model(small_library, tmp_path / "known.safetensors", settings, progress=False)
     bundle = read_bundle(result.bundle_path)
-    assert T_SOLVENT_PROBE not in bundle.tensors and T_SOLVENT_PROBE not in bundle.coarse.tensors  # switched off
+    assert T_SOLVENT_PROBE not in bundle.tensors and T_SOLVENT_PROBE not in bundle.coarse.tensors  # off by default
     assert bundle.config["instrument_input"] is True and bundle.config["instrument_fwhm_max_q"] == 0.005
     assert bundle.coarse.config["instrument_input"] is True
     assert np.any(bundle.weights["instrument_film.weight"] != 0)  # it learnt from the told populations
@@ -123,7 +123,7 @@ def test_training_without_blanks_has_no_presence_head(small_library, tmp_path):
 
 def test_training_is_reproducible(small_library, trained, tmp_path):
     settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2,
-                                coarse_epochs=1)
+                                coarse_epochs=1, solvent_probe=True)
     again = train_model(small_library, tmp_path / "again.safetensors", settings, progress=False)
     assert again.metrics["test_size_accuracy"] == trained.metrics["test_size_accuracy"]
     first, second = read_bundle(trained.bundle_path), read_bundle(again.bundle_path)

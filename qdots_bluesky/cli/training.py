@@ -105,10 +105,11 @@ def add_train(sub) -> None:
                         "Gives `qdots predict --instrument-fwhm` and LiveSizer(instrument_fwhm_q=) a model to use; 0: "
                         f"no instrument input (default {d.known_instrument_share:g}; 0 with --library-populations-only, "
                         "whose populations carry no instrument profile)")
-    p.add_argument("--no-solvent-probe", action="store_true",
-                   help="calibrate the size uncertainties without the solvent probe (by default they are widened by "
-                        "how far the size moves when 30 %% of a built-in solvent model is mixed into the pattern, and "
-                        "calibrated with it: README, *Measured patterns*); continuous populations only")
+    p.add_argument("--solvent-probe", action="store_true",
+                   help="widen the size uncertainties by how far the size moves when 30 %% of a built-in solvent model "
+                        "is mixed into the pattern, and calibrate them with that (README, *Measured patterns*: it "
+                        "covers solvent-subtracted colloids better but widens laboratory films' uncertainties beyond "
+                        "their errors; off in the shipped model); continuous populations only")
     p.add_argument("--cross-validation", type=int, default=0, metavar="K",
                    help="also run K-fold cross-validation by simulation and report mean and spread of the test accuracy")
     p.set_defaults(func=cmd_train)
@@ -226,7 +227,7 @@ def _train_pbs(args) -> int:
                                 filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
                                 continuous=not args.library_populations_only, faceted_share=args.faceted_share,
                                 known_instrument_share=_known_instrument_share(args, d),
-                                solvent_probe=not args.no_solvent_probe)
+                                solvent_probe=args.solvent_probe)
     augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]

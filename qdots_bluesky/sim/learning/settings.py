@@ -88,8 +88,9 @@ class TrainingSettings:
     # instrument profile: a model trained on the library's populations (continuous=False) has no instrument input
     known_instrument_share: float = 0.5
     # the solvent probe (models.solvent_probe): the continuous size's standard deviations widened by how far the size
-    # moves when 30 % of a built-in solvent model is mixed in, calibrated with it; the probes go into the bundle
-    solvent_probe: bool = True
+    # moves when 30 % of a built-in solvent model is mixed in, calibrated with it; the probes go into the bundle. Off
+    # in the shipped recipe: it widens laboratory films' uncertainties beyond their errors (README, *Measured patterns*)
+    solvent_probe: bool = False
 
     def __post_init__(self) -> None:
         self.filters = check_per_convolution("filters", self.filters)
