@@ -153,6 +153,8 @@ class Problem:
         s = self._scales(Ap[:, :cols.shape[1]])
         r = self.yp - Ap @ s
         if dots:
+            for a in (r, s, Ap, cols) + ((d_cols,) if d_cols is not None else ()):
+                a.flags.writeable = False  # kept and handed out again: an in-place change would corrupt later steps
             self._solves = [k for k in self._solves if k[0] != key][-(KEPT_SOLVES - 1):] + [(key, r, s, Ap, cols, d_cols)]
         return r, s, cols
 
