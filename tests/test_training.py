@@ -217,6 +217,11 @@ def test_train_and_evaluate_commands(small_library, tmp_path, capsys):
     assert "coarse-sampling specialist sized the patterns with a Q step >= 0.037 1/A (points: 251)" in out
     assert main(["train", "--library", str(tmp_path / "missing.h5"), "-o", str(model)]) == 2
     assert "--build-library" in capsys.readouterr().err
+    # bad options are refused in the command line's words before a library is built
+    assert main(["train", "--library", str(tmp_path / "new.h5"), "--build-library", "--epochs", "0",
+                 "-o", str(model)]) == 2
+    assert "--epochs 0; accepted: an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "new.h5").exists()
 
 
 def test_balanced_draws_give_every_simulation_every_condition():

@@ -201,6 +201,12 @@ def _train_task(args, task) -> int:
     return 0
 
 
+#: TrainingSettings fields and the options that set them (their errors are reported in the options' words).
+_SETTING_OPTIONS = {"max_epochs": "--epochs", "samples_per_epoch": "--samples-per-epoch", "batch_size": "--batch-size",
+                    "learning_rate": "--learning-rate", "coarse_epochs": "--coarse-epochs",
+                    "faceted_share": "--faceted-share", "known_instrument_share": "--known-instrument-share"}
+
+
 def _train_pbs(args) -> int:
     from ..sim.learning.augment import AugmentationSettings
     from ..sim.learning.train import TrainingSettings, cross_validate, train_model
@@ -211,6 +217,20 @@ def _train_pbs(args) -> int:
                             ("max_minutes", d.max_minutes)):
         if getattr(args, option) is None:
             setattr(args, option, default)
+    try:  # the options checked before any library is built
+        settings = TrainingSettings(seed=args.seed, max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
+                                    batch_size=args.batch_size, learning_rate=args.learning_rate,
+                                    patience=args.patience, max_minutes=args.max_minutes, precision=args.precision,
+                                    input_transform=args.input_transform, focal_gamma=args.focal_gamma,
+                                    filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
+                                    continuous=not args.library_populations_only, faceted_share=args.faceted_share,
+                                    known_instrument_share=_known_instrument_share(args, d),
+                                    solvent_probe=args.solvent_probe)
+    except ValueError as exc:  # in the words of the command line
+        message = str(exc)
+        for field, option in _SETTING_OPTIONS.items():
+            message = message.replace(f"{field}=", f"{option} ")
+        raise ValueError(message) from None
     library = Path(args.library)
     if not library.exists():
         if not args.build_library:
@@ -220,14 +240,6 @@ def _train_pbs(args) -> int:
 
         print(f"building the reference library (1292 patterns, Q grid) at {library}")
         build_library(LibrarySettings(tth_grid_deg=None), library, progress=True)
-    settings = TrainingSettings(seed=args.seed, max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
-                                batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-                                max_minutes=args.max_minutes, precision=args.precision,
-                                input_transform=args.input_transform, focal_gamma=args.focal_gamma,
-                                filters=args.filters, kernels=args.kernels, coarse_epochs=args.coarse_epochs,
-                                continuous=not args.library_populations_only, faceted_share=args.faceted_share,
-                                known_instrument_share=_known_instrument_share(args, d),
-                                solvent_probe=args.solvent_probe)
     augmentation = AugmentationSettings(strain_jitter=args.strain_jitter)
     if args.solvent_blank:
         augmentation.solvent_blanks = [_parse_blank(b) for b in args.solvent_blank]
