@@ -22,6 +22,11 @@ FLAGS: dict[str, str] = {
     "truncated_q_range": "the data cover less than 95 % of the model's Q grid; the missing part was padded with the "
                          "mean of the outermost points; accuracy drops as Q_max falls or Q_min rises (the evaluation "
                          "report's q_max and q_min curves give it for a model: qdots evaluate)",
+    "beyond_trained_q_range": "the data start above, or end below, every Q range the network was trained with (the "
+                              "bundle's augmentation: starts up to 1.7, ends from 3.0 1/A for the shipped model): the "
+                              "first reflections or too much of the pattern are missing, and the size can be off by "
+                              "more than its uncertainty (measured colloids cut to start at 2.0 1/A read up to 0.28 nm "
+                              "off: README, *Recorded another way*)",
     "padded": "a few grid points (under 5 % of the grid) at a Q end were padded; usually harmless (padding only "
               "above the last Q the network reads is not flagged)",
     "coarse_sampling": "the data's median Q step is more than 10 times the grid step, so the grid was rebuilt from "

@@ -89,6 +89,8 @@ from .standardize import QGrid, StandardizationReport, standardize_batch, standa
 LOW_CONFIDENCE = 0.5
 #: Coverage of the grid below which ``truncated_q_range`` (rather than ``padded``) is raised.
 TRUNCATION_COVERAGE = 0.95
+#: Margin (1/A) beyond the trained Q starts and ends before ``beyond_trained_q_range`` is raised.
+TRAINED_Q_TOLERANCE = 0.02
 #: Ratio of the data's Q step to the grid step above which ``coarse_sampling`` is raised.
 COARSE_FACTOR = 10.0
 
@@ -155,6 +157,10 @@ class Predictor:
         self.solvent_probe = (np.asarray(t[T_SOLVENT_PROBE], dtype=np.float32)
                               if self.continuous_calibration is not None and T_SOLVENT_PROBE in t else None)
         self.grid: QGrid = contents.grid
+        # the latest Q start and the earliest Q end (1/A) the network was trained with (its synchrotron augmentation)
+        aug = contents.metadata.get("augmentation") or {}
+        self.trained_q_ends = ((float(aug["q_min_range"][1]), float(aug["q_max_range"][0]))
+                               if "q_min_range" in aug and "q_max_range" in aug else None)
         self.task = contents.task  # what it answers: the quantum-dot size task (qdots_bluesky.models.task)
         cfg = contents.config
         self.size_classes_nm = np.asarray(cfg["size_classes_nm"], dtype=np.float64)
@@ -174,6 +180,7 @@ class Predictor:
                                     instrument_fwhm_q=self.instrument_fwhm_q)
             self.coarse.network = "coarse"
             self.coarse.trained_range_nm = self.trained_range_nm
+            self.coarse.trained_q_ends = self.trained_q_ends
         self._run_engine(np.ones((1, self.grid.n_points), dtype=np.float32))  # warm-up: allocations, kernels, CUDA context
 
     def _run_engine(self, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -403,6 +410,13 @@ class Predictor:
         elif int(rep.get("n_pad_low", 0)) > 0 or int(rep.get("n_pad_high", 0)) > g.n_points - self.n_points_seen:
             flags.append("padded")
             details["padded"] = f"{n_pad} grid points padded: {where}"
+        q_lo, q_hi = float(rep.get("q_min_data", g.q_min)), float(rep.get("q_max_data", g.q_max))
+        if self.trained_q_ends is not None:
+            start_max, end_min = self.trained_q_ends
+            if q_lo > start_max + TRAINED_Q_TOLERANCE or q_hi < end_min - TRAINED_Q_TOLERANCE:
+                flags.append("beyond_trained_q_range")
+                details["beyond_trained_q_range"] = (f"data cover Q {q_lo:.2f}-{q_hi:.2f} 1/A; trained with starts up "
+                                                     f"to {start_max:g} and ends from {end_min:g} 1/A")
         step = float(rep.get("source_q_step", 0.0))
         if step > COARSE_FACTOR * g.step:
             flags.append("coarse_sampling")

@@ -171,6 +171,26 @@ def test_range_and_sampling_flags(predictor):
     assert not {"coarse_sampling", "truncated_q_range", "padded"} & set(e.flags)
 
 
+def test_flag_beyond_the_trained_q_range(predictor):
+    """The shipped bundle was trained with Q starts up to 1.7 and ends from 3.0 1/A: data starting at 2.0 (the first
+    reflections cut) are flagged, data within those ranges not (an end below 3.0 1/A cannot be standardized on the
+    shipped grid: less than 2 1/A overlap); a bundle that does not record its augmentation (the tiny test bundle)
+    raises no such flag."""
+    shipped = Predictor.from_bundle(device="numpy")
+    assert shipped.trained_q_ends == (1.7, 3.0)
+    x = synthetic_patterns(1, seed=26)[0]
+    for q_lo, q_hi, flagged in ((2.0, 15.0, True), (1.75, 12.0, True), (1.6, 15.0, False), (1.0, 3.1, False)):
+        q = np.linspace(q_lo, q_hi, 3000)
+        e = shipped.predict_pattern(q, np.interp(q, GRID.q, x), x_unit="q")
+        assert ("beyond_trained_q_range" in e.flags) == flagged, (q_lo, q_hi, e.flags)
+        if flagged:
+            assert f"data cover Q {q_lo:.2f}-" in e.flag_details["beyond_trained_q_range"]
+            assert "trained with starts up to 1.7 and ends from 3 1/A" in e.flag_details["beyond_trained_q_range"]
+    q = np.linspace(2.5, 15.0, 3000)
+    assert predictor.trained_q_ends is None
+    assert "beyond_trained_q_range" not in predictor.predict_pattern(q, np.interp(q, GRID.q, x), x_unit="q").flags
+
+
 def test_ood_flag_fires_for_a_constant_pattern(tmp_path):
     rng = np.random.default_rng(3)
     base = synthetic_patterns(4, seed=7)
