@@ -51,8 +51,9 @@ Status (:data:`STATUSES`): ``"sized"``; ``"no_nanocrystals"`` (the presence head
 no size is given, ``size_nm`` and the size class are NaN, ``null`` in JSON); ``"above_range"`` / ``"below_range"``
 (the estimate lies beyond the sizes the model was trained on, ``trained_range_nm``: no size is given, the summary
 says ``> 11.0 nm`` or ``< 1.5 nm``). The class probabilities stay the network's reading in every case. Where a
-pattern is flagged ``out_of_distribution`` or ``size_at_range_edge``, or has no size, ``confidence`` is NaN: a
-calibrated class probability only holds for patterns like the training data, inside the trained range.
+pattern is flagged ``out_of_distribution``, ``size_at_range_edge`` or ``beyond_trained_q_range``, or has no size,
+``confidence`` is NaN: a calibrated class probability only holds for patterns like the training data, inside the
+trained range.
 
 Flags (:data:`FLAGS`): ``no_nanocrystals``, ``out_of_distribution``, ``low_confidence``,
 ``truncated_q_range``, ``padded``, ``coarse_sampling``, ``size_at_range_edge``; ``flag_details``
@@ -385,7 +386,7 @@ class Predictor:
                     details.pop("low_confidence")
                 size = size_std = size_class = np.nan
                 extra = {key: np.nan for key in extra}
-            if status != "sized" or "out_of_distribution" in flags or "size_at_range_edge" in flags:
+            if status != "sized" or {"out_of_distribution", "size_at_range_edge", "beyond_trained_q_range"} & set(flags):
                 confidence = np.nan  # a calibrated class probability holds only for patterns like the training data
             estimates.append(SizeEstimate(
                 size_nm=size, size_std_nm=size_std, size_class_nm=size_class, status=status,

@@ -191,6 +191,25 @@ def test_flag_beyond_the_trained_q_range(predictor):
     assert "beyond_trained_q_range" not in predictor.predict_pattern(q, np.interp(q, GRID.q, x), x_unit="q").flags
 
 
+def test_no_confidence_beside_the_q_range_warning(tmp_path):
+    """A DSE pattern of 5 nm dots is sized with a calibrated confidence; cut to start at Q = 2 1/A (beyond the trained
+    starts) it is flagged and its confidence is NaN, as for out_of_distribution: no class probability near 1 beside
+    a warning."""
+    from qdots_bluesky.cli import main as qdots_main
+    from qdots_bluesky.io import read_pattern
+
+    path = tmp_path / "pbs.xy"
+    assert qdots_main(["simulate", "--material", "PbS", "--diameter", "5.0", "--dispersion", "0.1", "--q", "1:15:5004",
+                       "-o", str(path)]) == 0
+    pattern = read_pattern(path)
+    shipped = Predictor.from_bundle(device="numpy")
+    whole = shipped.predict_pattern(pattern.x, pattern.y, x_unit="q")
+    assert np.isfinite(whole.confidence) and not {"beyond_trained_q_range", "out_of_distribution"} & set(whole.flags)
+    keep = pattern.x >= 2.0
+    cut = shipped.predict_pattern(pattern.x[keep], pattern.y[keep], x_unit="q")
+    assert "beyond_trained_q_range" in cut.flags and np.isnan(cut.confidence) and np.isfinite(cut.size_nm)
+
+
 def test_ood_flag_fires_for_a_constant_pattern(tmp_path):
     rng = np.random.default_rng(3)
     base = synthetic_patterns(4, seed=7)
