@@ -236,7 +236,8 @@ def cmd_demo(args) -> int:
     try:
         told = getattr(sizer.predictor, "instrument_fwhm_q", None)
         instrument = ("" if gold else "; instrument resolution unknown" if told is None
-                      else "; instrument resolution told: {:g} {:g} 1/A".format(*told))
+                      else "; the network is told the instrument resolution: Gaussian and Lorentzian FWHM {:g} and {:g} "
+                           "1/A{}".format(*told, " (an ideal detector)" if not any(told) else ""))
         print(f"model {sizer.predictor.path} on {sizer.predictor.device}{instrument}; runs stored in "
               f"{store.description}", flush=True)
         print(f"scan: {args.points} patterns, {args.delay:g} s apart"
