@@ -1,20 +1,13 @@
 """Which part of a measured colloid pattern moves the network's size: the DSE refinement's components (dots model,
 blank, background, residual) fed to the network alone and in combinations, with the instrument resolution refined
 (a Lorentzian of 0.013-0.014 1/A comes out over Q 0.8-16 1/A) and held at zero (a wider size distribution comes out instead)."""
-import sys
-
-from qdots_bluesky.io import read_pattern
 from qdots_bluesky.predictor import Predictor
-from qdots_bluesky.refine import load_blank, refine_pattern
+from qdots_bluesky.refine import refine_pattern
 
-from common import SOLVENTS, WAVELENGTH_A, colloid
+from common import WAVELENGTH_A, colloids_with_blanks
 
-if not SOLVENTS.is_dir():
-    sys.exit(f"no data at {SOLVENTS}")
 pred = Predictor.from_bundle(device="numpy")
-for name in ("hexane", "toluene"):
-    p = read_pattern(colloid(name))
-    blank = load_blank(SOLVENTS / f"{name}.xye", None, default_wavelength_a=WAVELENGTH_A)
+for name, p, blank in colloids_with_blanks():
     for instrument in (None, (0.0, 0.0)):
         r = refine_pattern(p.x, p.y, p.sigma, wavelength_a=WAVELENGTH_A, blanks=[blank], solvent="none",
                            keep_curves=True, instrument_fwhm=instrument, q_range=(0.8, 16.0))

@@ -1,20 +1,13 @@
 """The network's size of the two 5.03 nm colloids with their measured blank subtracted at 0-105 % of the scale the
 DSE refinement finds (0 = as measured)."""
-import sys
-
-from qdots_bluesky.io import read_pattern
 from qdots_bluesky.predictor import Predictor
-from qdots_bluesky.refine import load_blank, refine_pattern
+from qdots_bluesky.refine import refine_pattern
 from qdots_bluesky.units import tth_to_q
 
-from common import SOLVENTS, WAVELENGTH_A, colloid
+from common import WAVELENGTH_A, colloids_with_blanks
 
-if not SOLVENTS.is_dir():
-    sys.exit(f"no data at {SOLVENTS}")
 pred = Predictor.from_bundle(device="numpy")
-for name in ("hexane", "toluene"):
-    p = read_pattern(colloid(name))
-    blank = load_blank(SOLVENTS / f"{name}.xye", None, default_wavelength_a=WAVELENGTH_A)
+for name, p, blank in colloids_with_blanks():
     r = refine_pattern(p.x, p.y, p.sigma, wavelength_a=WAVELENGTH_A, blanks=[blank], solvent="none", keep_curves=False)
     scale = r.scales[f"blank_{blank.name}"]
     q = tth_to_q(p.x, WAVELENGTH_A)

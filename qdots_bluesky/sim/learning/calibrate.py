@@ -9,7 +9,7 @@ the validation features); the tensors go into the bundle under its ``T_*`` names
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +23,6 @@ from ...models.calibration import (
 from ...models.continuous import calibrated_std, class_probabilities, fit_interval_calibration
 from ...models.engine import continuous_estimates
 from ...models.solvent_probe import mixed_patterns, probe_shift, probe_widened_std
-from ..physics.solvents import solvent_pattern
 from .augment import Augmenter
 from .fitting import network_outputs
 from .settings import TrainingSettings
@@ -56,15 +55,6 @@ class Calibration:
         return float(self.tensors[T_OOD_THRESHOLD][0])
 
 
-def solvent_probe_patterns(q: np.ndarray, wavelength_a: float, solvents: Sequence[str]) -> np.ndarray | None:
-    """The built-in solvent models ``solvents`` on the grid ``q`` (1/A) at ``wavelength_a`` (A), each mean 1: the
-    patterns of the solvent probe (:mod:`~qdots_bluesky.models.solvent_probe`); None without solvents."""
-    if not solvents:
-        return None
-    rows = [solvent_pattern(name, q, wavelength_a=wavelength_a) for name in solvents]
-    return np.stack([r / r.mean() for r in rows]).astype(np.float32)
-
-
 def probe_outputs_shift(net: "QDotsNet", x: np.ndarray, mean: np.ndarray, probes: np.ndarray,
                         instrument: np.ndarray | None = None) -> np.ndarray:
     """The solvent probe's shift of ln D and ln D_V (:func:`~qdots_bluesky.models.solvent_probe.probe_shift`) for
@@ -85,7 +75,7 @@ def calibrate(net: "QDotsNet", source: Source, validation: DrawnSet, settings: T
     the library's ``train_indices``) with the threshold from the validation features. For a network with an
     instrument input the validation patterns are told their instrument as in training (about half of them), and one
     power law serves both kinds of answer (README, *A known instrument resolution*). With solvent ``probes``
-    (:func:`solvent_probe_patterns`) the interval factors are fitted on the probe-widened standard deviations and
+    (:func:`~.train.probe_patterns`) the interval factors are fitted on the probe-widened standard deviations and
     the probes go into the bundle (:mod:`~qdots_bluesky.models.solvent_probe`)."""
     import torch
 

@@ -29,8 +29,9 @@ from ...models.engine import instrument_condition
 from ...standardize import QGrid
 from ..physics.cluster_basis import ClusterBasis, PopulationRanges, build_cluster_basis, population_targets
 from ..physics.library import Library, LibrarySettings, library_content_sha256, load_library
+from ..physics.solvents import solvent_pattern
 from .augment import AugmentationSettings, Augmenter
-from .calibrate import Calibration, blank_metrics, calibrate, continuous_metrics, reference_metrics, solvent_probe_patterns
+from .calibrate import Calibration, blank_metrics, calibrate, continuous_metrics, reference_metrics
 from .fitting import TrainingLoss, fit, network_outputs, resolve_precision
 from .settings import TrainingSettings  # noqa: F401  (re-exported)
 from .sources import (
@@ -142,12 +143,14 @@ def make_sources(data: PreparedLibrary, augmenter: Augmenter, settings: Training
 
 def probe_patterns(data: PreparedLibrary, augmentation: AugmentationSettings,
                    settings: TrainingSettings) -> np.ndarray | None:
-    """The solvent probe's patterns (the augmentation's built-in solvents on the library grid at its wavelength) for
-    a network with a continuous head where ``settings.solvent_probe``; else None."""
-    if not (settings.solvent_probe and data.basis is not None):
+    """The solvent probe's patterns (:mod:`~qdots_bluesky.models.solvent_probe`): the augmentation's built-in solvents
+    on the library grid at its wavelength, each mean 1, for a network with a continuous head where
+    ``settings.solvent_probe``; else None (also without solvents)."""
+    if not (settings.solvent_probe and data.basis is not None and augmentation.solvents):
         return None
     wavelength = float((data.lib.settings or {}).get("wavelength_a", 0.56))
-    return solvent_probe_patterns(data.lib.q, wavelength, list(augmentation.solvents))
+    rows = [solvent_pattern(name, data.lib.q, wavelength_a=wavelength) for name in augmentation.solvents]
+    return np.stack([r / r.mean() for r in rows]).astype(np.float32)
 
 
 def _validation_repeats(data: PreparedLibrary, settings: TrainingSettings) -> int:
@@ -157,10 +160,11 @@ def _validation_repeats(data: PreparedLibrary, settings: TrainingSettings) -> in
 
 def train_coarse_specialist(model: "QDotsNet", data: PreparedLibrary, augmenter: Augmenter,
                             augmentation: AugmentationSettings, settings: TrainingSettings, loss: TrainingLoss,
-                            fit_options: dict) -> tuple["CoarseSpecialist", dict]:
-    """Fine-tune a copy of ``model`` on coarsely sampled patterns (:func:`coarse_augmentation`), calibrate it, and
-    measure it and ``model`` on the reference conditions at :data:`COARSE_TEST_POINTS` points (``augmenter``: the
-    main augmentation). Returns the specialist for the bundle and its metrics."""
+                            fit_options: dict, probes: np.ndarray | None = None) -> tuple["CoarseSpecialist", dict]:
+    """Fine-tune a copy of ``model`` on coarsely sampled patterns (:func:`coarse_augmentation`), calibrate it (with
+    the solvent ``probes`` of :func:`probe_patterns`, as the main network), and measure it and ``model`` on the
+    reference conditions at :data:`COARSE_TEST_POINTS` points (``augmenter``: the main augmentation). Returns the
+    specialist for the bundle and its metrics."""
     from ...models.bundle import CoarseSpecialist
 
     t_coarse = time.perf_counter()
@@ -172,8 +176,7 @@ def train_coarse_specialist(model: "QDotsNet", data: PreparedLibrary, augmenter:
     outcome = fit(specialist, loss, source_c, validation_c, settings, epochs=settings.coarse_epochs,
                   learning_rate=settings.coarse_learning_rate, batch_seed=lambda epoch: [settings.seed, 1, epoch],
                   desc="coarse specialist", **fit_options)
-    cal = calibrate(specialist, source_c, validation_c, settings, settings.seed + 12, data.split.train,
-                    probe_patterns(data, augmentation, settings))
+    cal = calibrate(specialist, source_c, validation_c, settings, settings.seed + 12, data.split.train, probes)
     # both networks on the reference conditions resampled to the coarsest point count of the evaluation
     x_c, idx_c, _ = reference_test_set(augmenter, data.split.test, settings.seed + 14, n_points=COARSE_TEST_POINTS)
     y_size = data.targets["size_class"]
@@ -302,7 +305,7 @@ def train_model(library_path: str | Path, output: str | Path, settings: Training
     coarse = None
     if with_coarse:
         coarse, metrics["coarse_specialist"] = train_coarse_specialist(model, data, augmenter, augmentation, settings,
-                                                                       loss, fit_options)
+                                                                       loss, fit_options, probes)
     metrics["training_minutes"] = (time.perf_counter() - t_start) / 60
     path = save_trained_bundle(output, model, calibration, data, augmentation, settings, metrics, outcome.history,
                                coarse)
