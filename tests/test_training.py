@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from qdots_bluesky.models.bundle import T_SOLVENT_PROBE, file_sha256, read_bundle
 from qdots_bluesky.predictor import Predictor
 from qdots_bluesky.sim.physics.library import LibrarySettings, build_library
-from qdots_bluesky.sim.learning.train import TrainingSettings, train_model
+from qdots_bluesky.sim.learning.augment_settings import AugmentationSettings
+from qdots_bluesky.sim.learning.train import TrainingSettings, train_model, training_noise_threads
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,8 @@ def test_training_writes_a_bundle_with_provenance(trained, small_library):
     meta = bundle.metadata
     assert meta["training_library"]["sha256"] == file_sha256(small_library)
     assert meta["size_classes_nm"] == [2.0, 4.0, 6.0] and meta["dispersion_classes"] == [0.05, 0.2]
+    # the augmentation as given: the noise threads training chose change the speed, not the patterns
+    assert meta["augmentation"]["n_threads"] == AugmentationSettings().n_threads
     assert meta["training"]["seed"] == 1 and len(meta["history"]) == 2
     split = meta["split"]
     assert not set(split["test"]) & set(split["train"]) and not set(split["validation"]) & set(split["train"])
@@ -132,6 +136,29 @@ def test_training_is_reproducible(small_library, trained, tmp_path):
         assert all(np.array_equal(x.weights[k], y.weights[k]) for k in x.weights)
         assert x.tensors.keys() == y.tensors.keys()
         assert all(np.array_equal(x.tensors[k], y.tensors[k]) for k in x.tensors)
+
+
+def test_training_with_a_batch_thread_gives_the_same_network(small_library, trained, tmp_path):
+    # the default augments in a worker process; a thread of this process makes the same batches
+    settings = TrainingSettings(seed=1, max_epochs=2, samples_per_epoch=1024, batch_size=128, validation_repeats=2,
+                                coarse_epochs=1, solvent_probe=True, batch_worker="thread")
+    threaded = read_bundle(train_model(small_library, tmp_path / "thread.safetensors", settings, progress=False).bundle_path)
+    first = read_bundle(trained.bundle_path)
+    assert first.metadata["training"]["batch_worker"] == "process"
+    for x, y in ((first, threaded), (first.coarse, threaded.coarse)):
+        assert all(np.array_equal(x.weights[k], y.weights[k]) for k in x.weights)
+    with pytest.raises(ValueError, match="batch_worker='gpu'; accepted: 'process', 'thread'"):
+        TrainingSettings(batch_worker="gpu")
+
+
+def test_training_noise_threads_leave_the_network_its_core():
+    # (n_threads asked, torch threads, cores) -> noise threads while the network trains; 1 = drawn inline
+    assert training_noise_threads(2, 1, 2) == 1  # network, producer: both cores taken
+    assert training_noise_threads(2, 1, 3) == 1  # one core left: a pool of one would only add a hand-over
+    assert training_noise_threads(2, 1, 4) == 2
+    assert training_noise_threads(4, 1, 16) == 4 and training_noise_threads(4, 1, 5) == 3
+    assert training_noise_threads(2, 0, 16) == 1  # torch takes every core
+    assert training_noise_threads(1, 1, 16) == 1  # never more than asked
 
 
 def test_library_too_small_to_split(tmp_path):
@@ -257,3 +284,4 @@ def test_time_cap_leaves_the_coarse_specialist_its_epochs(small_library, tmp_pat
     metrics = train_model(small_library, tmp_path / "capped.safetensors", settings, progress=False).metrics
     assert metrics["stopped_by"] == "time_limit" and metrics["epochs_run"] < 12
     assert metrics["coarse_specialist"]["epochs_run"] == 3 and metrics["coarse_specialist"]["stopped_by"] != "time_limit"
+    assert multiprocessing.active_children() == []  # the batch worker of the epochs not trained was stopped

@@ -1,22 +1,24 @@
 """Fitting the network: the training loss, the network's outputs on a fixed set, and the epoch loop.
 
-:func:`fit` trains with AdamW and a one-cycle learning rate on batches a :class:`~.sources.BatchProducer` augments
-while the network works, keeps the weights of the epoch with the least validation loss, stops early only once the
-rate has annealed (``early_stopping_from``) and at ``max_minutes``. Matrix products run in bfloat16 where the CPU
+:func:`fit` trains with AdamW and a one-cycle learning rate on batches augmented while the network works
+(:func:`epoch_stream`: in a worker process, or a :class:`~.sources.BatchProducer` thread), keeps the weights of the
+epoch with the least validation loss, stops early only once the rate has annealed (``early_stopping_from``) and at
+``max_minutes``. Matrix products run in bfloat16 where the CPU
 has it natively (:func:`resolve_precision`).
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ...models.engine import LOG_SIGMA_BOUNDS
 from .settings import TrainingSettings
-from .sources import BatchProducer, DrawnSet, Source
+from .sources import Batch, BatchProducer, DrawnSet, Source
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -125,6 +127,36 @@ class FitOutcome:
     stopped_by: str = "max_epochs"
 
 
+def epoch_stream(source: Source, settings: TrainingSettings, n_batches: int,
+                 seeds: list) -> Generator[Iterator[Batch], None, None]:
+    """One iterator of ``n_batches`` batches per epoch of ``seeds``, augmented while the network trains: in a worker
+    process (``settings.batch_worker`` "process" where the platform forks, :mod:`.batch_stream`) or thread ("thread", a
+    :class:`~.sources.BatchProducer` per epoch, the next started while an epoch is validated). ``close()`` it to stop
+    the worker."""
+    from .batch_stream import batch_stream, can_fork
+
+    if settings.batch_worker == "process" and can_fork():
+        batches = batch_stream(source, settings.batch_size, n_batches, seeds)
+        try:
+            for _ in seeds:
+                yield itertools.islice(batches, n_batches)
+        finally:
+            batches.close()
+        return
+    started: list[BatchProducer] = [BatchProducer(source, settings.batch_size, n_batches, seeds[0])]
+
+    def epoch(k: int) -> Iterator[Batch]:
+        yield from started[k]
+        if k + 1 < len(seeds):  # the next epoch's patterns are made while this one is validated
+            started.append(BatchProducer(source, settings.batch_size, n_batches, seeds[k + 1]))
+
+    try:
+        for k in range(len(seeds)):
+            yield epoch(k)
+    finally:
+        started[-1].close()  # a started epoch that will not be trained
+
+
 def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSet, settings: TrainingSettings, *,
         epochs: int, learning_rate: float, batch_seed: Callable[[int], object], t_start: float,
         autocast_dtype: "torch.dtype | None" = None, desc: str = "training", progress: bool = True,
@@ -157,45 +189,43 @@ def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSe
     best_loss, best_state = np.inf, None
     bar = tqdm(total=epochs, desc=desc, disable=not progress)
     t_fit = time.perf_counter()
-    producer: BatchProducer | None = BatchProducer(source, settings.batch_size, n_batches, batch_seed(0))
-    for epoch in range(epochs):
-        net.train()
-        total, count = 0.0, 0
-        batches, producer = producer, None
-        for t, x, has_nc in batches:
-            value = loss(forward(torch.as_tensor(x), t.get("instrument")), t, has_nc)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(value.detach()) * len(x)
-            count += len(x)
-        if epoch + 1 < epochs:  # the next epoch's patterns are made while this one is validated
-            producer = BatchProducer(source, settings.batch_size, n_batches, batch_seed(epoch + 1))
-        val_out = network_outputs(net, x_val, val_t.get("instrument"))
-        val_loss = float(loss(val_out, val_t, val_nc))
-        val_acc = float((val_out["size_logits"][val_nc_t].argmax(1) == val_size_t).float().mean())
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
-                  "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start}
-        if presence:
-            record["validation_presence_accuracy"] = float(((val_out["nanocrystal_logit"] > 0).numpy() == val_nc).mean())
-        outcome.history.append(record)
-        bar.update(1)
-        bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
-        if val_loss < best_loss:
-            best_loss, best_state = val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()}
-            outcome.best_epoch = epoch + 1
-        elif epoch + 1 - max(outcome.best_epoch, int(settings.early_stopping_from * epochs)) >= settings.patience:
-            # patience counts only epochs after early_stopping_from (the annealed learning rate)
-            outcome.stopped_by = "early_stopping"
-            break
-        now = time.perf_counter()
-        reserve = reserve_epochs * (now - t_fit) / (epoch + 1) + (RESERVE_OVERHEAD_S if reserve_epochs else 0.0)
-        if (now - t_start + reserve) / 60 > settings.max_minutes:
-            outcome.stopped_by = "time_limit"
-            break
-    if producer is not None:
-        producer.close()
+    stream = epoch_stream(source, settings, n_batches, [batch_seed(e) for e in range(epochs)])
+    try:
+        for epoch in range(epochs):
+            net.train()
+            total, count = 0.0, 0
+            for t, x, has_nc in next(stream):
+                value = loss(forward(torch.as_tensor(x), t.get("instrument")), t, has_nc)
+                optimizer.zero_grad(set_to_none=True)
+                value.backward()
+                optimizer.step()
+                scheduler.step()
+                total += float(value.detach()) * len(x)
+                count += len(x)
+            val_out = network_outputs(net, x_val, val_t.get("instrument"))
+            val_loss = float(loss(val_out, val_t, val_nc))
+            val_acc = float((val_out["size_logits"][val_nc_t].argmax(1) == val_size_t).float().mean())
+            record = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "validation_loss": val_loss,
+                      "validation_size_accuracy": val_acc, "seconds": time.perf_counter() - t_start}
+            if presence:
+                record["validation_presence_accuracy"] = float(((val_out["nanocrystal_logit"] > 0).numpy() == val_nc).mean())
+            outcome.history.append(record)
+            bar.update(1)
+            bar.set_postfix(train=f"{total / max(count, 1):.3f}", val=f"{val_loss:.3f}", acc=f"{val_acc:.3f}")
+            if val_loss < best_loss:
+                best_loss, best_state = val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()}
+                outcome.best_epoch = epoch + 1
+            elif epoch + 1 - max(outcome.best_epoch, int(settings.early_stopping_from * epochs)) >= settings.patience:
+                # patience counts only epochs after early_stopping_from (the annealed learning rate)
+                outcome.stopped_by = "early_stopping"
+                break
+            now = time.perf_counter()
+            reserve = reserve_epochs * (now - t_fit) / (epoch + 1) + (RESERVE_OVERHEAD_S if reserve_epochs else 0.0)
+            if (now - t_start + reserve) / 60 > settings.max_minutes:
+                outcome.stopped_by = "time_limit"
+                break
+    finally:
+        stream.close()  # stops the worker (early stopping, the time limit, an error)
     bar.close()
     net.load_state_dict(best_state)
     net.eval()

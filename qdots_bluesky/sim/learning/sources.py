@@ -5,7 +5,8 @@ A *source* is called once per epoch with a random generator and returns ``(augme
 clean pattern (:func:`row_targets`). :class:`LibrarySource` gives the library's training simulations with fresh
 lattice parameters, :class:`PopulationSource` fresh log-normal populations made from per-cluster patterns,
 :class:`FixedLibrarySource` the library's simulations unchanged (validation). :func:`draw_set` draws one fixed
-augmented set from a source; :class:`BatchProducer` augments one epoch's batches on a worker thread;
+augmented set from a source; :func:`epoch_batches` augments one epoch's batches, which :class:`BatchProducer` runs
+on a worker thread (``batch_stream.py``: in a worker process, the training's way);
 :func:`reference_test_set` and :func:`blank_test_set` are the held-out tests on the reference conditions.
 """
 from __future__ import annotations
@@ -156,6 +157,17 @@ def draw_set(source: Source, seed: int, repeats: int = 1, indices: np.ndarray | 
     return DrawnSet(x, laboratory_unknown({k: v[idx] for k, v in targets.items()}, meta), meta["fraction"] > 0)
 
 
+def epoch_batches(source: Source, batch_size: int, n_batches: int, seed) -> Iterator[Batch]:
+    """One epoch's ``n_batches`` augmented batches of ``batch_size`` rows, drawn with generator ``seed``: the
+    source's clean patterns, then rows drawn with replacement and augmented (:data:`Batch`)."""
+    rng = np.random.default_rng(seed)
+    augmenter, indices, targets = source(rng)  # this epoch's patterns
+    for _ in range(n_batches):
+        idx = rng.choice(indices, size=batch_size)
+        x, meta = augmenter.sample(idx, rng)
+        yield laboratory_unknown({k: v[idx] for k, v in targets.items()}, meta), x, meta["fraction"] > 0
+
+
 class BatchProducer:
     """Augments one epoch's batches on a worker thread so augmentation overlaps with the network's work; the
     epoch's clean patterns and targets come from ``source`` (fresh lattice parameters or fresh populations).
@@ -183,16 +195,9 @@ class BatchProducer:
         self._thread.join()
 
     def _run(self, source: Source, batch_size: int, n_batches: int, seed) -> None:
-        rng = np.random.default_rng(seed)
         try:
-            augmenter, indices, targets = source(rng)  # this epoch's patterns
-            for _ in range(n_batches):
-                if self._stop.is_set():
-                    return
-                idx = rng.choice(indices, size=batch_size)
-                x, meta = augmenter.sample(idx, rng)
-                rows = laboratory_unknown({k: v[idx] for k, v in targets.items()}, meta)
-                if not self._put((rows, x, meta["fraction"] > 0)):
+            for batch in epoch_batches(source, batch_size, n_batches, seed):
+                if self._stop.is_set() or not self._put(batch):
                     return
         except BaseException as exc:  # surface worker errors in the training thread
             self._put(exc)
