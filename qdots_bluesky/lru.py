@@ -8,7 +8,9 @@ the later one is kept), so a slow computation never blocks look-ups of other key
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Callable, Generic, Hashable, Iterator, TypeVar
 
@@ -28,6 +30,20 @@ def array_key(a: np.ndarray, decimals: int | None = None) -> tuple[bytes, tuple[
     return hashlib.blake2b(arr.tobytes(), digest_size=16).digest(), tuple(arr.shape), arr.dtype.str
 
 
+#: Every cache, so that a forked child (the training's batch worker) gets fresh locks: one that another thread held
+#: at the fork would stay held in the child for ever.
+_CACHES: "weakref.WeakSet[LRUCache]" = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for cache in list(_CACHES):
+        cache._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+
 class LRUCache(Generic[V]):
     """At most ``maxsize`` entries; a look-up makes an entry the most recent, an insertion evicts the least recent."""
 
@@ -36,6 +52,7 @@ class LRUCache(Generic[V]):
         self._lock = threading.Lock()
         self._maxsize = 0
         self.resize(maxsize)
+        _CACHES.add(self)
 
     @property
     def maxsize(self) -> int:
@@ -99,6 +116,7 @@ class LRUCache(Generic[V]):
         self._lock = threading.Lock()
         self._maxsize = int(state["maxsize"])
         self._data = OrderedDict(state["data"])
+        _CACHES.add(self)
 
     def _evict(self) -> None:
         while len(self._data) > self._maxsize:

@@ -6,7 +6,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from _learning_fakes import FakeAugmenter, fake_source  # noqa: E402
 from qdots_bluesky.sim.learning.batch_stream import batch_stream, can_fork  # noqa: E402
@@ -24,6 +24,16 @@ def test_process_batches_are_the_threads_batches():
         assert np.array_equal(x, x2) and np.array_equal(has_nc, has_nc2)
         assert t.keys() == t2.keys() and all(np.array_equal(t[k], t2[k]) for k in t)
     assert not np.array_equal(streamed[0][1], streamed[3][1])  # each epoch its own seed
+
+
+def test_the_worker_leaves_torchs_random_state_alone():
+    # the thread draws nothing from torch's global generator: nor may the worker's start (else dropout or a later
+    # network's initial weights would differ between the two ways)
+    before = torch.get_rng_state()
+    stream = batch_stream(fake_source(), batch_size=4, n_batches=2, seeds=[0])
+    list(stream)
+    stream.close()
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_worker_errors_are_raised_here():

@@ -1,7 +1,9 @@
 """The shared LRU cache and array keys (qdots_bluesky/lru.py)."""
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 import threading
 
 import numpy as np
@@ -56,3 +58,28 @@ def test_concurrent_use_keeps_the_size_bound():
     for t in threads:
         t.join()
     assert len(c) == 8
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_is_not_locked_out_by_a_parent_thread():
+    # another thread holds the cache's lock at the fork (a predictor's look-up): the child's cache still works
+    c = LRUCache(4)
+    c.put("a", 1)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with c._lock:
+            held.set()
+            release.wait()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: a look-up that would wait for ever on the inherited lock (the alarm ends it then)
+        signal.alarm(10)
+        os._exit(0 if c.get("a") == 1 else 1)
+    release.set()
+    t.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -151,6 +151,26 @@ def test_training_with_a_batch_thread_gives_the_same_network(small_library, trai
         TrainingSettings(batch_worker="gpu")
 
 
+def test_an_error_in_the_training_loop_leaves_no_batch_worker(small_library, tmp_path, monkeypatch):
+    import qdots_bluesky.sim.learning.fitting as fitting
+
+    workers_seen = []
+
+    class FailingLoss(fitting.TrainingLoss):
+        def __call__(self, *args, **kwargs):
+            workers_seen.append(len(multiprocessing.active_children()))
+            raise RuntimeError("the loss failed")
+
+    monkeypatch.setattr(fitting, "TrainingLoss", FailingLoss)
+    monkeypatch.setattr("qdots_bluesky.sim.learning.train.TrainingLoss", FailingLoss)
+    settings = TrainingSettings(seed=1, max_epochs=3, samples_per_epoch=1024, batch_size=128, validation_repeats=1,
+                                coarse_epochs=0)
+    with pytest.raises(RuntimeError, match="the loss failed") as failure:
+        train_model(small_library, tmp_path / "failed.safetensors", settings, progress=False)
+    assert workers_seen == [1]  # the batches came from a worker process...
+    assert failure.traceback and multiprocessing.active_children() == []  # ...stopped, though the traceback lives
+
+
 def test_training_noise_threads_leave_the_network_its_core():
     # (n_threads asked, torch threads, cores) -> noise threads while the network trains; 1 = drawn inline
     assert training_noise_threads(2, 1, 2) == 1  # network, producer: both cores taken

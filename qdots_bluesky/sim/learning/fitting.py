@@ -1,24 +1,23 @@
 """Fitting the network: the training loss, the network's outputs on a fixed set, and the epoch loop.
 
 :func:`fit` trains with AdamW and a one-cycle learning rate on batches augmented while the network works
-(:func:`epoch_stream`: in a worker process, or a :class:`~.sources.BatchProducer` thread), keeps the weights of the
+(:func:`~.batch_stream.epoch_stream`: in a worker process, or a :class:`~.sources.BatchProducer` thread), keeps the weights of the
 epoch with the least validation loss, stops early only once the rate has annealed (``early_stopping_from``) and at
 ``max_minutes``. Matrix products run in bfloat16 where the CPU
 has it natively (:func:`resolve_precision`).
 """
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ...models.engine import LOG_SIGMA_BOUNDS
 from .settings import TrainingSettings
-from .sources import Batch, BatchProducer, DrawnSet, Source
+from .sources import DrawnSet, Source
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -127,36 +126,6 @@ class FitOutcome:
     stopped_by: str = "max_epochs"
 
 
-def epoch_stream(source: Source, settings: TrainingSettings, n_batches: int,
-                 seeds: list) -> Generator[Iterator[Batch], None, None]:
-    """One iterator of ``n_batches`` batches per epoch of ``seeds``, augmented while the network trains: in a worker
-    process (``settings.batch_worker`` "process" where the platform forks, :mod:`.batch_stream`) or thread ("thread", a
-    :class:`~.sources.BatchProducer` per epoch, the next started while an epoch is validated). ``close()`` it to stop
-    the worker."""
-    from .batch_stream import batch_stream, can_fork
-
-    if settings.batch_worker == "process" and can_fork():
-        batches = batch_stream(source, settings.batch_size, n_batches, seeds)
-        try:
-            for _ in seeds:
-                yield itertools.islice(batches, n_batches)
-        finally:
-            batches.close()
-        return
-    started: list[BatchProducer] = [BatchProducer(source, settings.batch_size, n_batches, seeds[0])]
-
-    def epoch(k: int) -> Iterator[Batch]:
-        yield from started[k]
-        if k + 1 < len(seeds):  # the next epoch's patterns are made while this one is validated
-            started.append(BatchProducer(source, settings.batch_size, n_batches, seeds[k + 1]))
-
-    try:
-        for k in range(len(seeds)):
-            yield epoch(k)
-    finally:
-        started[-1].close()  # a started epoch that will not be trained
-
-
 def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSet, settings: TrainingSettings, *,
         epochs: int, learning_rate: float, batch_seed: Callable[[int], object], t_start: float,
         autocast_dtype: "torch.dtype | None" = None, desc: str = "training", progress: bool = True,
@@ -168,6 +137,8 @@ def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSe
     time ``reserve_epochs`` more epochs of this speed would take (what a later fit, the coarse specialist's, needs
     within the cap)."""
     import torch
+
+    from .batch_stream import epoch_stream
 
     optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=settings.weight_decay)
     n_batches = max(1, settings.samples_per_epoch // settings.batch_size)
@@ -189,7 +160,8 @@ def fit(net: "QDotsNet", loss: TrainingLoss, source: Source, validation: DrawnSe
     best_loss, best_state = np.inf, None
     bar = tqdm(total=epochs, desc=desc, disable=not progress)
     t_fit = time.perf_counter()
-    stream = epoch_stream(source, settings, n_batches, [batch_seed(e) for e in range(epochs)])
+    stream = epoch_stream(source, settings.batch_size, n_batches, [batch_seed(e) for e in range(epochs)],
+                          settings.batch_worker)
     try:
         for epoch in range(epochs):
             net.train()
