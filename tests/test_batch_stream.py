@@ -51,3 +51,23 @@ def test_a_stream_closed_early_leaves_no_worker():
     assert multiprocessing.active_children()  # the worker runs ahead
     stream.close()  # training ended early: the worker is stopped and joined
     assert multiprocessing.active_children() == []
+
+
+def _report_can_fork(queue):
+    queue.put(can_fork())
+
+
+def test_no_fork_from_a_daemonic_process_or_another_thread():
+    import threading
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    daemon = ctx.Process(target=_report_can_fork, args=(queue,), daemon=True)
+    daemon.start()
+    assert queue.get(timeout=60) is False  # a daemonic process may not have children
+    daemon.join()
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(can_fork()))
+    thread.start()
+    thread.join()
+    assert seen == [False]  # PyTorch watches its workers from the main thread only

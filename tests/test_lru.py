@@ -72,14 +72,27 @@ def test_a_forked_child_is_not_locked_out_by_a_parent_thread():
             held.set()
             release.wait()
 
-    t = threading.Thread(target=hold)
+    t = threading.Thread(target=hold, daemon=True)
     t.start()
     held.wait()
-    pid = os.fork()
-    if pid == 0:  # the child: a look-up that would wait for ever on the inherited lock (the alarm ends it then)
-        signal.alarm(10)
-        os._exit(0 if c.get("a") == 1 else 1)
-    release.set()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a look-up that would wait for ever on the inherited lock (the alarm ends it then)
+            code = 1
+            try:
+                signal.alarm(10)
+                code = 0 if c.get("a") == 1 else 1
+            finally:
+                os._exit(code)
+    finally:
+        release.set()
     t.join()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_restored_caches_get_fresh_locks_after_a_fork_too():
+    import qdots_bluesky.lru as lru
+
+    restored = pickle.loads(pickle.dumps(LRUCache(2)))
+    assert restored in lru._CACHES

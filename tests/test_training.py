@@ -153,6 +153,10 @@ def test_training_with_a_batch_thread_gives_the_same_network(small_library, trai
 
 def test_an_error_in_the_training_loop_leaves_no_batch_worker(small_library, tmp_path, monkeypatch):
     import qdots_bluesky.sim.learning.fitting as fitting
+    from qdots_bluesky.sim.learning.batch_stream import can_fork
+
+    if not can_fork():
+        pytest.skip("the batch worker is forked on Linux only")
 
     workers_seen = []
 

@@ -4,10 +4,10 @@ A worker *thread* (:class:`~.sources.BatchProducer`) shares the interpreter's lo
 the augmentation's many small NumPy calls and the network's many small torch calls wait for each other. In a worker
 process, started once per fit by PyTorch's ``DataLoader``, each has a core of its own. The worker is forked (a
 spawned interpreter would import the caller's main script again, which an unguarded script turns into a second
-training); the package's caches get fresh locks in it (:mod:`qdots_bluesky.lru`). The batches are the same as the
+training); the package's LRU caches get fresh locks in it (:mod:`qdots_bluesky.lru`). The batches are the same as the
 thread's, to the bit: the same source, seeds and code, only elsewhere; torch's global random state is left alone.
-Where forking is not the platform's way (macOS, Windows) or the caller is itself a daemonic worker process,
-:func:`can_fork` is False and the training uses the thread.
+Where forking is not the platform's way (macOS, Windows), the training runs outside the main thread or the caller
+is itself a daemonic worker process, :func:`can_fork` is False and the training uses the thread.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import itertools
 import multiprocessing
 import signal
 import sys
+import threading
 from typing import Generator, Iterator, Sequence
 
 import torch
@@ -25,8 +26,8 @@ from .sources import Batch, BatchProducer, Source, epoch_batches
 #: Batches the worker prepares ahead of the network (each 256 x 5004 float32 patterns, ~5 MB, in the default recipe).
 PREFETCH_BATCHES = 4
 
-#: Seconds the training waits for one batch before it gives up with an error instead of waiting for ever (a batch
-#: takes ~0.06 s, an epoch's populations ~1 s on 2 cores).
+#: Seconds the training waits for one batch from a worker that is alive but stuck before it gives up with an error
+#: (a batch takes ~0.06 s, an epoch's populations ~1 s on 2 cores; a worker that dies is noticed at once).
 BATCH_TIMEOUT_S = 600.0
 
 
@@ -48,15 +49,16 @@ def _as_is(batch: Batch) -> Batch:
 
 
 def _ignore_interrupts(worker_id: int) -> None:
-    """In the worker: Ctrl-C is the training loop's to handle (it closes the stream); a worker that stopped on it
-    would block on a batch no one reads until the shutdown's time-out terminates it."""
+    """In the worker: Ctrl-C is the training loop's to handle (it closes the stream), not the worker's."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def can_fork() -> bool:
-    """Whether the batch worker can be forked here: on Linux (elsewhere forking is unsafe or absent), and not from a
-    daemonic process (which may not have children)."""
-    return sys.platform.startswith("linux") and not multiprocessing.current_process().daemon
+    """Whether the batch worker can be forked here: on Linux (elsewhere forking is unsafe or absent), from the main
+    thread (only there does PyTorch watch its workers for an early death, which elsewhere could leave the training
+    waiting for ever on a half-sent batch) and not from a daemonic process (which may not have children)."""
+    return (sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+            and not multiprocessing.current_process().daemon)
 
 
 class BatchStream:

@@ -52,8 +52,8 @@ class TrainingSettings:
     max_minutes: float = 30.0
     torch_threads: int = 1  # network on one core, augmentation on the other (0 = torch default)
     # where the batches are augmented while the network trains: "process", one worker process per fit (no interpreter
-    # lock shared with the training loop: epochs of 7.9-8.2 s against 10.3-12.2 s on 2 cores; a thread where the
-    # platform does not fork, sim.learning.batch_stream.can_fork), or "thread"; the same batches either way
+    # lock shared with the training loop: epochs of 7.9 s against 10.4 s on 2 cores, bench_training_speed; a thread
+    # where sim.learning.batch_stream.can_fork says no), or "thread"; the same batches either way
     batch_worker: str = "process"
     input_transform: str = "center"  # the network's input transform (models.network: center, sqrt, log, none)
     filters: list[int] = field(default_factory=lambda: [32, 64, 96, 128, 128])  # filters of the five convolutions (reference: 32 each)
