@@ -89,7 +89,7 @@ def batch_stream(source: Source, batch_size: int, n_batches: int, seeds: Sequenc
     loader = DataLoader(EpochBatches(source, batch_size, n_batches, seeds), batch_size=None, num_workers=1,
                         collate_fn=_as_is, multiprocessing_context="fork", prefetch_factor=PREFETCH_BATCHES,
                         persistent_workers=False, timeout=BATCH_TIMEOUT_S, worker_init_fn=_ignore_interrupts,
-                        generator=torch.Generator())  # (its base seed from a generator of its own, not torch's global one)
+                        generator=torch.Generator())  # its base seed from its own generator, not torch's global one
     return BatchStream(iter(loader))
 
 

@@ -1,10 +1,10 @@
 """Fitting the network: the training loss, the network's outputs on a fixed set, and the epoch loop.
 
 :func:`fit` trains with AdamW and a one-cycle learning rate on batches augmented while the network works
-(:func:`~.batch_stream.epoch_stream`: in a worker process, or a :class:`~.sources.BatchProducer` thread), keeps the weights of the
-epoch with the least validation loss, stops early only once the rate has annealed (``early_stopping_from``) and at
-``max_minutes``. Matrix products run in bfloat16 where the CPU
-has it natively (:func:`resolve_precision`).
+(:func:`~.batch_stream.epoch_stream`: in a worker process, or a :class:`~.sources.BatchProducer` thread), keeps the
+weights of the epoch with the least validation loss, stops early only once the rate has annealed
+(``early_stopping_from``) and at ``max_minutes``. Matrix products run in bfloat16 where the CPU has it natively
+(:func:`resolve_precision`).
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def training_noise_threads(n_threads: int, torch_threads: int, cores: int) -> in
     itself. On 2 cores with torch on one, 1: a pool of two beside the worker and the network (four threads on two
     cores) made an epoch 20-25 % slower. The noise of a row does not depend on it. (The run's validation,
     calibration and test sets are drawn with the same augmenter: on 2 cores inline as well, seconds in all.)"""
-    free = cores - (torch_threads or cores) - 1  # beside the network and the producer's own thread
+    free = cores - (torch_threads or cores) - 1  # beside the network and the batch worker itself
     return max(1, min(int(n_threads), free if free >= 2 else 1))
 
 
